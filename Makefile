@@ -1,0 +1,215 @@
+# tlsshim - one non-recursive Makefile.
+#
+#   make                 build/libtlsshim.so, build/libtlsshim-tls.so, build/tlsshim
+#   make test            install missing Debian packages, build, run every test
+#   make SAN=asan test   the same under AddressSanitizer + UBSan, in build-asan/
+#   make SAN=tsan test   the same under ThreadSanitizer, in build-tsan/
+#   make bench           benchmarks (ratios against native OpenSSL and stunnel)
+#   make fuzz            run the fuzzers for FUZZ_SECONDS each
+#   make demo            an unmodified plaintext client made to speak TLS
+#   make install PREFIX=/usr/local DESTDIR=
+#   make compdb          compile_commands.json for clangd / clang-tidy
+#   V=1                  show the commands
+
+SAN        ?=
+BUILD      ?= build$(if $(SAN),-$(SAN))
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LIBDIR     ?= $(PREFIX)/lib
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+FUZZ_SECONDS ?= 60
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CC         ?= cc
+OPT        ?= -O2 -g
+WARN       := -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wvla -Wstrict-prototypes \
+              -Wmissing-prototypes -Wno-missing-field-initializers
+CPPFLAGS   += -D_GNU_SOURCE -DTLSSHIM_VERSION='"$(VERSION)"' -Ipolicy -Ishim
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
+LDLIBS_SSL := -lssl -lcrypto
+
+ifeq ($(SAN),asan)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SAN),tsan)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else ifneq ($(SAN),)
+$(error SAN must be asan or tsan)
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- sources -------------------------------------------------------------------------
+POLICY_SRC := $(sort $(wildcard policy/*.c))
+CMD_SRC    := $(sort $(wildcard cmd/*.c))
+SHIM_SRC   := $(sort $(wildcard shim/*.c))
+HOOK_SRC   := $(sort $(wildcard shim/hooks/*.c))
+TLS_SRC    := $(sort $(wildcard shim/tls/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+E2E_SRC    := $(sort $(wildcard tests/e2e/test_*.c))
+E2E_LIB    := $(sort $(filter-out $(E2E_SRC),$(wildcard tests/e2e/*.c)))
+PROG_SRC   := $(sort $(wildcard tests/progs/*.c))
+CONF_SRC   := $(sort $(wildcard tests/conformance/*.c))
+BENCH_SRC  := $(sort $(wildcard tests/bench/*.c))
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+POLICY_OBJ := $(call obj,$(POLICY_SRC))
+CMD_OBJ    := $(call obj,$(CMD_SRC))
+SHIM_OBJ   := $(call obj,$(SHIM_SRC))
+HOOK_OBJ   := $(call obj,$(HOOK_SRC))
+TLS_OBJ    := $(call obj,$(TLS_SRC))
+E2E_LIBOBJ := $(call obj,$(E2E_LIB))
+
+LIBPOLICY  := $(BUILD)/libpolicy.a
+LIBCORE    := $(BUILD)/libshimcore.a
+LIBENGINE  := $(BUILD)/libtlsengine.a
+SHIM_SO    := $(BUILD)/libtlsshim.so
+TLS_SO     := $(BUILD)/libtlsshim-tls.so
+CMD_BIN    := $(BUILD)/tlsshim
+
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+E2E_BIN    := $(patsubst tests/e2e/%.c,$(BUILD)/tests/e2e/%,$(E2E_SRC))
+PROG_BIN   := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(PROG_SRC))
+CONF_BIN   := $(patsubst tests/conformance/%.c,$(BUILD)/tests/conformance/%,$(CONF_SRC))
+BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRC))
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps test unit e2e asan tsan bench fuzz demo install compdb lint format \
+        format-check check-exports clean
+
+all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
+
+deps:
+	$(Q)scripts/setup-deps
+
+# ---- compile -------------------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -MMD -MP -c $< -o $@
+
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*/*/*.d)
+
+$(LIBPOLICY): $(POLICY_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(LIBCORE): $(SHIM_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(LIBENGINE): $(TLS_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# ---- the artifacts -------------------------------------------------------------------
+# The preload library: hooks + core + policy; libc only (no libssl: see shim/engine.h).
+$(SHIM_SO): $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) shim/exports.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(CFLAGS_ALL) $(SANFLAGS) -Wl,--version-script=shim/exports.map \
+	   -Wl,-z,now -Wl,-z,relro -o $@ $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) -ldl $(LDFLAGS)
+
+# The TLS engine, dlopen()ed by the preload library on the first wrapped connection.
+$(TLS_SO): $(TLS_OBJ) $(LIBPOLICY) shim/tls/exports.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(CFLAGS_ALL) $(SANFLAGS) -Wl,--version-script=shim/tls/exports.map \
+	   -Wl,-z,relro -o $@ $(TLS_OBJ) $(LIBPOLICY) $(LDLIBS_SSL) $(LDFLAGS)
+
+# The command links the policy library, never the hooks.
+$(CMD_BIN): $(CMD_OBJ) $(LIBPOLICY)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $(CMD_OBJ) $(LIBPOLICY) $(LDFLAGS)
+
+# ---- tests ---------------------------------------------------------------------------
+# Unit tests link the modules directly; the hooks are never loaded into them.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -Itests -o $@ $< $(LIBCORE) $(LIBENGINE) \
+	   $(LIBPOLICY) -lcriterion $(LDLIBS_SSL) -ldl $(LDFLAGS)
+
+$(BUILD)/tests/e2e/%: tests/e2e/%.c $(E2E_LIBOBJ)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -Itests -o $@ $< $(E2E_LIBOBJ) -lcriterion \
+	   $(LDLIBS_SSL) $(LDFLAGS)
+
+# Helper programs the e2e tests run (plain clients/servers that know nothing of TLS).
+$(BUILD)/tests/progs/%: tests/progs/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDLIBS_SSL) $(LDFLAGS)
+
+$(BUILD)/tests/conformance/%: tests/conformance/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDFLAGS)
+
+$(BUILD)/tests/bench/%: tests/bench/%.c $(LIBPOLICY)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LIBPOLICY) $(LDLIBS_SSL) $(LDFLAGS)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BIN) $(E2E_BIN) $(PROG_BIN) $(CONF_BIN)
+	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(UNIT_BIN) $(E2E_BIN)
+
+unit: deps
+	$(Q)$(MAKE) --no-print-directory $(UNIT_BIN)
+	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(UNIT_BIN)
+
+e2e: deps
+	$(Q)$(MAKE) --no-print-directory all $(E2E_BIN) $(PROG_BIN) $(CONF_BIN)
+	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(E2E_BIN)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory SAN=asan test
+tsan:
+	$(Q)$(MAKE) --no-print-directory SAN=tsan test
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN)
+	$(Q)BUILD=$(BUILD) tests/bench/run
+
+# libFuzzer needs clang; fuzzers always build with ASan + UBSan in build-fuzz/.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ipolicy -Ishim
+build-fuzz/%: tests/fuzz/%.c $(POLICY_SRC)
+	@mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(POLICY_SRC)
+
+fuzz: deps $(FUZZ_BIN)
+	$(Q)for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	      build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; \
+	done
+
+demo: deps all
+	$(Q)scripts/demo
+
+check-exports: all
+	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map
+	$(Q)scripts/check-exports $(TLS_SO) shim/tls/exports.map
+
+lint: check-exports
+	$(Q)scripts/check-hooks
+
+format:
+	$(Q)clang-format -i $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \
+	   $(wildcard policy/*.h shim/*.h shim/*/*.h)
+format-check:
+	$(Q)clang-format --dry-run --Werror $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) \
+	   $(TLS_SRC) $(wildcard policy/*.h shim/*.h shim/*/*.h)
+
+compdb:
+	$(Q)$(MAKE) clean && bear -- $(MAKE) all $(UNIT_BIN) $(E2E_BIN)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	   $(DESTDIR)$(MANDIR)/man7
+	install -m 0755 $(SHIM_SO) $(TLS_SO) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(CMD_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 0644 doc/tlsshim.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 doc/tlsshim-policy.7 $(DESTDIR)$(MANDIR)/man7/
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz compile_commands.json

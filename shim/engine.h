@@ -1,0 +1,136 @@
+/*
+ * engine.h - the TLS engine: one TLS session over one non-blocking socket.
+ *
+ * The engine lives in its own shared object, libtlsshim-tls.so, the only part
+ * of tlsshim linked against libssl/libcrypto. libtlsshim.so dlopen()s it when
+ * the first connection is wrapped, so a process that wraps nothing never loads
+ * or initialises OpenSSL (LD_PRELOAD is inherited by every child of a wrapped
+ * shell; each must stay cheap to start).
+ *
+ * The engine never blocks and never waits: every operation runs until it
+ * needs the socket to become readable or writable and then says which. All
+ * waiting, timeouts, blocking emulation, errno and locking belong to the
+ * caller (shim/conn.c). A session is not thread-safe: the caller serialises
+ * calls on one session (never holding its lock across a wait).
+ *
+ * Writes: the engine's BIO always accepts the ciphertext OpenSSL produces,
+ * writing what the kernel takes and keeping the rest (at most about one
+ * record) until tsess_flush(). tls_write() first flushes; if that cannot
+ * finish, it accepts nothing and returns TS_WANT_WRITE. So bytes reported
+ * written are committed, exactly like a socket's partial write, and OpenSSL's
+ * "retry with the same buffer" rule never reaches the program.
+ *
+ * All socket I/O goes through the real_fns table given at init (never the
+ * hooked libc names).
+ */
+#ifndef TLSSHIM_ENGINE_H
+#define TLSSHIM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "policy.h"
+
+struct real_fns;
+struct tsess; /* opaque: one TLS session */
+
+#define ENGINE_ABI 1
+
+/* Log levels, shared with shim/log.h. */
+enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
+
+/* Negative results of session operations (never a valid byte count). */
+enum {
+	TS_WANT_READ = -1,  /* wait for the socket to be readable, then call again */
+	TS_WANT_WRITE = -2, /* wait for writable (pending ciphertext), then call again */
+	TS_CLOSED = -3,     /* the peer sent close_notify: end of data */
+	TS_EOF = -4,        /* the peer closed the TCP stream without close_notify */
+	TS_FATAL = -5,      /* TLS failure; tsess_reason() says why; the session is dead */
+	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
+};
+
+struct engine_host {
+	const struct real_fns *real;
+	/* printf-style logger; LEVEL is LOG_LVL_*. Thread-safe. */
+	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+	const char *keylog_path; /* TLSSHIM_KEYLOG, or NULL */
+};
+
+enum tls_role { TLS_ROLE_CLIENT = 0, TLS_ROLE_SERVER = 1 };
+
+struct tsess_params {
+	int fd;                         /* connected, non-blocking TCP socket */
+	enum tls_role role;
+	const struct policy_rule *rule; /* options; outlives the session */
+	/*
+	 * Client: the name the program resolved (or the rule's matched name).
+	 * It is the default SNI and verified name. NULL when the program used an
+	 * IP literal: then no SNI is sent (RFC 6066 section 3 forbids literal
+	 * addresses in server_name) and the address is verified instead.
+	 */
+	const char *peer_name;
+	const char *peer_addr; /* numeric text of the destination/peer address */
+	uint16_t port;         /* destination port (client session cache key) */
+};
+
+struct engine_ops {
+	unsigned abi; /* ENGINE_ABI */
+
+	/* Initialises OpenSSL once. Returns 0, or -1 with a message in ERR. */
+	int (*init)(const struct engine_host *host, char *err, size_t errlen);
+
+	/*
+	 * Creates a session for P (building or reusing the rule's SSL_CTX,
+	 * reloading its files if they changed on disk). Returns NULL with a
+	 * message in ERR (e.g. "cannot load cert /x: no start line").
+	 */
+	struct tsess *(*sess_new)(const struct tsess_params *p, char *err, size_t errlen);
+
+	/* Frees the session. No I/O is done (send close_notify first if wanted). */
+	void (*sess_free)(struct tsess *s);
+
+	/* Points the session at another fd of the same socket (after dup + close). */
+	void (*set_fd)(struct tsess *s, int fd);
+
+	/* Advances the handshake: 0 when complete, TS_WANT_*, TS_FATAL, TS_SYSERR, TS_EOF. */
+	int (*handshake)(struct tsess *s);
+
+	/*
+	 * Reads plaintext (PEEK: leave it queued). Returns bytes > 0, or
+	 * TS_WANT_READ, TS_CLOSED, TS_EOF, TS_FATAL, TS_SYSERR. LEN 0 returns 0.
+	 */
+	ssize_t (*read)(struct tsess *s, void *buf, size_t len, int peek);
+
+	/* Encrypts up to LEN bytes: bytes accepted > 0, or TS_WANT_WRITE, TS_FATAL, TS_SYSERR. */
+	ssize_t (*write)(struct tsess *s, const void *buf, size_t len);
+
+	/* Sends pending ciphertext: 0 when none is left, TS_WANT_WRITE, TS_SYSERR. */
+	int (*flush)(struct tsess *s);
+
+	/* Queues close_notify and flushes: 0, TS_WANT_WRITE, TS_SYSERR. Idempotent. */
+	int (*close_notify)(struct tsess *s);
+
+	/* Decrypted plaintext bytes available without any socket I/O. */
+	size_t (*pending)(const struct tsess *s);
+
+	/* Whether undecrypted input is already buffered inside the engine. */
+	int (*buffered_input)(const struct tsess *s);
+
+	/* Whether ciphertext is waiting to be flushed. */
+	int (*output_pending)(const struct tsess *s);
+
+	/* Why the last TS_FATAL happened ("certificate verify failed: hostname mismatch"). */
+	const char *(*reason)(const struct tsess *s);
+
+	/* errno behind the last TS_SYSERR. */
+	int (*sys_errno)(const struct tsess *s);
+
+	/* One line for debug logs: "TLSv1.3 TLS_AES_128_GCM_SHA256 resumed alpn=h2". */
+	void (*describe)(const struct tsess *s, char *buf, size_t len);
+};
+
+/* The only symbol libtlsshim-tls.so exports. */
+extern const struct engine_ops tlsshim_engine_ops;
+
+#endif

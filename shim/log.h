@@ -1,0 +1,30 @@
+/*
+ * log.h - tlsshim's log lines: "tlsshim[PID]: LEVEL: what happened".
+ *
+ * To stderr, or appended to TLSSHIM_LOG_FILE. Each line is written with one
+ * write(2) so lines from threads and processes never interleave. Logging
+ * preserves errno.
+ */
+#ifndef TLSSHIM_LOG_H
+#define TLSSHIM_LOG_H
+
+#include "engine.h" /* LOG_LVL_* */
+
+/* Reads TLSSHIM_LOG / TLSSHIM_LOG_FILE. Returns 0, or -1 if TLSSHIM_LOG is invalid. */
+int log_init(void);
+
+/* Whether LEVEL would be written (to skip building expensive messages). */
+int log_enabled(int level);
+
+/* Writes one line at LEVEL. Thread- and async-signal-tolerant; preserves errno. */
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+/* The fd log lines go to (for close/closefrom protection), or -1 for stderr. */
+int log_fd(void);
+
+#endif

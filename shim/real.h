@@ -1,0 +1,100 @@
+/*
+ * real.h - the real libc functions behind every hook, resolved once.
+ *
+ * Code in shim/ never calls a hooked function by its libc name: it calls
+ * real.NAME(...). The TLS engine receives a pointer to the same table.
+ */
+#ifndef TLSSHIM_REAL_H
+#define TLSSHIM_REAL_H
+
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+/*
+ * X(name, return type, parameter list). REQ marks symbols every supported
+ * libc has; OPT ones may be missing (the hook then fails with ENOSYS only if
+ * the program somehow reached it, which it cannot without the symbol).
+ */
+#define REAL_FUNCS(REQ, OPT)                                                                     \
+	REQ(connect, int, (int, const struct sockaddr *, socklen_t))                             \
+	REQ(accept, int, (int, struct sockaddr *, socklen_t *))                                  \
+	REQ(accept4, int, (int, struct sockaddr *, socklen_t *, int))                            \
+	REQ(close, int, (int))                                                                   \
+	REQ(shutdown, int, (int, int))                                                           \
+	REQ(read, ssize_t, (int, void *, size_t))                                                \
+	REQ(write, ssize_t, (int, const void *, size_t))                                         \
+	REQ(readv, ssize_t, (int, const struct iovec *, int))                                    \
+	REQ(writev, ssize_t, (int, const struct iovec *, int))                                   \
+	REQ(send, ssize_t, (int, const void *, size_t, int))                                     \
+	REQ(recv, ssize_t, (int, void *, size_t, int))                                           \
+	REQ(sendto, ssize_t, (int, const void *, size_t, int, const struct sockaddr *, socklen_t)) \
+	REQ(recvfrom, ssize_t, (int, void *, size_t, int, struct sockaddr *, socklen_t *))       \
+	REQ(sendmsg, ssize_t, (int, const struct msghdr *, int))                                 \
+	REQ(recvmsg, ssize_t, (int, struct msghdr *, int))                                       \
+	REQ(dup, int, (int))                                                                     \
+	REQ(dup2, int, (int, int))                                                               \
+	REQ(dup3, int, (int, int, int))                                                          \
+	REQ(fcntl, int, (int, int, ...))                                                         \
+	REQ(ioctl, int, (int, unsigned long, ...))                                               \
+	REQ(getsockopt, int, (int, int, int, void *, socklen_t *))                               \
+	REQ(setsockopt, int, (int, int, int, const void *, socklen_t))                           \
+	REQ(poll, int, (struct pollfd *, nfds_t, int))                                           \
+	REQ(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))    \
+	REQ(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *))                  \
+	REQ(pselect, int,                                                                        \
+	    (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))      \
+	REQ(epoll_create, int, (int))                                                            \
+	REQ(epoll_create1, int, (int))                                                           \
+	REQ(epoll_ctl, int, (int, int, int, struct epoll_event *))                               \
+	REQ(epoll_wait, int, (int, struct epoll_event *, int, int))                              \
+	REQ(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *))           \
+	OPT(epoll_pwait2, int,                                                                   \
+	    (int, struct epoll_event *, int, const struct timespec *, const sigset_t *))         \
+	REQ(getaddrinfo, int,                                                                    \
+	    (const char *, const char *, const struct addrinfo *, struct addrinfo **))           \
+	REQ(gethostbyname, struct hostent *, (const char *))                                     \
+	REQ(gethostbyname2, struct hostent *, (const char *, int))                               \
+	REQ(gethostbyname_r, int,                                                                \
+	    (const char *, struct hostent *, char *, size_t, struct hostent **, int *))          \
+	REQ(gethostbyname2_r, int,                                                               \
+	    (const char *, int, struct hostent *, char *, size_t, struct hostent **, int *))     \
+	OPT(close_range, int, (unsigned, unsigned, int))                                         \
+	OPT(closefrom, void, (int))                                                              \
+	REQ(sendfile, ssize_t, (int, int, off_t *, size_t))                                      \
+	REQ(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))                   \
+	REQ(copy_file_range, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))          \
+	REQ(fdopen, FILE *, (int, const char *))                                                 \
+	REQ(__read_chk, ssize_t, (int, void *, size_t, size_t))                                  \
+	REQ(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                             \
+	REQ(__recvfrom_chk, ssize_t,                                                             \
+	    (int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *))
+
+#define REAL_MEMBER(name, ret, args) ret(*name) args;
+
+struct real_fns {
+	REAL_FUNCS(REAL_MEMBER, REAL_MEMBER)
+};
+
+#undef REAL_MEMBER
+
+/* The table; valid after real_init(). */
+extern struct real_fns real;
+
+/*
+ * Resolves every entry with dlsym(RTLD_NEXT). Idempotent and safe to call
+ * from any hook, including one reached while dlsym itself runs: until the
+ * table is complete, the hooks fall back to raw system calls (see real.c).
+ * Aborts with a message if a required symbol is missing or resolves back to
+ * the shim itself.
+ */
+void real_init(void);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * harness.h - end-to-end test support: spawn real programs with an explicit
+ * environment, collect their output, find free loopback ports, and make the
+ * test PKI (scripts/mkpki) once per test binary.
+ *
+ * The shim is never loaded into a test binary: programs under test get it in
+ * their own environment through h_env_preload().
+ */
+#ifndef TLSSHIM_E2E_HARNESS_H
+#define TLSSHIM_E2E_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- paths (absolute; owned by the harness, valid for the process) ---- */
+const char *h_build(void); /* $BUILD from the Makefile, default "build" */
+const char *h_shim(void);  /* BUILD/libtlsshim.so */
+const char *h_cmd(void);   /* BUILD/tlsshim */
+const char *h_prog(const char *name); /* BUILD/tests/progs/NAME */
+const char *h_src(void);   /* the source tree's top directory */
+/* The test PKI directory, made on first use by scripts/mkpki into a fresh temp dir. */
+const char *h_pki(void);
+/* "h_pki()/NAME", e.g. h_pki_file("server.pem"). Valid for the process. */
+const char *h_pki_file(const char *name);
+/* A new temporary directory, removed at exit. */
+const char *h_tmpdir(void);
+
+/* ---- environments: nothing is inherited from the test's own environment ---- */
+struct h_env {
+	char **v; /* "KEY=VALUE", NULL-terminated */
+	size_t n, cap;
+};
+/* PATH, HOME, LANG=C.UTF-8, and the sanitizer options when SAN is set. */
+void h_env_init(struct h_env *e);
+/* Sets (or replaces) KEY to the formatted value. */
+void h_env_set(struct h_env *e, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* LD_PRELOAD = [the sanitizer runtime under SAN=asan/tsan] + h_shim(). */
+void h_env_preload(struct h_env *e);
+void h_env_free(struct h_env *e);
+
+/* ---- processes ---- */
+struct h_proc {
+	pid_t pid;
+	int in_fd, out_fd, err_fd; /* our ends of the pipes; -1 once closed */
+	char *out, *err;           /* collected output, NUL-terminated */
+	size_t out_len, err_len;
+	int status;                /* wait status once reaped */
+	int reaped;
+};
+
+/*
+ * Starts ARGV[0] (looked up in ENV's PATH) with exactly ENV's environment.
+ * STDIN_DATA (may be NULL) is written to its stdin, which is then closed.
+ * Returns 0, or -1 with errno.
+ */
+int h_spawn(struct h_proc *p, char *const argv[], const struct h_env *env,
+	    const void *stdin_data, size_t stdin_len);
+/*
+ * Collects output until the process exits or TIMEOUT_MS passes (then it is
+ * killed with SIGKILL and -1 is returned). Returns the exit code (128+signal
+ * if killed by a signal).
+ */
+int h_wait(struct h_proc *p, int timeout_ms);
+/* h_spawn + h_wait. */
+int h_run(struct h_proc *p, char *const argv[], const struct h_env *env, int timeout_ms);
+/* SIGTERM, then SIGKILL after a second; reaps. Safe to call twice. */
+void h_kill(struct h_proc *p);
+void h_proc_free(struct h_proc *p);
+
+/* ---- network (127.0.0.1 only) ---- */
+/* A TCP port nothing listens on now, on 127.0.0.1. */
+int h_free_port(void);
+/* Waits until 127.0.0.1:PORT accepts connections. Returns 0, or -1 on time-out. */
+int h_wait_port(int port, int timeout_ms);
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on error. */
+char *h_read_file(const char *path, size_t *len);
+
+#endif
