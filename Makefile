@@ -144,7 +144,7 @@ $(BUILD)/tests/conformance/%: tests/conformance/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDFLAGS)
 
-$(BUILD)/tests/bench/%: tests/bench/%.c $(LIBPOLICY)
+$(BUILD)/tests/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(LIBPOLICY)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LIBPOLICY) $(LDLIBS_SSL) $(LDFLAGS)
 

@@ -24,7 +24,10 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
-/* The fd log lines go to (for close/closefrom protection), or -1 for stderr. */
+/* The fd log lines go to, or -1 (stderr, or the file is not open yet). */
 int log_fd(void);
+
+/* The program closed FD: if it was the log file, reopen it on the next line. */
+void log_forget_fd(int fd);
 
 #endif

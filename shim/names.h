@@ -4,7 +4,9 @@
  * The resolver hooks record name -> addresses; connect asks address -> name.
  * The most recent resolution by the calling thread wins, else the most recent
  * by any thread (event loops resolve on one thread and connect on another).
- * Memory is bounded; all functions are thread-safe.
+ * Memory is bounded; all functions are thread-safe and fork-safe (names.c
+ * registers its own pthread_atfork handlers; callers need do nothing in the
+ * child).
  *
  * The shim also resolves the exact names of connect rules itself (for programs
  * that never ask libc), once, when a connection to an address with no known
@@ -13,6 +15,7 @@
 #ifndef TLSSHIM_NAMES_H
 #define TLSSHIM_NAMES_H
 
+#include <netdb.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -20,28 +23,64 @@
 
 #define NAMES_MAX_NAME 256 /* DNS names are at most 253 bytes */
 
-/* Records that NAME resolved to ADDR (AF_INET/AF_INET6 sockaddr). Names that
- * are numeric addresses are ignored. Preserves errno. */
-void names_remember(const char *name, const struct sockaddr *addr);
+/* Table sizes: remembered addresses per thread, and for the whole process. */
+#define NAMES_THREAD_CAP 32
+#define NAMES_GLOBAL_CAP 4096
+
+/*
+ * Records that NAME resolved to ADDR (AF_INET/AF_INET6 sockaddr; other
+ * families are ignored). NAME is lower-cased and one trailing dot dropped;
+ * names that are numeric addresses, empty, longer than 253 bytes or that
+ * contain spaces or control characters are ignored. Returns 1 if recorded,
+ * else 0. Never allocates; preserves errno.
+ */
+int names_remember(const char *name, const struct sockaddr *addr);
+
+/*
+ * As names_remember() for every AF_INET/AF_INET6 address of a getaddrinfo()
+ * result list RES (NULL allowed). Returns the number of addresses recorded
+ * (an address repeated in consecutive entries, one per socket type, counts
+ * once). Preserves errno.
+ */
+size_t names_remember_addrinfo(const char *name, const struct addrinfo *res);
+
+/*
+ * As names_remember() for every address of a gethostbyname*() result HE
+ * (NULL allowed). Returns the number of addresses recorded. Preserves errno.
+ */
+size_t names_remember_hostent(const char *name, const struct hostent *he);
 
 /*
  * Copies to OUT the name the program most recently resolved to (FAMILY, ADDR)
  * (ADDR: 4 or 16 bytes, network order; IPv4-mapped IPv6 is looked up as IPv4).
- * Returns 1 if found, 0 if not. Preserves errno.
+ * Returns 1 if found, 0 if not. Never allocates; preserves errno.
  */
 int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]);
 
 /*
  * The exact names of P's DIR rules that resolve (by the shim's own look-up,
  * cached for NAMES_SELF_TTL_S seconds) to (FAMILY, ADDR). Writes at most MAX
- * names, pointing into P (valid while P lives), to OUT; returns how many.
- * May block on DNS the first time (and after the TTL). Preserves errno.
+ * names, pointing into P (valid while P lives), to OUT, in rule order;
+ * returns how many. May block on DNS the first time (and after the TTL): one
+ * thread resolves while others wait (or, after the TTL, use the old answers).
+ * At most NAMES_SELF_MAX_NAMES names are resolved. "localhost" and
+ * "*.localhost" names always include 127.0.0.1 and ::1 (RFC 6761 section
+ * 6.3). Returns 0 when called from inside the shim's own resolution (an NSS
+ * module that connects). Preserves errno and h_errno.
  */
 #define NAMES_SELF_TTL_S 30
+#define NAMES_SELF_MAX_NAMES 64
 size_t names_self(const struct policy *p, enum policy_dir dir, int family,
 		  const unsigned char *addr, const char **out, size_t max);
 
-/* Forgets everything (tests; and after fork in the child, the thread-local part). */
+/* Forgets everything: the global tables and the calling thread's table (tests). */
 void names_reset(void);
+
+/* Occupancy, for tests: entries in use in the calling thread's table and globally. */
+struct names_stats {
+	size_t thread_used, thread_cap;
+	size_t global_used, global_cap;
+};
+void names_stats(struct names_stats *st);
 
 #endif

@@ -43,6 +43,7 @@
 	REQ(dup2, int, (int, int))                                                               \
 	REQ(dup3, int, (int, int, int))                                                          \
 	REQ(fcntl, int, (int, int, ...))                                                         \
+	OPT(fcntl64, int, (int, int, ...))                                                       \
 	REQ(ioctl, int, (int, unsigned long, ...))                                               \
 	REQ(getsockopt, int, (int, int, int, void *, socklen_t *))                               \
 	REQ(setsockopt, int, (int, int, int, const void *, socklen_t))                           \
@@ -69,6 +70,9 @@
 	OPT(close_range, int, (unsigned, unsigned, int))                                         \
 	OPT(closefrom, void, (int))                                                              \
 	REQ(sendfile, ssize_t, (int, int, off_t *, size_t))                                      \
+	REQ(sendfile64, ssize_t, (int, int, off64_t *, size_t))                                  \
+	REQ(sendmmsg, int, (int, struct mmsghdr *, unsigned, int))                               \
+	REQ(recvmmsg, int, (int, struct mmsghdr *, unsigned, int, struct timespec *))            \
 	REQ(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))                   \
 	REQ(copy_file_range, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))          \
 	REQ(fdopen, FILE *, (int, const char *))                                                 \
@@ -96,5 +100,8 @@ extern struct real_fns real;
  * the shim itself.
  */
 void real_init(void);
+
+/* Whether real_init() has completed. */
+int real_ready(void);
 
 #endif

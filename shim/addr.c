@@ -1,0 +1,66 @@
+/*
+ * addr.c - socket address helpers (see addr.h).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+#include "real.h"
+
+int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len)
+{
+	if (sa == NULL)
+		return -1;
+	memset(ep, 0, sizeof(*ep));
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+
+		ep->family = AF_INET;
+		memcpy(ep->addr, &s->sin_addr, 4);
+		ep->port = ntohs(s->sin_port);
+	} else if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+
+		ep->port = ntohs(s->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr)) {
+			ep->family = AF_INET;
+			memcpy(ep->addr, &s->sin6_addr.s6_addr[12], 4);
+		} else {
+			ep->family = AF_INET6;
+			memcpy(ep->addr, &s->sin6_addr, 16);
+		}
+	} else {
+		return -1;
+	}
+	inet_ntop(ep->family, ep->addr, ep->text, sizeof(ep->text));
+	return 0;
+}
+
+void ep_describe(const struct ep *ep, const char *name, char *buf, size_t len)
+{
+	const char *lb = ep->family == AF_INET6 ? "[" : "";
+	const char *rb = ep->family == AF_INET6 ? "]" : "";
+
+	if (name != NULL)
+		snprintf(buf, len, "%s:%u (%s)", name, ep->port, ep->text);
+	else
+		snprintf(buf, len, "%s%s%s:%u", lb, ep->text, rb, ep->port);
+}
+
+int fd_is_tcp(int fd)
+{
+	int type = 0, proto = 0;
+	socklen_t len = sizeof(type);
+	int saved = errno;
+	int ok;
+
+	ok = real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	len = sizeof(proto);
+	/* MPTCP (262) is TCP to the program too. */
+	ok = ok && real.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
+	     (proto == IPPROTO_TCP || proto == 262);
+	errno = saved;
+	return ok;
+}

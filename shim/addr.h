@@ -1,0 +1,28 @@
+/*
+ * addr.h - socket addresses as the policy sees them.
+ */
+#ifndef TLSSHIM_ADDR_H
+#define TLSSHIM_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct ep {
+	int family;              /* AF_INET or AF_INET6 (IPv4-mapped IPv6 becomes AF_INET) */
+	unsigned char addr[16];  /* network order */
+	uint16_t port;
+	char text[48];           /* numeric address, no brackets */
+};
+
+/* Fills EP from SA. Returns 0, or -1 if SA is not an AF_INET/AF_INET6 address. */
+int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len);
+
+/* "NAME:PORT (ADDR)" or "ADDR:PORT" / "[ADDR6]:PORT" into BUF. */
+void ep_describe(const struct ep *ep, const char *name, char *buf, size_t len);
+
+/* Whether FD is a TCP stream socket (not UNIX, UDP, SCTP, raw). */
+int fd_is_tcp(int fd);
+
+#endif

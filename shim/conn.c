@@ -1,0 +1,1007 @@
+/*
+ * conn.c - a wrapped connection: handshake, read, write, shutdown, readiness,
+ * and the blocking emulation that makes it look like the plain socket.
+ *
+ * Every operation is a loop of "step under the lock, then wait without it":
+ * the step runs the engine until it needs the socket (want POLLIN/POLLOUT) and
+ * the wait is a poll() on the socket, bounded by SO_RCVTIMEO/SO_SNDTIMEO and
+ * by the handshake deadline. A non-blocking caller gets EAGAIN instead of the
+ * wait.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "engine_load.h"
+#include "log.h"
+#include "real.h"
+
+atomic_uint conn_fork_gen;
+
+/* Every live conn, for the fork handlers. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_link {
+	struct conn *c;
+	struct conn_link *next, *prev;
+} all_head = {NULL, &all_head, &all_head};
+
+struct conn_priv {
+	struct conn c; /* first: a struct conn * is a struct conn_priv * */
+	struct conn_link link;
+};
+
+static const struct engine_ops *E; /* set once the first session is created */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+void conn_ref(struct conn *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void conn_put(struct conn *c)
+{
+	struct conn_priv *p = (struct conn_priv *)c;
+
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_lock(&all_lock);
+	p->link.prev->next = p->link.next;
+	p->link.next->prev = p->link.prev;
+	pthread_mutex_unlock(&all_lock);
+	if (c->ts != NULL)
+		E->sess_free(c->ts);
+	if (c->fds != c->fds_inline)
+		free(c->fds);
+	pthread_mutex_destroy(&c->lock);
+	free(c->peer_name);
+	free(c->desc);
+	free(p);
+}
+
+static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const char *desc)
+{
+	struct conn_priv *p = calloc(1, sizeof(*p));
+	struct conn *c;
+
+	if (p == NULL)
+		return NULL;
+	c = &p->c;
+	c->desc = strdup(desc);
+	if (c->desc == NULL) {
+		free(p);
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	atomic_init(&c->refs, 1);
+	c->fd = fd;
+	c->fds = c->fds_inline;
+	c->fds[0] = fd;
+	c->nfds = 1;
+	c->capfds = 2;
+	c->rule = rule;
+	c->created_gen = c->io_gen = atomic_load(&conn_fork_gen);
+	p->link.c = c;
+	pthread_mutex_lock(&all_lock);
+	p->link.next = all_head.next;
+	p->link.prev = &all_head;
+	all_head.next->prev = &p->link;
+	all_head.next = &p->link;
+	pthread_mutex_unlock(&all_lock);
+	return c;
+}
+
+/* Makes the socket non-blocking underneath; returns the program's O_NONBLOCK, or -errno. */
+static int make_nonblocking(int fd)
+{
+	int fl = real.fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	if (!(fl & O_NONBLOCK) && real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return (fl & O_NONBLOCK) != 0;
+}
+
+static int session_new(struct conn *c, char *err, size_t errlen)
+{
+	struct tsess_params p = {
+		.fd = c->fd,
+		.role = c->role,
+		.rule = c->rule,
+		.peer_name = c->peer_name,
+		.peer_addr = c->peer_addr,
+		.port = c->port,
+	};
+
+	if (E == NULL) {
+		E = engine_load(err, errlen);
+		if (E == NULL)
+			return -1;
+	}
+	c->ts = E->sess_new(&p, err, errlen);
+	return c->ts != NULL ? 0 : -1;
+}
+
+struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
+			     const char *addr, uint16_t port, const char *desc, int *err)
+{
+	struct conn *c;
+	char why[256] = "";
+	int nb = make_nonblocking(fd);
+
+	if (nb < 0) {
+		*err = -nb;
+		return NULL;
+	}
+	c = conn_alloc(fd, rule, desc);
+	if (c == NULL)
+		goto nomem;
+	c->role = TLS_ROLE_CLIENT;
+	c->state = CONN_TCP_CONNECTING;
+	atomic_init(&c->user_nonblock, nb);
+	snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", addr);
+	c->port = port;
+	if (name != NULL) {
+		c->peer_name = strdup(name);
+		if (c->peer_name == NULL)
+			goto nomem;
+	}
+	/* Fail before a single packet leaves if TLS cannot be set up at all. */
+	if (session_new(c, why, sizeof(why)) != 0) {
+		log_error("%s: %s", desc, why);
+		conn_put(c);
+		*err = ECONNREFUSED;
+		return NULL;
+	}
+	if (rule->opt.insecure)
+		log_warn("%s: certificate verification is off (insecure)", desc);
+	return c;
+nomem:
+	if (c != NULL)
+		conn_put(c);
+	*err = ENOMEM;
+	return NULL;
+}
+
+struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
+			     int user_nonblock, int *err)
+{
+	struct conn *c;
+
+	if (make_nonblocking(fd) < 0) {
+		*err = errno;
+		return NULL;
+	}
+	c = conn_alloc(fd, rule, desc);
+	if (c == NULL) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	c->role = TLS_ROLE_SERVER;
+	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
+	atomic_init(&c->user_nonblock, user_nonblock);
+	return c;
+}
+
+int conn_nonblock(const struct conn *c)
+{
+	return atomic_load_explicit(&c->user_nonblock, memory_order_relaxed);
+}
+
+void conn_set_nonblock(struct conn *c, int on)
+{
+	atomic_store_explicit(&c->user_nonblock, on != 0, memory_order_relaxed);
+}
+
+int conn_add_fd(struct conn *c, int fd)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nfds == c->capfds) {
+		int cap = c->capfds * 2;
+		int *v = malloc((size_t)cap * sizeof(*v));
+
+		if (v == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(v, c->fds, (size_t)c->nfds * sizeof(*v));
+		if (c->fds != c->fds_inline)
+			free(c->fds);
+		c->fds = v;
+		c->capfds = cap;
+	}
+	c->fds[c->nfds++] = fd;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- failures --------------------------------------------------------------------- */
+
+/*
+ * The connection is dead for TLS reasons: log why, make every later I/O fail
+ * with ECONNRESET, and end the TCP stream so that nothing more can be sent.
+ */
+static int fail(struct conn *c, const char *reason)
+{
+	int level = c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : LOG_LVL_WARN;
+
+	log_msg(level, "%s: %s", c->desc, reason);
+	if (c->ts != NULL)
+		E->flush(c->ts); /* best effort: let the alert reach the peer */
+	c->state = CONN_FAILED;
+	c->tls_failed = 1;
+	c->err = ECONNRESET;
+	c->so_error = ECONNRESET;
+	real.shutdown(c->fd, SHUT_RDWR);
+	return -ECONNRESET;
+}
+
+static int fail_rc(struct conn *c, int rc, const char *during)
+{
+	char why[320];
+
+	switch (rc) {
+	case TS_FATAL:
+		return fail(c, E->reason(c->ts));
+	case TS_SYSERR:
+		snprintf(why, sizeof(why), "%s: %s", during, strerror(E->sys_errno(c->ts)));
+		return fail(c, why);
+	case TS_EOF:
+	case TS_CLOSED:
+		snprintf(why, sizeof(why), "%s: the peer closed the connection", during);
+		return fail(c, why);
+	default:
+		snprintf(why, sizeof(why), "%s: unexpected engine result %d", during, rc);
+		return fail(c, why);
+	}
+}
+
+/* ---- steps (called with c->lock held; never wait) ---------------------------------- */
+
+static int step_connect(struct conn *c, short *want)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (real.poll(&p, 1, 0) == 0) {
+		*want = POLLOUT;
+		return -EAGAIN;
+	}
+	if (real.getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		/* A TCP failure, not a TLS one: the program sees it as it is. */
+		log_info("%s: %s", c->desc, strerror(err));
+		c->state = CONN_FAILED;
+		c->err = err;
+		c->so_error = err;
+		return -err;
+	}
+	c->state = CONN_HANDSHAKE;
+	return 0;
+}
+
+static int step_handshake(struct conn *c, short *want)
+{
+	char why[320];
+	uint64_t now = now_ns();
+	int rc;
+
+	if (c->ts == NULL && session_new(c, why, sizeof(why)) != 0)
+		return fail(c, why);
+	if (c->hs_deadline_ns == 0) {
+		c->hs_deadline_ns = now + (uint64_t)c->rule->opt.handshake_timeout_ms * 1000000u;
+	} else if (now >= c->hs_deadline_ns) {
+		snprintf(why, sizeof(why), "handshake timed out after %u ms",
+			 c->rule->opt.handshake_timeout_ms);
+		return fail(c, why);
+	}
+	rc = E->handshake(c->ts);
+	switch (rc) {
+	case 0:
+		c->state = CONN_OPEN;
+		c->io_gen = atomic_load(&conn_fork_gen);
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			E->describe(c->ts, why, sizeof(why));
+			log_debug("%s: TLS established: %s", c->desc, why);
+		}
+		return 0;
+	case TS_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case TS_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	default:
+		return fail_rc(c, rc, "handshake");
+	}
+}
+
+/* accept auto: a TLS ClientHello starts with a handshake record (0x16, 0x03 ...). */
+static int step_auto(struct conn *c, short *want)
+{
+	unsigned char b[2];
+	ssize_t n = real.recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			*want = POLLIN;
+			return -EAGAIN;
+		}
+		return -errno;
+	}
+	if (n > 0 && b[0] == 0x16 && (n < 2 || b[1] == 0x03)) {
+		c->state = CONN_HANDSHAKE;
+		log_debug("%s: client speaks TLS (auto)", c->desc);
+		return 0;
+	}
+	c->state = CONN_PLAIN;
+	log_info("%s: cleartext client (auto)", c->desc);
+	return 0;
+}
+
+/* Brings the connection to OPEN or PLAIN. 0 when there, -EAGAIN (with *want), -errno. */
+static int step_ready(struct conn *c, short *want)
+{
+	int rc;
+
+	for (;;) {
+		if (c->closed)
+			return -EBADF;
+		switch (c->state) {
+		case CONN_OPEN:
+		case CONN_PLAIN:
+			return 0;
+		case CONN_FAILED:
+			return -c->err;
+		case CONN_TCP_CONNECTING:
+			rc = step_connect(c, want);
+			break;
+		case CONN_AUTO_DETECT:
+			rc = step_auto(c, want);
+			break;
+		case CONN_HANDSHAKE:
+			rc = step_handshake(c, want);
+			break;
+		default:
+			return -EINVAL;
+		}
+		if (rc != 0)
+			return rc;
+	}
+}
+
+static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
+{
+	int rc = step_ready(c, want);
+	ssize_t r;
+
+	if (rc != 0)
+		return rc;
+	if (c->state == CONN_PLAIN) {
+		r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			*want = POLLIN;
+			return -EAGAIN;
+		}
+		return r < 0 ? -errno : r;
+	}
+	if (c->rd_eof || c->rd_shut || len == 0)
+		return 0;
+	if (E->output_pending(c->ts))
+		E->flush(c->ts);
+	r = E->read(c->ts, buf, len, (flags & MSG_PEEK) != 0);
+	if (r > 0) {
+		c->io_gen = atomic_load_explicit(&conn_fork_gen, memory_order_relaxed);
+		return r;
+	}
+	switch (r) {
+	case TS_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case TS_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	case TS_CLOSED:
+		log_debug("%s: peer closed the connection (close_notify)", c->desc);
+		c->rd_eof = 1;
+		return 0;
+	case TS_EOF:
+		log_info("%s: peer closed the connection without close_notify", c->desc);
+		c->rd_eof = 1;
+		return 0;
+	case TS_SYSERR:
+		rc = E->sys_errno(c->ts);
+		c->rd_eof = 1;
+		return -(rc ? rc : EIO);
+	default:
+		return fail_rc(c, (int)r, "read");
+	}
+}
+
+static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+{
+	int rc = step_ready(c, want);
+	ssize_t r;
+
+	if (rc != 0)
+		return rc;
+	if (c->state == CONN_PLAIN) {
+		r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			*want = POLLOUT;
+			return -EAGAIN;
+		}
+		return r < 0 ? -errno : r;
+	}
+	if (c->wr_shut)
+		return -EPIPE;
+	if (len == 0)
+		return 0;
+	r = E->write(c->ts, buf, len);
+	if (r > 0) {
+		c->io_gen = atomic_load_explicit(&conn_fork_gen, memory_order_relaxed);
+		return r;
+	}
+	switch (r) {
+	case TS_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	case TS_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case TS_SYSERR:
+		rc = E->sys_errno(c->ts);
+		return -(rc ? rc : EIO);
+	default:
+		return fail_rc(c, (int)r, "write");
+	}
+}
+
+/* ---- waiting ---------------------------------------------------------------------- */
+
+/*
+ * Whether a syscall interrupted by a signal would have been restarted: only
+ * if every installed handler has SA_RESTART. poll() itself is never
+ * restarted, so we decide for the read/write we emulate. Rare: runs only on
+ * EINTR.
+ */
+static int signals_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if (sigaction(sig, NULL, &sa) != 0)
+			continue;
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return 0;
+	}
+	return 1;
+}
+
+/* The program's SO_RCVTIMEO / SO_SNDTIMEO in ms, or -1 for none. */
+static int sock_timeout_ms(int fd, int opt)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+
+	if (real.getsockopt(fd, SOL_SOCKET, opt, &tv, &len) < 0)
+		return -1;
+	if (tv.tv_sec == 0 && tv.tv_usec == 0)
+		return -1;
+	return (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+}
+
+struct waiter {
+	int opt;           /* SO_RCVTIMEO or SO_SNDTIMEO */
+	uint64_t deadline; /* 0 = none; computed on the first wait */
+	int started;
+};
+
+/*
+ * Waits for WANT on the conn's socket. Returns 0 to try again, -EAGAIN when
+ * the program's socket time-out expired, or -errno (EINTR, EBADF).
+ */
+static int conn_wait(struct conn *c, short want, struct waiter *w)
+{
+	struct pollfd p = {.events = want};
+	uint64_t now, hs;
+	int timeout, n;
+
+	if (!w->started) {
+		int ms = sock_timeout_ms(c->fd, w->opt);
+
+		w->started = 1;
+		w->deadline = ms < 0 ? 0 : now_ns() + (uint64_t)ms * 1000000u;
+	}
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		p.fd = c->fd;
+		hs = (c->state == CONN_HANDSHAKE) ? c->hs_deadline_ns : 0;
+		n = c->closed;
+		pthread_mutex_unlock(&c->lock);
+		if (n)
+			return -EBADF;
+		now = now_ns();
+		if (w->deadline != 0 && now >= w->deadline)
+			return -EAGAIN;
+		timeout = -1;
+		if (w->deadline != 0)
+			timeout = (int)((w->deadline - now + 999999) / 1000000);
+		/* Wake for the handshake deadline too: the next step then fails it. */
+		if (hs != 0) {
+			int hms = hs > now ? (int)((hs - now + 999999) / 1000000) : 0;
+
+			if (timeout < 0 || hms < timeout)
+				timeout = hms;
+		}
+		n = real.poll(&p, 1, timeout);
+		if (n >= 0) {
+			if (n > 0 && (p.revents & POLLNVAL))
+				return -EBADF;
+			return 0;
+		}
+		if (errno != EINTR)
+			return -errno;
+		if (!signals_restart())
+			return -EINTR;
+	}
+}
+
+/* ---- the operations ---------------------------------------------------------------- */
+
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	struct waiter w = {.opt = SO_SNDTIMEO};
+	short want = 0;
+	int rc;
+
+	if (real.connect(c->fd, sa, len) < 0 && errno != EINPROGRESS)
+		return -errno;
+	if (conn_nonblock(c)) {
+		/* Start the handshake now: the ClientHello goes out with the SYN's answer. */
+		pthread_mutex_lock(&c->lock);
+		step_ready(c, &want);
+		pthread_mutex_unlock(&c->lock);
+		return -EINPROGRESS;
+	}
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		rc = step_ready(c, &want);
+		pthread_mutex_unlock(&c->lock);
+		if (rc != -EAGAIN)
+			break;
+		/* The TCP part honours SO_SNDTIMEO like connect(2); the TLS part its deadline. */
+		if (c->state == CONN_HANDSHAKE)
+			w.deadline = 0, w.started = 1;
+		rc = conn_wait(c, want, &w);
+		if (rc == -EAGAIN)
+			return -EINPROGRESS;
+		if (rc < 0)
+			return rc;
+	}
+	if (rc == 0)
+		return 0;
+	/* A TCP error is reported as is; a TLS failure as a refused connection. */
+	if (c->tls_failed) {
+		c->so_error = 0;
+		return -ECONNREFUSED;
+	}
+	return rc;
+}
+
+int conn_connect_again(struct conn *c)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	switch (c->state) {
+	case CONN_OPEN:
+		rc = -EISCONN;
+		break;
+	case CONN_FAILED:
+		rc = -c->err;
+		break;
+	default:
+		rc = -EALREADY;
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static void raise_sigpipe(int flags)
+{
+	if (!(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+}
+
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
+{
+	struct waiter w = {.opt = SO_RCVTIMEO};
+	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
+	char scratch[4096];
+	size_t done = 0;
+	ssize_t r;
+	int rc;
+
+	for (;;) {
+		short want = 0;
+		void *dst = (char *)buf + done;
+		size_t n = len - done;
+
+		/* MSG_TRUNC on TCP discards the bytes instead of copying them. */
+		if (flags & MSG_TRUNC) {
+			dst = scratch;
+			if (n > sizeof(scratch))
+				n = sizeof(scratch);
+		}
+		pthread_mutex_lock(&c->lock);
+		r = step_recv(c, dst, n, flags, &want);
+		pthread_mutex_unlock(&c->lock);
+		if (r > 0) {
+			done += (size_t)r;
+			if (!(flags & MSG_WAITALL) || (flags & MSG_PEEK) || done == len)
+				return (ssize_t)done;
+			continue;
+		}
+		if (r == 0)
+			return (ssize_t)done;
+		if (r != -EAGAIN || nonblock)
+			return done > 0 ? (ssize_t)done : r;
+		rc = conn_wait(c, want, &w);
+		if (rc < 0)
+			return done > 0 ? (ssize_t)done : rc;
+	}
+}
+
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+{
+	struct waiter w = {.opt = SO_SNDTIMEO};
+	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
+	size_t done = 0;
+	ssize_t r;
+	int rc;
+
+	for (;;) {
+		short want = 0;
+
+		pthread_mutex_lock(&c->lock);
+		r = step_send(c, (const char *)buf + done, len - done, flags, &want);
+		if (r > 0) {
+			done += (size_t)r;
+			/* A socket accepts what fits: keep going while the engine takes data. */
+			while (done < len) {
+				r = step_send(c, (const char *)buf + done, len - done, flags, &want);
+				if (r <= 0)
+					break;
+				done += (size_t)r;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (done == len && len > 0)
+			break;
+		if (r == -EPIPE)
+			raise_sigpipe(flags);
+		if (r != -EAGAIN && r < 0)
+			return done > 0 ? (ssize_t)done : r;
+		if (r == 0 && len == 0)
+			return 0;
+		if (nonblock)
+			return done > 0 ? (ssize_t)done : -EAGAIN;
+		rc = conn_wait(c, want, &w);
+		if (rc < 0)
+			return done > 0 ? (ssize_t)done : rc;
+	}
+	/* Blocking: like a socket, return once the kernel has it (flush our record). */
+	while (!nonblock) {
+		pthread_mutex_lock(&c->lock);
+		rc = (c->state == CONN_OPEN && c->ts != NULL) ? E->flush(c->ts) : 0;
+		pthread_mutex_unlock(&c->lock);
+		if (rc != TS_WANT_WRITE)
+			break;
+		if (conn_wait(c, POLLOUT, &w) < 0)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+{
+	ssize_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		ssize_t r;
+
+		if (iov[i].iov_len == 0)
+			continue;
+		/* After the first bytes, take only what is already decrypted. */
+		r = conn_recv(c, iov[i].iov_base, iov[i].iov_len,
+			      total > 0 ? (flags | MSG_DONTWAIT) & ~MSG_WAITALL : flags);
+		if (r < 0)
+			return total > 0 ? total : r;
+		total += r;
+		if ((size_t)r < iov[i].iov_len || r == 0)
+			break;
+	}
+	return total;
+}
+
+ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+{
+	char small[4096];
+	size_t sum = 0;
+	ssize_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		sum += iov[i].iov_len;
+	/* Small gathers (headers + body) go out as one record, not one per piece. */
+	if (sum <= sizeof(small) && iovcnt > 1) {
+		size_t off = 0;
+
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(small + off, iov[i].iov_base, iov[i].iov_len);
+			off += iov[i].iov_len;
+		}
+		return conn_send(c, small, sum, flags);
+	}
+	for (int i = 0; i < iovcnt; i++) {
+		ssize_t r;
+
+		if (iov[i].iov_len == 0)
+			continue;
+		r = conn_send(c, iov[i].iov_base, iov[i].iov_len,
+			      total > 0 ? flags | MSG_DONTWAIT | MSG_NOSIGNAL : flags);
+		if (r < 0)
+			return total > 0 ? total : r;
+		total += r;
+		if ((size_t)r < iov[i].iov_len)
+			break;
+	}
+	return total;
+}
+
+/* Sends close_notify, waiting for the socket at most WAIT_MS if it is full. */
+static void send_close_notify(struct conn *c, int wait_ms)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+	int rc;
+
+	if (c->state != CONN_OPEN || c->notify_sent || c->ts == NULL)
+		return;
+	c->notify_sent = 1;
+	rc = E->close_notify(c->ts);
+	while (rc == TS_WANT_WRITE && wait_ms > 0) {
+		pthread_mutex_unlock(&c->lock);
+		if (real.poll(&p, 1, wait_ms) <= 0)
+			wait_ms = 0;
+		pthread_mutex_lock(&c->lock);
+		if (c->ts == NULL || c->closed)
+			return;
+		rc = E->flush(c->ts);
+	}
+	log_debug("%s: sent close_notify", c->desc);
+}
+
+int conn_shutdown(struct conn *c, int how)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (how == SHUT_WR || how == SHUT_RDWR) {
+		if (c->state == CONN_OPEN && !c->wr_shut)
+			send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
+		c->wr_shut = 1;
+	}
+	if (how == SHUT_RD || how == SHUT_RDWR)
+		c->rd_shut = 1;
+	if (real.shutdown(c->fd, how) < 0)
+		rc = -errno;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void conn_close_fd(struct conn *c, int fd)
+{
+	unsigned gen = atomic_load(&conn_fork_gen);
+
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < c->nfds; i++) {
+		if (c->fds[i] == fd) {
+			c->fds[i] = c->fds[--c->nfds];
+			break;
+		}
+	}
+	if (c->nfds > 0) {
+		/* Another fd of the same socket stays open: the session moves to it. */
+		if (c->fd == fd) {
+			c->fd = c->fds[0];
+			if (c->ts != NULL)
+				E->set_fd(c->ts, c->fd);
+		}
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	/*
+	 * The last fd in this process. After fork(), a process that has not used
+	 * the connection since must not end the session its sibling still uses.
+	 */
+	if (c->io_gen == gen || c->created_gen == gen)
+		send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
+	c->closed = 1;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int conn_readable_bytes(struct conn *c)
+{
+	char b;
+	short want;
+	int n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->state == CONN_PLAIN) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOTTY; /* caller asks the kernel */
+	}
+	if (c->state == CONN_OPEN && !c->rd_eof) {
+		/* Decrypt one record if one is waiting, so the count is the truth. */
+		if (E->pending(c->ts) == 0)
+			step_recv(c, &b, 1, MSG_PEEK, &want);
+		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+int conn_take_so_error(struct conn *c)
+{
+	int e;
+
+	pthread_mutex_lock(&c->lock);
+	e = c->so_error;
+	c->so_error = 0;
+	pthread_mutex_unlock(&c->lock);
+	return e;
+}
+
+/* ---- readiness -------------------------------------------------------------------- */
+
+static short failed_events(short uev)
+{
+	return (short)(POLLERR | POLLHUP | (uev & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)));
+}
+
+short conn_poll_prepare(struct conn *c, short uev, short *kev)
+{
+	short ready = 0, want = 0;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->state == CONN_PLAIN) {
+		*kev = uev;
+		goto out;
+	}
+	rc = step_ready(c, &want);
+	if (rc == -EAGAIN) {
+		*kev = want; /* the direction TLS needs, not the one asked for */
+		goto out;
+	}
+	if (rc < 0 || c->state == CONN_FAILED) {
+		*kev = 0;
+		ready = failed_events(uev);
+		goto out;
+	}
+	if (c->state == CONN_PLAIN) {
+		*kev = uev;
+		goto out;
+	}
+	*kev = uev & (short)~(POLLIN | POLLRDNORM);
+	if (uev & (POLLIN | POLLRDNORM)) {
+		if (c->rd_eof || c->rd_shut || E->pending(c->ts) > 0)
+			ready |= uev & (POLLIN | POLLRDNORM);
+		else
+			*kev |= POLLIN;
+	}
+	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
+		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ready;
+}
+
+short conn_poll_result(struct conn *c, short uev, short krev)
+{
+	short rev = 0, want = 0;
+	char b;
+	ssize_t r;
+	int rc;
+
+	if (krev == 0)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->state == CONN_PLAIN) {
+		rev = krev;
+		goto out;
+	}
+	rc = step_ready(c, &want);
+	if (rc == -EAGAIN)
+		goto out; /* the handshake went on; nothing for the program yet */
+	if (rc < 0 || c->state == CONN_FAILED) {
+		rev = failed_events(uev);
+		goto out;
+	}
+	if (c->state == CONN_PLAIN) {
+		rev = krev & (short)(uev | POLLERR | POLLHUP);
+		goto out;
+	}
+	if (E->output_pending(c->ts))
+		E->flush(c->ts);
+	if ((uev & (POLLIN | POLLRDNORM)) && (krev & (POLLIN | POLLHUP | POLLERR))) {
+		/* Readable only if a record decodes to data (or to the end of it). */
+		r = step_recv(c, &b, 1, MSG_PEEK, &want);
+		if (r != -EAGAIN)
+			rev |= uev & (POLLIN | POLLRDNORM);
+		if (c->state == CONN_FAILED)
+			rev |= POLLERR;
+	}
+	if ((uev & (POLLOUT | POLLWRNORM)) && (krev & POLLOUT) && !E->output_pending(c->ts))
+		rev |= uev & (POLLOUT | POLLWRNORM);
+	if (c->rd_eof && (uev & POLLRDHUP))
+		rev |= POLLRDHUP;
+	rev |= krev & (POLLERR | POLLHUP | POLLNVAL);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rev;
+}
+
+/* ---- fork ------------------------------------------------------------------------- */
+
+void conn_fork_prepare(void)
+{
+	pthread_mutex_lock(&all_lock);
+	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next)
+		pthread_mutex_lock(&l->c->lock);
+}
+
+void conn_fork_parent(void)
+{
+	for (struct conn_link *l = all_head.prev; l != &all_head; l = l->prev)
+		pthread_mutex_unlock(&l->c->lock);
+	pthread_mutex_unlock(&all_lock);
+	atomic_fetch_add(&conn_fork_gen, 1);
+}
+
+void conn_fork_child(void)
+{
+	/* Only this thread exists in the child: fresh locks are the simplest truth. */
+	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next)
+		pthread_mutex_init(&l->c->lock, NULL);
+	pthread_mutex_init(&all_lock, NULL);
+	atomic_fetch_add(&conn_fork_gen, 1);
+}

@@ -1,0 +1,140 @@
+/*
+ * conn.h - one wrapped connection, as the program sees it.
+ *
+ * A conn owns the TLS session of one TCP socket and makes it behave like the
+ * plain socket: it emulates blocking on a socket that is always non-blocking
+ * underneath, honours O_NONBLOCK / MSG_DONTWAIT / SO_RCVTIMEO / SO_SNDTIMEO,
+ * and answers readiness questions with what the program could actually read
+ * or write in plaintext. Functions return a count or 0, or -errno; the hooks
+ * set errno.
+ *
+ * Locking: c->lock serialises engine calls and state changes; it is never
+ * held across a wait, so one thread can read while another writes. Lifetime:
+ * reference counted; each fd mapping in fdtab holds one reference, and every
+ * hook pins the conn for the duration of its call (fdtab_get/conn_put).
+ */
+#ifndef TLSSHIM_CONN_H
+#define TLSSHIM_CONN_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "policy.h"
+
+enum conn_state {
+	CONN_TCP_CONNECTING, /* client: TCP connect in progress */
+	CONN_HANDSHAKE,      /* TLS handshake to do or in progress */
+	CONN_AUTO_DETECT,    /* accept auto: waiting for the client's first bytes */
+	CONN_OPEN,           /* handshake done: plaintext flows */
+	CONN_PLAIN,          /* accept auto chose cleartext: pass through */
+	CONN_FAILED,         /* handshake or TLS failure: every I/O gets c->err */
+};
+
+struct conn {
+	pthread_mutex_t lock;
+	atomic_int refs;
+	enum tls_role role;
+	enum conn_state state;
+	int fd;                   /* the fd the session does I/O on */
+	int *fds;                 /* every fd of this process mapped here */
+	int nfds, capfds;
+	int fds_inline[2];
+	atomic_int user_nonblock; /* O_NONBLOCK as the program believes it is set */
+	int err;                  /* errno of I/O once FAILED */
+	int so_error;             /* pending SO_ERROR (cleared when read), like a socket */
+	unsigned rd_eof : 1;      /* the peer ended the stream (read gives 0) */
+	unsigned rd_shut : 1;     /* program did shutdown(SHUT_RD) */
+	unsigned wr_shut : 1;     /* program did shutdown(SHUT_WR): close_notify sent */
+	unsigned notify_sent : 1;
+	unsigned closed : 1;      /* last fd closed; the socket is gone */
+	unsigned tls_failed : 1;  /* FAILED because of TLS (not a TCP error) */
+	unsigned created_gen, io_gen; /* fork generations (see conn_fork_child) */
+	uint64_t hs_deadline_ns;  /* CLOCK_MONOTONIC; 0 until the handshake starts */
+	const struct policy_rule *rule;
+	struct tsess *ts;
+	char *peer_name;          /* client: SNI / verified name, or NULL */
+	char *desc;               /* "connect api.internal:443 (10.1.2.3)" for log lines */
+	char peer_addr[48];
+	uint16_t port;
+};
+
+/* Atomically counted generation of fork() in this process's history. */
+extern atomic_uint conn_fork_gen;
+
+void conn_ref(struct conn *c);
+/* Drops a reference; frees the conn (and its session) at zero. */
+void conn_put(struct conn *c);
+
+/*
+ * A client connection on socket FD for RULE. NAME is the SNI/verify name or
+ * NULL; DESC the log prefix. The socket is made non-blocking (the program's
+ * O_NONBLOCK is remembered). Returns the conn with one reference, or NULL
+ * (errno-style code in *ERR).
+ */
+struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
+			     const char *addr, uint16_t port, const char *desc, int *err);
+
+/* A server connection on an accepted socket; the handshake waits for the first I/O. */
+struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
+			     int user_nonblock, int *err);
+
+/*
+ * Connects the client socket and, unless the program's socket is
+ * non-blocking, completes the handshake. Returns 0, -EINPROGRESS, or -errno
+ * (-ECONNREFUSED when the handshake fails: nothing was sent in cleartext).
+ */
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
+
+/* For connect() on a socket already being wrapped: -EALREADY, -EISCONN or the failure. */
+int conn_connect_again(struct conn *c);
+
+/* recv() semantics, FLAGS: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC. */
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags);
+/* send() semantics, FLAGS: MSG_DONTWAIT, MSG_NOSIGNAL (SIGPIPE otherwise, like a socket). */
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags);
+ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags);
+ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flags);
+
+/* shutdown(): SHUT_WR sends close_notify first. Returns 0 or -errno. */
+int conn_shutdown(struct conn *c, int how);
+
+/* Registers another fd (dup) of this conn. Returns 0 or -ENOMEM. */
+int conn_add_fd(struct conn *c, int fd);
+/*
+ * The program closes FD (already taken out of fdtab). When it was this
+ * process's last fd of the conn, close_notify is sent (unless this process
+ * has not used the connection since a fork) and the session is ended.
+ */
+void conn_close_fd(struct conn *c, int fd);
+
+/* The program's view of O_NONBLOCK. */
+int conn_nonblock(const struct conn *c);
+void conn_set_nonblock(struct conn *c, int on);
+
+/* Plaintext bytes a read would return now without blocking (FIONREAD). */
+int conn_readable_bytes(struct conn *c);
+
+/* getsockopt(SO_ERROR): the pending error (cleared), or 0. */
+int conn_take_so_error(struct conn *c);
+
+/*
+ * Readiness, for poll/select/epoll. conn_poll_prepare() returns the user
+ * events that are ready without asking the kernel and sets *KEV to the events
+ * to ask the kernel for. conn_poll_result() turns the kernel's answer into
+ * user events (doing the TLS work it allows: handshake steps, flushing,
+ * decrypting a record to see if it holds data). Both never block.
+ */
+short conn_poll_prepare(struct conn *c, short uev, short *kev);
+short conn_poll_result(struct conn *c, short uev, short krev);
+
+/* fork() handlers: prepare locks every conn; parent/child release and bump the generation. */
+void conn_fork_prepare(void);
+void conn_fork_parent(void);
+void conn_fork_child(void);
+
+#endif

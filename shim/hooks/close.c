@@ -1,0 +1,110 @@
+/*
+ * close.c - hooks: close, shutdown, close_range, closefrom.
+ *
+ * Closing the last fd of a wrapped connection sends close_notify before the
+ * socket goes; closing one of several (dup) keeps the session on the others.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fdtab.h"
+#include "hook.h"
+#include "log.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Ends the wrapping of FD (the program is closing it). */
+static void release(int fd)
+{
+	struct conn *c = fdtab_take(fd);
+
+	if (c != NULL) {
+		conn_close_fd(c, fd);
+		conn_put(c);
+	}
+}
+
+HOOK int close(int fd)
+{
+	if (unlikely(real.close == NULL)) {
+		real_init();
+		if (real.close == NULL)
+			return (int)syscall(SYS_close, fd);
+	}
+	if (unlikely(fd == log_fd()))
+		log_forget_fd(fd);
+	if (likely(!fdtab_maybe(fd)))
+		return real.close(fd);
+	release(fd);
+	return real.close(fd);
+}
+
+HOOK int shutdown(int fd, int how)
+{
+	struct conn *c;
+	int rc;
+
+	NEED_REAL(shutdown);
+	if (likely(!fdtab_maybe(fd)))
+		return real.shutdown(fd, how);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.shutdown(fd, how);
+	rc = how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR ? conn_shutdown(c, how) : -EINVAL;
+	conn_put(c);
+	return (int)hook_ret(rc);
+}
+
+/* Releases the wrapped fds in [FIRST, LAST] (bounded by the table's size). */
+static void release_range(unsigned int first, unsigned int last)
+{
+	unsigned int top = FDTAB_CHUNK * FDTAB_CHUNKS - 1;
+	int lfd = log_fd();
+
+	if (lfd >= 0 && (unsigned int)lfd >= first && (unsigned int)lfd <= last)
+		log_forget_fd(lfd);
+	if (last > top)
+		last = top;
+	for (unsigned int fd = first; fd <= last && fd >= first; fd++) {
+		/* Skip chunks never allocated: a whole range costs little. */
+		if (atomic_load(&fdtab_chunks[fd >> FDTAB_CHUNK_BITS]) == NULL) {
+			fd |= FDTAB_CHUNK - 1;
+			continue;
+		}
+		if (fdtab_maybe((int)fd))
+			release((int)fd);
+	}
+}
+
+HOOK int close_range(unsigned int first, unsigned int last, int flags)
+{
+	int rc;
+
+	NEED_REAL(close_range);
+	if (real.close_range == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (first > last || (flags & CLOSE_RANGE_CLOEXEC))
+		return real.close_range(first, last, flags);
+	release_range(first, last);
+	rc = real.close_range(first, last, flags);
+	return rc;
+}
+
+HOOK void closefrom(int lowfd)
+{
+	NEED_REAL(closefrom);
+	if (lowfd < 0)
+		lowfd = 0;
+	release_range((unsigned int)lowfd, UINT_MAX);
+	if (real.closefrom != NULL)
+		real.closefrom(lowfd);
+}

@@ -1,0 +1,108 @@
+/*
+ * init.c - the library constructor: read the policy before main().
+ *
+ * A policy that does not parse stops the program here, with the contract's
+ * message and status 78 (EX_CONFIG): running it would silently send in
+ * cleartext what the user asked to protect. Nothing else happens at load
+ * (OpenSSL is loaded on the first wrapped connection), so a process that
+ * wraps nothing starts as fast as without the shim.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fdtab.h"
+#include "log.h"
+#include "policy.h"
+#include "real.h"
+#include "shim.h"
+
+#define EX_CONFIG 78
+
+struct shim_state shim;
+
+static void die_config(const char *what)
+{
+	char buf[1200];
+	int n = snprintf(buf, sizeof(buf), "tlsshim: %s\n", what);
+
+	if (n > (int)sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 1;
+	real.write(2, buf, (size_t)n);
+}
+
+static void fork_prepare(void)
+{
+	conn_fork_prepare();
+	fdtab_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+	fdtab_fork_release();
+	conn_fork_parent();
+}
+
+static void fork_child(void)
+{
+	fdtab_fork_release();
+	conn_fork_child();
+}
+
+static int load_policy(void)
+{
+	const char *text = getenv("TLSSHIM_POLICY");
+	const char *file = getenv("TLSSHIM_POLICY_FILE");
+	struct policy_diags d = {0};
+	struct policy *p;
+	char msg[1100];
+
+	if ((text == NULL || text[0] == '\0') && (file == NULL || file[0] == '\0'))
+		return 0;
+	p = policy_new();
+	if (p == NULL) {
+		die_config("out of memory reading the policy");
+		return -1;
+	}
+	policy_add_text(p, "TLSSHIM_POLICY", text, &d);
+	if (file != NULL && file[0] != '\0')
+		policy_add_file(p, file, &d);
+	if (d.n == 0)
+		policy_finish(p, &d);
+	if (d.n > 0) {
+		for (size_t i = 0; i < d.n; i++) {
+			snprintf(msg, sizeof(msg), "%s:%u:%u: %s", d.v[i].source, d.v[i].line,
+				 d.v[i].col, d.v[i].msg);
+			die_config(msg);
+			if (getenv("TLSSHIM_LOG_FILE") != NULL)
+				log_error("%s", msg);
+		}
+		policy_diags_free(&d);
+		policy_free(p);
+		return -1;
+	}
+	shim.policy = p;
+	shim.has_connect = policy_has_dir(p, POLICY_CONNECT);
+	shim.has_accept = policy_has_dir(p, POLICY_ACCEPT);
+	return 0;
+}
+
+__attribute__((constructor)) static void tlsshim_init(void)
+{
+	real_init();
+	if (log_init() != 0) {
+		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
+		_exit(EX_CONFIG);
+	}
+	if (load_policy() != 0)
+		_exit(EX_CONFIG);
+	if (shim.policy == NULL)
+		return;
+	shim.keylog = getenv("TLSSHIM_KEYLOG");
+	if (shim.keylog != NULL && shim.keylog[0] == '\0')
+		shim.keylog = NULL;
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}

@@ -1,0 +1,314 @@
+/*
+ * io.c - hooks: the read/write family, including the _FORTIFY_SOURCE variants.
+ *
+ * Each hook is a trampoline: an fd the shim does not wrap costs one lock-free
+ * table probe and goes straight to libc; a wrapped one goes to conn.c.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fdtab.h"
+#include "hook.h"
+#include "log.h"
+
+extern void __chk_fail(void) __attribute__((noreturn));
+ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+		       struct sockaddr *sa, socklen_t *salen);
+
+/* Flags a TLS stream cannot honour. */
+static int unsupported_flags(int flags)
+{
+	if (flags & MSG_OOB) {
+		log_warn("MSG_OOB on a TLS-wrapped socket is not supported");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handled)
+{
+	struct conn *c = fdtab_get(fd);
+	ssize_t r;
+
+	*handled = c != NULL;
+	if (c == NULL)
+		return 0;
+	r = unsupported_flags(flags);
+	if (r == 0)
+		r = conn_recv(c, buf, len, flags);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int *handled)
+{
+	struct conn *c = fdtab_get(fd);
+	ssize_t r;
+
+	*handled = c != NULL;
+	if (c == NULL)
+		return 0;
+	r = unsupported_flags(flags);
+	if (r == 0)
+		r = conn_send(c, buf, len, flags);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+HOOK ssize_t read(int fd, void *buf, size_t len)
+{
+	int h;
+	ssize_t r;
+
+	if (unlikely(real.read == NULL)) {
+		real_init();
+		if (real.read == NULL)
+			return syscall(SYS_read, fd, buf, len);
+	}
+	if (likely(!fdtab_maybe(fd)))
+		return real.read(fd, buf, len);
+	r = wrapped_recv(fd, buf, len, 0, &h);
+	return h ? r : real.read(fd, buf, len);
+}
+
+HOOK ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return read(fd, buf, len);
+}
+
+HOOK ssize_t write(int fd, const void *buf, size_t len)
+{
+	int h;
+	ssize_t r;
+
+	if (unlikely(real.write == NULL)) {
+		real_init();
+		if (real.write == NULL)
+			return syscall(SYS_write, fd, buf, len);
+	}
+	if (likely(!fdtab_maybe(fd)))
+		return real.write(fd, buf, len);
+	r = wrapped_send(fd, buf, len, 0, &h);
+	return h ? r : real.write(fd, buf, len);
+}
+
+HOOK ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	int h;
+	ssize_t r;
+
+	NEED_REAL(recv);
+	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
+		return real.recv(fd, buf, len, flags);
+	r = wrapped_recv(fd, buf, len, flags, &h);
+	return h ? r : real.recv(fd, buf, len, flags);
+}
+
+HOOK ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recv(fd, buf, len, flags);
+}
+
+HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	int h;
+	ssize_t r;
+
+	NEED_REAL(send);
+	if (likely(!fdtab_maybe(fd)))
+		return real.send(fd, buf, len, flags);
+	r = wrapped_send(fd, buf, len, flags, &h);
+	return h ? r : real.send(fd, buf, len, flags);
+}
+
+HOOK ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
+		      socklen_t *salen)
+{
+	int h;
+	ssize_t r;
+
+	NEED_REAL(recvfrom);
+	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
+		return real.recvfrom(fd, buf, len, flags, sa, salen);
+	r = wrapped_recv(fd, buf, len, flags, &h);
+	if (!h)
+		return real.recvfrom(fd, buf, len, flags, sa, salen);
+	/* TCP does not report a source address. */
+	if (r >= 0 && salen != NULL)
+		*salen = 0;
+	return r;
+}
+
+HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+			    struct sockaddr *sa, socklen_t *salen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, len, flags, sa, salen);
+}
+
+HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+		    socklen_t salen)
+{
+	int h;
+	ssize_t r;
+
+	NEED_REAL(sendto);
+	if (likely(!fdtab_maybe(fd)))
+		return real.sendto(fd, buf, len, flags, sa, salen);
+	/* A connected TCP socket ignores the address, so does the wrapped one. */
+	r = wrapped_send(fd, buf, len, flags, &h);
+	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
+}
+
+HOOK ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct conn *c;
+	ssize_t r;
+
+	NEED_REAL(readv);
+	if (likely(!fdtab_maybe(fd)))
+		return real.readv(fd, iov, iovcnt);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.readv(fd, iov, iovcnt);
+	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_recvv(c, iov, iovcnt, 0);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct conn *c;
+	ssize_t r;
+
+	NEED_REAL(writev);
+	if (likely(!fdtab_maybe(fd)))
+		return real.writev(fd, iov, iovcnt);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.writev(fd, iov, iovcnt);
+	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_sendv(c, iov, iovcnt, 0);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+static ssize_t msg_recv(struct conn *c, struct msghdr *msg, int flags)
+{
+	ssize_t r = unsupported_flags(flags);
+
+	if (r != 0)
+		return r;
+	if (msg->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	r = conn_recvv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	if (r >= 0) {
+		msg->msg_namelen = 0;
+		msg->msg_controllen = 0;
+		msg->msg_flags = 0;
+	}
+	return r;
+}
+
+static ssize_t msg_send(struct conn *c, const struct msghdr *msg, int flags)
+{
+	ssize_t r = unsupported_flags(flags);
+
+	if (r != 0)
+		return r;
+	if (msg->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	return conn_sendv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
+}
+
+HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct conn *c;
+	ssize_t r;
+
+	NEED_REAL(recvmsg);
+	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
+		return real.recvmsg(fd, msg, flags);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.recvmsg(fd, msg, flags);
+	r = msg_recv(c, msg, flags);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct conn *c;
+	ssize_t r;
+
+	NEED_REAL(sendmsg);
+	if (likely(!fdtab_maybe(fd)))
+		return real.sendmsg(fd, msg, flags);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.sendmsg(fd, msg, flags);
+	r = msg_send(c, msg, flags);
+	conn_put(c);
+	return hook_ret(r);
+}
+
+HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
+{
+	struct conn *c;
+	unsigned int i;
+	ssize_t r = 0;
+
+	NEED_REAL(sendmmsg);
+	if (likely(!fdtab_maybe(fd)))
+		return real.sendmmsg(fd, v, n, flags);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.sendmmsg(fd, v, n, flags);
+	for (i = 0; i < n; i++) {
+		r = msg_send(c, &v[i].msg_hdr, i > 0 ? flags | MSG_DONTWAIT : flags);
+		if (r < 0)
+			break;
+		v[i].msg_len = (unsigned int)r;
+	}
+	conn_put(c);
+	if (i == 0 && r < 0)
+		return (int)hook_ret(r);
+	return (int)i;
+}
+
+HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{
+	struct conn *c;
+	unsigned int i;
+	ssize_t r = 0;
+
+	NEED_REAL(recvmmsg);
+	if (likely(!fdtab_maybe(fd)))
+		return real.recvmmsg(fd, v, n, flags, t);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.recvmmsg(fd, v, n, flags, t);
+	for (i = 0; i < n; i++) {
+		r = msg_recv(c, &v[i].msg_hdr, i > 0 ? flags | MSG_DONTWAIT : flags & ~MSG_WAITFORONE);
+		if (r <= 0)
+			break;
+		v[i].msg_len = (unsigned int)r;
+	}
+	conn_put(c);
+	if (i == 0 && r < 0)
+		return (int)hook_ret(r);
+	return (int)i;
+}

@@ -1,0 +1,126 @@
+/*
+ * resolve.c - hooks for the resolver calls: note which name the program
+ * resolved to each address (names.c), so connect can match rules by name.
+ *
+ * Each hook calls libc, then records the answer when the policy has connect
+ * rules. What libc returned, errno and h_errno reach the program untouched.
+ *
+ * real.X is NULL only for a call made while real_init() itself runs (dlsym
+ * re-entering the resolver); such a call fails as libc would without a resolver.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stddef.h>
+
+#include "log.h"
+#include "names.h"
+#include "real.h"
+#include "shim.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* Logs what was recorded; NAME passed names.c's checks when N > 0. */
+static void resolve_log(const char *name, size_t n)
+{
+	if (n > 0 && log_enabled(LOG_LVL_DEBUG))
+		log_debug("resolve %s -> %zu addresses", name, n);
+}
+
+static void note_addrinfo(const char *name, const struct addrinfo *res)
+{
+	if (!shim.has_connect || !name)
+		return;
+	resolve_log(name, names_remember_addrinfo(name, res));
+}
+
+static void note_hostent(const char *name, const struct hostent *he)
+{
+	if (!shim.has_connect || !name)
+		return;
+	resolve_log(name, names_remember_hostent(name, he));
+}
+
+/* getaddrinfo(3); returns libc's result. */
+SHIM_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+			    struct addrinfo **res)
+{
+	int rc;
+
+	real_init();
+	if (!real.getaddrinfo) {
+		errno = ENOSYS;
+		return EAI_SYSTEM;
+	}
+	rc = real.getaddrinfo(node, service, hints, res);
+	if (rc == 0)
+		note_addrinfo(node, *res);
+	return rc;
+}
+
+/* gethostbyname(3); returns libc's result. */
+SHIM_EXPORT struct hostent *gethostbyname(const char *name)
+{
+	struct hostent *he;
+
+	real_init();
+	if (!real.gethostbyname) {
+		h_errno = NO_RECOVERY;
+		return NULL;
+	}
+	he = real.gethostbyname(name);
+	if (he)
+		note_hostent(name, he);
+	return he;
+}
+
+/* gethostbyname2(3); returns libc's result. */
+SHIM_EXPORT struct hostent *gethostbyname2(const char *name, int af)
+{
+	struct hostent *he;
+
+	real_init();
+	if (!real.gethostbyname2) {
+		h_errno = NO_RECOVERY;
+		return NULL;
+	}
+	he = real.gethostbyname2(name, af);
+	if (he)
+		note_hostent(name, he);
+	return he;
+}
+
+/* gethostbyname_r(3); returns libc's result. */
+SHIM_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+				struct hostent **result, int *h_errnop)
+{
+	int rc;
+
+	real_init();
+	if (!real.gethostbyname_r) {
+		*result = NULL;
+		*h_errnop = NO_RECOVERY;
+		return ENOSYS;
+	}
+	rc = real.gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+	if (rc == 0 && result && *result)
+		note_hostent(name, *result);
+	return rc;
+}
+
+/* gethostbyname2_r(3); returns libc's result. */
+SHIM_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf,
+				 size_t buflen, struct hostent **result, int *h_errnop)
+{
+	int rc;
+
+	real_init();
+	if (!real.gethostbyname2_r) {
+		*result = NULL;
+		*h_errnop = NO_RECOVERY;
+		return ENOSYS;
+	}
+	rc = real.gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop);
+	if (rc == 0 && result && *result)
+		note_hostent(name, *result);
+	return rc;
+}

@@ -1,0 +1,708 @@
+/*
+ * names.c - address -> the name the program resolved, and the shim's own
+ * resolution of the policy's exact names.
+ *
+ * Two bounded tables, no allocation:
+ *
+ *  - per thread: NAMES_THREAD_CAP entries in __thread storage, searched
+ *    linearly; one entry per address, the least recently used is replaced.
+ *    The names live in a small ring (TL_RING bytes) rather than a full-size
+ *    buffer per entry: static TLS is carved out of every thread's stack, and
+ *    programs do create threads with PTHREAD_STACK_MIN stacks. An entry whose
+ *    name the ring has since overwritten is gone. No lock: only its thread
+ *    touches it.
+ *  - global: NAMES_GLOBAL_CAP entries as a set-associative cache (G_SETS sets
+ *    of G_WAYS ways, the set chosen by a seeded hash of the address); one
+ *    entry per address, the least recently used way of a full set is replaced.
+ *    Sets are guarded by G_SHARDS mutexes (set i by shard i % G_SHARDS), each
+ *    held only for a short copy, never across a call out.
+ *
+ * The self cache (names_self) maps address -> index into the policy's exact
+ * names. It is double-buffered: one thread fills the spare buffer without a
+ * lock while the others read the current one (or wait for the first fill),
+ * and the buffers are swapped under self_lock.
+ *
+ * Fork: pthread_atfork handlers take every lock before fork() so the child
+ * never inherits one held mid-update, and forget a refresh the child has no
+ * thread to finish.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <time.h>
+
+#include "log.h"
+#include "names.h"
+#include "real.h"
+
+#define G_WAYS 8
+#define G_SETS (NAMES_GLOBAL_CAP / G_WAYS)
+#define G_SHARDS 16 /* few: fork() takes them all (TSan tracks at most 64 held locks) */
+
+#define TL_RING 2048 /* per thread: at least 8 names of the longest kind */
+
+#define SELF_MAX_ADDRS 16 /* per name */
+#define SELF_MAX_PAIRS (NAMES_SELF_MAX_NAMES * SELF_MAX_ADDRS)
+
+#define DNS_MAX_NAME 253 /* RFC 1035 section 2.3.4, without the trailing dot */
+
+_Static_assert(G_SETS * G_WAYS == NAMES_GLOBAL_CAP, "global table size");
+_Static_assert((G_SETS & (G_SETS - 1)) == 0, "G_SETS must be a power of two");
+_Static_assert(NAMES_MAX_NAME > DNS_MAX_NAME, "name buffer");
+_Static_assert(TL_RING >= 8 * (DNS_MAX_NAME + 1), "thread ring too small");
+
+/* An address as a table key: IPv4 in a[0], the rest zero; fam 4 or 6 (0: empty). */
+struct nkey {
+	uint32_t a[4];
+	uint32_t fam;
+};
+
+struct entry {
+	struct nkey key;
+	uint64_t stamp; /* last use; larger is more recent; 0 only when empty */
+	char name[NAMES_MAX_NAME];
+};
+
+struct tl_entry {
+	struct nkey key;
+	uint64_t stamp; /* as in struct entry */
+	uint64_t pos;   /* where the name starts, as a count of ring bytes ever written */
+};
+
+struct tl_table {
+	uint64_t clock;
+	uint64_t head; /* ring bytes ever written; the next name goes at head % TL_RING */
+	struct tl_entry e[NAMES_THREAD_CAP];
+	char ring[TL_RING];
+};
+
+struct shard {
+	pthread_mutex_t lock;
+	uint64_t clock; /* stamps of the sets this shard guards */
+} __attribute__((aligned(64)));
+
+struct self_pair {
+	struct nkey key;
+	uint32_t idx; /* into policy_exact_names() */
+};
+
+struct self_cache {
+	const struct policy *p; /* the table the answers are for; NULL: none */
+	uint64_t when_ms;       /* CLOCK_MONOTONIC of the fill */
+	size_t n;
+	struct self_pair pair[SELF_MAX_PAIRS];
+};
+
+struct self_dir {
+	struct self_cache buf[2];
+	int cur;        /* buf[cur] is what readers see */
+	int refreshing; /* a thread is filling buf[!cur] */
+};
+
+static __thread struct tl_table tl;
+static __thread int tl_in_self; /* this thread runs the self resolution */
+
+static struct entry g_tab[G_SETS][G_WAYS];
+static struct shard g_shard[G_SHARDS] = {
+	[0 ... G_SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
+};
+static uint64_t g_seed; /* hash seed, set once (see names_once) */
+
+static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t self_cond = PTHREAD_COND_INITIALIZER;
+static struct self_dir self_tab[2]; /* by enum policy_dir */
+
+static pthread_once_t names_once_ctl = PTHREAD_ONCE_INIT;
+
+/* ---- fork ---------------------------------------------------------------------------- */
+
+static void names_prefork(void)
+{
+	pthread_mutex_lock(&self_lock);
+	for (int i = 0; i < G_SHARDS; i++)
+		pthread_mutex_lock(&g_shard[i].lock);
+}
+
+static void names_postfork_parent(void)
+{
+	for (int i = G_SHARDS - 1; i >= 0; i--)
+		pthread_mutex_unlock(&g_shard[i].lock);
+	pthread_mutex_unlock(&self_lock);
+}
+
+static void names_postfork_child(void)
+{
+	for (int i = G_SHARDS - 1; i >= 0; i--)
+		pthread_mutex_unlock(&g_shard[i].lock);
+	/* The refreshing thread and any waiters do not exist in the child. */
+	for (size_t d = 0; d < 2; d++)
+		self_tab[d].refreshing = 0;
+	pthread_cond_init(&self_cond, NULL);
+	pthread_mutex_unlock(&self_lock);
+}
+
+static void names_once(void)
+{
+	/* A secret seed, so DNS answers cannot be chosen to collide in one set. */
+	const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+	uint64_t s = 0x6a09e667f3bcc909ull;
+
+	if (r)
+		memcpy(&s, r + 8, sizeof(s));
+	__atomic_store_n(&g_seed, s | 1, __ATOMIC_RELAXED);
+	pthread_atfork(names_prefork, names_postfork_parent, names_postfork_child);
+}
+
+static void names_init(void)
+{
+	pthread_once(&names_once_ctl, names_once);
+}
+
+/* ---- keys and names ------------------------------------------------------------------ */
+
+static const unsigned char v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* Builds the key of (FAMILY, ADDR); IPv4-mapped IPv6 becomes IPv4. Returns 0 or -1. */
+static int key_make(struct nkey *k, int family, const unsigned char *addr)
+{
+	memset(k, 0, sizeof(*k));
+	switch (family) {
+	case AF_INET:
+		memcpy(&k->a[0], addr, 4);
+		k->fam = 4;
+		return 0;
+	case AF_INET6:
+		if (memcmp(addr, v4mapped_prefix, sizeof(v4mapped_prefix)) == 0) {
+			memcpy(&k->a[0], addr + 12, 4);
+			k->fam = 4;
+			return 0;
+		}
+		memcpy(k->a, addr, 16);
+		k->fam = 6;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int key_from_sockaddr(struct nkey *k, const struct sockaddr *sa)
+{
+	if (!sa)
+		return -1;
+	switch (sa->sa_family) {
+	case AF_INET:
+		return key_make(k, AF_INET,
+				(const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
+	case AF_INET6:
+		return key_make(k, AF_INET6,
+				(const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	default:
+		return -1;
+	}
+}
+
+static int key_eq(const struct nkey *x, const struct nkey *y)
+{
+	return x->fam == y->fam && x->a[0] == y->a[0] && x->a[1] == y->a[1] &&
+	       x->a[2] == y->a[2] && x->a[3] == y->a[3];
+}
+
+static uint64_t mix64(uint64_t h)
+{
+	/* MurmurHash3's fmix64 finalizer. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+static size_t key_set(const struct nkey *k)
+{
+	uint64_t h = __atomic_load_n(&g_seed, __ATOMIC_RELAXED);
+
+	h = mix64(h ^ ((uint64_t)k->a[0] << 32 | k->a[1]));
+	h = mix64(h ^ ((uint64_t)k->a[2] << 32 | k->a[3]) ^ k->fam);
+	return (size_t)h & (G_SETS - 1);
+}
+
+/* Whether S (already lower-case, no trailing dot) is an address literal, not a name. */
+static int name_is_numeric(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	char tmp[NAMES_MAX_NAME];
+	const char *pct;
+	struct in_addr in;
+
+	/* inet_aton: getaddrinfo also takes "127.1", "0x7f000001" as addresses. */
+	if (inet_aton(s, &in) || inet_pton(AF_INET6, s, buf) == 1)
+		return 1;
+	pct = strchr(s, '%'); /* "fe80::1%eth0": a scoped literal */
+	if (!pct || (size_t)(pct - s) >= sizeof(tmp))
+		return 0;
+	memcpy(tmp, s, (size_t)(pct - s));
+	tmp[pct - s] = '\0';
+	return inet_pton(AF_INET6, tmp, buf) == 1;
+}
+
+/*
+ * Normalizes NAME into OUT: lower-case (ASCII only), one trailing dot dropped.
+ * Returns the length, or -1 for a name not to record (see names_remember).
+ */
+static int name_norm(const char *name, char out[NAMES_MAX_NAME])
+{
+	size_t len;
+
+	if (!name)
+		return -1;
+	len = strnlen(name, DNS_MAX_NAME + 2);
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > DNS_MAX_NAME)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		/* Never a host name; and the name reaches log lines. */
+		if (c <= ' ' || c == 0x7f)
+			return -1;
+		out[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	out[len] = '\0';
+	if (name_is_numeric(out))
+		return -1;
+	return (int)len;
+}
+
+/* ---- the tables ---------------------------------------------------------------------- */
+
+/* Whether E holds an address whose name the ring still has. */
+static int tl_valid(const struct tl_entry *e)
+{
+	return e->stamp != 0 && tl.head - e->pos <= TL_RING;
+}
+
+/* Puts (K, NAME) in the calling thread's table. */
+static void tl_put(const struct nkey *k, const char *name, size_t len)
+{
+	struct tl_entry *victim = NULL;
+	size_t off;
+
+	for (size_t i = 0; i < NAMES_THREAD_CAP; i++) {
+		struct tl_entry *e = &tl.e[i];
+
+		if (!tl_valid(e)) {
+			if (!victim || tl_valid(victim))
+				victim = e;
+			continue;
+		}
+		if (key_eq(&e->key, k)) {
+			victim = e;
+			break;
+		}
+		if (!victim || (tl_valid(victim) && e->stamp < victim->stamp))
+			victim = e;
+	}
+	/* A name never wraps around the end of the ring: skip the tail instead. */
+	off = tl.head % TL_RING;
+	if (off + len + 1 > TL_RING)
+		tl.head += TL_RING - off;
+	victim->key = *k;
+	victim->stamp = ++tl.clock;
+	victim->pos = tl.head;
+	memcpy(&tl.ring[tl.head % TL_RING], name, len + 1);
+	tl.head += len + 1;
+}
+
+static int tl_get(const struct nkey *k, char out[NAMES_MAX_NAME])
+{
+	for (size_t i = 0; i < NAMES_THREAD_CAP; i++) {
+		struct tl_entry *e = &tl.e[i];
+
+		if (tl_valid(e) && key_eq(&e->key, k)) {
+			e->stamp = ++tl.clock;
+			strcpy(out, &tl.ring[e->pos % TL_RING]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void g_put(const struct nkey *k, const char *name, size_t len)
+{
+	size_t set = key_set(k);
+	struct shard *sh = &g_shard[set % G_SHARDS];
+	struct entry *ways = g_tab[set];
+	struct entry *victim = &ways[0];
+
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < G_WAYS; i++) {
+		if (ways[i].stamp && key_eq(&ways[i].key, k)) {
+			victim = &ways[i];
+			break;
+		}
+		if (ways[i].stamp < victim->stamp)
+			victim = &ways[i];
+	}
+	victim->key = *k;
+	victim->stamp = ++sh->clock;
+	memcpy(victim->name, name, len + 1);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+static int g_get(const struct nkey *k, char out[NAMES_MAX_NAME])
+{
+	size_t set = key_set(k);
+	struct shard *sh = &g_shard[set % G_SHARDS];
+	struct entry *ways = g_tab[set];
+	int found = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < G_WAYS; i++) {
+		if (ways[i].stamp && key_eq(&ways[i].key, k)) {
+			ways[i].stamp = ++sh->clock;
+			strcpy(out, ways[i].name);
+			found = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return found;
+}
+
+static void put_both(const struct nkey *k, const char *name, size_t len)
+{
+	tl_put(k, name, len);
+	g_put(k, name, len);
+}
+
+/* ---- remember / lookup --------------------------------------------------------------- */
+
+/* Contract in names.h. */
+int names_remember(const char *name, const struct sockaddr *addr)
+{
+	int saved = errno;
+	char norm[NAMES_MAX_NAME];
+	struct nkey k;
+	int len;
+
+	if (key_from_sockaddr(&k, addr) < 0)
+		return 0;
+	len = name_norm(name, norm);
+	if (len < 0) {
+		errno = saved;
+		return 0;
+	}
+	names_init();
+	put_both(&k, norm, (size_t)len);
+	errno = saved;
+	return 1;
+}
+
+/* Contract in names.h. */
+size_t names_remember_addrinfo(const char *name, const struct addrinfo *res)
+{
+	int saved = errno;
+	char norm[NAMES_MAX_NAME];
+	struct nkey k, prev = { .fam = 0 };
+	size_t n = 0;
+	int len;
+
+	len = name_norm(name, norm);
+	if (len < 0 || !res) {
+		errno = saved;
+		return 0;
+	}
+	names_init();
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (key_from_sockaddr(&k, ai->ai_addr) < 0)
+			continue;
+		/* Without a socket type in the hints, each address comes once per type. */
+		if (key_eq(&k, &prev))
+			continue;
+		put_both(&k, norm, (size_t)len);
+		prev = k;
+		n++;
+	}
+	errno = saved;
+	return n;
+}
+
+/* Contract in names.h. */
+size_t names_remember_hostent(const char *name, const struct hostent *he)
+{
+	int saved = errno;
+	char norm[NAMES_MAX_NAME];
+	struct nkey k;
+	size_t n = 0;
+	int len;
+
+	if (!he || !he->h_addr_list)
+		return 0;
+	if ((he->h_addrtype == AF_INET && he->h_length != 4) ||
+	    (he->h_addrtype == AF_INET6 && he->h_length != 16))
+		return 0;
+	len = name_norm(name, norm);
+	if (len < 0) {
+		errno = saved;
+		return 0;
+	}
+	names_init();
+	for (char *const *a = he->h_addr_list; *a; a++) {
+		if (key_make(&k, he->h_addrtype, (const unsigned char *)*a) < 0)
+			break;
+		put_both(&k, norm, (size_t)len);
+		n++;
+	}
+	errno = saved;
+	return n;
+}
+
+/* Contract in names.h. */
+int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME])
+{
+	int saved = errno;
+	struct nkey k;
+	int found;
+
+	if (!addr || key_make(&k, family, addr) < 0)
+		return 0;
+	found = tl_get(&k, out);
+	if (!found) {
+		names_init();
+		found = g_get(&k, out);
+	}
+	errno = saved;
+	return found;
+}
+
+/* ---- the shim's own resolution ------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void self_add(struct self_cache *c, const struct nkey *k, uint32_t idx)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->pair[i].idx == idx && key_eq(&c->pair[i].key, k))
+			return;
+	}
+	if (c->n == SELF_MAX_PAIRS)
+		return;
+	c->pair[c->n].key = *k;
+	c->pair[c->n].idx = idx;
+	c->n++;
+}
+
+/* "localhost" or a name under it: RFC 6761 section 6.3 says both loopbacks. */
+static int name_is_localhost(const char *name)
+{
+	static const char lh[] = "localhost";
+	size_t len = strlen(name);
+
+	if (len < sizeof(lh) - 1 || strcmp(name + len - (sizeof(lh) - 1), lh) != 0)
+		return 0;
+	return len == sizeof(lh) - 1 || name[len - sizeof(lh)] == '.';
+}
+
+/* Resolves one exact name (index IDX) into C. */
+static void self_resolve_one(struct self_cache *c, const char *name, uint32_t idx)
+{
+	static const unsigned char lo4[4] = { 127, 0, 0, 1 };
+	static const unsigned char lo6[16] = { [15] = 1 };
+	struct addrinfo hints, *res = NULL;
+	size_t n = 0;
+	struct nkey k;
+
+	if (name_is_localhost(name)) {
+		key_make(&k, AF_INET, lo4);
+		self_add(c, &k, idx);
+		key_make(&k, AF_INET6, lo6);
+		self_add(c, &k, idx);
+	}
+	memset(&hints, 0, sizeof(hints));
+	/* No AI_ADDRCONFIG: localhost must give ::1 even without a global IPv6 address. */
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (real.getaddrinfo(name, NULL, &hints, &res) != 0)
+		return;
+	for (const struct addrinfo *ai = res; ai && n < SELF_MAX_ADDRS; ai = ai->ai_next) {
+		if (key_from_sockaddr(&k, ai->ai_addr) < 0)
+			continue;
+		self_add(c, &k, idx);
+		n++;
+	}
+	freeaddrinfo(res);
+}
+
+/* Fills C with P's DIR exact names and their addresses. Called without any lock. */
+static void self_fill(struct self_cache *c, const struct policy *p, enum policy_dir dir)
+{
+	const char *const *names = NULL;
+	size_t count = policy_exact_names(p, dir, &names);
+
+	c->n = 0;
+	if (count > NAMES_SELF_MAX_NAMES) {
+		log_info("resolving only the first %d of %zu exact %s names of the policy",
+			 NAMES_SELF_MAX_NAMES, count, policy_dir_str(dir));
+		count = NAMES_SELF_MAX_NAMES;
+	}
+	for (size_t i = 0; i < count; i++)
+		self_resolve_one(c, names[i], (uint32_t)i);
+	c->p = p;
+	c->when_ms = now_ms();
+}
+
+static int self_usable(const struct self_cache *c, const struct policy *p)
+{
+	return c->p == p;
+}
+
+static int self_fresh(const struct self_cache *c, const struct policy *p, uint64_t now)
+{
+	return self_usable(c, p) && now - c->when_ms < NAMES_SELF_TTL_S * 1000u;
+}
+
+/*
+ * Makes SD's current buffer usable for P: returns with self_lock held and
+ * either fresh answers, or stale ones while another thread refreshes.
+ */
+static void self_ensure(struct self_dir *sd, const struct policy *p, enum policy_dir dir)
+{
+	for (;;) {
+		struct self_cache *c = &sd->buf[sd->cur];
+		struct self_cache *spare;
+
+		if (self_fresh(c, p, now_ms()))
+			return;
+		if (sd->refreshing) {
+			if (self_usable(c, p))
+				return;
+			pthread_cond_wait(&self_cond, &self_lock);
+			continue;
+		}
+		/* This thread resolves; the others read buf[cur] or wait meanwhile. */
+		sd->refreshing = 1;
+		spare = &sd->buf[!sd->cur];
+		pthread_mutex_unlock(&self_lock);
+		tl_in_self = 1;
+		self_fill(spare, p, dir);
+		tl_in_self = 0;
+		pthread_mutex_lock(&self_lock);
+		sd->cur = !sd->cur;
+		sd->refreshing = 0;
+		pthread_cond_broadcast(&self_cond);
+		return;
+	}
+}
+
+/* Contract in names.h. */
+size_t names_self(const struct policy *p, enum policy_dir dir, int family,
+		  const unsigned char *addr, const char **out, size_t max)
+{
+	int saved = errno, saved_h = h_errno;
+	const char *const *names = NULL;
+	struct self_dir *sd;
+	const struct self_cache *c;
+	uint32_t seen[NAMES_SELF_MAX_NAMES];
+	size_t count, n = 0, nseen = 0;
+	int cancel_state;
+	struct nkey k;
+
+	if (!p || !addr || max == 0 || tl_in_self || !real.getaddrinfo)
+		return 0;
+	switch (dir) {
+	case POLICY_CONNECT:
+	case POLICY_ACCEPT:
+		break;
+	default:
+		return 0;
+	}
+	if (key_make(&k, family, addr) < 0)
+		return 0;
+	count = policy_exact_names(p, dir, &names);
+	if (count == 0)
+		return 0;
+	names_init();
+	sd = &self_tab[dir];
+
+	/* A cancelled resolver would leave the others waiting forever. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+	pthread_mutex_lock(&self_lock);
+	self_ensure(sd, p, dir);
+	c = &sd->buf[sd->cur];
+	for (size_t i = 0; i < c->n && n < max; i++) {
+		const struct self_pair *pr = &c->pair[i];
+		size_t j;
+
+		if (!key_eq(&pr->key, &k) || pr->idx >= count)
+			continue;
+		for (j = 0; j < nseen && seen[j] != pr->idx; j++)
+			;
+		if (j < nseen)
+			continue;
+		seen[nseen++] = pr->idx;
+		out[n++] = names[pr->idx];
+	}
+	pthread_mutex_unlock(&self_lock);
+	pthread_setcancelstate(cancel_state, NULL);
+	h_errno = saved_h;
+	errno = saved;
+	return n;
+}
+
+/* ---- reset and statistics ------------------------------------------------------------ */
+
+/* Contract in names.h. */
+void names_reset(void)
+{
+	int saved = errno;
+
+	names_init();
+	memset(&tl, 0, sizeof(tl));
+	for (size_t s = 0; s < G_SETS; s++) {
+		struct shard *sh = &g_shard[s % G_SHARDS];
+
+		pthread_mutex_lock(&sh->lock);
+		memset(g_tab[s], 0, sizeof(g_tab[s]));
+		pthread_mutex_unlock(&sh->lock);
+	}
+	pthread_mutex_lock(&self_lock);
+	for (size_t d = 0; d < 2; d++) {
+		/* A refresh under way fills the spare buffer: leave that one alone. */
+		self_tab[d].buf[self_tab[d].cur].p = NULL;
+		self_tab[d].buf[self_tab[d].cur].n = 0;
+	}
+	pthread_mutex_unlock(&self_lock);
+	errno = saved;
+}
+
+/* Contract in names.h. */
+void names_stats(struct names_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->thread_cap = NAMES_THREAD_CAP;
+	st->global_cap = NAMES_GLOBAL_CAP;
+	for (size_t i = 0; i < NAMES_THREAD_CAP; i++)
+		st->thread_used += tl_valid(&tl.e[i]);
+	names_init();
+	for (size_t s = 0; s < G_SETS; s++) {
+		struct shard *sh = &g_shard[s % G_SHARDS];
+
+		pthread_mutex_lock(&sh->lock);
+		for (size_t w = 0; w < G_WAYS; w++)
+			st->global_used += g_tab[s][w].stamp != 0;
+		pthread_mutex_unlock(&sh->lock);
+	}
+}

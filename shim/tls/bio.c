@@ -1,0 +1,213 @@
+/*
+ * bio.c - the BIO under every engine session: socket I/O through the real libc
+ * functions (the process's read/write/send/recv are hooked), and a write side
+ * that never makes OpenSSL retry.
+ *
+ * OpenSSL requires a retried SSL_write() to be given the same buffer again;
+ * a program writing through a socket expects a partial write instead. So the
+ * BIO's write always reports success: it sends what the kernel takes and
+ * keeps the rest in the session (allocated only while non-empty) until
+ * tls_bio_flush() drains it. tsess_write() flushes before encrypting more,
+ * which bounds what is kept to about one record plus a handshake flight.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "real.h"
+#include "tls_int.h"
+
+static BIO_METHOD *bio_method;
+
+/* Appends LEN bytes to S's kept ciphertext. Returns 0, or -1 if out of memory. */
+static int out_append(struct tsess *s, const void *buf, size_t len)
+{
+	size_t keep = s->out_len - s->out_off;
+	unsigned char *n;
+
+	n = malloc(keep + len);
+	if (n == NULL)
+		return -1;
+	if (keep > 0)
+		memcpy(n, s->out + s->out_off, keep);
+	memcpy(n + keep, buf, len);
+	free(s->out);
+	s->out = n;
+	s->out_off = 0;
+	s->out_len = keep + len;
+	return 0;
+}
+
+static void out_clear(struct tsess *s)
+{
+	free(s->out);
+	s->out = NULL;
+	s->out_len = 0;
+	s->out_off = 0;
+}
+
+/*
+ * One send() of LEN bytes. MSG_NOSIGNAL: a dead peer gives EPIPE here, never
+ * SIGPIPE to the program; MSG_DONTWAIT: the engine never blocks, whatever the
+ * file status flags of the socket say. Returns bytes sent, 0 if the kernel
+ * took nothing (EAGAIN), or -errno.
+ */
+static ssize_t send_some(struct tsess *s, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = tls_host.real->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	return -errno;
+}
+
+/*
+ * Sends S's kept ciphertext. Returns 0 when none is left (the buffer is then
+ * freed), TS_WANT_WRITE if the kernel would not take all of it, or TS_SYSERR
+ * with S->sys_errno set.
+ */
+int tls_bio_flush(struct tsess *s)
+{
+	while (s->out != NULL && s->out_off < s->out_len) {
+		ssize_t n = send_some(s, s->out + s->out_off, s->out_len - s->out_off);
+
+		if (n < 0) {
+			s->sys_errno = (int)-n;
+			return TS_SYSERR;
+		}
+		if (n == 0)
+			return TS_WANT_WRITE;
+		s->out_off += (size_t)n;
+	}
+	out_clear(s);
+	return 0;
+}
+
+static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
+{
+	struct tsess *s = BIO_get_data(b);
+	ssize_t n = 0;
+
+	BIO_clear_retry_flags(b);
+	*written = 0;
+	/* Kept bytes go first: new ones queue behind them to keep the stream in order. */
+	if (s->out == NULL) {
+		n = send_some(s, buf, len);
+		if (n < 0) {
+			s->sys_errno = (int)-n;
+			return 0;
+		}
+	}
+	if ((size_t)n < len && out_append(s, buf + n, len - (size_t)n) != 0) {
+		s->sys_errno = ENOMEM;
+		return 0;
+	}
+	*written = len;
+	return 1;
+}
+
+static int bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
+{
+	struct tsess *s = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	*readbytes = 0;
+	do {
+		n = tls_host.real->recv(s->fd, buf, len, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		*readbytes = (size_t)n;
+		return 1;
+	}
+	if (n == 0) {
+		/* TCP EOF: OpenSSL 3 reports it as SSL_R_UNEXPECTED_EOF_WHILE_READING. */
+		BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		BIO_set_retry_read(b);
+		return 0;
+	}
+	s->sys_errno = errno;
+	return 0;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tsess *s = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		/* Sending is tls_bio_flush()'s job, driven by the caller's readiness. */
+		return 1;
+	case BIO_CTRL_WPENDING:
+		return s != NULL && s->out != NULL ? (long)(s->out_len - s->out_off) : 0;
+	case BIO_CTRL_PENDING:
+		return 0;
+	case BIO_CTRL_EOF:
+		return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+	default:
+		return 0;
+	}
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int bio_destroy(BIO *b)
+{
+	struct tsess *s = BIO_get_data(b);
+
+	if (s != NULL)
+		out_clear(s);
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/*
+ * Creates the BIO method. Returns 0, or -1 on allocation failure. Called once,
+ * under init()'s once-guard.
+ */
+int tls_bio_init(void)
+{
+	BIO_METHOD *m;
+
+	m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tlsshim socket");
+	if (m == NULL)
+		return -1;
+	if (!BIO_meth_set_write_ex(m, bio_write) || !BIO_meth_set_read_ex(m, bio_read) ||
+	    !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create) ||
+	    !BIO_meth_set_destroy(m, bio_destroy)) {
+		BIO_meth_free(m);
+		return -1;
+	}
+	bio_method = m;
+	return 0;
+}
+
+/*
+ * Returns a new BIO doing S's socket I/O on S->fd (read at each call, so
+ * set_fd() needs no BIO change), or NULL on allocation failure. The BIO frees
+ * S's kept ciphertext when it is freed.
+ */
+BIO *tls_bio_new(struct tsess *s)
+{
+	BIO *b = BIO_new(bio_method);
+
+	if (b == NULL)
+		return NULL;
+	BIO_set_data(b, s);
+	return b;
+}

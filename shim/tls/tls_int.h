@@ -1,0 +1,88 @@
+/*
+ * tls_int.h - what the TLS engine's files share (never included outside shim/tls/).
+ *
+ * The engine is split by concern: tlsctx.c owns the SSL_CTX per rule and role
+ * (secure defaults, file reload) and the client session cache; bio.c the BIO
+ * that does socket I/O through the real libc functions and keeps unsent
+ * ciphertext; verify.c pins, allow patterns and the certificate callback;
+ * keylog.c TLSSHIM_KEYLOG; tsess.c the sessions and the exported ops table.
+ */
+#ifndef TLSSHIM_TLS_INT_H
+#define TLSSHIM_TLS_INT_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+#include "engine.h"
+
+#define TS_REASON_MAX 256 /* room for "client certificate not allowed: <identities>" */
+
+/* One TLS session: the engine's per-connection state (kept small: see tsess_new()). */
+struct tsess {
+	SSL *ssl;
+	int fd;
+	enum tls_role role;
+	const struct policy_rule *rule;
+	int sys_errno;      /* errno of the last failed socket call in the BIO, or 0 */
+	unsigned char *out; /* ciphertext the kernel did not take yet; NULL when empty */
+	size_t out_len, out_off;
+	char *cache_key;    /* client: session cache key; NULL when not caching */
+	unsigned shutdown_sent : 1;
+	unsigned failed : 1;     /* a TS_FATAL happened: the session is dead */
+	unsigned cb_reason : 1;  /* REASON was set by a callback during the handshake */
+	char reason[TS_REASON_MAX];
+};
+
+/* The host given to init(), copied; valid once init() succeeded. */
+extern struct engine_host tls_host;
+
+#define tls_log(level, ...) tls_host.log((level), __VA_ARGS__)
+
+/* Sets S's reason (printf-style). */
+void tsess_set_reason(struct tsess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- bio.c ---- */
+
+/* Creates the BIO method once. Returns 0 or -1. Called from init() only. */
+int tls_bio_init(void);
+
+/* A new BIO doing S's socket I/O; NULL on allocation failure. */
+BIO *tls_bio_new(struct tsess *s);
+
+/* Sends S's kept ciphertext: 0 when none is left, TS_WANT_WRITE, TS_SYSERR. */
+int tls_bio_flush(struct tsess *s);
+
+/* ---- tlsctx.c ---- */
+
+/*
+ * Returns a new reference to the current SSL_CTX for (RULE, ROLE), building
+ * it on first use and rebuilding it when the rule's files changed on disk
+ * (checked at most once a second). NULL with a message in ERR if the rule
+ * never loaded. Thread-safe. The caller SSL_CTX_free()s the reference.
+ */
+SSL_CTX *tlsctx_get(const struct policy_rule *rule, enum tls_role role, char *err, size_t errlen);
+
+/* The client session cache. Thread-safe; KEY is copied. */
+SSL_SESSION *tlsctx_session_get(const char *key); /* a new reference, or NULL */
+void tlsctx_session_put(const char *key, SSL_SESSION *sess); /* takes SESS's reference */
+
+/* ---- verify.c ---- */
+
+/* The SSL_CTX_set_cert_verify_callback() function for both roles. */
+int tls_verify_cb(X509_STORE_CTX *x, void *arg);
+
+/* Whether TEXT is an IPv4 or IPv6 address literal. */
+int tls_is_ip_literal(const char *text);
+
+/* ---- keylog.c ---- */
+
+/* Opens the key-log file if the host named one. Returns 0, or -1 with a message in ERR. */
+int keylog_init(char *err, size_t errlen);
+
+/* Whether key logging is on (install keylog_cb then). */
+int keylog_enabled(void);
+
+/* The SSL_CTX_set_keylog_callback() function. */
+void keylog_cb(const SSL *ssl, const char *line);
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * tlsctx.c - one SSL_CTX per (rule, role), built lazily with tlsshim's secure
+ * defaults, rebuilt when the rule's files change on disk; and the client
+ * session cache.
+ *
+ * Rotation: sessions ask for their rule's SSL_CTX; at most once a second that
+ * stats the rule's files (cert, key, ca, client-ca). On a change it builds a
+ * new SSL_CTX; if that fails (a half-written file, a key that does not match
+ * the cert) the last good one stays and one warning per change is logged.
+ * SSL_CTX is reference counted, so live sessions keep the one they started
+ * with. Server ticket keys are carried over so clients resume across a
+ * rotation.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/err.h>
+
+#include "tls_int.h"
+
+#define CTX_FILES 4          /* cert, key, ca, client-ca */
+#define CTX_RECHECK_NS 1000000000LL
+#define SERVER_CACHE_SIZE 256 /* TLS 1.2 session-id resumption; tickets need no state */
+#define SCACHE_SIZE 64        /* client sessions kept, least recently used evicted */
+#define TICKET_KEYS_LEN 80    /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
+
+struct file_stamp {
+	int err; /* stat()'s errno, or 0 */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+struct ctx_entry {
+	struct ctx_entry *next;
+	const struct policy_rule *rule;
+	enum tls_role role;
+	SSL_CTX *ctx;   /* the last good one, or NULL if the files never loaded */
+	int tried;      /* a build was attempted */
+	long long checked_ns;
+	struct file_stamp stamp[CTX_FILES]; /* as at the last build attempt */
+	char err[256];  /* why the last build failed */
+};
+
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ctx_entry *ctx_list;
+
+struct scache_slot {
+	char *key;
+	SSL_SESSION *sess;
+	unsigned long used;
+};
+
+static pthread_mutex_t scache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct scache_slot scache[SCACHE_SIZE];
+static unsigned long scache_clock;
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Formats "WHAT PATH: <OpenSSL's reason>" into ERR and empties the ERR queue. */
+static void ssl_fail(char *err, size_t errlen, const char *what, const char *path)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = ERR_reason_error_string(e);
+
+	if (ERR_GET_LIB(e) == ERR_LIB_SYS && ERR_GET_REASON(e) > 0)
+		why = strerror(ERR_GET_REASON(e));
+	snprintf(err, errlen, "%s%s%s: %s", what, path != NULL ? " " : "", path != NULL ? path : "",
+		 why != NULL ? why : "unknown error");
+	ERR_clear_error();
+}
+
+/*
+ * The secure defaults, all in one place: TLS 1.2 or later (min-version=1.3
+ * raises it), no renegotiation, no compression (CRIME), peer verification on
+ * the client, buffers released while idle, OpenSSL's default cipher lists
+ * unless the rule names its own. Unexpected EOF stays an error so that a
+ * truncation attack is seen (RFC 8446 section 6.1). Returns 0 or -1 with ERR.
+ */
+static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role role,
+			char *err, size_t errlen)
+{
+	const struct policy_opts *o = &r->opt;
+	int minv = o->min_version == POLICY_TLS1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
+
+	if (!SSL_CTX_set_min_proto_version(ctx, minv)) {
+		ssl_fail(err, errlen, "cannot set min-version", NULL);
+		return -1;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_clear_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (o->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
+		ssl_fail(err, errlen, "invalid ciphers", o->ciphers);
+		return -1;
+	}
+	if (o->ciphersuites != NULL && !SSL_CTX_set_ciphersuites(ctx, o->ciphersuites)) {
+		ssl_fail(err, errlen, "invalid ciphersuites", o->ciphersuites);
+		return -1;
+	}
+	/* Pins and allow= are checked in the verify callback: failure aborts the handshake. */
+	SSL_CTX_set_cert_verify_callback(ctx, tls_verify_cb, NULL);
+	if (role == TLS_ROLE_CLIENT)
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	else if (o->client_ca != NULL || o->n_allow > 0)
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (keylog_enabled())
+		SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+	return 0;
+}
+
+/* Adds the file or directory PATH to CTX's trust anchors. Returns 0 or -1 with ERR. */
+static int load_trust(SSL_CTX *ctx, const char *what, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int ok;
+
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "cannot load %s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode))
+		ok = SSL_CTX_load_verify_dir(ctx, path);
+	else
+		ok = SSL_CTX_load_verify_file(ctx, path);
+	if (!ok) {
+		char buf[32];
+
+		snprintf(buf, sizeof(buf), "cannot load %s", what);
+		ssl_fail(err, errlen, buf, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads our certificate chain and key, and checks that they belong together. */
+static int load_cert_key(SSL_CTX *ctx, const struct policy_opts *o, char *err, size_t errlen)
+{
+	if (o->cert == NULL && o->key == NULL)
+		return 0;
+	if (o->cert == NULL || o->key == NULL) {
+		snprintf(err, errlen, "cert= and key= must be given together");
+		return -1;
+	}
+	if (!SSL_CTX_use_certificate_chain_file(ctx, o->cert)) {
+		ssl_fail(err, errlen, "cannot load cert", o->cert);
+		return -1;
+	}
+	if (!SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM)) {
+		ssl_fail(err, errlen, "cannot load key", o->key);
+		return -1;
+	}
+	if (!SSL_CTX_check_private_key(ctx)) {
+		ERR_clear_error();
+		snprintf(err, errlen, "key %s does not match cert %s", o->key, o->cert);
+		return -1;
+	}
+	return 0;
+}
+
+/* Stores every new resumable client session under the session's cache key. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tsess *s = SSL_get_app_data(ssl);
+
+	/* TLS 1.3 tickets arrive after the handshake (RFC 8446 section 4.6.1): this runs late. */
+	if (s == NULL || s->cache_key == NULL || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	tlsctx_session_put(s->cache_key, sess);
+	return 1;
+}
+
+/*
+ * Server ALPN: the first of the rule's protocols that the client offered.
+ * With no overlap the handshake fails with no_application_protocol
+ * (RFC 7301 section 3.2).
+ */
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+			  const unsigned char *in, unsigned inlen, void *arg)
+{
+	struct tsess *s = SSL_get_app_data(ssl);
+	const unsigned char *ours;
+	size_t ourlen, i, j;
+
+	(void)arg;
+	if (s == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	ours = (const unsigned char *)s->rule->opt.alpn_wire;
+	ourlen = s->rule->opt.alpn_wire_len;
+	for (i = 0; i < ourlen; i += 1 + (size_t)ours[i]) {
+		for (j = 0; j < inlen; j += 1 + (size_t)in[j]) {
+			if (in[j] == ours[i] && j + 1 + in[j] <= inlen &&
+			    memcmp(in + j + 1, ours + i + 1, in[j]) == 0) {
+				*out = in + j + 1;
+				*outlen = in[j];
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	tsess_set_reason(s, "no common application protocol (ALPN)");
+	s->cb_reason = 1;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int ctx_client(SSL_CTX *ctx, const struct policy_rule *r, char *err, size_t errlen)
+{
+	const struct policy_opts *o = &r->opt;
+
+	if (o->ca != NULL) {
+		if (load_trust(ctx, "ca", o->ca, err, errlen) != 0)
+			return -1;
+	} else if (!SSL_CTX_set_default_verify_paths(ctx)) {
+		ssl_fail(err, errlen, "cannot load the system CA store", NULL);
+		return -1;
+	}
+	if (load_cert_key(ctx, o, err, errlen) != 0)
+		return -1;
+	/* Sessions live in our cache (keyed per rule and peer), not in the SSL_CTX. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	return 0;
+}
+
+static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, char *err,
+		      size_t errlen)
+{
+	const struct policy_opts *o = &r->opt;
+	unsigned char keys[TICKET_KEYS_LEN];
+	char sid[32];
+
+	if (o->cert == NULL || o->key == NULL) {
+		snprintf(err, errlen, "accept tls needs cert= and key=");
+		return -1;
+	}
+	if (load_cert_key(ctx, o, err, errlen) != 0)
+		return -1;
+	if (o->ca != NULL && load_trust(ctx, "ca", o->ca, err, errlen) != 0)
+		return -1;
+	if (o->client_ca != NULL) {
+		STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+		struct stat st;
+		int ok;
+
+		if (load_trust(ctx, "client-ca", o->client_ca, err, errlen) != 0) {
+			sk_X509_NAME_free(names);
+			return -1;
+		}
+		/* The CA names go in CertificateRequest so clients pick the right cert. */
+		ok = names != NULL && stat(o->client_ca, &st) == 0 &&
+		     (S_ISDIR(st.st_mode) ? SSL_add_dir_cert_subjects_to_stack(names, o->client_ca)
+					  : SSL_add_file_cert_subjects_to_stack(names, o->client_ca));
+		if (!ok) {
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			ssl_fail(err, errlen, "cannot load client-ca", o->client_ca);
+			return -1;
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
+	}
+	/* Same context across rebuilds: sessions from before a rotation stay valid. */
+	snprintf(sid, sizeof(sid), "tlsshim:%u", r->id);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid, (unsigned)strlen(sid));
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_sess_set_cache_size(ctx, SERVER_CACHE_SIZE);
+	if (old != NULL && SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) > 0)
+		SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
+	OPENSSL_cleanse(keys, sizeof(keys));
+	if (o->alpn_wire != NULL)
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+	return 0;
+}
+
+/* Builds a new SSL_CTX for (R, ROLE); OLD (may be NULL) is the one it replaces. */
+static SSL_CTX *ctx_build(const struct policy_rule *r, enum tls_role role, SSL_CTX *old,
+			  char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	int rc;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(role == TLS_ROLE_CLIENT ? TLS_client_method() : TLS_server_method());
+	if (ctx == NULL) {
+		ssl_fail(err, errlen, "cannot create SSL_CTX", NULL);
+		return NULL;
+	}
+	rc = ctx_defaults(ctx, r, role, err, errlen);
+	if (rc == 0)
+		rc = role == TLS_ROLE_CLIENT ? ctx_client(ctx, r, err, errlen)
+					     : ctx_server(ctx, r, old, err, errlen);
+	ERR_clear_error();
+	if (rc != 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static void stamp_files(const struct policy_rule *r, struct file_stamp st[CTX_FILES])
+{
+	const char *paths[CTX_FILES] = { r->opt.cert, r->opt.key, r->opt.ca, r->opt.client_ca };
+	struct stat sb;
+	int i;
+
+	memset(st, 0, sizeof(*st) * CTX_FILES);
+	for (i = 0; i < CTX_FILES; i++) {
+		if (paths[i] == NULL)
+			continue;
+		if (stat(paths[i], &sb) != 0) {
+			st[i].err = errno;
+			continue;
+		}
+		st[i].dev = sb.st_dev;
+		st[i].ino = sb.st_ino;
+		st[i].size = sb.st_size;
+		st[i].mtime = sb.st_mtim;
+	}
+}
+
+static int stamps_equal(const struct file_stamp *a, const struct file_stamp *b)
+{
+	int i;
+
+	for (i = 0; i < CTX_FILES; i++) {
+		if (a[i].err != b[i].err || a[i].dev != b[i].dev || a[i].ino != b[i].ino ||
+		    a[i].size != b[i].size || a[i].mtime.tv_sec != b[i].mtime.tv_sec ||
+		    a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *rule_text(const struct policy_rule *r)
+{
+	return r->text != NULL ? r->text : "?";
+}
+
+/* Builds or rebuilds E's SSL_CTX if due. Called with ctx_lock held. */
+static void ctx_refresh(struct ctx_entry *e)
+{
+	struct file_stamp st[CTX_FILES];
+	long long now = now_ns();
+	char why[sizeof(e->err)];
+	SSL_CTX *n;
+
+	if (e->tried && now - e->checked_ns < CTX_RECHECK_NS)
+		return;
+	e->checked_ns = now;
+	/* Stat before reading: a change during the build shows up at the next check. */
+	stamp_files(e->rule, st);
+	if (e->tried && stamps_equal(st, e->stamp))
+		return;
+	memcpy(e->stamp, st, sizeof(st));
+	n = ctx_build(e->rule, e->role, e->ctx, why, sizeof(why));
+	if (n == NULL) {
+		memcpy(e->err, why, sizeof(why));
+		if (e->ctx != NULL)
+			tls_log(LOG_LVL_WARN, "rule \"%s\": keeping the previous certificates: %s",
+				rule_text(e->rule), why);
+		e->tried = 1;
+		return;
+	}
+	if (e->ctx != NULL) {
+		tls_log(LOG_LVL_INFO, "rule \"%s\": certificates reloaded", rule_text(e->rule));
+		SSL_CTX_free(e->ctx);
+	}
+	e->ctx = n;
+	e->err[0] = '\0';
+	e->tried = 1;
+}
+
+/*
+ * Returns a new reference to the current SSL_CTX for (RULE, ROLE), building
+ * it on first use and rebuilding it when the rule's files changed (checked at
+ * most once a second). NULL with a message in ERR if the rule's files never
+ * loaded. Thread-safe (one mutex; builds are rare). The caller frees the
+ * reference with SSL_CTX_free().
+ */
+SSL_CTX *tlsctx_get(const struct policy_rule *rule, enum tls_role role, char *err, size_t errlen)
+{
+	struct ctx_entry *e;
+	SSL_CTX *ctx = NULL;
+
+	pthread_mutex_lock(&ctx_lock);
+	for (e = ctx_list; e != NULL; e = e->next) {
+		if (e->rule == rule && e->role == role)
+			break;
+	}
+	if (e == NULL) {
+		e = calloc(1, sizeof(*e));
+		if (e == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		e->rule = rule;
+		e->role = role;
+		e->next = ctx_list;
+		ctx_list = e;
+	}
+	ctx_refresh(e);
+	if (e->ctx == NULL) {
+		snprintf(err, errlen, "%s", e->err[0] != '\0' ? e->err : "no TLS context");
+		goto out;
+	}
+	if (SSL_CTX_up_ref(e->ctx))
+		ctx = e->ctx;
+	else
+		snprintf(err, errlen, "cannot reference SSL_CTX");
+out:
+	pthread_mutex_unlock(&ctx_lock);
+	ERR_clear_error();
+	return ctx;
+}
+
+/*
+ * Returns a new reference to the resumable session cached under KEY, or
+ * NULL. Thread-safe.
+ */
+SSL_SESSION *tlsctx_session_get(const char *key)
+{
+	SSL_SESSION *sess = NULL;
+	int i;
+
+	pthread_mutex_lock(&scache_lock);
+	for (i = 0; i < SCACHE_SIZE; i++) {
+		struct scache_slot *sl = &scache[i];
+
+		if (sl->key == NULL || strcmp(sl->key, key) != 0)
+			continue;
+		if (SSL_SESSION_is_resumable(sl->sess) && SSL_SESSION_up_ref(sl->sess)) {
+			sess = sl->sess;
+			sl->used = ++scache_clock;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&scache_lock);
+	return sess;
+}
+
+/*
+ * Caches SESS under KEY (copied), replacing what KEY had, else the least
+ * recently used entry. Takes over the caller's reference to SESS (freed here
+ * on failure). Thread-safe.
+ */
+void tlsctx_session_put(const char *key, SSL_SESSION *sess)
+{
+	struct scache_slot *victim = NULL, *empty = NULL, *lru = NULL;
+	int i;
+
+	pthread_mutex_lock(&scache_lock);
+	for (i = 0; i < SCACHE_SIZE && victim == NULL; i++) {
+		struct scache_slot *sl = &scache[i];
+
+		if (sl->key == NULL) {
+			if (empty == NULL)
+				empty = sl;
+		} else if (strcmp(sl->key, key) == 0) {
+			victim = sl;
+		} else if (lru == NULL || sl->used < lru->used) {
+			lru = sl;
+		}
+	}
+	if (victim == NULL)
+		victim = empty != NULL ? empty : lru;
+	if (victim->key == NULL || strcmp(victim->key, key) != 0) {
+		char *k = strdup(key);
+
+		if (k == NULL) {
+			SSL_SESSION_free(sess);
+			goto out;
+		}
+		free(victim->key);
+		victim->key = k;
+	}
+	if (victim->sess != NULL)
+		SSL_SESSION_free(victim->sess);
+	victim->sess = sess;
+	victim->used = ++scache_clock;
+out:
+	pthread_mutex_unlock(&scache_lock);
+}

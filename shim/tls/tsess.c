@@ -1,0 +1,497 @@
+/*
+ * tsess.c - the engine's sessions and the one table libtlsshim-tls.so exports.
+ *
+ * Each operation runs OpenSSL until it needs the socket and says which way
+ * (TS_WANT_READ / TS_WANT_WRITE); the caller waits. OpenSSL's outcome is
+ * mapped to TS_* and a short reason in one function, tsess_result(), so every
+ * log line names failures the same way. The thread's ERR queue is left empty
+ * after every operation: the program may use OpenSSL itself.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "real.h"
+#include "tls_int.h"
+
+#define TS_MAX_RECORD 16384 /* plaintext per write: one record (RFC 8446 section 5.1) */
+
+struct engine_host tls_host;
+static char *keylog_path_copy;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc = -1;
+static char init_err[256];
+
+/* Sets S's reason (printf-style, truncated to TS_REASON_MAX). */
+void tsess_set_reason(struct tsess *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* "certificate verify failed: <why>" from the X509 verification result. */
+static void verify_reason(struct tsess *s)
+{
+	long v = SSL_get_verify_result(s->ssl);
+	const char *who = s->role == TLS_ROLE_SERVER ? "client certificate" : "certificate";
+
+	if (v == X509_V_OK) {
+		tsess_set_reason(s, "%s verify failed", who);
+		return;
+	}
+	/* OpenSSL 3's strings are the short ones users know ("hostname mismatch", ...). */
+	tsess_set_reason(s, "%s verify failed: %s", who, X509_verify_cert_error_string(v));
+}
+
+/* The reason for an SSL_ERROR_SSL whose first queued error is E. */
+static void ssl_reason(struct tsess *s, unsigned long e)
+{
+	int lib = ERR_GET_LIB(e), r = ERR_GET_REASON(e);
+	const char *str;
+
+	if (lib != ERR_LIB_SSL) {
+		str = ERR_reason_error_string(e);
+		tsess_set_reason(s, "%s", str != NULL ? str : "TLS error");
+		return;
+	}
+	/* Received alerts are reported as SSL_AD_REASON_OFFSET + the alert number. */
+	if (r == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) {
+		tsess_set_reason(s, "unsupported protocol version (peer sent alert)");
+		return;
+	}
+	if (r > SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256) {
+		tsess_set_reason(s, "peer sent alert: %s",
+				 SSL_alert_desc_string_long(r - SSL_AD_REASON_OFFSET));
+		return;
+	}
+	switch (r) {
+	case SSL_R_CERTIFICATE_VERIFY_FAILED:
+		verify_reason(s);
+		break;
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+	case SSL_R_RECORD_LENGTH_MISMATCH:
+		tsess_set_reason(s, "peer is not speaking TLS (wrong version number)");
+		break;
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_HTTPS_PROXY_REQUEST:
+		tsess_set_reason(s, "peer is not speaking TLS (HTTP request)");
+		break;
+	case SSL_R_NO_SHARED_CIPHER:
+		tsess_set_reason(s, "no shared cipher");
+		break;
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_NO_PROTOCOLS_AVAILABLE:
+	case SSL_R_UNKNOWN_PROTOCOL:
+	case SSL_R_VERSION_TOO_LOW:
+	case SSL_R_VERSION_TOO_HIGH:
+	case SSL_R_WRONG_SSL_VERSION:
+	case SSL_R_BAD_LEGACY_VERSION:
+		tsess_set_reason(s, "unsupported protocol version");
+		break;
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+		tsess_set_reason(s, "client did not send a certificate");
+		break;
+	case SSL_R_NO_APPLICATION_PROTOCOL:
+		tsess_set_reason(s, "no common application protocol (ALPN)");
+		break;
+	case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+		tsess_set_reason(s, "connection closed without close_notify");
+		break;
+	default:
+		str = ERR_reason_error_string(e);
+		tsess_set_reason(s, "%s", str != NULL ? str : "TLS error");
+		break;
+	}
+}
+
+/*
+ * Maps the result RET of an SSL_* call on S to TS_WANT_READ, TS_WANT_WRITE,
+ * TS_CLOSED, TS_EOF, TS_SYSERR (S->sys_errno set) or TS_FATAL (S->reason
+ * set); the one place OpenSSL's errors are interpreted. Empties the ERR queue.
+ */
+static int tsess_result(struct tsess *s, int ret)
+{
+	int err = SSL_get_error(s->ssl, ret);
+	unsigned long e;
+	int rc;
+
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		rc = TS_WANT_READ;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		rc = TS_WANT_WRITE;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		rc = TS_CLOSED;
+		break;
+	case SSL_ERROR_SYSCALL:
+		if (s->sys_errno != 0) {
+			rc = TS_SYSERR;
+			break;
+		}
+		/* No socket error recorded: the stream ended (OpenSSL 1.1-style EOF). */
+		tsess_set_reason(s, "connection closed without close_notify");
+		rc = TS_EOF;
+		break;
+	case SSL_ERROR_SSL:
+		/* The first error is the cause; later ones are its consequences. */
+		e = ERR_peek_error();
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			tsess_set_reason(s, "connection closed without close_notify");
+			rc = s->sys_errno != 0 ? TS_SYSERR : TS_EOF;
+			break;
+		}
+		if (s->sys_errno != 0) {
+			rc = TS_SYSERR;
+			break;
+		}
+		if (!s->cb_reason)
+			ssl_reason(s, e);
+		s->failed = 1;
+		rc = TS_FATAL;
+		break;
+	default:
+		tsess_set_reason(s, "unexpected OpenSSL error %d", err);
+		s->failed = 1;
+		rc = TS_FATAL;
+		break;
+	}
+	ERR_clear_error();
+	return rc;
+}
+
+/* Sets the name the server certificate must carry and the SNI sent (client only). */
+static int setup_client_names(struct tsess *s, const struct tsess_params *p, char *err,
+			      size_t errlen)
+{
+	const struct policy_opts *o = &p->rule->opt;
+	const char *sni = o->sni != NULL ? o->sni : p->peer_name;
+	const char *name = o->name != NULL ? o->name : sni != NULL ? sni : p->peer_addr;
+
+	/* Never an address in server_name (RFC 6066 section 3). */
+	if (sni != NULL && !tls_is_ip_literal(sni) && !SSL_set_tlsext_host_name(s->ssl, sni)) {
+		snprintf(err, errlen, "cannot set SNI %s", sni);
+		return -1;
+	}
+	if (o->insecure || name == NULL)
+		return 0;
+	if (tls_is_ip_literal(name)) {
+		/* RFC 6125: an address is matched against iPAddress SANs, never against names. */
+		if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), name)) {
+			snprintf(err, errlen, "cannot verify address %s", name);
+			return -1;
+		}
+		return 0;
+	}
+	SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (!SSL_set1_host(s->ssl, name)) {
+		snprintf(err, errlen, "cannot verify name %s", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Client: ALPN offer, and a cached session for (rule, peer, port) if there is one. */
+static int setup_client(struct tsess *s, const struct tsess_params *p, char *err, size_t errlen)
+{
+	const struct policy_opts *o = &p->rule->opt;
+	const char *peer = p->peer_name != NULL ? p->peer_name : p->peer_addr;
+	SSL_SESSION *sess;
+	char key[320];
+
+	if (setup_client_names(s, p, err, errlen) != 0)
+		return -1;
+	/* Unlike most of OpenSSL, SSL_set_alpn_protos() returns 0 on success. */
+	if (o->alpn_wire != NULL &&
+	    SSL_set_alpn_protos(s->ssl, (const unsigned char *)o->alpn_wire,
+				(unsigned)o->alpn_wire_len) != 0) {
+		snprintf(err, errlen, "cannot set ALPN %s", o->alpn != NULL ? o->alpn : "");
+		return -1;
+	}
+	snprintf(key, sizeof(key), "%u|%s|%u", p->rule->id, peer != NULL ? peer : "", p->port);
+	s->cache_key = strdup(key);
+	if (s->cache_key == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	sess = tlsctx_session_get(key);
+	if (sess != NULL) {
+		SSL_set_session(s->ssl, sess);
+		SSL_SESSION_free(sess);
+	}
+	SSL_set_connect_state(s->ssl);
+	return 0;
+}
+
+static void tsess_free(struct tsess *s)
+{
+	if (s == NULL)
+		return;
+	SSL_free(s->ssl); /* frees the BIO, which frees kept ciphertext */
+	free(s->out);
+	free(s->cache_key);
+	free(s);
+	ERR_clear_error();
+}
+
+/*
+ * Creates a session for P on the rule's current SSL_CTX. Returns NULL with a
+ * message in ERR (the rule's files never loaded, out of memory, ...). Per
+ * connection this adds the struct tsess (~330 bytes), a BIO and the cache
+ * key to OpenSSL's own state; ciphertext is kept only while unsent.
+ */
+static struct tsess *tsess_new(const struct tsess_params *p, char *err, size_t errlen)
+{
+	struct tsess *s;
+	SSL_CTX *ctx;
+	BIO *bio;
+
+	ERR_clear_error();
+	if (init_rc != 0) {
+		snprintf(err, errlen, "TLS engine not initialised");
+		return NULL;
+	}
+	ctx = tlsctx_get(p->rule, p->role, err, errlen);
+	if (ctx == NULL)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->fd = p->fd;
+	s->role = p->role;
+	s->rule = p->rule;
+	s->ssl = SSL_new(ctx);
+	bio = s->ssl != NULL ? tls_bio_new(s) : NULL;
+	if (bio == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	SSL_set_bio(s->ssl, bio, bio);
+	SSL_set_app_data(s->ssl, s);
+	if (p->role == TLS_ROLE_CLIENT) {
+		if (setup_client(s, p, err, errlen) != 0)
+			goto fail;
+	} else {
+		SSL_set_accept_state(s->ssl);
+	}
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
+	ERR_clear_error();
+	return s;
+fail:
+	SSL_CTX_free(ctx);
+	tsess_free(s);
+	return NULL;
+}
+
+static void tsess_set_fd(struct tsess *s, int fd)
+{
+	s->fd = fd;
+}
+
+/* Sends kept ciphertext first so that the peer sees our flight before we wait on it. */
+static int tsess_handshake(struct tsess *s)
+{
+	int ret, rc;
+
+	if (s->failed)
+		return TS_FATAL;
+	ERR_clear_error();
+	s->sys_errno = 0;
+	ret = SSL_do_handshake(s->ssl);
+	if (ret == 1) {
+		rc = tls_bio_flush(s);
+		return rc == TS_SYSERR ? TS_SYSERR : 0;
+	}
+	rc = tsess_result(s, ret);
+	if (rc == TS_WANT_READ || rc == TS_FATAL) {
+		/* Our flight (or the alert saying why we failed) must reach the peer. */
+		int f = tls_bio_flush(s);
+
+		if (rc == TS_WANT_READ && f != 0)
+			return f;
+	}
+	return rc;
+}
+
+static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
+{
+	size_t n = 0;
+	int ret, rc;
+
+	if (len == 0)
+		return 0;
+	if (s->failed)
+		return TS_FATAL;
+	ERR_clear_error();
+	s->sys_errno = 0;
+	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
+	if (ret == 1) {
+		ERR_clear_error();
+		return (ssize_t)n;
+	}
+	rc = tsess_result(s, ret);
+	return rc;
+}
+
+static int tsess_flush(struct tsess *s)
+{
+	s->sys_errno = 0;
+	return tls_bio_flush(s);
+}
+
+/*
+ * Flushes, then encrypts at most one record of BUF. Returns the bytes
+ * accepted (committed: their ciphertext is sent or kept), TS_WANT_WRITE with
+ * nothing accepted if earlier ciphertext is still unsent, or an error.
+ */
+static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
+{
+	size_t n = len < TS_MAX_RECORD ? len : TS_MAX_RECORD, written = 0;
+	int ret, rc;
+
+	if (s->failed)
+		return TS_FATAL;
+	s->sys_errno = 0;
+	rc = tls_bio_flush(s);
+	if (rc != 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	ERR_clear_error();
+	ret = SSL_write_ex(s->ssl, buf, n, &written);
+	if (ret == 1) {
+		ERR_clear_error();
+		return (ssize_t)written;
+	}
+	return tsess_result(s, ret);
+}
+
+/* Queues close_notify once (RFC 8446 section 6.1), then flushes. */
+static int tsess_close_notify(struct tsess *s)
+{
+	if (!s->shutdown_sent) {
+		s->shutdown_sent = 1;
+		ERR_clear_error();
+		/* Fails harmlessly mid-handshake or after a fatal error: nothing to close then. */
+		if (!s->failed && SSL_is_init_finished(s->ssl))
+			SSL_shutdown(s->ssl);
+		ERR_clear_error();
+	}
+	return tsess_flush(s);
+}
+
+static size_t tsess_pending(const struct tsess *s)
+{
+	int n = SSL_pending(s->ssl);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+static int tsess_buffered_input(const struct tsess *s)
+{
+	return SSL_has_pending(s->ssl);
+}
+
+static int tsess_output_pending(const struct tsess *s)
+{
+	return s->out != NULL && s->out_off < s->out_len;
+}
+
+static const char *tsess_reason(const struct tsess *s)
+{
+	return s->reason[0] != '\0' ? s->reason : "unknown TLS error";
+}
+
+static int tsess_errno(const struct tsess *s)
+{
+	return s->sys_errno;
+}
+
+static void tsess_describe(const struct tsess *s, char *buf, size_t len)
+{
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
+	const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
+	int n;
+
+	SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
+	n = snprintf(buf, len, "%s %s%s", SSL_get_version(s->ssl),
+		     c != NULL ? SSL_CIPHER_get_name(c) : "(none)",
+		     SSL_session_reused(s->ssl) ? " resumed" : "");
+	if (alpn_len > 0 && n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+}
+
+static void init_once_fn(void)
+{
+	uint64_t opts = OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS |
+			OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
+
+	/* NO_ATEXIT: the program may use OpenSSL too and may still need it in its own atexit. */
+	if (!OPENSSL_init_ssl(opts, NULL)) {
+		snprintf(init_err, sizeof(init_err), "cannot initialise OpenSSL");
+		goto out;
+	}
+	if (tls_bio_init() != 0) {
+		snprintf(init_err, sizeof(init_err), "cannot create the socket BIO");
+		goto out;
+	}
+	if (keylog_init(init_err, sizeof(init_err)) != 0)
+		goto out;
+	init_rc = 0;
+out:
+	ERR_clear_error();
+}
+
+/* Initialises OpenSSL and the engine once; later calls return the first result. */
+static int engine_init(const struct engine_host *host, char *err, size_t errlen)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+	pthread_mutex_lock(&lock);
+	if (tls_host.real == NULL) {
+		tls_host = *host;
+		if (host->keylog_path != NULL) {
+			keylog_path_copy = strdup(host->keylog_path);
+			tls_host.keylog_path = keylog_path_copy;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	pthread_once(&init_once, init_once_fn);
+	if (init_rc != 0)
+		snprintf(err, errlen, "%s", init_err);
+	return init_rc;
+}
+
+__attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_ops = {
+	.abi = ENGINE_ABI,
+	.init = engine_init,
+	.sess_new = tsess_new,
+	.sess_free = tsess_free,
+	.set_fd = tsess_set_fd,
+	.handshake = tsess_handshake,
+	.read = tsess_read,
+	.write = tsess_write,
+	.flush = tsess_flush,
+	.close_notify = tsess_close_notify,
+	.pending = tsess_pending,
+	.buffered_input = tsess_buffered_input,
+	.output_pending = tsess_output_pending,
+	.reason = tsess_reason,
+	.sys_errno = tsess_errno,
+	.describe = tsess_describe,
+};
