@@ -22,6 +22,7 @@
 
 #include "conn.h"
 #include "engine_load.h"
+#include "epreg.h"
 #include "log.h"
 #include "real.h"
 
@@ -642,7 +643,7 @@ static void raise_sigpipe(int flags)
 		pthread_kill(pthread_self(), SIGPIPE);
 }
 
-ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
+static ssize_t recv_blocking(struct conn *c, void *buf, size_t len, int flags)
 {
 	struct waiter w = {.opt = SO_RCVTIMEO};
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
@@ -681,7 +682,7 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
 	}
 }
 
-ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int flags)
 {
 	struct waiter w = {.opt = SO_SNDTIMEO};
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
@@ -730,6 +731,22 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
 			break;
 	}
 	return (ssize_t)done;
+}
+
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
+{
+	ssize_t r = recv_blocking(c, buf, len, flags);
+
+	epreg_touch(c); /* what it read or left behind changes readiness */
+	return r;
+}
+
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+{
+	ssize_t r = send_blocking(c, buf, len, flags);
+
+	epreg_touch(c);
+	return r;
 }
 
 ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
@@ -824,6 +841,7 @@ int conn_shutdown(struct conn *c, int how)
 	if (real.shutdown(c->fd, how) < 0)
 		rc = -errno;
 	pthread_mutex_unlock(&c->lock);
+	epreg_touch(c);
 	return rc;
 }
 

@@ -38,6 +38,7 @@ enum conn_state {
 struct conn {
 	pthread_mutex_t lock;
 	atomic_int refs;
+	atomic_int n_epregs;      /* epoll sets it is registered in (epreg.c) */
 	enum tls_role role;
 	enum conn_state state;
 	int fd;                   /* the fd the session does I/O on */

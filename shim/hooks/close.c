@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
@@ -40,6 +41,8 @@ HOOK int close(int fd)
 	}
 	if (unlikely(fd == log_fd()))
 		log_forget_fd(fd);
+	if (unlikely(epreg_active()))
+		epreg_fd_closed(fd);
 	if (likely(!fdtab_maybe(fd)))
 		return real.close(fd);
 	release(fd);
@@ -80,6 +83,8 @@ static void release_range(unsigned int first, unsigned int last)
 		}
 		if (fdtab_maybe((int)fd))
 			release((int)fd);
+		if (epreg_active())
+			epreg_fd_closed((int)fd);
 	}
 }
 

@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
@@ -88,6 +89,7 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		conn_put(c);
 		return (int)hook_ret(rc);
 	}
+	epreg_adopt(fd, c);
 	rc = conn_connect(c, sa, len);
 	/* A TCP-level failure leaves the socket as it was (it may be connected again). */
 	if (rc < 0 && rc != -EINPROGRESS && !c->tls_failed)

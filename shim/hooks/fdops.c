@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 
@@ -35,8 +36,10 @@ static void release_target(int oldfd, int newfd)
 {
 	struct conn *c;
 
-	if (oldfd == newfd || !fdtab_maybe(newfd) || real.fcntl(oldfd, F_GETFD) < 0)
+	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
+	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
+	epreg_fd_closed(newfd);
 	c = fdtab_take(newfd);
 	if (c != NULL) {
 		conn_close_fd(c, newfd);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "fdtab.h"
 #include "log.h"
 #include "policy.h"
@@ -36,6 +37,7 @@ static void die_config(const char *what)
 
 static void fork_prepare(void)
 {
+	epreg_fork_prepare();
 	conn_fork_prepare();
 	fdtab_fork_prepare();
 }
@@ -44,12 +46,14 @@ static void fork_parent(void)
 {
 	fdtab_fork_release();
 	conn_fork_parent();
+	epreg_fork_parent();
 }
 
 static void fork_child(void)
 {
 	fdtab_fork_release();
 	conn_fork_child();
+	epreg_fork_child();
 }
 
 static int load_policy(void)

@@ -10,8 +10,8 @@
 #ifndef TLSSHIM_TLS_INT_H
 #define TLSSHIM_TLS_INT_H
 
-#include <stddef.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 
 #include "engine.h"
 
@@ -26,10 +26,10 @@ struct tsess {
 	int sys_errno;      /* errno of the last failed socket call in the BIO, or 0 */
 	unsigned char *out; /* ciphertext the kernel did not take yet; NULL when empty */
 	size_t out_len, out_off;
-	char *cache_key;    /* client: session cache key; NULL when not caching */
+	char *cache_key; /* client: session cache key; NULL when not caching */
 	unsigned shutdown_sent : 1;
-	unsigned failed : 1;     /* a TS_FATAL happened: the session is dead */
-	unsigned cb_reason : 1;  /* REASON was set by a callback during the handshake */
+	unsigned failed : 1;    /* a TS_FATAL happened: the session is dead */
+	unsigned cb_reason : 1; /* REASON was set by a callback during the handshake */
 	char reason[TS_REASON_MAX];
 };
 
@@ -63,7 +63,7 @@ int tls_bio_flush(struct tsess *s);
 SSL_CTX *tlsctx_get(const struct policy_rule *rule, enum tls_role role, char *err, size_t errlen);
 
 /* The client session cache. Thread-safe; KEY is copied. */
-SSL_SESSION *tlsctx_session_get(const char *key); /* a new reference, or NULL */
+SSL_SESSION *tlsctx_session_get(const char *key);            /* a new reference, or NULL */
 void tlsctx_session_put(const char *key, SSL_SESSION *sess); /* takes SESS's reference */
 
 /* ---- verify.c ---- */

@@ -23,11 +23,11 @@
 
 #include "tls_int.h"
 
-#define CTX_FILES 4          /* cert, key, ca, client-ca */
-#define CTX_RECHECK_NS 1000000000LL
+#define CTX_FILES         4 /* cert, key, ca, client-ca */
+#define CTX_RECHECK_NS    1000000000LL
 #define SERVER_CACHE_SIZE 256 /* TLS 1.2 session-id resumption; tickets need no state */
-#define SCACHE_SIZE 64        /* client sessions kept, least recently used evicted */
-#define TICKET_KEYS_LEN 80    /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
+#define SCACHE_SIZE       64  /* client sessions kept, least recently used evicted */
+#define TICKET_KEYS_LEN   80  /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
 
 struct file_stamp {
 	int err; /* stat()'s errno, or 0 */
@@ -41,11 +41,11 @@ struct ctx_entry {
 	struct ctx_entry *next;
 	const struct policy_rule *rule;
 	enum tls_role role;
-	SSL_CTX *ctx;   /* the last good one, or NULL if the files never loaded */
-	int tried;      /* a build was attempted */
+	SSL_CTX *ctx; /* the last good one, or NULL if the files never loaded */
+	int tried;    /* a build was attempted */
 	long long checked_ns;
 	struct file_stamp stamp[CTX_FILES]; /* as at the last build attempt */
-	char err[256];  /* why the last build failed */
+	char err[256];                      /* why the last build failed */
 };
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -89,8 +89,8 @@ static void ssl_fail(char *err, size_t errlen, const char *what, const char *pat
  * unless the rule names its own. Unexpected EOF stays an error so that a
  * truncation attack is seen (RFC 8446 section 6.1). Returns 0 or -1 with ERR.
  */
-static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role role,
-			char *err, size_t errlen)
+static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role role, char *err,
+			size_t errlen)
 {
 	const struct policy_opts *o = &r->opt;
 	int minv = o->min_version == POLICY_TLS1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
@@ -230,7 +230,8 @@ static int ctx_client(SSL_CTX *ctx, const struct policy_rule *r, char *err, size
 	if (load_cert_key(ctx, o, err, errlen) != 0)
 		return -1;
 	/* Sessions live in our cache (keyed per rule and peer), not in the SSL_CTX. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_set_session_cache_mode(ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
 	return 0;
 }
@@ -261,8 +262,9 @@ static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, c
 		}
 		/* The CA names go in CertificateRequest so clients pick the right cert. */
 		ok = names != NULL && stat(o->client_ca, &st) == 0 &&
-		     (S_ISDIR(st.st_mode) ? SSL_add_dir_cert_subjects_to_stack(names, o->client_ca)
-					  : SSL_add_file_cert_subjects_to_stack(names, o->client_ca));
+		     (S_ISDIR(st.st_mode)
+			  ? SSL_add_dir_cert_subjects_to_stack(names, o->client_ca)
+			  : SSL_add_file_cert_subjects_to_stack(names, o->client_ca));
 		if (!ok) {
 			sk_X509_NAME_pop_free(names, X509_NAME_free);
 			ssl_fail(err, errlen, "cannot load client-ca", o->client_ca);
@@ -284,8 +286,8 @@ static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, c
 }
 
 /* Builds a new SSL_CTX for (R, ROLE); OLD (may be NULL) is the one it replaces. */
-static SSL_CTX *ctx_build(const struct policy_rule *r, enum tls_role role, SSL_CTX *old,
-			  char *err, size_t errlen)
+static SSL_CTX *ctx_build(const struct policy_rule *r, enum tls_role role, SSL_CTX *old, char *err,
+			  size_t errlen)
 {
 	SSL_CTX *ctx;
 	int rc;
@@ -310,7 +312,7 @@ static SSL_CTX *ctx_build(const struct policy_rule *r, enum tls_role role, SSL_C
 
 static void stamp_files(const struct policy_rule *r, struct file_stamp st[CTX_FILES])
 {
-	const char *paths[CTX_FILES] = { r->opt.cert, r->opt.key, r->opt.ca, r->opt.client_ca };
+	const char *paths[CTX_FILES] = {r->opt.cert, r->opt.key, r->opt.ca, r->opt.client_ca};
 	struct stat sb;
 	int i;
 
@@ -329,17 +331,38 @@ static void stamp_files(const struct policy_rule *r, struct file_stamp st[CTX_FI
 	}
 }
 
-static int stamps_equal(const struct file_stamp *a, const struct file_stamp *b)
+/* Whether the first N stamps of A and B are the same. */
+static int stamps_equal(const struct file_stamp *a, const struct file_stamp *b, int n)
 {
 	int i;
 
-	for (i = 0; i < CTX_FILES; i++) {
+	for (i = 0; i < n; i++) {
 		if (a[i].err != b[i].err || a[i].dev != b[i].dev || a[i].ino != b[i].ino ||
 		    a[i].size != b[i].size || a[i].mtime.tv_sec != b[i].mtime.tv_sec ||
 		    a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
 			return 0;
 	}
 	return 1;
+}
+
+/* Drops every cached client session of rule ID. */
+static void scache_forget(unsigned id)
+{
+	char prefix[16];
+	size_t plen;
+	int i;
+
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%u|", id);
+	pthread_mutex_lock(&scache_lock);
+	for (i = 0; i < SCACHE_SIZE; i++) {
+		if (scache[i].key == NULL || strncmp(scache[i].key, prefix, plen) != 0)
+			continue;
+		free(scache[i].key);
+		SSL_SESSION_free(scache[i].sess);
+		scache[i].key = NULL;
+		scache[i].sess = NULL;
+	}
+	pthread_mutex_unlock(&scache_lock);
 }
 
 static const char *rule_text(const struct policy_rule *r)
@@ -353,6 +376,7 @@ static void ctx_refresh(struct ctx_entry *e)
 	struct file_stamp st[CTX_FILES];
 	long long now = now_ns();
 	char why[sizeof(e->err)];
+	int trust_changed;
 	SSL_CTX *n;
 
 	if (e->tried && now - e->checked_ns < CTX_RECHECK_NS)
@@ -360,10 +384,16 @@ static void ctx_refresh(struct ctx_entry *e)
 	e->checked_ns = now;
 	/* Stat before reading: a change during the build shows up at the next check. */
 	stamp_files(e->rule, st);
-	if (e->tried && stamps_equal(st, e->stamp))
+	if (e->tried && stamps_equal(st, e->stamp, CTX_FILES))
 		return;
+	/* ca is index 2, client-ca 3: see stamp_files(). */
+	trust_changed = !stamps_equal(st + 2, e->stamp + 2, 2);
 	memcpy(e->stamp, st, sizeof(st));
-	n = ctx_build(e->rule, e->role, e->ctx, why, sizeof(why));
+	/*
+	 * Server ticket keys carry over only when the trust anchors are unchanged:
+	 * a resumed session skips client certificate verification.
+	 */
+	n = ctx_build(e->rule, e->role, trust_changed ? NULL : e->ctx, why, sizeof(why));
 	if (n == NULL) {
 		memcpy(e->err, why, sizeof(why));
 		if (e->ctx != NULL)
@@ -375,6 +405,9 @@ static void ctx_refresh(struct ctx_entry *e)
 	if (e->ctx != NULL) {
 		tls_log(LOG_LVL_INFO, "rule \"%s\": certificates reloaded", rule_text(e->rule));
 		SSL_CTX_free(e->ctx);
+		/* Sessions verified under the old trust anchors must not skip the new ones. */
+		if (trust_changed && e->role == TLS_ROLE_CLIENT)
+			scache_forget(e->rule->id);
 	}
 	e->ctx = n;
 	e->err[0] = '\0';

@@ -114,6 +114,14 @@ static void ssl_reason(struct tsess *s, unsigned long e)
 	}
 }
 
+static void eof_reason(struct tsess *s)
+{
+	if (SSL_is_init_finished(s->ssl))
+		tsess_set_reason(s, "connection closed without close_notify");
+	else
+		tsess_set_reason(s, "connection closed by peer during handshake");
+}
+
 /*
  * Maps the result RET of an SSL_* call on S to TS_WANT_READ, TS_WANT_WRITE,
  * TS_CLOSED, TS_EOF, TS_SYSERR (S->sys_errno set) or TS_FATAL (S->reason
@@ -141,7 +149,7 @@ static int tsess_result(struct tsess *s, int ret)
 			break;
 		}
 		/* No socket error recorded: the stream ended (OpenSSL 1.1-style EOF). */
-		tsess_set_reason(s, "connection closed without close_notify");
+		eof_reason(s);
 		rc = TS_EOF;
 		break;
 	case SSL_ERROR_SSL:
@@ -149,7 +157,7 @@ static int tsess_result(struct tsess *s, int ret)
 		e = ERR_peek_error();
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-			tsess_set_reason(s, "connection closed without close_notify");
+			eof_reason(s);
 			rc = s->sys_errno != 0 ? TS_SYSERR : TS_EOF;
 			break;
 		}
@@ -214,9 +222,8 @@ static int setup_client(struct tsess *s, const struct tsess_params *p, char *err
 	if (setup_client_names(s, p, err, errlen) != 0)
 		return -1;
 	/* Unlike most of OpenSSL, SSL_set_alpn_protos() returns 0 on success. */
-	if (o->alpn_wire != NULL &&
-	    SSL_set_alpn_protos(s->ssl, (const unsigned char *)o->alpn_wire,
-				(unsigned)o->alpn_wire_len) != 0) {
+	if (o->alpn_wire != NULL && SSL_set_alpn_protos(s->ssl, (const unsigned char *)o->alpn_wire,
+							(unsigned)o->alpn_wire_len) != 0) {
 		snprintf(err, errlen, "cannot set ALPN %s", o->alpn != NULL ? o->alpn : "");
 		return -1;
 	}
@@ -302,10 +309,13 @@ static void tsess_set_fd(struct tsess *s, int fd)
 	s->fd = fd;
 }
 
-/* Sends kept ciphertext first so that the peer sees our flight before we wait on it. */
+/*
+ * Runs the handshake. Complete (0) only once our last flight has left, so a
+ * caller that then waits to read never waits on a peer still waiting for us.
+ */
 static int tsess_handshake(struct tsess *s)
 {
-	int ret, rc;
+	int ret, rc, f;
 
 	if (s->failed)
 		return TS_FATAL;
@@ -313,29 +323,31 @@ static int tsess_handshake(struct tsess *s)
 	s->sys_errno = 0;
 	ret = SSL_do_handshake(s->ssl);
 	if (ret == 1) {
-		rc = tls_bio_flush(s);
-		return rc == TS_SYSERR ? TS_SYSERR : 0;
+		ERR_clear_error();
+		return tls_bio_flush(s);
 	}
 	rc = tsess_result(s, ret);
-	if (rc == TS_WANT_READ || rc == TS_FATAL) {
-		/* Our flight (or the alert saying why we failed) must reach the peer. */
-		int f = tls_bio_flush(s);
-
-		if (rc == TS_WANT_READ && f != 0)
-			return f;
-	}
+	if (rc != TS_WANT_READ && rc != TS_FATAL)
+		return rc;
+	/* Our flight, or the alert that says why we failed, must reach the peer. */
+	f = tls_bio_flush(s);
+	if (rc == TS_WANT_READ && f != 0)
+		return f;
 	return rc;
 }
 
 static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 {
 	size_t n = 0;
-	int ret, rc;
+	int ret;
 
 	if (len == 0)
 		return 0;
 	if (s->failed)
 		return TS_FATAL;
+	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
+	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
+		return TS_SYSERR;
 	ERR_clear_error();
 	s->sys_errno = 0;
 	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
@@ -343,8 +355,7 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 		ERR_clear_error();
 		return (ssize_t)n;
 	}
-	rc = tsess_result(s, ret);
-	return rc;
+	return tsess_result(s, ret);
 }
 
 static int tsess_flush(struct tsess *s)
@@ -478,20 +489,20 @@ static int engine_init(const struct engine_host *host, char *err, size_t errlen)
 }
 
 __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_ops = {
-	.abi = ENGINE_ABI,
-	.init = engine_init,
-	.sess_new = tsess_new,
-	.sess_free = tsess_free,
-	.set_fd = tsess_set_fd,
-	.handshake = tsess_handshake,
-	.read = tsess_read,
-	.write = tsess_write,
-	.flush = tsess_flush,
-	.close_notify = tsess_close_notify,
-	.pending = tsess_pending,
-	.buffered_input = tsess_buffered_input,
-	.output_pending = tsess_output_pending,
-	.reason = tsess_reason,
-	.sys_errno = tsess_errno,
-	.describe = tsess_describe,
+    .abi = ENGINE_ABI,
+    .init = engine_init,
+    .sess_new = tsess_new,
+    .sess_free = tsess_free,
+    .set_fd = tsess_set_fd,
+    .handshake = tsess_handshake,
+    .read = tsess_read,
+    .write = tsess_write,
+    .flush = tsess_flush,
+    .close_notify = tsess_close_notify,
+    .pending = tsess_pending,
+    .buffered_input = tsess_buffered_input,
+    .output_pending = tsess_output_pending,
+    .reason = tsess_reason,
+    .sys_errno = tsess_errno,
+    .describe = tsess_describe,
 };

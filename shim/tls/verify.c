@@ -54,7 +54,7 @@ out:
 	return ok;
 }
 
-static int chain_has_pin(const struct policy_opts *o, X509 *leaf, STACK_OF(X509) *chain)
+static int chain_has_pin(const struct policy_opts *o, X509 *leaf, STACK_OF(X509) * chain)
 {
 	int i;
 
@@ -203,7 +203,7 @@ int tls_verify_cb(X509_STORE_CTX *x, void *arg)
 		return ok;
 	o = &s->rule->opt;
 	if (s->role == TLS_ROLE_CLIENT) {
-		STACK_OF(X509) *chain;
+		STACK_OF(X509) * chain;
 
 		if (o->insecure) {
 			ok = 1;

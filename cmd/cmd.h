@@ -1,0 +1,89 @@
+/*
+ * cmd.h - internals of the tlsshim command, shared by its subcommands.
+ *
+ * The command links the policy library only; it never loads the hooks.
+ */
+#ifndef TLSSHIM_CMD_H
+#define TLSSHIM_CMD_H
+
+#include <stddef.h>
+
+#include "policy.h"
+
+/* Exit statuses (sysexits.h values where one fits; the contract fixes 2 and 78). */
+#define CMD_EXIT_OK       0
+#define CMD_EXIT_POLICY   2   /* check/explain: the policy has errors */
+#define CMD_EXIT_USAGE    64  /* EX_USAGE: bad command line or endpoint */
+#define CMD_EXIT_SOFTWARE 70  /* EX_SOFTWARE: the preload library is missing */
+#define CMD_EXIT_CONFIG   78  /* EX_CONFIG: run: the policy has errors */
+#define CMD_EXIT_NOEXEC   126 /* run: PROGRAM found but would not be wrapped / runnable */
+#define CMD_EXIT_NOTFOUND 127 /* run: PROGRAM not found */
+
+/* The SOURCE of -p text in diagnostics: what `run` puts into the environment. */
+#define CMD_POLICY_SOURCE "TLSSHIM_POLICY"
+
+/* Where the policy comes from: -p/-f, or the environment when neither is given. */
+struct cmd_policy_src {
+	char *text;       /* -p values joined with '\n' (owned), or NULL */
+	const char *file; /* -f FILE, or NULL */
+	int given;        /* any -p or -f was given: they define the whole policy */
+};
+
+/* The parsed command line of check/explain/run. */
+struct cmd_args {
+	struct cmd_policy_src src;
+	const char *log; /* run: --log LEVEL, or NULL */
+	char **pos;      /* positional words (for run: PROGRAM [ARG...]) */
+	int n_pos;
+};
+
+/* main.c */
+extern const char *cmd_name; /* argv[0]'s base name, for messages */
+/* Prints "tlsshim: MSG" and the short usage to stderr; returns CMD_EXIT_USAGE. */
+int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "tlsshim: MSG" to stderr. */
+void cmd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Parses ARGV (after the subcommand word) into A. With RUN set, the first
+ * non-option word or the word after "--" starts PROGRAM and ends parsing.
+ * Returns 0, or CMD_EXIT_USAGE after printing why. Free with cmd_args_free().
+ */
+int cmd_args_parse(struct cmd_args *a, int argc, char **argv, int run);
+void cmd_args_free(struct cmd_args *a);
+
+/* load.c */
+/*
+ * Loads the policy SRC names (or the environment's when SRC->given is 0) and
+ * finishes it. Returns the table, or NULL after printing every diagnostic to
+ * stderr as SOURCE:LINE:COL: message (or a message on allocation failure).
+ */
+struct policy *cmd_policy_load(const struct cmd_policy_src *src);
+/* Prints P's rules to stdout, one a line, aligned, each with "# SOURCE:LINE:COL". */
+void cmd_policy_print(const struct policy *p);
+/* The rule's normalized text in a malloc()ed string, or NULL on allocation failure. */
+char *cmd_rule_text(const struct policy_rule *r);
+
+/* exe.c */
+/*
+ * Finds PROGRAM like execvp(3) does, searching PATH_ENV (NULL: the default
+ * path) when PROGRAM has no '/'. Returns a malloc()ed path, or NULL with
+ * errno ENOENT (not found) or EACCES (found, but none executable).
+ */
+char *exe_find(const char *program, const char *path_env);
+
+/*
+ * Decides whether the dynamic loader would honour LD_PRELOAD for PATH: not
+ * statically linked, not setuid/setgid, no file capabilities; for a "#!"
+ * script, the same for its interpreter. Returns 0 if it would, else -1 with a
+ * reason in WHY ("statically linked", ...), or -2 if PATH cannot be read or
+ * is not a program (WHY says why; exec would fail anyway).
+ */
+int exe_preloadable(const char *path, char *why, size_t whylen);
+
+/* The subcommands; each returns the exit status. */
+int cmd_check(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+#endif

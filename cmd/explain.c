@@ -1,0 +1,450 @@
+/*
+ * explain.c - `tlsshim explain`: which rule a connection would match, why that
+ * one beats every other rule that matches too, and the action and options
+ * that would apply, with every default filled in.
+ *
+ * The endpoint is classified as the preload library would: a DNS name on
+ * connect is resolved and matched as name + first address; an address on
+ * connect also matches exact-name rules whose names resolve to it.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "cmd.h"
+
+#define MAX_MATCHES 256
+#define MAX_ALT     64
+
+/* Label column of the output: "handshake-timeout: " is the longest label. */
+#define LABEL "%-19s"
+
+static void line(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void line(const char *label, const char *fmt, ...)
+{
+	char l[32];
+	va_list ap;
+
+	snprintf(l, sizeof(l), "%s:", label);
+	printf(LABEL, l);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static const char *kind_words(enum policy_host_kind k)
+{
+	switch (k) {
+	case POLICY_HOST_NAME:
+		return "an exact name";
+	case POLICY_HOST_SUFFIX:
+		return "a *.suffix";
+	case POLICY_HOST_ADDR:
+		return "an exact address";
+	case POLICY_HOST_CIDR:
+		return "a CIDR block";
+	case POLICY_HOST_ANY:
+		return "any host (*)";
+	default:
+		return "an unknown host class";
+	}
+}
+
+static void port_words(const struct policy_rule *r, char *buf, size_t len)
+{
+	switch (r->port_kind) {
+	case POLICY_PORT_ONE:
+		snprintf(buf, len, "port %u", r->port_lo);
+		break;
+	case POLICY_PORT_RANGE:
+		snprintf(buf, len, "ports %u-%u", r->port_lo, r->port_hi);
+		break;
+	case POLICY_PORT_ANY:
+	default:
+		snprintf(buf, len, "any port");
+		break;
+	}
+}
+
+static void host_words(const struct policy_rule *r, char *buf, size_t len)
+{
+	switch (r->host_kind) {
+	case POLICY_HOST_NAME:
+		snprintf(buf, len, "exact name %s", r->host);
+		break;
+	case POLICY_HOST_SUFFIX:
+		snprintf(buf, len, "suffix *.%s", r->host);
+		break;
+	case POLICY_HOST_ADDR:
+		snprintf(buf, len, "exact address %s", r->host);
+		break;
+	case POLICY_HOST_CIDR:
+		snprintf(buf, len, "CIDR block %s/%u", r->host, r->prefix);
+		break;
+	case POLICY_HOST_ANY:
+	default:
+		snprintf(buf, len, "any host (*)");
+		break;
+	}
+}
+
+/* Why W (the winner) is preferred to O, both matching: the contract's precedence. */
+static void reason(const struct policy_rule *w, const struct policy_rule *o,
+		   const struct policy_match *m, char *buf, size_t len)
+{
+	char wp[48], op[48];
+
+	if (w->host_kind != o->host_kind) {
+		snprintf(buf, len, "%s is more specific than %s", kind_words(w->host_kind),
+			 kind_words(o->host_kind));
+		return;
+	}
+	if (w->host_kind == POLICY_HOST_SUFFIX && strlen(w->host) != strlen(o->host)) {
+		snprintf(buf, len, "*.%s is a longer suffix than *.%s", w->host, o->host);
+		return;
+	}
+	if (w->host_kind == POLICY_HOST_CIDR && w->prefix != o->prefix) {
+		snprintf(buf, len, "/%u is a longer prefix than /%u", w->prefix, o->prefix);
+		return;
+	}
+	if (w->host_kind == POLICY_HOST_NAME && strcmp(w->host, o->host) != 0) {
+		if (m->name && strcmp(m->name, w->host) == 0)
+			snprintf(buf, len,
+				 "%s is the name being connected to; %s only resolves to "
+				 "the same address",
+				 w->host, o->host);
+		else
+			snprintf(buf, len, "both are exact names of this address; %s was preferred",
+				 w->host);
+		return;
+	}
+	/* The hosts are equally specific: the port decides. */
+	port_words(w, wp, sizeof(wp));
+	port_words(o, op, sizeof(op));
+	if (w->port_kind != o->port_kind) {
+		snprintf(buf, len, "%s %s narrower than %s", wp,
+			 w->port_kind == POLICY_PORT_RANGE ? "are" : "is", op);
+		return;
+	}
+	if (w->port_kind == POLICY_PORT_RANGE &&
+	    w->port_hi - w->port_lo != o->port_hi - o->port_lo) {
+		snprintf(buf, len, "%s (%u ports) are narrower than %s (%u ports)", wp,
+			 w->port_hi - w->port_lo + 1u, op, o->port_hi - o->port_lo + 1u);
+		return;
+	}
+	snprintf(buf, len, "it ties with this rule (the table should have rejected the pair)");
+}
+
+/* RFC 4648 base64, for showing pins as they are written (sha256/BASE64). */
+static void base64(const unsigned char *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[(in[i] & 3) << 4 | in[i + 1] >> 4];
+		out[o++] = a[(in[i + 1] & 15) << 2 | in[i + 2] >> 6];
+		out[o++] = a[in[i + 2] & 63];
+	}
+	if (n - i == 1) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[(in[i] & 3) << 4];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (n - i == 2) {
+		out[o++] = a[in[i] >> 2];
+		out[o++] = a[(in[i] & 3) << 4 | in[i + 1] >> 4];
+		out[o++] = a[(in[i + 1] & 15) << 2];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+}
+
+static void addr_text(const struct policy_query *q, char *buf, size_t len)
+{
+	if (!q->family || !inet_ntop(q->family, q->addr, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+static const char *or_default(const char *v, const char *dflt)
+{
+	return v && *v ? v : dflt;
+}
+
+static void print_common_tls(const struct policy_opts *o)
+{
+	char t[32];
+
+	line("alpn", "%s", or_default(o->alpn, "none (no ALPN)"));
+	line("min-version", "%s", o->min_version == POLICY_TLS1_3 ? "1.3" : "1.2");
+	line("ciphers", "%s", or_default(o->ciphers, "OpenSSL's secure defaults (TLS 1.2)"));
+	line("ciphersuites", "%s",
+	     or_default(o->ciphersuites, "OpenSSL's secure defaults (TLS 1.3)"));
+	snprintf(t, sizeof(t), "%gs", o->handshake_timeout_ms / 1000.0);
+	line("handshake-timeout", "%s", t);
+	line("renegotiation", "off");
+}
+
+static void print_connect_tls(const struct policy_rule *r, const struct policy_query *q,
+			      const struct policy_match *m)
+{
+	const struct policy_opts *o = &r->opt;
+	const char *sni = o->sni ? o->sni : m->name ? m->name : q->name;
+	char addr[INET6_ADDRSTRLEN], pin[64];
+	size_t i;
+
+	addr_text(q, addr, sizeof(addr));
+	line("verification", "%s",
+	     o->insecure ? "OFF (insecure: the server certificate is "
+			   "not checked; a warning is logged each time)"
+			 : "on");
+	line("ca", "%s", or_default(o->ca, "the system store"));
+	line("cert", "%s", or_default(o->cert, "none (no client certificate)"));
+	line("key", "%s", or_default(o->key, "none"));
+	if (sni && o->sni)
+		line("sni", "%s", sni);
+	else if (sni && q->name)
+		line("sni", "%s (the name the program resolved)", sni);
+	else if (sni)
+		line("sni", "%s (the rule's name, which resolves to %s)", sni, addr);
+	else
+		line("sni", "none (IP literal: RFC 6066 allows no address in SNI)");
+	if (o->name)
+		line("name", "%s", o->name);
+	else if (sni)
+		line("name", "%s (the SNI name)", sni);
+	else
+		line("name", "%s (the IP address)", addr);
+	if (o->n_pins == 0)
+		line("pin", "none");
+	for (i = 0; i < o->n_pins; i++) {
+		base64(o->pins[i].sha256, sizeof(o->pins[i].sha256), pin);
+		line("pin", "sha256/%s", pin);
+	}
+	print_common_tls(o);
+}
+
+static void print_accept_tls(const struct policy_rule *r)
+{
+	const struct policy_opts *o = &r->opt;
+	size_t i;
+
+	line("cert", "%s", or_default(o->cert, "none"));
+	line("key", "%s", or_default(o->key, "none"));
+	line("ca", "%s", or_default(o->ca, "none"));
+	line("client-ca", "%s", or_default(o->client_ca, "none (no client certificate asked for)"));
+	if (o->n_allow == 0)
+		line("allow", "%s",
+		     o->client_ca ? "any client with a certificate under client-ca" : "any client");
+	for (i = 0; i < o->n_allow; i++)
+		line("allow", "%s", o->allow[i]);
+	print_common_tls(o);
+}
+
+static const char *action_words(const struct policy_rule *r)
+{
+	switch (r->action) {
+	case POLICY_TLS:
+		return r->dir == POLICY_CONNECT
+			   ? "wrap the connection in TLS; tlsshim is the client"
+			   : "wrap the connection in TLS; tlsshim is the server";
+	case POLICY_PLAIN:
+		return "leave the connection alone (cleartext)";
+	case POLICY_DENY:
+		return r->dir == POLICY_CONNECT
+			   ? "refuse it: connect() fails with EACCES"
+			   : "refuse it: the connection is closed before the program sees it";
+	case POLICY_AUTO:
+		return "TLS when the client's first bytes are a TLS ClientHello, cleartext "
+		       "otherwise";
+	default:
+		return "unknown";
+	}
+}
+
+/* Whether the DNS name NAME resolves to Q's address. */
+static int resolves_to(const char *name, const struct policy_query *q)
+{
+	struct addrinfo hints = {0}, *res = NULL, *ai;
+	int found = 0;
+
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(name, NULL, &hints, &res) != 0)
+		return 0;
+	for (ai = res; ai && !found; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET && q->family == AF_INET)
+			found = !memcmp(&((struct sockaddr_in *)ai->ai_addr)->sin_addr, q->addr, 4);
+		else if (ai->ai_family == AF_INET6 && q->family == AF_INET6)
+			found =
+			    !memcmp(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, q->addr, 16);
+	}
+	freeaddrinfo(res);
+	return found;
+}
+
+/*
+ * Resolves Q's name (a DNS name) and puts its first address into Q. Returns
+ * 0, or -1 with the resolver's message in ERR.
+ */
+static int resolve(struct policy_query *q, char *err, size_t errlen)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	int rc;
+
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(q->name, NULL, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s", gai_strerror(rc));
+		return -1;
+	}
+	if (res->ai_family == AF_INET) {
+		q->family = AF_INET;
+		memcpy(q->addr, &((struct sockaddr_in *)res->ai_addr)->sin_addr, 4);
+	} else if (res->ai_family == AF_INET6) {
+		q->family = AF_INET6;
+		memcpy(q->addr, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, 16);
+	} else {
+		snprintf(err, errlen, "no IPv4 or IPv6 address");
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void print_rule_line(const char *label, const struct policy_rule *r)
+{
+	char *t = cmd_rule_text(r);
+
+	line(label, "%s", t ? t : "?");
+	free(t);
+}
+
+/* NAMED: ENDPOINT was a DNS name, resolved to Q's address. */
+static void explain(const struct policy *p, struct policy_query *q, const char *endpoint, int named)
+{
+	const struct policy_rule *all[MAX_MATCHES], *w;
+	struct policy_match m = {0};
+	char addr[INET6_ADDRSTRLEN], hw[300], pw[48], why[600];
+	size_t n, i;
+
+	addr_text(q, addr, sizeof(addr));
+	if (named && q->family)
+		line("connection", "%s %s (%s)", policy_dir_str(q->dir), endpoint, addr);
+	else
+		line("connection", "%s %s", policy_dir_str(q->dir), endpoint);
+	w = policy_match(p, q, &m);
+	if (!w) {
+		puts("no rule matches: the connection is left alone");
+		return;
+	}
+	n = policy_match_all(p, q, all, MAX_MATCHES);
+	print_rule_line("rule", w);
+	line("from", "%s:%u:%u", w->source ? w->source : "?", w->line, w->col);
+	host_words(w, hw, sizeof(hw));
+	port_words(w, pw, sizeof(pw));
+	if (m.name && w->host_kind == POLICY_HOST_NAME && (!q->name || strcmp(m.name, q->name)))
+		line("matched by", "%s (it resolves to %s), %s", hw, addr, pw);
+	else
+		line("matched by", "%s, %s", hw, pw);
+	for (i = 0; i < n && i < MAX_MATCHES; i++) {
+		char *t;
+
+		if (all[i] == w)
+			continue;
+		reason(w, all[i], &m, why, sizeof(why));
+		t = cmd_rule_text(all[i]);
+		line("beats", "`%s` (%s:%u:%u): %s", t ? t : "?",
+		     all[i]->source ? all[i]->source : "?", all[i]->line, all[i]->col, why);
+		free(t);
+	}
+	line("action", "%s: %s", policy_action_str(w->action), action_words(w));
+	if (w->action == POLICY_TLS && w->dir == POLICY_CONNECT)
+		print_connect_tls(w, q, &m);
+	else if (w->action == POLICY_TLS || w->action == POLICY_AUTO)
+		print_accept_tls(w);
+}
+
+int cmd_explain(int argc, char **argv)
+{
+	struct cmd_args a;
+	struct policy *p = NULL;
+	struct policy_query q;
+	const char *alt[MAX_ALT], *const *names;
+	char namebuf[256], err[256];
+	size_t n, i, n_alt = 0;
+	int rc, named;
+
+	rc = cmd_args_parse(&a, argc, argv, 0);
+	if (rc != 0)
+		goto out;
+	if (a.n_pos != 2) {
+		rc = cmd_usage_error("'explain' takes a direction and an endpoint, as in "
+				     "'explain connect api.example.com:443'");
+		goto out;
+	}
+	memset(&q, 0, sizeof(q));
+	if (strcmp(a.pos[0], "connect") == 0) {
+		q.dir = POLICY_CONNECT;
+	} else if (strcmp(a.pos[0], "accept") == 0) {
+		q.dir = POLICY_ACCEPT;
+	} else {
+		rc = cmd_usage_error("explain: '%s' is not a direction: connect or accept",
+				     a.pos[0]);
+		goto out;
+	}
+	p = cmd_policy_load(&a.src);
+	if (!p) {
+		rc = CMD_EXIT_POLICY;
+		goto out;
+	}
+	if (policy_parse_endpoint(a.pos[1], &q, namebuf, sizeof(namebuf), err, sizeof(err)) != 0) {
+		cmd_err("explain: '%s': %s (write HOST:PORT: api.example.com:443, 10.0.0.1:443 "
+			"or [2001:db8::1]:443)",
+			a.pos[1], err);
+		rc = CMD_EXIT_USAGE;
+		goto out;
+	}
+	/* Set after parsing, which may clear the query. */
+	q.dir = strcmp(a.pos[0], "connect") == 0 ? POLICY_CONNECT : POLICY_ACCEPT;
+	named = q.name != NULL;
+	if (q.name && q.dir == POLICY_ACCEPT) {
+		/* accept rules match the listening socket's address, never a name. */
+		if (resolve(&q, err, sizeof(err)) != 0) {
+			cmd_err("explain: cannot resolve %s: %s; accept rules match the listening "
+				"address, so give that",
+				q.name, err);
+			rc = CMD_EXIT_USAGE;
+			goto out;
+		}
+		q.name = NULL;
+	} else if (q.name) {
+		/* As the program would: resolve, then connect to the first address. */
+		if (resolve(&q, err, sizeof(err)) != 0)
+			printf("note: %s does not resolve here (%s); matching by the name only\n",
+			       q.name, err);
+	} else if (q.dir == POLICY_CONNECT) {
+		/* As the shim does for programs that never ask libc for a name. */
+		n = policy_exact_names(p, POLICY_CONNECT, &names);
+		for (i = 0; i < n && n_alt < MAX_ALT; i++) {
+			if (resolves_to(names[i], &q))
+				alt[n_alt++] = names[i];
+		}
+		q.alt_names = n_alt ? alt : NULL;
+		q.n_alt = n_alt;
+	}
+	explain(p, &q, a.pos[1], named);
+	rc = CMD_EXIT_OK;
+out:
+	policy_free(p);
+	cmd_args_free(&a);
+	return rc < 0 ? CMD_EXIT_OK : rc;
+}

@@ -1,0 +1,504 @@
+/*
+ * epreg.c - the epoll registry (see epreg.h for the design).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "conn.h"
+#include "epreg.h"
+#include "fdtab.h"
+#include "real.h"
+#include "shim.h"
+
+struct epset;
+
+struct reg {
+	int fd;
+	struct epset *set;
+	struct conn *c;       /* NULL: not wrapped; the kernel has the program's data */
+	uint32_t uev;         /* the program's events and flags */
+	epoll_data_t udata;   /* the program's data */
+	uint32_t kev;         /* events registered with the kernel (wrapped) */
+	unsigned in_kernel : 1;
+	unsigned armed : 1;   /* EPOLLONESHOT: 0 once reported, until EPOLL_CTL_MOD */
+	unsigned queued : 1;
+	uint64_t reported;    /* wait call that last reported it (no duplicates) */
+	struct reg *self;     /* key of by_ptr */
+	struct reg *next_dirty;
+	struct reg *next_of_conn;
+	UT_hash_handle hh;    /* by_fd */
+	UT_hash_handle hp;    /* by_ptr */
+};
+
+struct epset {
+	int epfd;
+	struct reg *by_fd;
+	struct reg *by_ptr;
+	struct reg *dirty;
+	int nwrapped;
+	struct epset *next;
+};
+
+static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct epset *sets;
+static atomic_int nsets;
+static uint64_t wait_calls;
+
+/* Per conn: its registrations, chained through next_of_conn (under ep_lock). */
+struct conn_regs {
+	struct conn *c;
+	struct reg *head;
+	UT_hash_handle hh;
+};
+static struct conn_regs *by_conn;
+
+#define USER_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM)
+#define KERN_FLAGS  (EPOLLET | EPOLLRDHUP | EPOLLPRI)
+
+int epreg_active(void)
+{
+	return atomic_load_explicit(&nsets, memory_order_relaxed) != 0;
+}
+
+static struct epset *set_find(int epfd)
+{
+	for (struct epset *s = sets; s != NULL; s = s->next)
+		if (s->epfd == epfd)
+			return s;
+	return NULL;
+}
+
+static struct epset *set_get(int epfd)
+{
+	struct epset *s = set_find(epfd);
+
+	if (s != NULL)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->epfd = epfd;
+	s->next = sets;
+	sets = s;
+	atomic_fetch_add(&nsets, 1);
+	return s;
+}
+
+static void conn_link(struct reg *r)
+{
+	struct conn_regs *cr;
+
+	HASH_FIND_PTR(by_conn, &r->c, cr);
+	if (cr == NULL) {
+		cr = calloc(1, sizeof(*cr));
+		if (cr == NULL)
+			return; /* the reg still works; it just isn't touched by I/O */
+		cr->c = r->c;
+		HASH_ADD_PTR(by_conn, c, cr);
+		atomic_fetch_add(&r->c->n_epregs, 1);
+	}
+	r->next_of_conn = cr->head;
+	cr->head = r;
+}
+
+static void conn_unlink(struct reg *r)
+{
+	struct conn_regs *cr;
+
+	HASH_FIND_PTR(by_conn, &r->c, cr);
+	if (cr == NULL)
+		return;
+	for (struct reg **pp = &cr->head; *pp != NULL; pp = &(*pp)->next_of_conn) {
+		if (*pp == r) {
+			*pp = r->next_of_conn;
+			break;
+		}
+	}
+	if (cr->head == NULL) {
+		HASH_DEL(by_conn, cr);
+		atomic_fetch_sub(&r->c->n_epregs, 1);
+		free(cr);
+	}
+}
+
+static void queue(struct reg *r)
+{
+	if (r->queued || r->c == NULL)
+		return;
+	r->queued = 1;
+	r->next_dirty = r->set->dirty;
+	r->set->dirty = r;
+}
+
+static void reg_free(struct reg *r)
+{
+	struct epset *s = r->set;
+
+	HASH_DELETE(hh, s->by_fd, r);
+	if (r->c != NULL) {
+		HASH_DELETE(hp, s->by_ptr, r);
+		if (r->queued) {
+			for (struct reg **pp = &s->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
+				if (*pp == r) {
+					*pp = r->next_dirty;
+					break;
+				}
+			}
+		}
+		conn_unlink(r);
+		s->nwrapped--;
+		conn_put(r->c);
+	}
+	free(r);
+}
+
+/* Brings the kernel's registration of wrapped R in line with KEV. Returns 0 or -errno. */
+static int sync_kernel(struct reg *r, uint32_t kev)
+{
+	struct epoll_event e = {.data.ptr = r};
+	int op;
+
+	if (!r->armed) {
+		if (r->in_kernel && real.epoll_ctl(r->set->epfd, EPOLL_CTL_DEL, r->fd, &e) == 0)
+			r->in_kernel = 0;
+		return 0;
+	}
+	e.events = kev | (r->uev & KERN_FLAGS);
+	if (r->in_kernel && e.events == r->kev)
+		return 0;
+	op = r->in_kernel ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (real.epoll_ctl(r->set->epfd, op, r->fd, &e) != 0)
+		return -errno;
+	r->in_kernel = 1;
+	r->kev = e.events;
+	return 0;
+}
+
+/* Registers wrapped R with the kernel for the first time (or after adoption). */
+static int reg_wrap(struct reg *r, struct conn *c)
+{
+	short kev = 0;
+
+	conn_ref(c);
+	r->c = c;
+	r->self = r;
+	HASH_ADD(hp, r->set->by_ptr, self, sizeof(r->self), r);
+	r->set->nwrapped++;
+	conn_link(r);
+	conn_poll_prepare(c, (short)(r->uev & USER_EVENTS), &kev);
+	queue(r);
+	return sync_kernel(r, (uint16_t)kev);
+}
+
+int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	struct conn *c = fdtab_maybe(fd) ? fdtab_get(fd) : NULL;
+	struct epset *s;
+	struct reg *r;
+	int rc = 0;
+
+	/* Unwrapped fds are remembered only if a later connect() may wrap them. */
+	if (c == NULL && !shim.has_connect && !epreg_active())
+		return real.epoll_ctl(epfd, op, fd, ev) == 0 ? 0 : -errno;
+	pthread_mutex_lock(&ep_lock);
+	s = set_find(epfd);
+	r = NULL;
+	if (s != NULL)
+		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		if (r != NULL) {
+			/* A stale entry of a closed fd whose number came back. */
+			reg_free(r);
+			r = NULL;
+		}
+		if (ev == NULL) {
+			rc = -EFAULT;
+			break;
+		}
+		if (c == NULL) {
+			if (real.epoll_ctl(epfd, op, fd, ev) != 0) {
+				rc = -errno;
+				break;
+			}
+			if (!shim.has_connect)
+				break;
+		}
+		s = set_get(epfd);
+		r = s ? calloc(1, sizeof(*r)) : NULL;
+		if (r == NULL) {
+			rc = c ? -ENOMEM : 0;
+			break;
+		}
+		r->fd = fd;
+		r->set = s;
+		r->uev = ev->events;
+		r->udata = ev->data;
+		r->armed = 1;
+		HASH_ADD(hh, s->by_fd, fd, sizeof(int), r);
+		if (c != NULL) {
+			rc = reg_wrap(r, c);
+			if (rc != 0)
+				reg_free(r);
+		}
+		break;
+	case EPOLL_CTL_MOD:
+		if (ev == NULL) {
+			rc = -EFAULT;
+			break;
+		}
+		if (r == NULL || r->c == NULL) {
+			if (real.epoll_ctl(epfd, op, fd, ev) != 0) {
+				rc = -errno;
+				break;
+			}
+			if (r != NULL) {
+				r->uev = ev->events;
+				r->udata = ev->data;
+			}
+			break;
+		}
+		r->uev = ev->events;
+		r->udata = ev->data;
+		r->armed = 1;
+		queue(r);
+		{
+			short kev = 0;
+
+			conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
+			rc = sync_kernel(r, (uint16_t)kev);
+		}
+		break;
+	case EPOLL_CTL_DEL:
+		if (r == NULL || r->c == NULL) {
+			if (real.epoll_ctl(epfd, op, fd, ev) != 0)
+				rc = -errno;
+			if (r != NULL)
+				reg_free(r);
+			break;
+		}
+		if (r->in_kernel && real.epoll_ctl(epfd, op, fd, ev) != 0 && errno != ENOENT)
+			rc = -errno;
+		reg_free(r);
+		break;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	pthread_mutex_unlock(&ep_lock);
+	if (c != NULL)
+		conn_put(c);
+	return rc;
+}
+
+/* After R was reported to the program. */
+static void reported(struct reg *r, uint64_t call)
+{
+	r->reported = call;
+	if (r->uev & EPOLLONESHOT) {
+		r->armed = 0;
+		sync_kernel(r, 0);
+		return;
+	}
+	/* Level-triggered: still ready next time if the program leaves data. */
+	if (!(r->uev & EPOLLET))
+		queue(r);
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Examines the dirty registrations of S; appends ready ones to EV. Under ep_lock. */
+static int drain_dirty(struct epset *s, struct epoll_event *ev, int max, uint64_t call)
+{
+	struct reg *list = s->dirty;
+	int n = 0;
+
+	s->dirty = NULL;
+	while (list != NULL) {
+		struct reg *r = list;
+		short kev = 0, ready;
+
+		list = r->next_dirty;
+		r->queued = 0;
+		if (!r->armed)
+			continue;
+		ready = conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
+		sync_kernel(r, (uint16_t)kev);
+		if (ready == 0)
+			continue;
+		if (n == max) {
+			queue(r); /* next call */
+			continue;
+		}
+		ev[n].events = (uint16_t)ready;
+		ev[n].data = r->udata;
+		n++;
+		reported(r, call);
+	}
+	return n;
+}
+
+int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, const sigset_t *mask,
+	       int *handled)
+{
+	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	struct epset *s;
+	int n;
+
+	*handled = 0;
+	if (max <= 0)
+		return -EINVAL;
+	pthread_mutex_lock(&ep_lock);
+	s = set_find(epfd);
+	if (s == NULL || s->nwrapped == 0) {
+		pthread_mutex_unlock(&ep_lock);
+		return 0;
+	}
+	*handled = 1;
+	for (;;) {
+		uint64_t call = ++wait_calls;
+		int64_t left = -1;
+		int k, out;
+
+		n = drain_dirty(s, ev, max, call);
+		pthread_mutex_unlock(&ep_lock);
+		if (n > 0) {
+			left = 0;
+		} else if (deadline >= 0) {
+			left = deadline - mono_ns();
+			if (left < 0)
+				left = 0;
+		}
+		k = real.epoll_pwait(epfd, ev + n, max - n,
+				     left >= 0 ? (int)((left + 999999) / 1000000) : -1, mask);
+		if (k < 0) {
+			int e = errno;
+
+			if (n > 0)
+				return n;
+			return -e;
+		}
+		pthread_mutex_lock(&ep_lock);
+		/* The set may have been closed meanwhile. */
+		if (set_find(epfd) != s) {
+			pthread_mutex_unlock(&ep_lock);
+			return n + k;
+		}
+		out = n;
+		for (int i = n; i < n + k; i++) {
+			struct reg *r = NULL;
+			struct reg *key = ev[i].data.ptr;
+			short rev;
+
+			HASH_FIND(hp, s->by_ptr, &key, sizeof(key), r);
+			if (r == NULL) {
+				ev[out++] = ev[i]; /* an unwrapped fd: the program's own data */
+				continue;
+			}
+			if (!r->armed || r->reported == call)
+				continue;
+			rev = conn_poll_result(r->c, (short)(r->uev & USER_EVENTS), (short)ev[i].events);
+			/* TLS may have moved on (handshake, flush): look again next round. */
+			queue(r);
+			if (rev == 0)
+				continue;
+			ev[out].events = (uint16_t)rev;
+			ev[out].data = r->udata;
+			out++;
+			reported(r, call);
+		}
+		if (out > 0 || left == 0) {
+			pthread_mutex_unlock(&ep_lock);
+			return out;
+		}
+	}
+}
+
+void epreg_fd_closed(int fd)
+{
+	struct epset **pp;
+
+	if (!epreg_active())
+		return;
+	pthread_mutex_lock(&ep_lock);
+	for (pp = &sets; *pp != NULL;) {
+		struct epset *s = *pp;
+		struct reg *r = NULL, *tmp;
+
+		if (s->epfd == fd) {
+			HASH_ITER(hh, s->by_fd, r, tmp)
+				reg_free(r);
+			*pp = s->next;
+			atomic_fetch_sub(&nsets, 1);
+			free(s);
+			continue;
+		}
+		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
+		if (r != NULL) {
+			/* A dup of the socket would keep the kernel entry, with our pointer. */
+			if (r->c != NULL && r->in_kernel)
+				real.epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+			reg_free(r);
+		}
+		pp = &s->next;
+	}
+	pthread_mutex_unlock(&ep_lock);
+}
+
+void epreg_adopt(int fd, struct conn *c)
+{
+	if (!epreg_active())
+		return;
+	pthread_mutex_lock(&ep_lock);
+	for (struct epset *s = sets; s != NULL; s = s->next) {
+		struct reg *r = NULL;
+
+		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
+		if (r == NULL || r->c != NULL)
+			continue;
+		/* The kernel entry has the program's data: switch it to ours. */
+		r->in_kernel = 1;
+		r->kev = 0xffffffffu; /* force a MOD */
+		reg_wrap(r, c);
+	}
+	pthread_mutex_unlock(&ep_lock);
+}
+
+void epreg_touch(struct conn *c)
+{
+	struct conn_regs *cr;
+
+	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&ep_lock);
+	HASH_FIND_PTR(by_conn, &c, cr);
+	for (struct reg *r = cr ? cr->head : NULL; r != NULL; r = r->next_of_conn)
+		queue(r);
+	pthread_mutex_unlock(&ep_lock);
+}
+
+void epreg_fork_prepare(void)
+{
+	pthread_mutex_lock(&ep_lock);
+}
+
+void epreg_fork_parent(void)
+{
+	pthread_mutex_unlock(&ep_lock);
+}
+
+void epreg_fork_child(void)
+{
+	pthread_mutex_init(&ep_lock, NULL);
+}
