@@ -1000,17 +1000,19 @@ out:
 
 /* ---- fork ------------------------------------------------------------------------- */
 
+/*
+ * Only the list lock is held across fork(): holding every conn's lock would
+ * mean thousands of locks. A conn another thread was using at that instant
+ * is left mid-operation in the child, which is the fork(2) rule for any
+ * state shared with other threads.
+ */
 void conn_fork_prepare(void)
 {
 	pthread_mutex_lock(&all_lock);
-	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next)
-		pthread_mutex_lock(&l->c->lock);
 }
 
 void conn_fork_parent(void)
 {
-	for (struct conn_link *l = all_head.prev; l != &all_head; l = l->prev)
-		pthread_mutex_unlock(&l->c->lock);
 	pthread_mutex_unlock(&all_lock);
 	atomic_fetch_add(&conn_fork_gen, 1);
 }

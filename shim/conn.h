@@ -133,7 +133,7 @@ int conn_take_so_error(struct conn *c);
 short conn_poll_prepare(struct conn *c, short uev, short *kev);
 short conn_poll_result(struct conn *c, short uev, short krev);
 
-/* fork() handlers: prepare locks every conn; parent/child release and bump the generation. */
+/* fork() handlers: hold the conn list still; the child re-initialises the locks; both bump the generation. */
 void conn_fork_prepare(void);
 void conn_fork_parent(void);
 void conn_fork_child(void);

@@ -104,13 +104,17 @@ void fdtab_foreach(void (*fn)(int fd, struct conn *c, void *arg), void *arg)
 void fdtab_fork_prepare(void)
 {
 	pthread_mutex_lock(&grow_lock);
-	for (unsigned i = 0; i < STRIPES; i++)
-		pthread_mutex_lock(&stripes[i]);
 }
 
-void fdtab_fork_release(void)
+void fdtab_fork_parent(void)
 {
-	for (unsigned i = STRIPES; i-- > 0;)
-		pthread_mutex_unlock(&stripes[i]);
 	pthread_mutex_unlock(&grow_lock);
+}
+
+void fdtab_fork_child(void)
+{
+	/* Stripe sections are a load and an increment: fresh locks are consistent. */
+	for (unsigned i = 0; i < STRIPES; i++)
+		pthread_mutex_init(&stripes[i], NULL);
+	pthread_mutex_init(&grow_lock, NULL);
 }

@@ -54,8 +54,9 @@ struct conn *fdtab_take(int fd);
 /* Calls FN for every wrapped fd (fork handlers). Not concurrent with set/take. */
 void fdtab_foreach(void (*fn)(int fd, struct conn *c, void *arg), void *arg);
 
-/* Fork handlers: hold every stripe lock across fork() so the child's are sane. */
+/* fork() handlers: the table's structure is held still; the child gets fresh locks. */
 void fdtab_fork_prepare(void);
-void fdtab_fork_release(void);
+void fdtab_fork_parent(void);
+void fdtab_fork_child(void);
 
 #endif

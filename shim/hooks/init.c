@@ -44,14 +44,14 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
-	fdtab_fork_release();
+	fdtab_fork_parent();
 	conn_fork_parent();
 	epreg_fork_parent();
 }
 
 static void fork_child(void)
 {
-	fdtab_fork_release();
+	fdtab_fork_child();
 	conn_fork_child();
 	epreg_fork_child();
 }

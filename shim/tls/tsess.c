@@ -473,6 +473,10 @@ static int engine_init(const struct engine_host *host, char *err, size_t errlen)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+	if (host == NULL || host->real == NULL || host->log == NULL) {
+		snprintf(err, errlen, "TLS engine: incomplete host");
+		return -1;
+	}
 	pthread_mutex_lock(&lock);
 	if (tls_host.real == NULL) {
 		tls_host = *host;
