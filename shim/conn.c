@@ -344,8 +344,19 @@ static int step_handshake(struct conn *c, short *want)
 static int step_auto(struct conn *c, short *want)
 {
 	unsigned char b[2];
-	ssize_t n = real.recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	uint64_t now = now_ns();
+	char why[128];
+	ssize_t n;
 
+	/* A client that never speaks is bounded like a handshake. */
+	if (c->hs_deadline_ns == 0) {
+		c->hs_deadline_ns = now + (uint64_t)c->rule->opt.handshake_timeout_ms * 1000000u;
+	} else if (now >= c->hs_deadline_ns) {
+		snprintf(why, sizeof(why), "the client sent nothing within %u ms (auto)",
+			 c->rule->opt.handshake_timeout_ms);
+		return fail(c, why);
+	}
+	n = real.recv(c->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			*want = POLLIN;
@@ -544,7 +555,9 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		p.fd = c->fd;
-		hs = (c->state == CONN_HANDSHAKE) ? c->hs_deadline_ns : 0;
+		hs = (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
+			     ? c->hs_deadline_ns
+			     : 0;
 		n = c->closed;
 		pthread_mutex_unlock(&c->lock);
 		if (n)
@@ -895,6 +908,17 @@ int conn_readable_bytes(struct conn *c)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+uint64_t conn_deadline(struct conn *c)
+{
+	uint64_t d = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
+		d = c->hs_deadline_ns;
+	pthread_mutex_unlock(&c->lock);
+	return d;
 }
 
 int conn_take_so_error(struct conn *c)

@@ -133,6 +133,13 @@ int conn_take_so_error(struct conn *c);
 short conn_poll_prepare(struct conn *c, short uev, short *kev);
 short conn_poll_result(struct conn *c, short uev, short krev);
 
+/*
+ * The CLOCK_MONOTONIC time (ns) by which the handshake (or auto's first
+ * bytes) must be done, or 0 if none is pending. Readiness calls cap their
+ * waits with it, so a silent peer is cut off even when nothing else happens.
+ */
+uint64_t conn_deadline(struct conn *c);
+
 /* fork() handlers: hold the conn list still; the child re-initialises the locks; both bump the generation. */
 void conn_fork_prepare(void);
 void conn_fork_parent(void);

@@ -27,9 +27,11 @@ struct reg {
 	unsigned in_kernel : 1;
 	unsigned armed : 1;   /* EPOLLONESHOT: 0 once reported, until EPOLL_CTL_MOD */
 	unsigned queued : 1;
+	unsigned timed : 1;   /* on the set's list of pending handshakes */
 	uint64_t reported;    /* wait call that last reported it (no duplicates) */
 	struct reg *self;     /* key of by_ptr */
 	struct reg *next_dirty;
+	struct reg *next_timed;
 	struct reg *next_of_conn;
 	UT_hash_handle hh;    /* by_fd */
 	UT_hash_handle hp;    /* by_ptr */
@@ -40,6 +42,7 @@ struct epset {
 	struct reg *by_fd;
 	struct reg *by_ptr;
 	struct reg *dirty;
+	struct reg *timed;    /* registrations whose handshake has a deadline */
 	int nwrapped;
 	struct epset *next;
 };
@@ -135,6 +138,42 @@ static void queue(struct reg *r)
 	r->set->dirty = r;
 }
 
+/* Watches R's handshake deadline, so that a silent peer is cut off on time. */
+static void watch_deadline(struct reg *r)
+{
+	if (r->timed || r->c == NULL || conn_deadline(r->c) == 0)
+		return;
+	r->timed = 1;
+	r->next_timed = r->set->timed;
+	r->set->timed = r;
+}
+
+/*
+ * The earliest pending handshake deadline of S (0 if none); queues the ones
+ * already past so that the next drain fails them. Under ep_lock.
+ */
+static uint64_t due_deadlines(struct epset *s, uint64_t now)
+{
+	uint64_t first = 0;
+
+	for (struct reg **pp = &s->timed; *pp != NULL;) {
+		struct reg *r = *pp;
+		uint64_t d = conn_deadline(r->c);
+
+		if (d == 0) {
+			*pp = r->next_timed;
+			r->timed = 0;
+			continue;
+		}
+		if (d <= now)
+			queue(r);
+		else if (first == 0 || d < first)
+			first = d;
+		pp = &r->next_timed;
+	}
+	return first;
+}
+
 static void reg_free(struct reg *r)
 {
 	struct epset *s = r->set;
@@ -146,6 +185,14 @@ static void reg_free(struct reg *r)
 			for (struct reg **pp = &s->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
 				if (*pp == r) {
 					*pp = r->next_dirty;
+					break;
+				}
+			}
+		}
+		if (r->timed) {
+			for (struct reg **pp = &s->timed; *pp != NULL; pp = &(*pp)->next_timed) {
+				if (*pp == r) {
+					*pp = r->next_timed;
 					break;
 				}
 			}
@@ -335,6 +382,7 @@ static int drain_dirty(struct epset *s, struct epoll_event *ev, int max, uint64_
 			continue;
 		ready = conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
 		sync_kernel(r, (uint16_t)kev);
+		watch_deadline(r);
 		if (ready == 0)
 			continue;
 		if (n == max) {
@@ -368,18 +416,22 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 	*handled = 1;
 	for (;;) {
 		uint64_t call = ++wait_calls;
-		int64_t left = -1;
+		int64_t now, left = -1;
+		uint64_t hs;
 		int k, out;
 
 		n = drain_dirty(s, ev, max, call);
+		now = mono_ns();
+		hs = due_deadlines(s, (uint64_t)now);
+		if (s->dirty != NULL && n == 0)
+			hs = (uint64_t)now; /* a deadline passed: fail it in the next round */
 		pthread_mutex_unlock(&ep_lock);
-		if (n > 0) {
+		if (deadline >= 0)
+			left = deadline > now ? deadline - now : 0;
+		if (n > 0)
 			left = 0;
-		} else if (deadline >= 0) {
-			left = deadline - mono_ns();
-			if (left < 0)
-				left = 0;
-		}
+		else if (hs != 0 && (left < 0 || (int64_t)hs - now < left))
+			left = (int64_t)hs > now ? (int64_t)hs - now : 0;
 		k = real.epoll_pwait(epfd, ev + n, max - n,
 				     left >= 0 ? (int)((left + 999999) / 1000000) : -1, mask);
 		if (k < 0) {
@@ -411,6 +463,7 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 			rev = conn_poll_result(r->c, (short)(r->uev & USER_EVENTS), (short)ev[i].events);
 			/* TLS may have moved on (handshake, flush): look again next round. */
 			queue(r);
+			watch_deadline(r);
 			if (rev == 0)
 				continue;
 			ev[out].events = (uint16_t)rev;
@@ -418,7 +471,7 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 			out++;
 			reported(r, call);
 		}
-		if (out > 0 || left == 0) {
+		if (out > 0 || (deadline >= 0 && mono_ns() >= deadline)) {
 			pthread_mutex_unlock(&ep_lock);
 			return out;
 		}

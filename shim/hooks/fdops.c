@@ -15,6 +15,7 @@
 #include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
+#include "log.h"
 
 /* NEWFD is now a duplicate of OLDFD: share its wrapping. */
 static void follow(int oldfd, int newfd)
@@ -36,6 +37,9 @@ static void release_target(int oldfd, int newfd)
 {
 	struct conn *c;
 
+	/* Our log file's descriptor is about to become something else. */
+	if (unlikely(newfd == log_fd()) && oldfd != newfd)
+		log_forget_fd(newfd);
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;

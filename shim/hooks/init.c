@@ -23,7 +23,7 @@
 
 #define EX_CONFIG 78
 
-struct shim_state shim;
+
 
 static void die_config(const char *what)
 {

@@ -63,7 +63,7 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	return hook_ret(r);
 }
 
-HOOK ssize_t read(int fd, void *buf, size_t len)
+static ssize_t shim_read(int fd, void *buf, size_t len)
 {
 	int h;
 	ssize_t r;
@@ -79,11 +79,16 @@ HOOK ssize_t read(int fd, void *buf, size_t len)
 	return h ? r : real.read(fd, buf, len);
 }
 
+HOOK ssize_t read(int fd, void *buf, size_t len)
+{
+	return shim_read(fd, buf, len);
+}
+
 HOOK ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
 	if (len > buflen)
 		__chk_fail();
-	return read(fd, buf, len);
+	return shim_read(fd, buf, len);
 }
 
 HOOK ssize_t write(int fd, const void *buf, size_t len)
@@ -102,7 +107,7 @@ HOOK ssize_t write(int fd, const void *buf, size_t len)
 	return h ? r : real.write(fd, buf, len);
 }
 
-HOOK ssize_t recv(int fd, void *buf, size_t len, int flags)
+static ssize_t shim_recv(int fd, void *buf, size_t len, int flags)
 {
 	int h;
 	ssize_t r;
@@ -114,11 +119,16 @@ HOOK ssize_t recv(int fd, void *buf, size_t len, int flags)
 	return h ? r : real.recv(fd, buf, len, flags);
 }
 
+HOOK ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	return shim_recv(fd, buf, len, flags);
+}
+
 HOOK ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
 {
 	if (len > buflen)
 		__chk_fail();
-	return recv(fd, buf, len, flags);
+	return shim_recv(fd, buf, len, flags);
 }
 
 HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
@@ -133,8 +143,8 @@ HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
 	return h ? r : real.send(fd, buf, len, flags);
 }
 
-HOOK ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
-		      socklen_t *salen)
+static ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
+			     socklen_t *salen)
 {
 	int h;
 	ssize_t r;
@@ -151,12 +161,18 @@ HOOK ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr 
 	return r;
 }
 
+HOOK ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
+		      socklen_t *salen)
+{
+	return shim_recvfrom(fd, buf, len, flags, sa, salen);
+}
+
 HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 			    struct sockaddr *sa, socklen_t *salen)
 {
 	if (len > buflen)
 		__chk_fail();
-	return recvfrom(fd, buf, len, flags, sa, salen);
+	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
 HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,

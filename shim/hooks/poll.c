@@ -69,7 +69,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 	for (;;) {
 		struct timespec ts, *tsp = NULL;
 		int nready = 0, kn;
-		int64_t left = -1;
+		int64_t now, left = -1, hs = -1;
 
 		for (nfds_t i = 0; i < n; i++) {
 			k[i] = fds[i];
@@ -80,14 +80,18 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 			ready[i] = conn_poll_prepare(cs[i], fds[i].events, &k[i].events);
 			if (ready[i])
 				nready++;
+			/* A pending handshake's deadline caps the wait: the next round fails it. */
+			uint64_t d = conn_deadline(cs[i]);
+			if (d != 0 && (hs < 0 || (int64_t)d < hs))
+				hs = (int64_t)d;
 		}
-		if (nready == 0 && deadline >= 0) {
-			left = deadline - mono_ns();
-			if (left < 0)
-				left = 0;
-		}
+		now = mono_ns();
+		if (deadline >= 0)
+			left = deadline > now ? deadline - now : 0;
 		if (nready > 0)
 			left = 0;
+		else if (hs >= 0 && (left < 0 || hs - now < left))
+			left = hs > now ? hs - now : 0;
 		if (left >= 0) {
 			ts.tv_sec = left / 1000000000;
 			ts.tv_nsec = left % 1000000000;
@@ -109,7 +113,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 				count++;
 		}
 		/* Kernel events TLS consumed (handshake, tickets) are not the program's. */
-		if (count > 0 || left == 0)
+		if (count > 0 || (deadline >= 0 && mono_ns() >= deadline))
 			break;
 	}
 	for (nfds_t i = 0; i < n; i++)
@@ -124,7 +128,7 @@ out_free:
 	return count;
 }
 
-HOOK int poll(struct pollfd *fds, nfds_t n, int timeout)
+static int shim_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	NEED_REAL(poll);
 	if (likely(!any_wrapped(fds, n)))
@@ -133,14 +137,20 @@ HOOK int poll(struct pollfd *fds, nfds_t n, int timeout)
 					  NULL));
 }
 
+HOOK int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return shim_poll(fds, n, timeout);
+}
+
 HOOK int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 {
 	if (fdslen / sizeof(*fds) < n)
 		__chk_fail();
-	return poll(fds, n, timeout);
+	return shim_poll(fds, n, timeout);
 }
 
-HOOK int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask)
+static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
+		      const sigset_t *mask)
 {
 	NEED_REAL(ppoll);
 	if (likely(!any_wrapped(fds, n)))
@@ -153,12 +163,17 @@ HOOK int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sig
 		fds, n, t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask));
 }
 
+HOOK int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask)
+{
+	return shim_ppoll(fds, n, t, mask);
+}
+
 HOOK int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
 		     const sigset_t *mask, size_t fdslen)
 {
 	if (fdslen / sizeof(*fds) < n)
 		__chk_fail();
-	return ppoll(fds, n, t, mask);
+	return shim_ppoll(fds, n, t, mask);
 }
 
 /* select/pselect over wrapped fds become poll_wrapped over the same fds. */
