@@ -7,6 +7,7 @@
 #   make bench           benchmarks (ratios against native OpenSSL and stunnel)
 #   make fuzz            run the fuzzers for FUZZ_SECONDS each
 #   make demo            an unmodified plaintext client made to speak TLS
+#   make audit           testssl.sh against a server under the shim (slow)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make compdb          compile_commands.json for clangd / clang-tidy
 #   V=1                  show the commands
@@ -93,7 +94,7 @@ CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
-.PHONY: all deps test unit e2e asan tsan bench fuzz demo install compdb lint format \
+.PHONY: all deps test unit e2e asan tsan bench fuzz demo audit install compdb lint format \
         format-check check-exports clean
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
@@ -212,6 +213,10 @@ fuzz: deps $(FUZZ_BIN)
 
 demo: deps all
 	$(Q)scripts/demo
+
+# testssl.sh against a server under the shim; fails on a HIGH/CRITICAL finding (slow: not in test).
+audit: all
+	$(Q)TLSSHIM_AUDIT=1 scripts/setup-deps && BUILD=$(BUILD) scripts/audit
 
 check-exports: all
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map

@@ -46,34 +46,58 @@ struct policy_pin {
 	unsigned char sha256[32]; /* SHA-256 of the DER SubjectPublicKeyInfo */
 };
 
-/* Every option of a rule. NULL / 0 means "not given" (the default applies). */
+/* The options, in the order the contract lists them (and `check` prints them). */
+enum policy_opt {
+	POLICY_OPT_CA = 0,
+	POLICY_OPT_CERT,
+	POLICY_OPT_KEY,
+	POLICY_OPT_SNI,
+	POLICY_OPT_NAME,
+	POLICY_OPT_INSECURE,
+	POLICY_OPT_CLIENT_CA,
+	POLICY_OPT_ALLOW,
+	POLICY_OPT_PIN,
+	POLICY_OPT_ALPN,
+	POLICY_OPT_MIN_VERSION,
+	POLICY_OPT_CIPHERS,
+	POLICY_OPT_CIPHERSUITES,
+	POLICY_OPT_HANDSHAKE_TIMEOUT,
+	POLICY_OPT_COUNT
+};
+
+/*
+ * Every option of a rule. NULL / 0 means "not given" (the default applies),
+ * except min_version and handshake_timeout_ms, which always hold the value to
+ * use (the default when not given); GIVEN says what the rule wrote.
+ */
 struct policy_opts {
-	char *ca;            /* file or directory */
-	char *cert;          /* chain, PEM */
-	char *key;           /* PEM */
-	char *sni;           /* connect */
-	char *name;          /* connect: name the server certificate must carry */
-	char *client_ca;     /* accept */
-	char **allow;        /* accept: "cn:PAT" / "dns:PAT" / "uri:PAT", prefix kept */
+	char *ca;        /* file or directory */
+	char *cert;      /* chain, PEM */
+	char *key;       /* PEM */
+	char *sni;       /* connect */
+	char *name;      /* connect: name the server certificate must carry */
+	char *client_ca; /* accept */
+	char **allow;    /* accept: "cn:PAT" / "dns:PAT" / "uri:PAT", prefix kept */
 	size_t n_allow;
 	struct policy_pin *pins; /* connect: any one must be in the chain */
 	size_t n_pins;
-	char *alpn_wire;     /* ALPN in wire format (length-prefixed), NULL if none */
+	char *alpn_wire; /* ALPN in wire format (length-prefixed), NULL if none */
 	size_t alpn_wire_len;
-	char *alpn;          /* ALPN as written, comma-separated, for display */
-	char *ciphers;       /* TLS <= 1.2 cipher string */
-	char *ciphersuites;  /* TLS 1.3 suites */
-	int insecure;        /* connect: skip verification */
-	int min_version;     /* POLICY_TLS1_2 (default) or POLICY_TLS1_3 */
+	char *alpn;                    /* ALPN as written, comma-separated, for display */
+	char *ciphers;                 /* TLS <= 1.2 cipher string */
+	char *ciphersuites;            /* TLS 1.3 suites */
+	int insecure;                  /* connect: skip verification */
+	int min_version;               /* POLICY_TLS1_2 (default) or POLICY_TLS1_3 */
 	unsigned handshake_timeout_ms; /* default POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	unsigned given;                /* bit (1u << POLICY_OPT_x) for each option the rule wrote */
 };
 
 struct policy_rule {
 	unsigned id; /* dense index 0..n-1 in load order; stable for the table's life */
 	enum policy_dir dir;
 	enum policy_host_kind host_kind;
-	char *host;     /* normalized: name/suffix lower-case; address as inet_ntop text */
-	int family;     /* AF_INET / AF_INET6 for ADDR and CIDR, else 0 */
+	char *host;             /* normalized: name/suffix lower-case; address as inet_ntop text */
+	int family;             /* AF_INET / AF_INET6 for ADDR and CIDR, else 0 */
 	unsigned char addr[16]; /* network order; IPv4 in the first 4 bytes */
 	unsigned prefix;        /* CIDR prefix length (32/128 for ADDR) */
 	enum policy_port_kind port_kind;
@@ -81,9 +105,9 @@ struct policy_rule {
 	enum policy_action action;
 	struct policy_opts opt;
 	/* Where it came from, for diagnostics and `explain`. */
-	char *source;   /* "TLSSHIM_POLICY", "-p #1", or the file path */
+	char *source; /* "TLSSHIM_POLICY", "-p #1", or the file path */
 	unsigned line, col;
-	char *text;     /* the rule as written, trimmed */
+	char *text; /* the rule as written, trimmed */
 };
 
 struct policy_diag {
@@ -112,8 +136,7 @@ void policy_free(struct policy *p);
  * reported. Returns 0 if no error was added, -1 otherwise. TEXT NULL is empty.
  * Must be called before policy_finish().
  */
-int policy_add_text(struct policy *p, const char *source, const char *text,
-		    struct policy_diags *d);
+int policy_add_text(struct policy *p, const char *source, const char *text, struct policy_diags *d);
 
 /*
  * As policy_add_text() for the contents of the file PATH, one rule a line
@@ -123,9 +146,11 @@ int policy_add_text(struct policy *p, const char *source, const char *text,
 int policy_add_file(struct policy *p, const char *path, struct policy_diags *d);
 
 /*
- * Ends loading: checks what needs the whole table (rules that tie and overlap,
- * unreadable cert/key/CA files) and builds the look-up indexes. Returns 0, or
- * -1 with diagnostics appended to D (the table must then only be freed).
+ * Ends loading: checks what needs the whole table (rules that tie and overlap)
+ * and builds the look-up indexes. Unreadable cert/key/CA files are reported
+ * while parsing, at the option's column. Returns 0, or -1 with diagnostics
+ * appended to D, also when an earlier policy_add_*() call reported an error
+ * (the table must then only be freed).
  */
 int policy_finish(struct policy *p, struct policy_diags *d);
 
@@ -140,23 +165,22 @@ int policy_has_dir(const struct policy *p, enum policy_dir dir);
  * The exact DNS names of DIR rules (for the shim's own resolution of those
  * names). Returns the count; *NAMES points into the table (do not free).
  */
-size_t policy_exact_names(const struct policy *p, enum policy_dir dir,
-			  const char *const **names);
+size_t policy_exact_names(const struct policy *p, enum policy_dir dir, const char *const **names);
 
 /* A connection to be classified. */
 struct policy_query {
 	enum policy_dir dir;
-	const char *name;   /* the name the program resolved, or NULL */
+	const char *name;             /* the name the program resolved, or NULL */
 	const char *const *alt_names; /* more exact names for this address, or NULL */
 	size_t n_alt;
-	int family;         /* AF_INET / AF_INET6; IPv4-mapped IPv6 is treated as IPv4 */
+	int family; /* AF_INET / AF_INET6; IPv4-mapped IPv6 is treated as IPv4 */
 	unsigned char addr[16];
 	uint16_t port;
 };
 
 /* How a rule matched, for SNI and for `explain`. */
 struct policy_match {
-	const char *name;    /* the name that matched (query name or an alt name), or NULL */
+	const char *name; /* the name that matched (query name or an alt name), or NULL */
 	enum policy_host_kind host_kind;
 	enum policy_port_kind port_kind;
 };
@@ -189,14 +213,17 @@ const char *policy_dir_str(enum policy_dir d);
 const char *policy_action_str(enum policy_action a);
 const char *policy_host_kind_str(enum policy_host_kind k);
 const char *policy_port_kind_str(enum policy_port_kind k);
+const char *policy_opt_str(enum policy_opt o); /* "ca", "client-ca", ... */
 
 /*
  * Parses "HOST:PORT" as `explain` takes it (HOST a name, an IPv4 address or a
  * bracketed IPv6 address) into Q's name or address and port. Returns 0, or -1
- * with a message in ERR.
+ * with a message in ERR. A name is written lower-case, without a trailing dot,
+ * to NAMEBUF and Q->name points to it (Q->family 0); an address sets
+ * Q->family and Q->addr (Q->name NULL). Q->dir and the alt names are untouched.
  */
-int policy_parse_endpoint(const char *s, struct policy_query *q, char *namebuf,
-			  size_t namelen, char *err, size_t errlen);
+int policy_parse_endpoint(const char *s, struct policy_query *q, char *namebuf, size_t namelen,
+			  char *err, size_t errlen);
 
 /* Appends a diagnostic (the message is formatted); used by the parser and callers. */
 void policy_diag_add(struct policy_diags *d, const char *source, unsigned line, unsigned col,

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +111,26 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
 	return c;
 }
 
+/*
+ * TLS puts bytes on the wire the program never wrote (handshake flights,
+ * session tickets, close_notify). With Nagle's algorithm on, the program's
+ * next small write would wait for those to be acknowledged (a delayed ACK:
+ * up to 40 ms) where the plain socket would have sent at once. So the socket
+ * always has TCP_NODELAY; the program's own setting is remembered and
+ * reported back. Returns the program's setting.
+ */
+static int make_nodelay(int fd)
+{
+	int on = 1, was = 0;
+	socklen_t len = sizeof(was);
+
+	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &was, &len) != 0)
+		was = 0;
+	if (!was)
+		real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	return was != 0;
+}
+
 /* Makes the socket non-blocking underneath; returns the program's O_NONBLOCK, or -errno. */
 static int make_nonblocking(int fd)
 {
@@ -158,6 +180,7 @@ struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char 
 	c->role = TLS_ROLE_CLIENT;
 	c->state = CONN_TCP_CONNECTING;
 	atomic_init(&c->user_nonblock, nb);
+	atomic_init(&c->user_nodelay, make_nodelay(fd));
 	snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", addr);
 	c->port = port;
 	if (name != NULL) {
@@ -199,7 +222,18 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 	c->role = TLS_ROLE_SERVER;
 	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
 	atomic_init(&c->user_nonblock, user_nonblock);
+	atomic_init(&c->user_nodelay, make_nodelay(fd));
 	return c;
+}
+
+int conn_nodelay(const struct conn *c)
+{
+	return atomic_load_explicit(&c->user_nodelay, memory_order_relaxed);
+}
+
+void conn_set_nodelay(struct conn *c, int on)
+{
+	atomic_store_explicit(&c->user_nodelay, on != 0, memory_order_relaxed);
 }
 
 int conn_nonblock(const struct conn *c)
@@ -426,8 +460,22 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 		E->flush(c->ts);
 	r = E->read(c->ts, buf, len, (flags & MSG_PEEK) != 0);
 	if (r > 0) {
+		size_t done = (size_t)r;
+
 		c->io_gen = atomic_load_explicit(&conn_fork_gen, memory_order_relaxed);
-		return r;
+		/*
+		 * A socket returns everything queued, up to LEN; TLS hands out one
+		 * record at a time. Take more records while they are already here
+		 * (decrypted, or buffered by OpenSSL's read-ahead): no extra syscall.
+		 */
+		while (!(flags & MSG_PEEK) && done < len &&
+		       (E->pending(c->ts) > 0 || E->buffered_input(c->ts))) {
+			r = E->read(c->ts, (char *)buf + done, len - done, 0);
+			if (r <= 0)
+				break;
+			done += (size_t)r;
+		}
+		return (ssize_t)done;
 	}
 	switch (r) {
 	case TS_WANT_READ:
@@ -620,8 +668,10 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 		if (rc < 0)
 			return rc;
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		c->connect_told = 1;
 		return 0;
+	}
 	/* A TCP error is reported as is; a TLS failure as a refused connection. */
 	if (c->tls_failed) {
 		c->so_error = 0;
@@ -637,7 +687,9 @@ int conn_connect_again(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	switch (c->state) {
 	case CONN_OPEN:
-		rc = -EISCONN;
+		/* Linux: the first connect() after completion succeeds, later ones EISCONN. */
+		rc = c->connect_told ? -EISCONN : 0;
+		c->connect_told = 1;
 		break;
 	case CONN_FAILED:
 		rc = -c->err;
@@ -750,6 +802,8 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
 {
 	ssize_t r = recv_blocking(c, buf, len, flags);
 
+	if (r == -EAGAIN)
+		atomic_fetch_add_explicit(&c->rd_eagain, 1, memory_order_relaxed);
 	epreg_touch(c); /* what it read or left behind changes readiness */
 	return r;
 }
@@ -758,6 +812,8 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
 {
 	ssize_t r = send_blocking(c, buf, len, flags);
 
+	if (r == -EAGAIN || (r >= 0 && (size_t)r < len))
+		atomic_fetch_add_explicit(&c->wr_eagain, 1, memory_order_relaxed);
 	epreg_touch(c);
 	return r;
 }
@@ -858,7 +914,32 @@ int conn_shutdown(struct conn *c, int how)
 	return rc;
 }
 
-void conn_close_fd(struct conn *c, int fd)
+/*
+ * The socket is about to close: read what the peer sent that the program
+ * never read. TLS records it did not ask for (session tickets) must not turn
+ * the close into a reset, as unread bytes in the kernel would; unread
+ * application data must, as it would on the plain socket (RFC 1122 4.2.2.13).
+ */
+static void close_like_plain(struct conn *c)
+{
+	static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
+	char scratch[4096];
+	size_t unread = c->ts != NULL ? E->pending(c->ts) : 0;
+
+	if (c->state != CONN_OPEN || c->ts == NULL)
+		return;
+	for (int i = 0; i < 64 && !c->rd_eof; i++) {
+		ssize_t r = E->read(c->ts, scratch, sizeof(scratch), 0);
+
+		if (r <= 0)
+			break;
+		unread += (size_t)r;
+	}
+	if (unread > 0)
+		real.setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+}
+
+int conn_close_fd(struct conn *c, int fd)
 {
 	unsigned gen = atomic_load(&conn_fork_gen);
 
@@ -877,16 +958,19 @@ void conn_close_fd(struct conn *c, int fd)
 				E->set_fd(c->ts, c->fd);
 		}
 		pthread_mutex_unlock(&c->lock);
-		return;
+		return 0;
 	}
 	/*
 	 * The last fd in this process. After fork(), a process that has not used
 	 * the connection since must not end the session its sibling still uses.
 	 */
-	if (c->io_gen == gen || c->created_gen == gen)
+	if (c->io_gen == gen || c->created_gen == gen) {
+		close_like_plain(c);
 		send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
+	}
 	c->closed = 1;
 	pthread_mutex_unlock(&c->lock);
+	return 1;
 }
 
 int conn_readable_bytes(struct conn *c)
@@ -965,11 +1049,18 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
 	if (uev & (POLLIN | POLLRDNORM)) {
-		if (c->rd_eof || c->rd_shut || E->pending(c->ts) > 0)
+		char b;
+
+		/* Records OpenSSL read ahead may hold data the kernel no longer shows. */
+		if (E->pending(c->ts) == 0 && E->buffered_input(c->ts) && !c->rd_eof)
+			step_recv(c, &b, 1, MSG_PEEK, &want);
+		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
 		else
 			*kev |= POLLIN;
 	}
+	if (c->rd_eof)
+		ready |= uev & POLLRDHUP;
 	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
 		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 out:
@@ -1014,8 +1105,9 @@ short conn_poll_result(struct conn *c, short uev, short krev)
 	}
 	if ((uev & (POLLOUT | POLLWRNORM)) && (krev & POLLOUT) && !E->output_pending(c->ts))
 		rev |= uev & (POLLOUT | POLLWRNORM);
-	if (c->rd_eof && (uev & POLLRDHUP))
-		rev |= POLLRDHUP;
+	/* The peer's FIN: the kernel knows it (after close_notify, or without one). */
+	if (c->rd_eof || (krev & POLLRDHUP))
+		rev |= uev & POLLRDHUP;
 	rev |= krev & (POLLERR | POLLHUP | POLLNVAL);
 out:
 	pthread_mutex_unlock(&c->lock);

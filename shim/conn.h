@@ -46,6 +46,9 @@ struct conn {
 	int nfds, capfds;
 	int fds_inline[2];
 	atomic_int user_nonblock; /* O_NONBLOCK as the program believes it is set */
+	atomic_int user_nodelay;  /* TCP_NODELAY as the program believes it is set */
+	atomic_uint rd_eagain;    /* reads that ended in EAGAIN (edge-triggered epoll) */
+	atomic_uint wr_eagain;    /* writes that ended in EAGAIN or short */
 	int err;                  /* errno of I/O once FAILED */
 	int so_error;             /* pending SO_ERROR (cleared when read), like a socket */
 	unsigned rd_eof : 1;      /* the peer ended the stream (read gives 0) */
@@ -54,6 +57,7 @@ struct conn {
 	unsigned notify_sent : 1;
 	unsigned closed : 1;      /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;  /* FAILED because of TLS (not a TCP error) */
+	unsigned connect_told : 1; /* connect() has reported success once (then EISCONN) */
 	unsigned created_gen, io_gen; /* fork generations (see conn_fork_child) */
 	uint64_t hs_deadline_ns;  /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	const struct policy_rule *rule;
@@ -110,8 +114,13 @@ int conn_add_fd(struct conn *c, int fd);
  * The program closes FD (already taken out of fdtab). When it was this
  * process's last fd of the conn, close_notify is sent (unless this process
  * has not used the connection since a fork) and the session is ended.
+ * Returns 1 when that was the last fd, else 0.
  */
-void conn_close_fd(struct conn *c, int fd);
+int conn_close_fd(struct conn *c, int fd);
+
+/* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
+int conn_nodelay(const struct conn *c);
+void conn_set_nodelay(struct conn *c, int on);
 
 /* The program's view of O_NONBLOCK. */
 int conn_nonblock(const struct conn *c);

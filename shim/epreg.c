@@ -28,11 +28,18 @@ struct reg {
 	unsigned armed : 1;   /* EPOLLONESHOT: 0 once reported, until EPOLL_CTL_MOD */
 	unsigned queued : 1;
 	unsigned timed : 1;   /* on the set's list of pending handshakes */
-	uint64_t reported;    /* wait call that last reported it (no duplicates) */
+	unsigned dead : 1;    /* freed while a waiter may hold it: in the graveyard */
+	unsigned orphan : 1;  /* its fd was closed, a dup keeps the socket: not in by_fd */
+	uint32_t syn;         /* readiness found without the kernel, to report this call */
+	/* EPOLLET: what was last reported, and the EAGAIN counts then. */
+	uint32_t et_told;
+	unsigned et_rd, et_wr;
 	struct reg *self;     /* key of by_ptr */
 	struct reg *next_dirty;
+	struct reg *next_syn;
 	struct reg *next_timed;
 	struct reg *next_of_conn;
+	struct reg *next_dead;
 	UT_hash_handle hh;    /* by_fd */
 	UT_hash_handle hp;    /* by_ptr */
 };
@@ -44,13 +51,21 @@ struct epset {
 	struct reg *dirty;
 	struct reg *timed;    /* registrations whose handshake has a deadline */
 	int nwrapped;
+	/*
+	 * Threads inside epoll_wait on this set. While there are any, freed
+	 * registrations (and the set itself, if its fd is closed) are kept: a
+	 * waiter may hold them in its list or in kernel events it has not
+	 * translated yet. The last waiter out frees them.
+	 */
+	int waiters;
+	int closed;
+	struct reg *graveyard;
 	struct epset *next;
 };
 
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct epset *sets;
 static atomic_int nsets;
-static uint64_t wait_calls;
 
 /* Per conn: its registrations, chained through next_of_conn (under ep_lock). */
 struct conn_regs {
@@ -129,6 +144,8 @@ static void conn_unlink(struct reg *r)
 	}
 }
 
+static void touch_locked(struct conn *c);
+
 static void queue(struct reg *r)
 {
 	if (r->queued || r->c == NULL)
@@ -178,9 +195,9 @@ static void reg_free(struct reg *r)
 {
 	struct epset *s = r->set;
 
-	HASH_DELETE(hh, s->by_fd, r);
+	if (!r->orphan)
+		HASH_DELETE(hh, s->by_fd, r);
 	if (r->c != NULL) {
-		HASH_DELETE(hp, s->by_ptr, r);
 		if (r->queued) {
 			for (struct reg **pp = &s->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
 				if (*pp == r) {
@@ -200,8 +217,31 @@ static void reg_free(struct reg *r)
 		conn_unlink(r);
 		s->nwrapped--;
 		conn_put(r->c);
+		if (s->waiters > 0) {
+			r->dead = 1;
+			r->next_dead = s->graveyard;
+			s->graveyard = r;
+			return;
+		}
+		HASH_DELETE(hp, s->by_ptr, r);
 	}
 	free(r);
+}
+
+/* A waiter leaves S: the last one frees what died meanwhile. Under ep_lock. */
+static void set_leave(struct epset *s)
+{
+	if (--s->waiters > 0)
+		return;
+	while (s->graveyard != NULL) {
+		struct reg *r = s->graveyard;
+
+		s->graveyard = r->next_dead;
+		HASH_DELETE(hp, s->by_ptr, r);
+		free(r);
+	}
+	if (s->closed)
+		free(s);
 }
 
 /* Brings the kernel's registration of wrapped R in line with KEV. Returns 0 or -errno. */
@@ -259,10 +299,15 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
 	switch (op) {
 	case EPOLL_CTL_ADD:
-		if (r != NULL) {
-			/* A stale entry of a closed fd whose number came back. */
-			reg_free(r);
-			r = NULL;
+		/* close() removes registrations, so one found here is live. */
+		if (r != NULL && r->c != NULL) {
+			rc = -EEXIST;
+			break;
+		}
+		if (r != NULL && c != NULL) {
+			/* Tracked before wrapping and not adopted: the kernel says EEXIST too. */
+			rc = -EEXIST;
+			break;
 		}
 		if (ev == NULL) {
 			rc = -EFAULT;
@@ -275,6 +320,12 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			}
 			if (!shim.has_connect)
 				break;
+			if (r != NULL) {
+				/* A tracked entry whose fd was closed behind our back. */
+				r->uev = ev->events;
+				r->udata = ev->data;
+				break;
+			}
 		}
 		s = set_get(epfd);
 		r = s ? calloc(1, sizeof(*r)) : NULL;
@@ -343,10 +394,36 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return rc;
 }
 
-/* After R was reported to the program. */
-static void reported(struct reg *r, uint64_t call)
+/*
+ * Edge-triggered: readiness found in our buffers (not a kernel edge) is new
+ * only if the program has run into EAGAIN since it was last told, as it must
+ * before waiting again. Returns READY without what would be a repeat.
+ */
+static uint32_t et_filter(struct reg *r, uint32_t ready)
 {
-	r->reported = call;
+	unsigned rd, wr;
+
+	if (!(r->uev & EPOLLET))
+		return ready;
+	rd = atomic_load_explicit(&r->c->rd_eagain, memory_order_relaxed);
+	wr = atomic_load_explicit(&r->c->wr_eagain, memory_order_relaxed);
+	if ((r->et_told & EPOLLIN) && rd == r->et_rd)
+		ready &= ~(uint32_t)(EPOLLIN | EPOLLRDNORM | EPOLLRDHUP);
+	if ((r->et_told & EPOLLOUT) && wr == r->et_wr)
+		ready &= ~(uint32_t)(EPOLLOUT | EPOLLWRNORM);
+	if (r->et_told & (EPOLLERR | EPOLLHUP))
+		ready &= ~(uint32_t)(EPOLLERR | EPOLLHUP);
+	return ready;
+}
+
+/* After R was reported to the program with EVENTS. */
+static void reported(struct reg *r, uint32_t events)
+{
+	if (r->uev & EPOLLET) {
+		r->et_told = events;
+		r->et_rd = atomic_load_explicit(&r->c->rd_eagain, memory_order_relaxed);
+		r->et_wr = atomic_load_explicit(&r->c->wr_eagain, memory_order_relaxed);
+	}
 	if (r->uev & EPOLLONESHOT) {
 		r->armed = 0;
 		sync_kernel(r, 0);
@@ -365,34 +442,37 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Examines the dirty registrations of S; appends ready ones to EV. Under ep_lock. */
-static int drain_dirty(struct epset *s, struct epoll_event *ev, int max, uint64_t call)
+/*
+ * Examines the dirty registrations of S: brings their kernel entries up to
+ * date and collects those ready without the kernel (R->syn) on *SYN. Returns
+ * how many. Under ep_lock.
+ */
+static int drain_dirty(struct epset *s, struct reg **syn)
 {
 	struct reg *list = s->dirty;
 	int n = 0;
 
 	s->dirty = NULL;
+	*syn = NULL;
 	while (list != NULL) {
 		struct reg *r = list;
-		short kev = 0, ready;
+		short kev = 0;
+		uint32_t ready;
 
 		list = r->next_dirty;
 		r->queued = 0;
 		if (!r->armed)
 			continue;
-		ready = conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
+		ready = (uint16_t)conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
 		sync_kernel(r, (uint16_t)kev);
 		watch_deadline(r);
+		ready = et_filter(r, ready);
 		if (ready == 0)
 			continue;
-		if (n == max) {
-			queue(r); /* next call */
-			continue;
-		}
-		ev[n].events = (uint16_t)ready;
-		ev[n].data = r->udata;
+		r->syn = ready;
+		r->next_syn = *syn;
+		*syn = r;
 		n++;
-		reported(r, call);
 	}
 	return n;
 }
@@ -402,7 +482,6 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 {
 	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
 	struct epset *s;
-	int n;
 
 	*handled = 0;
 	if (max <= 0)
@@ -414,71 +493,101 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 		return 0;
 	}
 	*handled = 1;
+	s->waiters++;
 	for (;;) {
-		uint64_t call = ++wait_calls;
+		struct reg *syn;
 		int64_t now, left = -1;
 		uint64_t hs;
-		int k, out;
+		int k, out, nsyn, room;
 
-		n = drain_dirty(s, ev, max, call);
+		nsyn = drain_dirty(s, &syn);
 		now = mono_ns();
 		hs = due_deadlines(s, (uint64_t)now);
-		if (s->dirty != NULL && n == 0)
+		if (s->dirty != NULL && nsyn == 0)
 			hs = (uint64_t)now; /* a deadline passed: fail it in the next round */
 		pthread_mutex_unlock(&ep_lock);
 		if (deadline >= 0)
 			left = deadline > now ? deadline - now : 0;
-		if (n > 0)
+		if (nsyn > 0)
 			left = 0;
 		else if (hs != 0 && (left < 0 || (int64_t)hs - now < left))
 			left = (int64_t)hs > now ? (int64_t)hs - now : 0;
-		k = real.epoll_pwait(epfd, ev + n, max - n,
+		/* Ready ones we found take places first; the kernel fills the rest. */
+		room = max - (nsyn < max ? nsyn : max - 1);
+		k = real.epoll_pwait(epfd, ev, room,
 				     left >= 0 ? (int)((left + 999999) / 1000000) : -1, mask);
-		if (k < 0) {
+		if (k < 0 && nsyn == 0) {
 			int e = errno;
 
-			if (n > 0)
-				return n;
+			pthread_mutex_lock(&ep_lock);
+			set_leave(s);
+			pthread_mutex_unlock(&ep_lock);
 			return -e;
 		}
+		if (k < 0)
+			k = 0;
 		pthread_mutex_lock(&ep_lock);
-		/* The set may have been closed meanwhile. */
-		if (set_find(epfd) != s) {
+		/* Its fd was closed meanwhile: nothing it returned is meaningful. */
+		if (s->closed) {
+			set_leave(s);
 			pthread_mutex_unlock(&ep_lock);
-			return n + k;
+			return 0;
 		}
-		out = n;
-		for (int i = n; i < n + k; i++) {
+		out = 0;
+		for (int i = 0; i < k; i++) {
 			struct reg *r = NULL;
 			struct reg *key = ev[i].data.ptr;
-			short rev;
+			uint32_t rev;
 
 			HASH_FIND(hp, s->by_ptr, &key, sizeof(key), r);
 			if (r == NULL) {
 				ev[out++] = ev[i]; /* an unwrapped fd: the program's own data */
 				continue;
 			}
-			if (!r->armed || r->reported == call)
+			if (r->dead || !r->armed)
 				continue;
-			rev = conn_poll_result(r->c, (short)(r->uev & USER_EVENTS), (short)ev[i].events);
-			/* TLS may have moved on (handshake, flush): look again next round. */
-			queue(r);
+			rev = (uint16_t)conn_poll_result(r->c, (short)(r->uev & USER_EVENTS),
+							 (short)ev[i].events);
+			/* What we found ourselves joins the kernel's event for the same fd. */
+			rev |= r->syn;
+			r->syn = 0;
+			/*
+			 * TLS may have moved on (handshake, flush) and data may have moved
+			 * from the kernel into OpenSSL, where other sets' kernel entries
+			 * cannot see it: look at all of this conn's registrations again.
+			 */
+			touch_locked(r->c);
 			watch_deadline(r);
 			if (rev == 0)
 				continue;
-			ev[out].events = (uint16_t)rev;
+			ev[out].events = rev;
 			ev[out].data = r->udata;
 			out++;
-			reported(r, call);
+			reported(r, rev);
+		}
+		for (struct reg *r = syn; r != NULL; r = r->next_syn) {
+			if (r->dead || r->syn == 0 || !r->armed)
+				continue;
+			if (out == max) {
+				r->syn = 0;
+				queue(r); /* no room: next call */
+				continue;
+			}
+			ev[out].events = r->syn;
+			ev[out].data = r->udata;
+			out++;
+			reported(r, r->syn);
+			r->syn = 0;
 		}
 		if (out > 0 || (deadline >= 0 && mono_ns() >= deadline)) {
+			set_leave(s);
 			pthread_mutex_unlock(&ep_lock);
 			return out;
 		}
 	}
 }
 
-void epreg_fd_closed(int fd)
+void epreg_fd_closed(int fd, struct conn *c)
 {
 	struct epset **pp;
 
@@ -494,14 +603,18 @@ void epreg_fd_closed(int fd)
 				reg_free(r);
 			*pp = s->next;
 			atomic_fetch_sub(&nsets, 1);
-			free(s);
+			if (s->waiters > 0)
+				s->closed = 1; /* the last waiter frees it */
+			else
+				free(s);
 			continue;
 		}
 		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
-		if (r != NULL) {
-			/* A dup of the socket would keep the kernel entry, with our pointer. */
-			if (r->c != NULL && r->in_kernel)
-				real.epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+		if (r != NULL && r->c != NULL && c == r->c && c->nfds > 1) {
+			/* Another fd keeps the socket, and the kernel keeps reporting. */
+			HASH_DELETE(hh, s->by_fd, r);
+			r->orphan = 1;
+		} else if (r != NULL) {
 			reg_free(r);
 		}
 		pp = &s->next;
@@ -528,16 +641,39 @@ void epreg_adopt(int fd, struct conn *c)
 	pthread_mutex_unlock(&ep_lock);
 }
 
+/* Queues every registration of C, in every set. Under ep_lock. */
+static void touch_locked(struct conn *c)
+{
+	struct conn_regs *cr;
+
+	HASH_FIND_PTR(by_conn, &c, cr);
+	for (struct reg *r = cr ? cr->head : NULL; r != NULL; r = r->next_of_conn)
+		queue(r);
+}
+
 void epreg_touch(struct conn *c)
+{
+	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&ep_lock);
+	touch_locked(c);
+	pthread_mutex_unlock(&ep_lock);
+}
+
+void epreg_conn_closed(struct conn *c)
 {
 	struct conn_regs *cr;
 
 	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&ep_lock);
-	HASH_FIND_PTR(by_conn, &c, cr);
-	for (struct reg *r = cr ? cr->head : NULL; r != NULL; r = r->next_of_conn)
-		queue(r);
+	/* reg_free unlinks from the conn's list: take the head until it is gone. */
+	for (;;) {
+		HASH_FIND_PTR(by_conn, &c, cr);
+		if (cr == NULL || cr->head == NULL)
+			break;
+		reg_free(cr->head);
+	}
 	pthread_mutex_unlock(&ep_lock);
 }
 

@@ -40,14 +40,22 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, const sigset_t *mask,
 	       int *handled);
 
-/* FD is being closed by the program: forget its registrations (and the set, if an epoll fd). */
-void epreg_fd_closed(int fd);
+/*
+ * FD is being closed by the program (C: its conn, already out of fdtab, or
+ * NULL): forget its registrations, and the set if FD is an epoll fd. While
+ * another fd of C's socket stays open, the kernel keeps the registration,
+ * and so do we (until the last one closes).
+ */
+void epreg_fd_closed(int fd, struct conn *c);
 
 /* FD has just been wrapped as C: adopt registrations made before. */
 void epreg_adopt(int fd, struct conn *c);
 
 /* C's readiness may have changed (the program read, wrote, shut down). */
 void epreg_touch(struct conn *c);
+
+/* C's last fd is closing: its registrations end with it. */
+void epreg_conn_closed(struct conn *c);
 
 /* fork() handlers. */
 void epreg_fork_prepare(void);

@@ -40,8 +40,8 @@
 #include "names.h"
 #include "real.h"
 
-#define G_WAYS 8
-#define G_SETS (NAMES_GLOBAL_CAP / G_WAYS)
+#define G_WAYS   8
+#define G_SETS   (NAMES_GLOBAL_CAP / G_WAYS)
 #define G_SHARDS 16 /* few: fork() takes them all (TSan tracks at most 64 held locks) */
 
 #define TL_RING 2048 /* per thread: at least 8 names of the longest kind */
@@ -51,7 +51,7 @@
 
 #define DNS_MAX_NAME 253 /* RFC 1035 section 2.3.4, without the trailing dot */
 
-_Static_assert(G_SETS * G_WAYS == NAMES_GLOBAL_CAP, "global table size");
+_Static_assert(NAMES_GLOBAL_CAP % G_WAYS == 0, "global table size");
 _Static_assert((G_SETS & (G_SETS - 1)) == 0, "G_SETS must be a power of two");
 _Static_assert(NAMES_MAX_NAME > DNS_MAX_NAME, "name buffer");
 _Static_assert(TL_RING >= 8 * (DNS_MAX_NAME + 1), "thread ring too small");
@@ -109,7 +109,7 @@ static __thread int tl_in_self; /* this thread runs the self resolution */
 
 static struct entry g_tab[G_SETS][G_WAYS];
 static struct shard g_shard[G_SHARDS] = {
-	[0 ... G_SHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
+    [0 ... G_SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER},
 };
 static uint64_t g_seed; /* hash seed, set once (see names_once) */
 
@@ -165,7 +165,7 @@ static void names_init(void)
 
 /* ---- keys and names ------------------------------------------------------------------ */
 
-static const unsigned char v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Builds the key of (FAMILY, ADDR); IPv4-mapped IPv6 becomes IPv4. Returns 0 or -1. */
 static int key_make(struct nkey *k, int family, const unsigned char *addr)
@@ -192,15 +192,16 @@ static int key_make(struct nkey *k, int family, const unsigned char *addr)
 
 static int key_from_sockaddr(struct nkey *k, const struct sockaddr *sa)
 {
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
 	if (!sa)
 		return -1;
 	switch (sa->sa_family) {
 	case AF_INET:
-		return key_make(k, AF_INET,
-				(const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
+		return key_make(k, AF_INET, (const unsigned char *)&s4->sin_addr);
 	case AF_INET6:
-		return key_make(k, AF_INET6,
-				(const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+		return key_make(k, AF_INET6, (const unsigned char *)&s6->sin6_addr);
 	default:
 		return -1;
 	}
@@ -208,8 +209,8 @@ static int key_from_sockaddr(struct nkey *k, const struct sockaddr *sa)
 
 static int key_eq(const struct nkey *x, const struct nkey *y)
 {
-	return x->fam == y->fam && x->a[0] == y->a[0] && x->a[1] == y->a[1] &&
-	       x->a[2] == y->a[2] && x->a[3] == y->a[3];
+	return x->fam == y->fam && x->a[0] == y->a[0] && x->a[1] == y->a[1] && x->a[2] == y->a[2] &&
+	       x->a[3] == y->a[3];
 }
 
 static uint64_t mix64(uint64_t h)
@@ -410,7 +411,7 @@ size_t names_remember_addrinfo(const char *name, const struct addrinfo *res)
 {
 	int saved = errno;
 	char norm[NAMES_MAX_NAME];
-	struct nkey k, prev = { .fam = 0 };
+	struct nkey k, prev = {.fam = 0};
 	size_t n = 0;
 	int len;
 
@@ -519,8 +520,8 @@ static int name_is_localhost(const char *name)
 /* Resolves one exact name (index IDX) into C. */
 static void self_resolve_one(struct self_cache *c, const char *name, uint32_t idx)
 {
-	static const unsigned char lo4[4] = { 127, 0, 0, 1 };
-	static const unsigned char lo6[16] = { [15] = 1 };
+	static const unsigned char lo4[4] = {127, 0, 0, 1};
+	static const unsigned char lo6[16] = {[15] = 1};
 	struct addrinfo hints, *res = NULL;
 	size_t n = 0;
 	struct nkey k;
@@ -615,8 +616,7 @@ size_t names_self(const struct policy *p, enum policy_dir dir, int family,
 	const char *const *names = NULL;
 	struct self_dir *sd;
 	const struct self_cache *c;
-	uint32_t seen[NAMES_SELF_MAX_NAMES];
-	size_t count, n = 0, nseen = 0;
+	size_t count, n = 0;
 	int cancel_state;
 	struct nkey k;
 
@@ -642,18 +642,10 @@ size_t names_self(const struct policy *p, enum policy_dir dir, int family,
 	pthread_mutex_lock(&self_lock);
 	self_ensure(sd, p, dir);
 	c = &sd->buf[sd->cur];
+	/* self_add() keeps one pair per (address, name): no duplicates to skip. */
 	for (size_t i = 0; i < c->n && n < max; i++) {
-		const struct self_pair *pr = &c->pair[i];
-		size_t j;
-
-		if (!key_eq(&pr->key, &k) || pr->idx >= count)
-			continue;
-		for (j = 0; j < nseen && seen[j] != pr->idx; j++)
-			;
-		if (j < nseen)
-			continue;
-		seen[nseen++] = pr->idx;
-		out[n++] = names[pr->idx];
+		if (key_eq(&c->pair[i].key, &k) && c->pair[i].idx < count)
+			out[n++] = names[c->pair[i].idx];
 	}
 	pthread_mutex_unlock(&self_lock);
 	pthread_setcancelstate(cancel_state, NULL);

@@ -68,7 +68,7 @@ int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]
  * 6.3). Returns 0 when called from inside the shim's own resolution (an NSS
  * module that connects). Preserves errno and h_errno.
  */
-#define NAMES_SELF_TTL_S 30
+#define NAMES_SELF_TTL_S     30
 #define NAMES_SELF_MAX_NAMES 64
 size_t names_self(const struct policy *p, enum policy_dir dir, int family,
 		  const unsigned char *addr, const char **out, size_t max);

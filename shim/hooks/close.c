@@ -21,13 +21,16 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/* Ends the wrapping of FD (the program is closing it). */
+/* Ends the wrapping of FD (the program is closing it), and its epoll registrations. */
 static void release(int fd)
 {
 	struct conn *c = fdtab_take(fd);
 
+	if (epreg_active())
+		epreg_fd_closed(fd, c);
 	if (c != NULL) {
-		conn_close_fd(c, fd);
+		if (conn_close_fd(c, fd))
+			epreg_conn_closed(c);
 		conn_put(c);
 	}
 }
@@ -41,9 +44,7 @@ HOOK int close(int fd)
 	}
 	if (unlikely(fd == log_fd()))
 		log_forget_fd(fd);
-	if (unlikely(epreg_active()))
-		epreg_fd_closed(fd);
-	if (likely(!fdtab_maybe(fd)))
+	if (likely(!fdtab_maybe(fd) && !epreg_active()))
 		return real.close(fd);
 	release(fd);
 	return real.close(fd);
@@ -81,10 +82,8 @@ static void release_range(unsigned int first, unsigned int last)
 			fd |= FDTAB_CHUNK - 1;
 			continue;
 		}
-		if (fdtab_maybe((int)fd))
+		if (fdtab_maybe((int)fd) || epreg_active())
 			release((int)fd);
-		if (epreg_active())
-			epreg_fd_closed((int)fd);
 	}
 }
 

@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +108,36 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	return real.connect(fd, sa, len);
 }
 
+/* TCP_NODELAY as the program set it (the wrapped socket always has it on). */
+static int nodelay_get(struct conn *c, void *val, socklen_t *len)
+{
+	if (val == NULL || len == NULL || *len < (socklen_t)sizeof(int))
+		return -EINVAL;
+	*(int *)val = conn_nodelay(c);
+	*len = sizeof(int);
+	return 0;
+}
+
+HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	struct conn *c;
+	int rc;
+
+	NEED_REAL(setsockopt);
+	if (likely(level != IPPROTO_TCP || opt != TCP_NODELAY || !fdtab_maybe(fd)))
+		return real.setsockopt(fd, level, opt, val, len);
+	c = fdtab_get(fd);
+	if (c == NULL)
+		return real.setsockopt(fd, level, opt, val, len);
+	rc = 0;
+	if (val == NULL || len < (socklen_t)sizeof(int))
+		rc = -EINVAL;
+	else
+		conn_set_nodelay(c, *(const int *)val != 0);
+	conn_put(c);
+	return (int)hook_ret(rc);
+}
+
 HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	struct conn *c;
@@ -113,11 +145,17 @@ HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	int e;
 
 	NEED_REAL(getsockopt);
-	if (level != SOL_SOCKET || opt != SO_ERROR || !fdtab_maybe(fd))
+	if (likely(!fdtab_maybe(fd)) || !((level == SOL_SOCKET && opt == SO_ERROR) ||
+					  (level == IPPROTO_TCP && opt == TCP_NODELAY)))
 		return real.getsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.getsockopt(fd, level, opt, val, len);
+	if (level == IPPROTO_TCP) {
+		e = nodelay_get(c, val, len);
+		conn_put(c);
+		return (int)hook_ret(e);
+	}
 	/* Let a connect in progress learn its outcome first, as the kernel would. */
 	conn_poll_prepare(c, POLLOUT, &kev);
 	e = conn_take_so_error(c);

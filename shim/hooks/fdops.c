@@ -43,10 +43,12 @@ static void release_target(int oldfd, int newfd)
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
-	epreg_fd_closed(newfd);
 	c = fdtab_take(newfd);
+	if (epreg_active())
+		epreg_fd_closed(newfd, c);
 	if (c != NULL) {
-		conn_close_fd(c, newfd);
+		if (conn_close_fd(c, newfd))
+			epreg_conn_closed(c);
 		conn_put(c);
 	}
 }

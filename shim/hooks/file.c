@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 
@@ -179,13 +180,26 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
 	return r < 0 ? (errno = (int)-r, -1) : r;
 }
 
+/* A socket is not seekable: fseek() fails with ESPIPE, as on the plain stream. */
+static int cookie_seek(void *cookie, off64_t *off, int whence)
+{
+	(void)cookie;
+	(void)off;
+	(void)whence;
+	errno = ESPIPE;
+	return -1;
+}
+
 static int cookie_close(void *cookie)
 {
 	int fd = (int)(intptr_t)cookie;
 	struct conn *c = fdtab_take(fd);
 
+	if (epreg_active())
+		epreg_fd_closed(fd, c);
 	if (c != NULL) {
-		conn_close_fd(c, fd);
+		if (conn_close_fd(c, fd))
+			epreg_conn_closed(c);
 		conn_put(c);
 	}
 	return real.close(fd);
@@ -196,7 +210,7 @@ HOOK FILE *fdopen(int fd, const char *mode)
 	cookie_io_functions_t io = {
 		.read = cookie_read,
 		.write = cookie_write,
-		.seek = NULL,
+		.seek = cookie_seek,
 		.close = cookie_close,
 	};
 	FILE *f;

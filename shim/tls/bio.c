@@ -9,6 +9,13 @@
  * keeps the rest in the session (allocated only while non-empty) until
  * tls_bio_flush() drains it. tsess_write() flushes before encrypting more,
  * which bounds what is kept to about one record plus a handshake flight.
+ *
+ * In gather mode (S->gather) the BIO only collects: the operation then sends
+ * everything with one send(). Used where OpenSSL writes records the program
+ * never wrote (handshake flights, tickets with the first data, key-update
+ * replies): as separate segments, the first could draw a reset from a peer
+ * that has closed and fail the rest, where the plain socket's one write
+ * would have succeeded.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -97,7 +104,7 @@ static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 	BIO_clear_retry_flags(b);
 	*written = 0;
 	/* Kept bytes go first: new ones queue behind them to keep the stream in order. */
-	if (s->out == NULL) {
+	if (s->out == NULL && !s->gather) {
 		n = send_some(s, buf, len);
 		if (n < 0) {
 			s->sys_errno = (int)-n;

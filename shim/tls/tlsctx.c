@@ -102,6 +102,12 @@ static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_clear_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * Read-ahead: one recv() takes every record the kernel has, instead of two
+	 * syscalls (header, body) per record. The caller's readiness checks look at
+	 * SSL_has_pending() for the bytes this leaves buffered.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (o->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
 		ssl_fail(err, errlen, "invalid ciphers", o->ciphers);
 		return -1;
@@ -277,6 +283,13 @@ static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, c
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid, (unsigned)strlen(sid));
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_sess_set_cache_size(ctx, SERVER_CACHE_SIZE);
+	/*
+	 * TLS 1.3 tickets (RFC 8446 section 4.6.1) go out with the program's
+	 * first write (tsess.c), not right after the handshake: bytes the
+	 * program never sent, arriving at a client that has already closed,
+	 * would turn its FIN into a reset the plain connection never has.
+	 */
+	SSL_CTX_set_num_tickets(ctx, 0);
 	if (old != NULL && SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) > 0)
 		SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
 	OPENSSL_cleanse(keys, sizeof(keys));

@@ -141,7 +141,12 @@ static int tsess_result(struct tsess *s, int ret)
 		rc = TS_WANT_WRITE;
 		break;
 	case SSL_ERROR_ZERO_RETURN:
-		rc = TS_CLOSED;
+		/*
+		 * After the peer's close_notify OpenSSL reports every failure this
+		 * way; a socket error our BIO saw (EPIPE once the peer reset) is the
+		 * truth a write must report, as the plain socket would.
+		 */
+		rc = s->sys_errno != 0 ? TS_SYSERR : TS_CLOSED;
 		break;
 	case SSL_ERROR_SYSCALL:
 		if (s->sys_errno != 0) {
@@ -321,7 +326,9 @@ static int tsess_handshake(struct tsess *s)
 		return TS_FATAL;
 	ERR_clear_error();
 	s->sys_errno = 0;
+	s->gather = 1;
 	ret = SSL_do_handshake(s->ssl);
+	s->gather = 0;
 	if (ret == 1) {
 		ERR_clear_error();
 		return tls_bio_flush(s);
@@ -350,7 +357,12 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 		return TS_SYSERR;
 	ERR_clear_error();
 	s->sys_errno = 0;
+	s->gather = 1;
 	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
+	s->gather = 0;
+	/* Records the read produced (a key-update reply) go out now, in one piece. */
+	if (s->out != NULL)
+		tls_bio_flush(s);
 	if (ret == 1) {
 		ERR_clear_error();
 		return (ssize_t)n;
@@ -383,7 +395,22 @@ static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	ERR_clear_error();
+	/* The server's resumption tickets ride along with its first data (tlsctx.c). */
+	if (s->role == TLS_ROLE_SERVER && !s->tickets_sent) {
+		s->tickets_sent = 1;
+		if (SSL_version(s->ssl) == TLS1_3_VERSION && SSL_new_session_ticket(s->ssl) == 1 &&
+		    SSL_new_session_ticket(s->ssl) == 1) {
+			s->gather = 1;
+			ret = SSL_write_ex(s->ssl, buf, n, &written);
+			s->gather = 0;
+			/* Accepted bytes are committed; what the kernel did not take waits. */
+			if (tls_bio_flush(s) == TS_SYSERR && ret == 1)
+				s->sys_errno = 0;
+			goto done;
+		}
+	}
 	ret = SSL_write_ex(s->ssl, buf, n, &written);
+done:
 	if (ret == 1) {
 		ERR_clear_error();
 		return (ssize_t)written;

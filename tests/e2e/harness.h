@@ -22,6 +22,8 @@ const char *h_src(void);   /* the source tree's top directory */
 const char *h_pki(void);
 /* "h_pki()/NAME", e.g. h_pki_file("server.pem"). Valid for the process. */
 const char *h_pki_file(const char *name);
+/* "asan" or "tsan" when the tests (and so the shim) are built with that sanitizer, else NULL. */
+const char *h_san(void);
 /* A new temporary directory, removed at exit. */
 const char *h_tmpdir(void);
 
@@ -38,6 +40,10 @@ void h_env_set(struct h_env *e, const char *key, const char *fmt, ...)
 /* LD_PRELOAD = [the sanitizer runtime under SAN=asan/tsan] + h_shim(). */
 void h_env_preload(struct h_env *e);
 void h_env_free(struct h_env *e);
+/* Removes KEY if set. */
+void h_env_unset(struct h_env *e, const char *key);
+/* KEY's value, or NULL. Valid until E changes. */
+const char *h_env_get(const struct h_env *e, const char *key);
 
 /* ---- processes ---- */
 struct h_proc {
@@ -67,14 +73,26 @@ int h_run(struct h_proc *p, char *const argv[], const struct h_env *env, int tim
 /* SIGTERM, then SIGKILL after a second; reaps. Safe to call twice. */
 void h_kill(struct h_proc *p);
 void h_proc_free(struct h_proc *p);
+/*
+ * Collects output until the running process's stdout or stderr contains
+ * NEEDLE (0), or TIMEOUT_MS passes or the process exits without it (-1).
+ * The process is left running. For servers: wait for "ACCEPT", a log line...
+ */
+int h_wait_output(struct h_proc *p, const char *needle, int timeout_ms);
+/* Collects whatever output arrives for TIMEOUT_MS (0: what is there now). */
+void h_collect(struct h_proc *p, int timeout_ms);
 
 /* ---- network (127.0.0.1 only) ---- */
 /* A TCP port nothing listens on now, on 127.0.0.1. */
 int h_free_port(void);
 /* Waits until 127.0.0.1:PORT accepts connections. Returns 0, or -1 on time-out. */
 int h_wait_port(int port, int timeout_ms);
+/* Whether something listens on PORT now (any local address). */
+int h_port_listening(int port);
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on error. */
 char *h_read_file(const char *path, size_t *len);
+/* Creates or truncates PATH with DATA. Returns 0, or -1 with errno. */
+int h_write_file(const char *path, const void *data, size_t len);
 
 #endif

@@ -1,0 +1,65 @@
+/*
+ * internal.h - what the files of the policy library share and nothing else sees.
+ *
+ * parse.c turns text into rules, index.c owns the table and its look-up
+ * structures, format.c prints rules and parses endpoints, diag.c collects
+ * diagnostics. Only policy.h is public.
+ */
+#ifndef TLSSHIM_POLICY_INTERNAL_H
+#define TLSSHIM_POLICY_INTERNAL_H
+
+#include <stddef.h>
+
+#include "policy.h"
+
+/* Longest DNS name we keep, without the trailing dot (RFC 1035 section 2.3.4). */
+#define POLICY_NAME_MAX 253
+
+struct bucket;
+
+/* The CIDR tables of one prefix length of one family. */
+struct cidr_level {
+	unsigned prefix;
+	struct bucket *tab;
+};
+
+/* Look-up structures for the rules of one direction; built by policy_finish(). */
+struct dir_index {
+	struct bucket *names;           /* exact names, keyed by the lower-case name */
+	struct bucket *suffixes;        /* "*.suffix" rules, keyed by the suffix */
+	struct bucket *addrs;           /* keyed by family byte + 16 address bytes */
+	struct cidr_level cidr[2][129]; /* [0] IPv4, [1] IPv6; longest prefix first */
+	unsigned n_cidr[2];
+	struct bucket *any;       /* "*" rules, or NULL */
+	const char **exact_names; /* distinct exact names in load order */
+	size_t n_exact;
+	int present; /* any rule of this direction */
+};
+
+struct policy {
+	struct policy_rule **rules; /* pointers, so rules never move */
+	size_t n, cap;
+	unsigned n_errors; /* diagnostics added by the parser; finish() fails if any */
+	int finished;      /* 0 loading, 1 finished, -1 finish failed */
+	struct dir_index idx[2];
+};
+
+/* parse.c */
+int policy_append_rule(struct policy *p, struct policy_rule *r);
+void policy_rule_free(struct policy_rule *r);
+
+/*
+ * Checks the DNS name [S, S+N) and writes it lower-case, without one trailing
+ * dot, to OUT (at least POLICY_NAME_MAX + 1 bytes). Returns its length, or -1
+ * with *WHY saying what is wrong and *AT the offset of the problem in S.
+ */
+int policy_name_norm(const char *s, size_t n, char *out, const char **why, size_t *at);
+
+/* Whether the IPv6 address A is IPv4-mapped (::ffff:a.b.c.d). */
+int policy_addr_is_mapped(const unsigned char a[16]);
+
+/* format.c */
+/* Writes S (N bytes) to OUT for a message: long text cut, control bytes as \xNN. */
+const char *policy_shown(const char *s, size_t n, char *out, size_t outlen);
+
+#endif
