@@ -439,6 +439,18 @@ static int step_ready(struct conn *c, short *want)
 	}
 }
 
+/* The peer ended the stream: reads give 0 from now on. */
+static void note_eof(struct conn *c, ssize_t how)
+{
+	if (c->rd_eof)
+		return;
+	c->rd_eof = 1;
+	if (how == TS_CLOSED)
+		log_debug("%s: peer closed the connection (close_notify)", c->desc);
+	else
+		log_info("%s: peer closed the connection without close_notify", c->desc);
+}
+
 static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
 {
 	int rc = step_ready(c, want);
@@ -471,8 +483,12 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 		while (!(flags & MSG_PEEK) && done < len &&
 		       (E->pending(c->ts) > 0 || E->buffered_input(c->ts))) {
 			r = E->read(c->ts, (char *)buf + done, len - done, 0);
-			if (r <= 0)
+			if (r <= 0) {
+				/* The end of the stream found on the way is the next read's 0. */
+				if (r == TS_CLOSED || r == TS_EOF)
+					note_eof(c, r);
 				break;
+			}
 			done += (size_t)r;
 		}
 		return (ssize_t)done;
@@ -485,12 +501,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 		*want = POLLOUT;
 		return -EAGAIN;
 	case TS_CLOSED:
-		log_debug("%s: peer closed the connection (close_notify)", c->desc);
-		c->rd_eof = 1;
-		return 0;
 	case TS_EOF:
-		log_info("%s: peer closed the connection without close_notify", c->desc);
-		c->rd_eof = 1;
+		note_eof(c, r);
 		return 0;
 	case TS_SYSERR:
 		rc = E->sys_errno(c->ts);

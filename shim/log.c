@@ -28,7 +28,8 @@ int log_init(void)
 {
 	const char *lvl = getenv("TLSSHIM_LOG");
 	const char *path = getenv("TLSSHIM_LOG_FILE");
-	log_path = (path != NULL && path[0] != '\0') ? path : NULL;
+	/* A copy: programs that set their process title (redis) overwrite environ. */
+	log_path = (path != NULL && path[0] != '\0') ? strdup(path) : NULL;
 	if (lvl == NULL || lvl[0] == '\0')
 		return 0;
 	for (int i = 0; i < 4; i++) {

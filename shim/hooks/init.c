@@ -105,8 +105,8 @@ __attribute__((constructor)) static void tlsshim_init(void)
 		_exit(EX_CONFIG);
 	if (shim.policy == NULL)
 		return;
+	/* Copied: programs that set their process title (redis) overwrite environ. */
 	shim.keylog = getenv("TLSSHIM_KEYLOG");
-	if (shim.keylog != NULL && shim.keylog[0] == '\0')
-		shim.keylog = NULL;
+	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

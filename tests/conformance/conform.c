@@ -882,14 +882,9 @@ static void epoll_two_sets_c(void)
 	ep_wait(ep2, WAIT_MS, "set 2 data");
 	ep_wait(ep1, 0, "set 1 again");
 	ep_wait(ep2, 0, "set 2 again");
-	/* An epoll set watching another epoll set. */
-	int ep3 = epoll_create1(0);
-	CALL("epoll_ctl ADD set 1 into set 3", ep_add(ep3, ep1, EPOLLIN, 3, EPOLL_CTL_ADD));
-	ep_wait(ep3, 0, "set 3 (nested)");
 	CALLD("read", read(fd, b, sizeof(b)), b);
 	ep_wait(ep1, 0, "set 1 drained");
 	ep_wait(ep2, 0, "set 2 drained");
-	ep_wait(ep3, 0, "set 3 drained");
 	CALL("epoll_ctl DEL set 1", ep_add(ep1, fd, 0, 0, EPOLL_CTL_DEL));
 	sync_send('c');
 	sync_wait('d');
@@ -900,7 +895,41 @@ static void epoll_two_sets_c(void)
 	ep_wait(ep2, 0, "set 2 after close");
 	close(ep1);
 	close(ep2);
+}
+
+/*
+ * An epoll set watching another epoll set whose fd has data. A known limit
+ * under the shim when the data is already decrypted in OpenSSL's buffer: the
+ * outer set asks the kernel about the inner one, which cannot know.
+ */
+static void epoll_nested_c(void)
+{
+	char b[64];
+	int fd = client();
+	int ep1 = epoll_create1(0), ep3 = epoll_create1(0);
+
+	CALL("epoll_ctl ADD", ep_add(ep1, fd, EPOLLIN, 1, EPOLL_CTL_ADD));
+	CALL("epoll_ctl ADD set 1 into set 3", ep_add(ep3, ep1, EPOLLIN, 3, EPOLL_CTL_ADD));
+	sync_send('a');
+	sync_wait('b');
+	ep_wait(ep1, WAIT_MS, "set 1 data");
+	ep_wait(ep3, 0, "set 3 (nested)");
+	CALLD("read", read(fd, b, sizeof(b)), b);
+	ep_wait(ep3, 0, "set 3 drained");
+	CALL("close", close(fd));
+	close(ep1);
 	close(ep3);
+}
+
+static void epoll_nested_s(void)
+{
+	int fd = server();
+
+	sync_wait('a');
+	CALL("write hello", write(fd, "hello", 5));
+	sync_send('b');
+	expect_eof(fd);
+	close(fd);
 }
 
 static void epoll_two_sets_s(void)
@@ -1933,6 +1962,7 @@ static const struct pattern {
 	{ "epoll_edge", epoll_edge_c, epoll_edge_s },
 	{ "epoll_oneshot", epoll_oneshot_c, epoll_oneshot_s },
 	{ "epoll_two_sets", epoll_two_sets_c, epoll_two_sets_s },
+	{ "epoll_nested", epoll_nested_c, epoll_nested_s },
 	{ "epoll_closed_fd", epoll_closed_fd_c, epoll_closed_fd_s },
 	{ "msg_peek", msg_peek_c, msg_peek_s },
 	{ "msg_waitall", msg_waitall_c, msg_waitall_s },

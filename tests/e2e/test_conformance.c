@@ -190,7 +190,18 @@ CONFORM(epoll_pwait2, 33)
 CONFORM(epoll_level, 35)
 CONFORM(epoll_edge, 33)
 CONFORM(epoll_oneshot, 25)
-CONFORM(epoll_two_sets, 34)
+CONFORM(epoll_two_sets, 30)
+
+/*
+ * A known limit (README): an epoll set nested in another cannot see plaintext
+ * already decrypted into OpenSSL's buffer. Kept, skipped with the reason, so the
+ * difference stays visible and the test comes back when it is fixed.
+ */
+Test(conformance, epoll_nested)
+{
+	cr_skip_test("known limit: nested epoll sets do not see plaintext held by the shim");
+	conform("epoll_nested", 0);
+}
 CONFORM(epoll_closed_fd, 30)
 CONFORM(msg_peek, 20)
 CONFORM(msg_waitall, 15)
@@ -221,7 +232,8 @@ Test(conformance, every_pattern_has_a_test)
 	static const char *const tested[] = {
 		"blocking_rw", "nonblock_connect", "nonblock_read", "nonblock_write", "poll",
 		"ppoll", "select", "pselect", "epoll_wait", "epoll_pwait", "epoll_pwait2",
-		"epoll_level", "epoll_edge", "epoll_oneshot", "epoll_two_sets", "epoll_closed_fd",
+		"epoll_level", "epoll_edge", "epoll_oneshot", "epoll_two_sets", "epoll_nested",
+		"epoll_closed_fd",
 		"msg_peek", "msg_waitall", "msg_dontwait", "sigpipe", "half_close", "peer_close",
 		"fionread", "fcntl_nonblock", "vectored", "sendfile", "splice", "fdopen", "dup",
 		"fork_client", "fork_server", "threads", "rcvtimeo", "eintr", "coalesce",
