@@ -78,9 +78,11 @@ static void ssl_reason(struct tsess *s, unsigned long e)
 		verify_reason(s);
 		break;
 	case SSL_R_WRONG_VERSION_NUMBER:
-	case SSL_R_PACKET_LENGTH_TOO_LONG:
 	case SSL_R_RECORD_LENGTH_MISMATCH:
 		tsess_set_reason(s, "peer is not speaking TLS (wrong version number)");
+		break;
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+		tsess_set_reason(s, "peer is not speaking TLS (record length too long)");
 		break;
 	case SSL_R_HTTP_REQUEST:
 	case SSL_R_HTTPS_PROXY_REQUEST:
