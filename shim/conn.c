@@ -556,16 +556,19 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 
 /*
  * Whether a syscall interrupted by a signal would have been restarted: only
- * if every installed handler has SA_RESTART. poll() itself is never
- * restarted, so we decide for the read/write we emulate. Rare: runs only on
- * EINTR.
+ * if every installed handler of a signal that can interrupt it has
+ * SA_RESTART. poll() itself is never restarted, so we decide for the
+ * read/write we emulate. Fault signals are synchronous (they cannot arrive
+ * while a thread sleeps in poll), so their handlers (sanitizers', a JVM's)
+ * do not count. Rare: runs only on EINTR.
  */
 static int signals_restart(void)
 {
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction sa;
 
-		if (sig == SIGKILL || sig == SIGSTOP)
+		if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
+		    sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS)
 			continue;
 		if (sigaction(sig, NULL, &sa) != 0)
 			continue;
