@@ -10,10 +10,10 @@
 #include <sys/socket.h>
 
 struct ep {
-	int family;              /* AF_INET or AF_INET6 (IPv4-mapped IPv6 becomes AF_INET) */
-	unsigned char addr[16];  /* network order */
+	int family;             /* AF_INET or AF_INET6 (IPv4-mapped IPv6 becomes AF_INET) */
+	unsigned char addr[16]; /* network order */
 	uint16_t port;
-	char text[48];           /* numeric address, no brackets */
+	char text[48]; /* numeric address, no brackets */
 };
 
 /* Fills EP from SA. Returns 0, or -1 if SA is not an AF_INET/AF_INET6 address. */

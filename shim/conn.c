@@ -10,14 +10,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,12 +146,12 @@ static int make_nonblocking(int fd)
 static int session_new(struct conn *c, char *err, size_t errlen)
 {
 	struct tsess_params p = {
-		.fd = c->fd,
-		.role = c->role,
-		.rule = c->rule,
-		.peer_name = c->peer_name,
-		.peer_addr = c->peer_addr,
-		.port = c->port,
+	    .fd = c->fd,
+	    .role = c->role,
+	    .rule = c->rule,
+	    .peer_name = c->peer_name,
+	    .peer_addr = c->peer_addr,
+	    .port = c->port,
 	};
 
 	if (E == NULL) {
@@ -619,8 +619,8 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 		pthread_mutex_lock(&c->lock);
 		p.fd = c->fd;
 		hs = (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
-			     ? c->hs_deadline_ns
-			     : 0;
+			 ? c->hs_deadline_ns
+			 : 0;
 		n = c->closed;
 		pthread_mutex_unlock(&c->lock);
 		if (n)
@@ -779,7 +779,8 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 			done += (size_t)r;
 			/* A socket accepts what fits: keep going while the engine takes data. */
 			while (done < len) {
-				r = step_send(c, (const char *)buf + done, len - done, flags, &want);
+				r = step_send(c, (const char *)buf + done, len - done, flags,
+					      &want);
 				if (r <= 0)
 					break;
 				done += (size_t)r;

@@ -38,11 +38,11 @@ enum conn_state {
 struct conn {
 	pthread_mutex_t lock;
 	atomic_int refs;
-	atomic_int n_epregs;      /* epoll sets it is registered in (epreg.c) */
+	atomic_int n_epregs; /* epoll sets it is registered in (epreg.c) */
 	enum tls_role role;
 	enum conn_state state;
-	int fd;                   /* the fd the session does I/O on */
-	int *fds;                 /* every fd of this process mapped here */
+	int fd;   /* the fd the session does I/O on */
+	int *fds; /* every fd of this process mapped here */
 	int nfds, capfds;
 	int fds_inline[2];
 	atomic_int user_nonblock; /* O_NONBLOCK as the program believes it is set */
@@ -55,15 +55,15 @@ struct conn {
 	unsigned rd_shut : 1;     /* program did shutdown(SHUT_RD) */
 	unsigned wr_shut : 1;     /* program did shutdown(SHUT_WR): close_notify sent */
 	unsigned notify_sent : 1;
-	unsigned closed : 1;      /* last fd closed; the socket is gone */
-	unsigned tls_failed : 1;  /* FAILED because of TLS (not a TCP error) */
-	unsigned connect_told : 1; /* connect() has reported success once (then EISCONN) */
+	unsigned closed : 1;          /* last fd closed; the socket is gone */
+	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
+	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
 	unsigned created_gen, io_gen; /* fork generations (see conn_fork_child) */
-	uint64_t hs_deadline_ns;  /* CLOCK_MONOTONIC; 0 until the handshake starts */
+	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	const struct policy_rule *rule;
 	struct tsess *ts;
-	char *peer_name;          /* client: SNI / verified name, or NULL */
-	char *desc;               /* "connect api.internal:443 (10.1.2.3)" for log lines */
+	char *peer_name; /* client: SNI / verified name, or NULL */
+	char *desc;      /* "connect api.internal:443 (10.1.2.3)" for log lines */
 	char peer_addr[48];
 	uint16_t port;
 };
@@ -149,7 +149,8 @@ short conn_poll_result(struct conn *c, short uev, short krev);
  */
 uint64_t conn_deadline(struct conn *c);
 
-/* fork() handlers: hold the conn list still; the child re-initialises the locks; both bump the generation. */
+/* fork() handlers: hold the conn list still; the child re-initialises the locks; both bump the
+ * generation. */
 void conn_fork_prepare(void);
 void conn_fork_parent(void);
 void conn_fork_child(void);

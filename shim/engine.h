@@ -60,7 +60,7 @@ struct engine_host {
 enum tls_role { TLS_ROLE_CLIENT = 0, TLS_ROLE_SERVER = 1 };
 
 struct tsess_params {
-	int fd;                         /* connected, non-blocking TCP socket */
+	int fd; /* connected, non-blocking TCP socket */
 	enum tls_role role;
 	const struct policy_rule *rule; /* options; outlives the session */
 	/*

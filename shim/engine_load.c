@@ -5,8 +5,8 @@
  * connection a tls rule wraps, never at start-up (see engine.h).
  */
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,12 +52,13 @@ static void load(void)
 		 slash ? (int)(slash - info.dli_fname + 1) : 0, info.dli_fname);
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
-		snprintf(load_error, sizeof(load_error), "cannot load the TLS engine: %s", dlerror());
+		snprintf(load_error, sizeof(load_error), "cannot load the TLS engine: %s",
+			 dlerror());
 		return;
 	}
 	ops = dlsym(h, "tlsshim_engine_ops");
 	if (ops == NULL || ops->abi != ENGINE_ABI) {
-		snprintf(load_error, sizeof(load_error), "%s: not a tlsshim TLS engine of ABI %d",
+		snprintf(load_error, sizeof(load_error), "%.400s: not a tlsshim TLS engine of ABI %d",
 			 path, ENGINE_ABI);
 		return;
 	}

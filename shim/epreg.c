@@ -20,28 +20,28 @@ struct epset;
 struct reg {
 	int fd;
 	struct epset *set;
-	struct conn *c;       /* NULL: not wrapped; the kernel has the program's data */
-	uint32_t uev;         /* the program's events and flags */
-	epoll_data_t udata;   /* the program's data */
-	uint32_t kev;         /* events registered with the kernel (wrapped) */
+	struct conn *c;     /* NULL: not wrapped; the kernel has the program's data */
+	uint32_t uev;       /* the program's events and flags */
+	epoll_data_t udata; /* the program's data */
+	uint32_t kev;       /* events registered with the kernel (wrapped) */
 	unsigned in_kernel : 1;
-	unsigned armed : 1;   /* EPOLLONESHOT: 0 once reported, until EPOLL_CTL_MOD */
+	unsigned armed : 1; /* EPOLLONESHOT: 0 once reported, until EPOLL_CTL_MOD */
 	unsigned queued : 1;
-	unsigned timed : 1;   /* on the set's list of pending handshakes */
-	unsigned dead : 1;    /* freed while a waiter may hold it: in the graveyard */
-	unsigned orphan : 1;  /* its fd was closed, a dup keeps the socket: not in by_fd */
-	uint32_t syn;         /* readiness found without the kernel, to report this call */
+	unsigned timed : 1;  /* on the set's list of pending handshakes */
+	unsigned dead : 1;   /* freed while a waiter may hold it: in the graveyard */
+	unsigned orphan : 1; /* its fd was closed, a dup keeps the socket: not in by_fd */
+	uint32_t syn;        /* readiness found without the kernel, to report this call */
 	/* EPOLLET: what was last reported, and the EAGAIN counts then. */
 	uint32_t et_told;
 	unsigned et_rd, et_wr;
-	struct reg *self;     /* key of by_ptr */
+	struct reg *self; /* key of by_ptr */
 	struct reg *next_dirty;
 	struct reg *next_syn;
 	struct reg *next_timed;
 	struct reg *next_of_conn;
 	struct reg *next_dead;
-	UT_hash_handle hh;    /* by_fd */
-	UT_hash_handle hp;    /* by_ptr */
+	UT_hash_handle hh; /* by_fd */
+	UT_hash_handle hp; /* by_ptr */
 };
 
 struct epset {
@@ -49,7 +49,7 @@ struct epset {
 	struct reg *by_fd;
 	struct reg *by_ptr;
 	struct reg *dirty;
-	struct reg *timed;    /* registrations whose handshake has a deadline */
+	struct reg *timed; /* registrations whose handshake has a deadline */
 	int nwrapped;
 	/*
 	 * Threads inside epoll_wait on this set. While there are any, freed
@@ -600,7 +600,7 @@ void epreg_fd_closed(int fd, struct conn *c)
 
 		if (s->epfd == fd) {
 			HASH_ITER(hh, s->by_fd, r, tmp)
-				reg_free(r);
+			reg_free(r);
 			*pp = s->next;
 			atomic_fetch_sub(&nsets, 1);
 			if (s->waiters > 0)

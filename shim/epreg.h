@@ -19,9 +19,9 @@
 #ifndef TLSSHIM_EPREG_H
 #define TLSSHIM_EPREG_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
-#include <signal.h>
 
 struct conn;
 

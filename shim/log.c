@@ -19,7 +19,7 @@
 #include "real.h"
 
 static int log_level = LOG_LVL_WARN;
-static const char *log_path;  /* TLSSHIM_LOG_FILE, or NULL for stderr */
+static const char *log_path; /* TLSSHIM_LOG_FILE, or NULL for stderr */
 static atomic_int log_file_fd = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};

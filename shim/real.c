@@ -35,8 +35,8 @@ static void *self_base(void)
 static void die(const char *what, const char *name)
 {
 	char msg[256];
-	int n = snprintf(msg, sizeof(msg), "tlsshim[%d]: error: %s: %s\n", (int)getpid(), what,
-			 name);
+	int n =
+	    snprintf(msg, sizeof(msg), "tlsshim[%d]: error: %s: %s\n", (int)getpid(), what, name);
 
 	if (n > 0)
 		syscall(SYS_write, 2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);

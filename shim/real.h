@@ -23,6 +23,8 @@
  * libc has; OPT ones may be missing (the hook then fails with ENOSYS only if
  * the program somehow reached it, which it cannot without the symbol).
  */
+/* clang-format off: one entry a line reads better than the formatter's packing. */
+// clang-format off
 #define REAL_FUNCS(REQ, OPT)                                                                     \
 	REQ(connect, int, (int, const struct sockaddr *, socklen_t))                             \
 	REQ(accept, int, (int, struct sockaddr *, socklen_t *))                                  \
@@ -80,6 +82,8 @@
 	REQ(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                             \
 	REQ(__recvfrom_chk, ssize_t,                                                             \
 	    (int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *))
+
+// clang-format on
 
 #define REAL_MEMBER(name, ret, args) ret(*name) args;
 

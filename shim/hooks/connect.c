@@ -46,7 +46,6 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	struct ep ep;
 	int rc, err = 0;
 
-
 	c = fdtab_get(fd);
 	if (c != NULL) {
 		rc = conn_connect_again(c);
@@ -71,7 +70,8 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	r = policy_match(shim.policy, &q, &m);
 	if (r == NULL || r->action == POLICY_PLAIN) {
 		if (r != NULL)
-			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source, r->line);
+			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source,
+				  r->line);
 		return real.connect(fd, sa, len);
 	}
 	/* The name the rule is about: SNI and the name the certificate must carry. */
@@ -103,7 +103,8 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	NEED_REAL(connect);
-	if (shim.has_connect && sa != NULL && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
+	if (shim.has_connect && sa != NULL &&
+	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
 		return shim_connect(fd, sa, len);
 	return real.connect(fd, sa, len);
 }

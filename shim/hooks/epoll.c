@@ -13,7 +13,8 @@ HOOK int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	NEED_REAL(epoll_ctl);
 	/* Without a policy nothing is ever wrapped: no bookkeeping at all. */
-	if (likely(shim.policy == NULL) || (!fdtab_maybe(fd) && !shim.has_connect && !epreg_active()))
+	if (likely(shim.policy == NULL) ||
+	    (!fdtab_maybe(fd) && !shim.has_connect && !epreg_active()))
 		return real.epoll_ctl(epfd, op, fd, ev);
 	return (int)hook_ret(epreg_ctl(epfd, op, fd, ev));
 }

@@ -208,10 +208,10 @@ static int cookie_close(void *cookie)
 HOOK FILE *fdopen(int fd, const char *mode)
 {
 	cookie_io_functions_t io = {
-		.read = cookie_read,
-		.write = cookie_write,
-		.seek = cookie_seek,
-		.close = cookie_close,
+	    .read = cookie_read,
+	    .write = cookie_write,
+	    .seek = cookie_seek,
+	    .close = cookie_close,
 	};
 	FILE *f;
 	int fl;

@@ -16,10 +16,10 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 /* Resolve the real table if a hook runs before the constructor (another library's). */
-#define NEED_REAL(name)                                                                          \
-	do {                                                                                     \
-		if (unlikely(real.name == NULL))                                                 \
-			real_init();                                                             \
+#define NEED_REAL(name)                          \
+	do {                                     \
+		if (unlikely(real.name == NULL)) \
+			real_init();             \
 	} while (0)
 
 /* Internal results are a count or -errno; hooks return -1 and set errno once. */

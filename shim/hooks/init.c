@@ -23,8 +23,6 @@
 
 #define EX_CONFIG 78
 
-
-
 static void die_config(const char *what)
 {
 	char buf[1200];

@@ -20,8 +20,8 @@
 extern void __chk_fail(void) __attribute__((noreturn));
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
-ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
-		       struct sockaddr *sa, socklen_t *salen);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *sa,
+		       socklen_t *salen);
 
 /* Flags a TLS stream cannot honour. */
 static int unsupported_flags(int flags)
@@ -318,7 +318,8 @@ HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct t
 	if (c == NULL)
 		return real.recvmmsg(fd, v, n, flags, t);
 	for (i = 0; i < n; i++) {
-		r = msg_recv(c, &v[i].msg_hdr, i > 0 ? flags | MSG_DONTWAIT : flags & ~MSG_WAITFORONE);
+		r = msg_recv(c, &v[i].msg_hdr,
+			     i > 0 ? flags | MSG_DONTWAIT : flags & ~MSG_WAITFORONE);
 		if (r <= 0)
 			break;
 		v[i].msg_len = (unsigned int)r;

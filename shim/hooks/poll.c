@@ -107,7 +107,8 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 			short rev = k[i].revents;
 
 			if (cs[i] != NULL)
-				rev = (short)(ready[i] | conn_poll_result(cs[i], fds[i].events, rev));
+				rev =
+				    (short)(ready[i] | conn_poll_result(cs[i], fds[i].events, rev));
 			fds[i].revents = rev;
 			if (rev)
 				count++;
@@ -133,8 +134,8 @@ static int shim_poll(struct pollfd *fds, nfds_t n, int timeout)
 	NEED_REAL(poll);
 	if (likely(!any_wrapped(fds, n)))
 		return real.poll(fds, n, timeout);
-	return (int)hook_ret(poll_wrapped(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000,
-					  NULL));
+	return (int)hook_ret(
+	    poll_wrapped(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL));
 }
 
 HOOK int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -149,8 +150,7 @@ HOOK int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 	return shim_poll(fds, n, timeout);
 }
 
-static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
-		      const sigset_t *mask)
+static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask)
 {
 	NEED_REAL(ppoll);
 	if (likely(!any_wrapped(fds, n)))
@@ -160,7 +160,7 @@ static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
 		return -1;
 	}
 	return (int)hook_ret(poll_wrapped(
-		fds, n, t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask));
+	    fds, n, t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask));
 }
 
 HOOK int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask)
@@ -168,8 +168,8 @@ HOOK int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sig
 	return shim_ppoll(fds, n, t, mask);
 }
 
-HOOK int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t,
-		     const sigset_t *mask, size_t fdslen)
+HOOK int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask,
+		     size_t fdslen)
 {
 	if (fdslen / sizeof(*fds) < n)
 		__chk_fail();
@@ -187,7 +187,8 @@ static int select_wrapped(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t 
 	if (nfds < 0 || nfds > FD_SETSIZE)
 		return 0;
 	for (int fd = 0; fd < nfds; fd++) {
-		if ((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) || (ex && FD_ISSET(fd, ex))) {
+		if ((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
+		    (ex && FD_ISSET(fd, ex))) {
 			n++;
 			wrapped |= fdtab_maybe(fd);
 		}
@@ -284,8 +285,9 @@ HOOK int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct time
 		errno = EINVAL;
 		return -1;
 	}
-	rc = select_wrapped(nfds, rd, wr, ex,
-			    t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask, &h);
+	rc =
+	    select_wrapped(nfds, rd, wr, ex,
+			   t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask, &h);
 	if (!h)
 		return real.pselect(nfds, rd, wr, ex, t, mask);
 	return (int)hook_ret(rc);

@@ -30,8 +30,8 @@ struct tsess {
 	unsigned shutdown_sent : 1;
 	unsigned tickets_sent : 1; /* server: TLS 1.3 tickets queued with the first write */
 	unsigned gather : 1;       /* BIO keeps all output for one send() at the end of an op */
-	unsigned failed : 1;    /* a TS_FATAL happened: the session is dead */
-	unsigned cb_reason : 1; /* REASON was set by a callback during the handshake */
+	unsigned failed : 1;       /* a TS_FATAL happened: the session is dead */
+	unsigned cb_reason : 1;    /* REASON was set by a callback during the handshake */
 	char reason[TS_REASON_MAX];
 };
 
