@@ -99,11 +99,19 @@ endif
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
 
-deps:
+# Debian packages the build needs, installed once per build directory (and again when
+# scripts/setup-deps changes); every compile waits for it, so `make` on a fresh
+# machine is the whole set-up.
+DEPS_STAMP := $(BUILD)/.deps-installed
+$(DEPS_STAMP): scripts/setup-deps
+	@mkdir -p $(@D)
 	$(Q)scripts/setup-deps
+	@touch $@
+
+deps: $(DEPS_STAMP)
 
 # ---- compile -------------------------------------------------------------------------
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -MMD -MP -c $< -o $@
@@ -119,10 +127,12 @@ $(LIBENGINE): $(TLS_OBJ)
 
 # ---- the artifacts -------------------------------------------------------------------
 # The preload library: hooks + core + policy; libc only (no libssl: see shim/engine.h).
+# Lazy binding (no -z now): every process under LD_PRELOAD pays for eager binding of
+# ~160 symbols it mostly never calls.
 $(SHIM_SO): $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) shim/exports.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(CFLAGS_ALL) $(SANFLAGS) -Wl,--version-script=shim/exports.map \
-	   -Wl,-z,now -Wl,-z,relro -o $@ $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) -ldl $(LDFLAGS)
+	   -Wl,-z,relro -o $@ $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) -ldl $(LDFLAGS)
 
 # The TLS engine, dlopen()ed by the preload library on the first wrapped connection.
 $(TLS_SO): $(TLS_OBJ) $(LIBPOLICY) shim/tls/exports.map
@@ -137,38 +147,38 @@ $(CMD_BIN): $(CMD_OBJ) $(LIBPOLICY)
 
 # ---- tests ---------------------------------------------------------------------------
 # Unit tests link the modules directly; the hooks are never loaded into them.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -Itests -o $@ $< $(LIBCORE) $(LIBENGINE) \
 	   $(LIBPOLICY) -lcriterion $(LDLIBS_SSL) -ldl $(LDFLAGS)
 
-$(BUILD)/tests/e2e/%: tests/e2e/%.c $(E2E_LIBOBJ)
+$(BUILD)/tests/e2e/%: tests/e2e/%.c $(E2E_LIBOBJ) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(CRIT_SANFLAGS) -Itests -o $@ $< $(E2E_LIBOBJ) -lcriterion \
 	   $(LDLIBS_SSL) $(LDFLAGS)
 
 # Objects of the e2e harness follow the Criterion binaries' flags.
-$(BUILD)/obj/tests/e2e/%.o: tests/e2e/%.c
+$(BUILD)/obj/tests/e2e/%.o: tests/e2e/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(CRIT_SANFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/stress/%: tests/stress/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY)
+$(BUILD)/tests/stress/%: tests/stress/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -Itests -o $@ $< $(LIBCORE) $(LIBENGINE) \
 	   $(LIBPOLICY) $(LDLIBS_SSL) -ldl $(LDFLAGS)
 
 # Helper programs the e2e tests run (plain clients/servers that know nothing of TLS).
-$(BUILD)/tests/progs/%: tests/progs/%.c
+$(BUILD)/tests/progs/%: tests/progs/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDLIBS_SSL) $(LDFLAGS)
 
-$(BUILD)/tests/conformance/%: tests/conformance/%.c
+$(BUILD)/tests/conformance/%: tests/conformance/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDFLAGS)
 
-$(BUILD)/tests/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(LIBPOLICY)
+$(BUILD)/tests/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(LIBPOLICY) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LIBPOLICY) $(LDLIBS_SSL) $(LDFLAGS)
 

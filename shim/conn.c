@@ -81,9 +81,11 @@ void conn_put(struct conn *c)
 
 static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const char *desc)
 {
-	struct conn_priv *p = calloc(1, sizeof(*p));
+	struct conn_priv *p;
 	struct conn *c;
 
+	real_init(); /* everything below calls real functions */
+	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return NULL;
 	c = &p->c;

@@ -58,8 +58,8 @@ static void load(void)
 	}
 	ops = dlsym(h, "tlsshim_engine_ops");
 	if (ops == NULL || ops->abi != ENGINE_ABI) {
-		snprintf(load_error, sizeof(load_error), "%.400s: not a tlsshim TLS engine of ABI %d",
-			 path, ENGINE_ABI);
+		snprintf(load_error, sizeof(load_error),
+			 "%.400s: not a tlsshim TLS engine of ABI %d", path, ENGINE_ABI);
 		return;
 	}
 	host.real = &real;

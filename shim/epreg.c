@@ -292,6 +292,7 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	/* Unwrapped fds are remembered only if a later connect() may wrap them. */
 	if (c == NULL && !shim.has_connect && !epreg_active())
 		return real.epoll_ctl(epfd, op, fd, ev) == 0 ? 0 : -errno;
+	real_init(); /* the registry calls several real functions */
 	pthread_mutex_lock(&ep_lock);
 	s = set_find(epfd);
 	r = NULL;

@@ -1,14 +1,22 @@
 /*
  * real.c - resolve the real libc functions behind the hooks, once.
  *
+ * Lazily, one symbol at a time: a process that wraps nothing (every child of
+ * a wrapped shell inherits LD_PRELOAD) resolves only what its hooks pass
+ * through, not 50 symbols at start-up (about 46,000 instructions, more than
+ * a small program's whole start). Code that does wrapped work resolves the
+ * whole table first (real_init()).
+ *
  * dlsym() may itself call functions we hook (it allocates, and on some
- * systems reads files), so resolution must tolerate re-entry: a thread that
- * re-enters while resolving sees a NULL entry and the hooks fall back to raw
- * system calls for the few calls that can happen that early (real_raw_*).
+ * systems reads files), so resolution tolerates re-entry: a thread that
+ * re-enters while resolving sees a NULL entry, and the hooks that can run
+ * that early (read, write, close) fall back to raw system calls.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +27,40 @@
 
 struct real_fns real;
 
-static atomic_int real_state; /* 0 unresolved, 1 resolving, 2 done */
+static atomic_int real_state; /* 2 once every entry has been resolved */
 static __thread int real_resolving;
 
-/* Where our own code lives, to detect a symbol that resolves back to us. */
-static void *self_base(void)
-{
-	Dl_info info;
+/*
+ * Where our own code lives, to detect a symbol that resolves back to us.
+ * One walk of the loaded objects at start-up; then each check is a range
+ * comparison (dladdr() per symbol costs about 7 us each: 50 of them were
+ * most of a small program's start-up).
+ */
+struct range {
+	uintptr_t lo, hi;
+};
 
-	if (dladdr((void *)self_base, &info) == 0)
-		return NULL;
-	return info.dli_fbase;
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct range *r = arg;
+	uintptr_t self = (uintptr_t)find_self, lo = UINTPTR_MAX, hi = 0;
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (info->dlpi_addr + ph->p_vaddr < lo)
+			lo = info->dlpi_addr + ph->p_vaddr;
+		if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
+			hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+	}
+	if (self < lo || self >= hi)
+		return 0;
+	r->lo = lo;
+	r->hi = hi;
+	return 1;
 }
 
 static void die(const char *what, const char *name)
@@ -43,10 +74,9 @@ static void die(const char *what, const char *name)
 	abort();
 }
 
-static void *resolve(const char *name, int required, void *self)
+static void *resolve(const char *name, int required, const struct range *self)
 {
 	void *p = dlsym(RTLD_NEXT, name);
-	Dl_info info;
 
 	if (p == NULL) {
 		if (required)
@@ -54,36 +84,56 @@ static void *resolve(const char *name, int required, void *self)
 		return NULL;
 	}
 	/* A real symbol that is our own hook would recurse forever. */
-	if (self != NULL && dladdr(p, &info) != 0 && info.dli_fbase == self)
+	if ((uintptr_t)p >= self->lo && (uintptr_t)p < self->hi)
 		die("libc function resolves back to tlsshim itself", name);
 	return p;
 }
 
-void real_init(void)
+static struct range self_range;
+static atomic_int self_state; /* 0 unknown, 1 finding, 2 known */
+
+/* Our own load range, found once (concurrent first callers wait microseconds). */
+static const struct range *self(void)
 {
 	int expected = 0;
-	void *self;
 
-	if (atomic_load_explicit(&real_state, memory_order_acquire) == 2 || real_resolving)
-		return;
-	if (!atomic_compare_exchange_strong(&real_state, &expected, 1)) {
-		/* Another thread resolves; wait for it (microseconds, once). */
-		while (atomic_load_explicit(&real_state, memory_order_acquire) != 2)
-			sched_yield();
-		return;
+	if (atomic_load_explicit(&self_state, memory_order_acquire) == 2)
+		return &self_range;
+	if (atomic_compare_exchange_strong(&self_state, &expected, 1)) {
+		struct range r = {0, 0};
+
+		dl_iterate_phdr(find_self, &r);
+		self_range = r;
+		atomic_store_explicit(&self_state, 2, memory_order_release);
+		return &self_range;
 	}
+	while (atomic_load_explicit(&self_state, memory_order_acquire) != 2)
+		sched_yield();
+	return &self_range;
+}
+
+void real_resolve(void **slot, const char *name, int required)
+{
+	void *p, *expected = NULL;
+
+	if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) != NULL || real_resolving)
+		return;
+	/* dlsym() may re-enter a hook: it then sees NULL and falls back (hooks). */
 	real_resolving = 1;
-	self = self_base();
-#define REAL_REQ(name, ret, args) real.name = (ret(*) args)resolve(#name, 1, self);
-#define REAL_OPT(name, ret, args) real.name = (ret(*) args)resolve(#name, 0, self);
+	p = resolve(name, required, self());
+	real_resolving = 0;
+	/* Each slot is written once: later readers never race with a second store. */
+	__atomic_compare_exchange_n(slot, &expected, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void real_init(void)
+{
+	if (atomic_load_explicit(&real_state, memory_order_acquire) == 2)
+		return;
+#define REAL_REQ(name, ret, args) real_resolve((void **)&real.name, #name, 1);
+#define REAL_OPT(name, ret, args) real_resolve((void **)&real.name, #name, 0);
 	REAL_FUNCS(REAL_REQ, REAL_OPT)
 #undef REAL_REQ
 #undef REAL_OPT
-	real_resolving = 0;
 	atomic_store_explicit(&real_state, 2, memory_order_release);
-}
-
-int real_ready(void)
-{
-	return atomic_load_explicit(&real_state, memory_order_acquire) == 2;
 }

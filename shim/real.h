@@ -93,16 +93,17 @@ struct real_fns {
 
 #undef REAL_MEMBER
 
-/* The table; valid after real_init(). */
+/* The table: an entry is valid once resolved (real_resolve / real_init). */
 extern struct real_fns real;
 
 /*
- * Resolves every entry with dlsym(RTLD_NEXT). Idempotent and safe to call
- * from any hook, including one reached while dlsym itself runs: until the
- * table is complete, the hooks fall back to raw system calls (see real.c).
- * Aborts with a message if a required symbol is missing or resolves back to
- * the shim itself.
+ * Resolves one entry with dlsym(RTLD_NEXT), once (thread-safe). Aborts with a
+ * message if REQUIRED and missing, or if it resolves back to the shim itself.
+ * Leaves the entry NULL when called re-entrantly from inside dlsym().
  */
+void real_resolve(void **slot, const char *name, int required);
+
+/* Resolves every entry: called before any wrapped work. Idempotent. */
 void real_init(void);
 
 /* Whether real_init() has completed. */

@@ -69,6 +69,7 @@ static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *sa
 
 static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags)
 {
+	real_init(); /* wrapped work ahead: the whole table */
 	for (;;) {
 		const struct policy_rule *r;
 		struct conn *c;

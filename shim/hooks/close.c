@@ -38,7 +38,7 @@ static void release(int fd)
 HOOK int close(int fd)
 {
 	if (unlikely(real.close == NULL)) {
-		real_init();
+		NEED_REAL(close);
 		if (real.close == NULL)
 			return (int)syscall(SYS_close, fd);
 	}
@@ -91,7 +91,7 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 {
 	int rc;
 
-	NEED_REAL(close_range);
+	NEED_REAL_OPT(close_range);
 	if (real.close_range == NULL) {
 		errno = ENOSYS;
 		return -1;
@@ -105,7 +105,7 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 
 HOOK void closefrom(int lowfd)
 {
-	NEED_REAL(closefrom);
+	NEED_REAL_OPT(closefrom);
 	if (lowfd < 0)
 		lowfd = 0;
 	release_range((unsigned int)lowfd, UINT_MAX);

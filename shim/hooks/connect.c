@@ -46,6 +46,7 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	struct ep ep;
 	int rc, err = 0;
 
+	real_init(); /* wrapped work ahead: the whole table */
 	c = fdtab_get(fd);
 	if (c != NULL) {
 		rc = conn_connect_again(c);

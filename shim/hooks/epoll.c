@@ -51,7 +51,7 @@ HOOK int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct ti
 {
 	int h, r;
 
-	NEED_REAL(epoll_pwait2);
+	NEED_REAL_OPT(epoll_pwait2);
 	if (real.epoll_pwait2 == NULL) {
 		errno = ENOSYS;
 		return -1;

@@ -147,6 +147,7 @@ HOOK int fcntl64(int fd, int cmd, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	NEED_REAL(fcntl);
+	NEED_REAL_OPT(fcntl64);
 	return do_fcntl(real.fcntl64 ? real.fcntl64 : real.fcntl, fd, cmd, arg);
 }
 

@@ -15,11 +15,18 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* Resolve the real table if a hook runs before the constructor (another library's). */
-#define NEED_REAL(name)                          \
-	do {                                     \
-		if (unlikely(real.name == NULL)) \
-			real_init();             \
+/* Resolves real.NAME on its first use (a process that wraps nothing resolves little). */
+#define NEED_REAL(name)                                                              \
+	do {                                                                         \
+		if (unlikely(__atomic_load_n(&real.name, __ATOMIC_ACQUIRE) == NULL)) \
+			real_resolve((void **)&real.name, #name, 1);                 \
+	} while (0)
+
+/* As NEED_REAL for a symbol an older libc may lack: real.NAME may stay NULL. */
+#define NEED_REAL_OPT(name)                                                          \
+	do {                                                                         \
+		if (unlikely(__atomic_load_n(&real.name, __ATOMIC_ACQUIRE) == NULL)) \
+			real_resolve((void **)&real.name, #name, 0);                 \
 	} while (0)
 
 /* Internal results are a count or -errno; hooks return -1 and set errno once. */

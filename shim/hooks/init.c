@@ -26,6 +26,8 @@
 static void die_config(const char *what)
 {
 	char buf[1200];
+
+	real_init();
 	int n = snprintf(buf, sizeof(buf), "tlsshim: %s\n", what);
 
 	if (n > (int)sizeof(buf) - 1)
@@ -94,7 +96,7 @@ static int load_policy(void)
 
 __attribute__((constructor)) static void tlsshim_init(void)
 {
-	real_init();
+	/* No real_init() here: symbols are resolved on first use (real.c). */
 	if (log_init() != 0) {
 		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
 		_exit(EX_CONFIG);

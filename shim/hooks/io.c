@@ -69,7 +69,7 @@ static ssize_t shim_read(int fd, void *buf, size_t len)
 	ssize_t r;
 
 	if (unlikely(real.read == NULL)) {
-		real_init();
+		NEED_REAL(read);
 		if (real.read == NULL)
 			return syscall(SYS_read, fd, buf, len);
 	}
@@ -97,7 +97,7 @@ HOOK ssize_t write(int fd, const void *buf, size_t len)
 	ssize_t r;
 
 	if (unlikely(real.write == NULL)) {
-		real_init();
+		NEED_REAL(write);
 		if (real.write == NULL)
 			return syscall(SYS_write, fd, buf, len);
 	}
