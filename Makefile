@@ -85,10 +85,12 @@ STRESS_BIN := $(patsubst tests/stress/%.c,$(BUILD)/tests/stress/%,$(STRESS_SRC))
 
 # Criterion cannot start under ThreadSanitizer (Snaipe/Criterion#274). Under SAN=tsan the
 # Criterion binaries are built plain: the e2e tests run the TSan-built shim inside real
-# programs, and the stress programs (no Criterion) exercise the threaded modules.
+# programs, and the stress programs (no Criterion) exercise the threaded modules, as does
+# test_names, which has its own main() under TSan.
 ifeq ($(SAN),tsan)
 CRIT_SANFLAGS :=
-TEST_BIN    = $(STRESS_BIN) $(filter %/test_conformance %/test_transparency %/test_harness,$(E2E_BIN))
+TEST_BIN    = $(STRESS_BIN) $(filter %/test_names,$(UNIT_BIN)) \
+	      $(filter %/test_conformance %/test_transparency %/test_harness,$(E2E_BIN))
 else
 CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)

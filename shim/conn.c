@@ -42,7 +42,19 @@ struct conn_priv {
 	struct conn_link link;
 };
 
-static const struct engine_ops *E; /* set once the first session is created */
+/*
+ * The TLS engine, set once by the first wrapped connection. Read through
+ * engine(): an acquire load (a plain load on x86) that pairs with the single
+ * compare-and-swap that sets it, so every thread sees the table it points to.
+ */
+static const struct engine_ops *engine_ptr;
+
+static inline const struct engine_ops *engine(void)
+{
+	return __atomic_load_n(&engine_ptr, __ATOMIC_ACQUIRE);
+}
+
+#define E engine()
 
 static uint64_t now_ns(void)
 {
@@ -156,12 +168,21 @@ static int session_new(struct conn *c, char *err, size_t errlen)
 	    .port = c->port,
 	};
 
-	if (E == NULL) {
-		E = engine_load(err, errlen);
-		if (E == NULL)
+	const struct engine_ops *e = engine(), *none = NULL;
+
+	/*
+	 * The first wrapped connection loads the engine (engine_load() is
+	 * once-only and returns the same table to every caller); later ones find
+	 * it set. Conns reach other threads through fdtab's lock, after this.
+	 */
+	if (e == NULL) {
+		e = engine_load(err, errlen);
+		if (e == NULL)
 			return -1;
+		__atomic_compare_exchange_n(&engine_ptr, &none, e, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
 	}
-	c->ts = E->sess_new(&p, err, errlen);
+	c->ts = e->sess_new(&p, err, errlen);
 	return c->ts != NULL ? 0 : -1;
 }
 

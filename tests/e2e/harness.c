@@ -352,7 +352,9 @@ void h_env_init(struct h_env *e)
 		h_env_set(e, "ASAN_OPTIONS", "detect_leaks=0:verify_asan_link_order=0");
 		h_env_set(e, "UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
 	} else if (s && strcmp(s, "tsan") == 0) {
-		h_env_set(e, "TSAN_OPTIONS", "report_signal_unsafe=0:exitcode=66");
+		h_env_set(e, "TSAN_OPTIONS",
+			  "report_signal_unsafe=0:exitcode=66:suppressions=%s/tests/tsan.supp",
+			  h_src());
 	}
 	free(home);
 }
@@ -440,7 +442,13 @@ void h_env_preload(struct h_env *e)
 	if (s && strcmp(s, "asan") == 0)
 		h_env_set(e, "LD_PRELOAD", "%s %s", san_runtime("libasan.so"), h_shim());
 	else if (s && strcmp(s, "tsan") == 0)
-		h_env_set(e, "LD_PRELOAD", "%s %s", san_runtime("libtsan.so"), h_shim());
+		/*
+		 * The shim first: the program's calls then reach our hooks, which call
+		 * TSan's interceptors. With TSan first, our hooks ran inside its
+		 * blocking interceptors (poll), where it does not record the locks we
+		 * take, and it reported races on data those locks protect.
+		 */
+		h_env_set(e, "LD_PRELOAD", "%s %s", h_shim(), san_runtime("libtsan.so"));
 	else
 		h_env_set(e, "LD_PRELOAD", "%s", h_shim());
 }
