@@ -26,7 +26,8 @@ CC         ?= cc
 OPT        ?= -O2 -g
 WARN       := -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wvla -Wstrict-prototypes \
               -Wmissing-prototypes -Wno-missing-field-initializers
-CPPFLAGS   += -D_GNU_SOURCE -DTLSSHIM_VERSION='"$(VERSION)"' -Ipolicy -Ishim
+CPPFLAGS   += -D_GNU_SOURCE -DTLSSHIM_VERSION='"$(VERSION)"' -DTLSSHIM_LIBDIR='"$(LIBDIR)"' \
+              -Ipolicy -Ishim
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
 LDLIBS_SSL := -lssl -lcrypto
 

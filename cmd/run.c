@@ -16,10 +16,14 @@
 #include "cmd.h"
 
 #define SHIM_LIB "libtlsshim.so"
+#ifndef TLSSHIM_LIBDIR
+#define TLSSHIM_LIBDIR "/usr/local/lib"
+#endif
 
 /*
- * Finds the preload library next to this executable (build tree) or in
- * ../lib (installed). Returns a malloc()ed absolute path, or NULL after
+ * Finds the preload library next to this executable (build tree), in ../lib
+ * (installed), or in the LIBDIR it was built for (`make LIBDIR=...`, e.g. a
+ * multiarch directory). Returns a malloc()ed absolute path, or NULL after
  * printing why.
  */
 static char *find_library(void)
@@ -39,8 +43,11 @@ static char *find_library(void)
 	}
 	self[n] = '\0';
 	dir = dirname(self);
-	for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
+	for (i = 0; i <= sizeof(rel) / sizeof(rel[0]); i++) {
+		if (i < sizeof(rel) / sizeof(rel[0]))
+			snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
+		else
+			snprintf(cand, sizeof(cand), "%s/%s", TLSSHIM_LIBDIR, SHIM_LIB);
 		if (access(cand, R_OK) != 0)
 			continue;
 		/* realpath() drops the "..", so LD_PRELOAD names one canonical file. */
@@ -48,9 +55,9 @@ static char *find_library(void)
 		if (abs)
 			return abs;
 	}
-	cmd_err("the preload library is missing: neither %s/%s nor %s/../lib/%s exists; "
+	cmd_err("the preload library is missing: none of %s/%s, %s/../lib/%s, %s/%s exists; "
 		"reinstall tlsshim (or run 'make')",
-		dir, SHIM_LIB, dir, SHIM_LIB);
+		dir, SHIM_LIB, dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB);
 	return NULL;
 }
 
