@@ -78,6 +78,11 @@
 	REQ(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))                   \
 	REQ(copy_file_range, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned))          \
 	REQ(fdopen, FILE *, (int, const char *))                                                 \
+	REQ(execve, int, (const char *, char *const[], char *const[]))                           \
+	REQ(execv, int, (const char *, char *const[]))                                           \
+	REQ(execvp, int, (const char *, char *const[]))                                          \
+	OPT(execvpe, int, (const char *, char *const[], char *const[]))                          \
+	OPT(fexecve, int, (int, char *const[], char *const[]))                                   \
 	REQ(__read_chk, ssize_t, (int, void *, size_t, size_t))                                  \
 	REQ(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                             \
 	REQ(__recvfrom_chk, ssize_t,                                                             \

@@ -1233,3 +1233,37 @@ Test(client_policy, closed_port_still_gives_econnrefused)
 		  p.err);
 	h_proc_free(&p);
 }
+
+/* exec with a wrapped connection inherited: the TLS state cannot follow; the user is told. */
+static const char *exec_script =
+    "import os, socket, sys\n"
+    "s = socket.create_connection(('localhost', int(sys.argv[1])))\n"
+    "if sys.argv[2] == 'inherit': os.set_inheritable(s.fileno(), True)\n"
+    "os.execv('/bin/true', ['/bin/true'])\n";
+
+Test(client_log, warns_when_exec_inherits_a_wrapped_connection)
+{
+	int port = h_free_port();
+	struct h_proc p;
+	int rc;
+
+	start_sink(port, "server.pem", "server.key", NULL, NULL);
+	rc = run_shim(
+	    &p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, fmt("%d", port), "inherit"));
+	cr_expect_eq(rc, 0, "expected the exec'ed /bin/true to exit 0, got %d; stderr:\n%s", rc,
+		     p.err);
+	cr_expect(strstr(p.err, "warn: connect localhost:") &&
+		      strstr(p.err, "exec of /bin/true inherits it as fd"),
+		  "expected a warning naming the connection and the exec, got stderr:\n%s", p.err);
+	h_proc_free(&p);
+
+	/* Python's sockets are close-on-exec by default: nothing is inherited, no warning. */
+	rc = run_shim(
+	    &p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, fmt("%d", port), "cloexec"));
+	cr_expect_eq(rc, 0, "expected exit 0, got %d; stderr:\n%s", rc, p.err);
+	cr_expect(strstr(p.err, "inherits it") == NULL,
+		  "expected no warning for a close-on-exec socket, got stderr:\n%s", p.err);
+	h_proc_free(&p);
+}
