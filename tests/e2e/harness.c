@@ -1014,3 +1014,15 @@ __attribute__((visibility("default"), used)) const char *__asan_default_options(
 {
 	return "detect_leaks=0";
 }
+
+char *h_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}

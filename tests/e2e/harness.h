@@ -13,11 +13,11 @@
 #include <sys/types.h>
 
 /* ---- paths (absolute; owned by the harness, valid for the process) ---- */
-const char *h_build(void); /* $BUILD from the Makefile, default "build" */
-const char *h_shim(void);  /* BUILD/libtlsshim.so */
-const char *h_cmd(void);   /* BUILD/tlsshim */
+const char *h_build(void);            /* $BUILD from the Makefile, default "build" */
+const char *h_shim(void);             /* BUILD/libtlsshim.so */
+const char *h_cmd(void);              /* BUILD/tlsshim */
 const char *h_prog(const char *name); /* BUILD/tests/progs/NAME */
-const char *h_src(void);   /* the source tree's top directory */
+const char *h_src(void);              /* the source tree's top directory */
 /* The test PKI directory, made on first use by scripts/mkpki into a fresh temp dir. */
 const char *h_pki(void);
 /* "h_pki()/NAME", e.g. h_pki_file("server.pem"). Valid for the process. */
@@ -36,7 +36,7 @@ struct h_env {
 void h_env_init(struct h_env *e);
 /* Sets (or replaces) KEY to the formatted value. */
 void h_env_set(struct h_env *e, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* LD_PRELOAD = [the sanitizer runtime under SAN=asan/tsan] + h_shim(). */
 void h_env_preload(struct h_env *e);
 void h_env_free(struct h_env *e);
@@ -51,7 +51,7 @@ struct h_proc {
 	int in_fd, out_fd, err_fd; /* our ends of the pipes; -1 once closed */
 	char *out, *err;           /* collected output, NUL-terminated */
 	size_t out_len, err_len;
-	int status;                /* wait status once reaped */
+	int status; /* wait status once reaped */
 	int reaped;
 };
 
@@ -60,8 +60,8 @@ struct h_proc {
  * STDIN_DATA (may be NULL) is written to its stdin, which is then closed.
  * Returns 0, or -1 with errno.
  */
-int h_spawn(struct h_proc *p, char *const argv[], const struct h_env *env,
-	    const void *stdin_data, size_t stdin_len);
+int h_spawn(struct h_proc *p, char *const argv[], const struct h_env *env, const void *stdin_data,
+	    size_t stdin_len);
 /*
  * Collects output until the process exits or TIMEOUT_MS passes (then it is
  * killed with SIGKILL and -1 is returned). Returns the exit code (128+signal
@@ -89,6 +89,9 @@ int h_free_port(void);
 int h_wait_port(int port, int timeout_ms);
 /* Whether something listens on PORT now (any local address). */
 int h_port_listening(int port);
+
+/* A formatted string that lives as long as the test process (aborts if out of memory). */
+char *h_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on error. */
 char *h_read_file(const char *path, size_t *len);

@@ -48,20 +48,6 @@ TestSuite(client_options, .fini = teardown, .timeout = 60);
 TestSuite(client_log, .fini = teardown, .timeout = 60);
 TestSuite(client_transfer, .fini = teardown, .timeout = 120);
 
-/* A formatted string that lives as long as the test process. */
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	if (vasprintf(&s, f, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 static const char *pki(const char *name)
 {
 	return h_pki_file(name);
@@ -101,7 +87,7 @@ static struct h_proc *start_sink(int port, const char *cert, const char *key, co
 		argv[n++] = (char *)opt1;
 	if (opt2)
 		argv[n++] = (char *)opt2;
-	argv[n++] = fmt("%d", port);
+	argv[n++] = h_fmt("%d", port);
 	argv[n++] = (char *)pki(cert);
 	argv[n++] = (char *)pki(key);
 	argv[n] = NULL;
@@ -110,8 +96,8 @@ static struct h_proc *start_sink(int port, const char *cert, const char *key, co
 
 static struct h_proc *start_s_server(int port, const char *cert, const char *key)
 {
-	return start_server(ARGV("openssl", "s_server", "-www", "-accept", fmt("%d", port), "-cert",
-				 (char *)pki(cert), "-key", (char *)pki(key)),
+	return start_server(ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port),
+				 "-cert", (char *)pki(cert), "-key", (char *)pki(key)),
 			    port);
 }
 
@@ -119,9 +105,10 @@ static struct h_proc *start_recorder(int port, const char *file, const char *rep
 {
 	if (reply)
 		return start_server(ARGV((char *)h_prog("recorder"), "-r", (char *)reply,
-					 fmt("%d", port), (char *)file),
+					 h_fmt("%d", port), (char *)file),
 				    port);
-	return start_server(ARGV((char *)h_prog("recorder"), fmt("%d", port), (char *)file), port);
+	return start_server(ARGV((char *)h_prog("recorder"), h_fmt("%d", port), (char *)file),
+			    port);
 }
 
 /* The environment of a program under the shim with POLICY. */
@@ -182,7 +169,7 @@ static char *spki_pin(const char *path)
 	EVP_EncodeBlock(b64, md, 32);
 	OPENSSL_free(der);
 	X509_free(x);
-	return fmt("sha256/%s", b64);
+	return h_fmt("sha256/%s", b64);
 }
 
 static int contains_ci(const char *hay, const char *needle)
@@ -211,7 +198,7 @@ static char *line_with(const char *text, const char *needle)
 /* Waits (up to 5 s) for the sink to report connection ID finished or failed. */
 static void sink_wait(struct h_proc *sink, int id)
 {
-	char *ok = fmt("conn %d: received", id), *bad = fmt("conn %d: handshake failed", id);
+	char *ok = h_fmt("conn %d: received", id), *bad = h_fmt("conn %d: handshake failed", id);
 
 	for (int i = 0; i < 250; i++) {
 		h_collect(sink, 0);
@@ -244,8 +231,8 @@ Test(client_curl, gets_page_over_tls)
 	if (!curl_usable())
 		cr_skip_test("curl hangs in setlocale under the ASan runtime");
 	start_s_server(port, "server.pem", "server.key");
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV("curl", "-sS", "--max-time", "15", fmt("http://localhost:%d/", port)));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV("curl", "-sS", "--max-time", "15", h_fmt("http://localhost:%d/", port)));
 	cr_expect_eq(rc, 0, "expected curl to exit 0 through the shim, got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.out, "s_server -www"), "expected s_server's status page, got:\n%.500s",
@@ -264,7 +251,7 @@ Test(client_curl, fails_against_tls_server_without_the_shim)
 
 	start_s_server(port, "server.pem", "server.key");
 	rc = run_plain(&p,
-		       ARGV("curl", "-sS", "--max-time", "5", fmt("http://localhost:%d/", port)));
+		       ARGV("curl", "-sS", "--max-time", "5", h_fmt("http://localhost:%d/", port)));
 	cr_expect_neq(rc, 0, "expected plain curl to fail against a TLS server, got 0 with:\n%s",
 		      p.out);
 	cr_expect(!strstr(p.out, "s_server -www"), "expected no page without the shim, got:\n%s",
@@ -284,9 +271,9 @@ Test(client_python, urllib_gets_page_over_tls)
 	int rc;
 
 	start_s_server(port, "server.pem", "server.key");
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
 		      ARGV("/usr/bin/python3", "-c", (char *)urllib_script,
-			   fmt("http://localhost:%d/", port)));
+			   h_fmt("http://localhost:%d/", port)));
 	cr_expect_eq(rc, 0,
 		     "expected python3 urllib to exit 0 through the shim, got %d; stderr:\n%s", rc,
 		     p.err);
@@ -302,7 +289,7 @@ Test(client_python, urllib_fails_against_tls_server_without_the_shim)
 
 	start_s_server(port, "server.pem", "server.key");
 	rc = run_plain(&p, ARGV("/usr/bin/python3", "-c", (char *)urllib_script,
-				fmt("http://localhost:%d/", port)));
+				h_fmt("http://localhost:%d/", port)));
 	cr_expect_neq(rc, 0, "expected plain urllib to fail against a TLS server, got 0 with:\n%s",
 		      p.out);
 	cr_expect(!strstr(p.out, "status-page"), "expected no page without the shim, got:\n%s",
@@ -332,13 +319,14 @@ Test(client_python, resumes_tls_sessions_within_one_process)
 	int rc;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV("/usr/bin/python3", "-c", (char *)three_conns_script, fmt("%d", port)));
+	rc =
+	    run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		     ARGV("/usr/bin/python3", "-c", (char *)three_conns_script, h_fmt("%d", port)));
 	cr_expect_eq(rc, 0, "expected the 3-connection script to exit 0, got %d; stderr:\n%s", rc,
 		     p.err);
 	sink_wait(sink, 3);
 	for (int i = 0; i < 3; i++) {
-		char *expect = sha256_hex(fmt("conn%d", i), 5);
+		char *expect = sha256_hex(h_fmt("conn%d", i), 5);
 
 		cr_expect(strstr(p.out, expect),
 			  "expected reply %d to be sha256(conn%d)=%s, got:\n%s", i + 1, i, expect,
@@ -349,7 +337,7 @@ Test(client_python, resumes_tls_sessions_within_one_process)
 		      strstr(line_with(sink->out, "conn 1: handshake ok") ?: "", "resumed=no"),
 		  "expected a full handshake first, tls_sink said:\n%s", sink->out);
 	for (int id = 2; id <= 3; id++) {
-		char *line = line_with(sink->out, fmt("conn %d: handshake ok", id));
+		char *line = line_with(sink->out, h_fmt("conn %d: handshake ok", id));
 
 		cr_expect(line && strstr(line, "resumed=yes"),
 			  "expected connection %d to resume the session, tls_sink said:\n%s", id,
@@ -365,26 +353,26 @@ Test(client_redis, plain_redis_cli_sets_and_gets_over_tls)
 {
 	int port = h_free_port();
 	const char *dir = h_tmpdir();
-	char *policy = fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem"));
+	char *policy = h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem"));
 	struct h_proc p;
 	int rc;
 
-	start_server(ARGV("redis-server", "--port", "0", "--tls-port", fmt("%d", port), "--bind",
+	start_server(ARGV("redis-server", "--port", "0", "--tls-port", h_fmt("%d", port), "--bind",
 			  "127.0.0.1", "--tls-cert-file", (char *)pki("server.pem"),
 			  "--tls-key-file", (char *)pki("server.key"), "--tls-ca-cert-file",
 			  (char *)pki("ca.pem"), "--tls-auth-clients", "no", "--save", "",
 			  "--appendonly", "no", "--dir", (char *)dir),
 		     port);
 	rc = run_shim(&p, policy,
-		      ARGV("redis-cli", "-h", "localhost", "-p", fmt("%d", port), "SET", "tlsshim",
-			   "hello-redis"));
+		      ARGV("redis-cli", "-h", "localhost", "-p", h_fmt("%d", port), "SET",
+			   "tlsshim", "hello-redis"));
 	cr_expect_eq(rc, 0, "expected redis-cli SET to exit 0, got %d; stderr:\n%s", rc, p.err);
 	cr_expect_str_eq(p.out, "OK\n", "expected SET to answer OK, got \"%s\" (stderr: %s)", p.out,
 			 p.err);
 	h_proc_free(&p);
-	rc =
-	    run_shim(&p, policy,
-		     ARGV("redis-cli", "-h", "localhost", "-p", fmt("%d", port), "GET", "tlsshim"));
+	rc = run_shim(
+	    &p, policy,
+	    ARGV("redis-cli", "-h", "localhost", "-p", h_fmt("%d", port), "GET", "tlsshim"));
 	cr_expect_eq(rc, 0, "expected redis-cli GET to exit 0, got %d; stderr:\n%s", rc, p.err);
 	cr_expect_str_eq(p.out, "hello-redis\n", "expected GET to return hello-redis, got \"%s\"",
 			 p.out);
@@ -400,7 +388,7 @@ Test(client_redis, plain_redis_cli_sets_and_gets_over_tls)
 static void check_rejected(const char *cert, const char *key, const char *reason)
 {
 	int port = h_free_port();
-	char *policy = fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem"));
+	char *policy = h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem"));
 	char *prefix;
 	struct h_proc p, *sink;
 	char *line;
@@ -409,17 +397,18 @@ static void check_rejected(const char *cert, const char *key, const char *reason
 	sink = start_sink(port, cert, key, NULL, NULL);
 
 	/* tcpcat: blocking connect -> ECONNREFUSED */
-	rc = run_shim(&p, policy,
-		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "SECRET"));
+	rc = run_shim(
+	    &p, policy,
+	    ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "SECRET"));
 	cr_expect_eq(rc, 1,
 		     "expected tcpcat to exit 1 against %s, got %d; stdout:\n%s\nstderr:\n%s", cert,
 		     rc, p.out, p.err);
 	cr_expect(strstr(p.err, "connect: Connection refused (ECONNREFUSED)"),
 		  "expected connect to fail with ECONNREFUSED against %s, stderr:\n%s", cert,
 		  p.err);
-	prefix = fmt("tlsshim[%d]: error: connect localhost:%d (127.0.0.1): "
-		     "certificate verify failed: ",
-		     p.pid, port);
+	prefix = h_fmt("tlsshim[%d]: error: connect localhost:%d (127.0.0.1): "
+		       "certificate verify failed: ",
+		       p.pid, port);
 	line = line_with(p.err, prefix);
 	cr_expect_not_null(line, "expected a log line starting \"%s\" against %s, stderr:\n%s",
 			   prefix, cert, p.err);
@@ -436,7 +425,7 @@ static void check_rejected(const char *cert, const char *key, const char *reason
 	if (!curl_usable())
 		return;
 	rc = run_shim(&p, policy,
-		      ARGV("curl", "-sS", "--max-time", "15", fmt("http://localhost:%d/", port)));
+		      ARGV("curl", "-sS", "--max-time", "15", h_fmt("http://localhost:%d/", port)));
 	cr_expect_eq(rc, 7, "expected curl to exit 7 (couldn't connect) against %s, got %d:\n%s",
 		     cert, rc, p.err);
 	line = line_with(p.err, ": error: connect localhost:");
@@ -477,8 +466,9 @@ Test(client_verify, accepts_chain_through_intermediate)
 	int rc;
 
 	start_sink(port, "server-chain.pem", "server.key", NULL, NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "chain"));
+	rc =
+	    run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		     ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "chain"));
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 via leaf+intermediate, got %d; stderr:\n%s",
 		     rc, p.err);
 	cr_expect(strstr(p.out, sha256_hex("chain", 5)), "expected sha256(\"chain\") back, got %s",
@@ -494,8 +484,8 @@ Test(client_verify, nonblocking_connect_sees_econnreset)
 
 	sink = start_sink(port, "other-server.pem", "other-server.key", NULL, NULL);
 	rc = run_shim(
-	    &p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-	    ARGV((char *)h_prog("tcpcat"), "-N", "-h", "localhost", fmt("%d", port), "SECRET"));
+	    &p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV((char *)h_prog("tcpcat"), "-N", "-h", "localhost", h_fmt("%d", port), "SECRET"));
 	cr_expect_eq(rc, 1, "expected non-blocking tcpcat to exit 1, got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.err, "(ECONNRESET)"),
@@ -515,7 +505,7 @@ Test(client_verify, nonblocking_connect_sees_econnreset)
 static void check_no_cleartext(const char *reply, const char *extra_opt)
 {
 	int port = h_free_port();
-	const char *file = fmt("%s/recorded", h_tmpdir());
+	const char *file = h_fmt("%s/recorded", h_tmpdir());
 	const char *marker = "MARKER-7f3a9c-cleartext";
 	struct h_proc p, *rec;
 	size_t len = 0;
@@ -523,8 +513,8 @@ static void check_no_cleartext(const char *reply, const char *extra_opt)
 	int rc;
 
 	rec = start_recorder(port, file, reply);
-	rc = run_shim(&p, fmt("connect 127.0.0.1:%d tls ca=%s%s", port, pki("ca.pem"), extra_opt),
-		      ARGV((char *)h_prog("tcpcat"), "-t", "5", "127.0.0.1", fmt("%d", port),
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s%s", port, pki("ca.pem"), extra_opt),
+		      ARGV((char *)h_prog("tcpcat"), "-t", "5", "127.0.0.1", h_fmt("%d", port),
 			   (char *)marker));
 	cr_expect_eq(rc, 1,
 		     "expected tcpcat to fail against a plain server, got %d; stdout:\n%s\n"
@@ -561,19 +551,19 @@ Test(client_cleartext, never_sends_data_to_a_silent_server)
 Test(client_policy, deny_fails_connect_with_eacces)
 {
 	int port = h_free_port();
-	const char *file = fmt("%s/recorded", h_tmpdir());
+	const char *file = h_fmt("%s/recorded", h_tmpdir());
 	struct h_proc p, *rec;
 	char *line;
 	int rc;
 
 	rec = start_recorder(port, file, NULL);
-	rc = run_shim(&p, fmt("connect 127.0.0.1:%d deny", port),
-		      ARGV((char *)h_prog("tcpcat"), "127.0.0.1", fmt("%d", port), "denied"));
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d deny", port),
+		      ARGV((char *)h_prog("tcpcat"), "127.0.0.1", h_fmt("%d", port), "denied"));
 	cr_expect_eq(rc, 1, "expected tcpcat to exit 1 on deny, got %d; stderr:\n%s", rc, p.err);
 	cr_expect(strstr(p.err, "connect: Permission denied (EACCES)"),
 		  "expected connect to fail with EACCES, stderr:\n%s", p.err);
-	line = line_with(p.err, fmt("tlsshim[%d]: warn: connect ", p.pid));
-	cr_expect(line && strstr(line, fmt(":%d", port)) && strstr(line, "127.0.0.1"),
+	line = line_with(p.err, h_fmt("tlsshim[%d]: warn: connect ", p.pid));
+	cr_expect(line && strstr(line, h_fmt(":%d", port)) && strstr(line, "127.0.0.1"),
 		  "expected a warn line naming 127.0.0.1:%d, stderr:\n%s", port, p.err);
 	free(line);
 	h_collect(rec, 200);
@@ -585,15 +575,16 @@ Test(client_policy, deny_fails_connect_with_eacces)
 Test(client_policy, plain_rule_carves_cleartext_out_of_a_wildcard)
 {
 	int port = h_free_port();
-	const char *file = fmt("%s/recorded", h_tmpdir());
+	const char *file = h_fmt("%s/recorded", h_tmpdir());
 	struct h_proc p, *rec;
 	char *got;
 	int rc;
 
 	rec = start_recorder(port, file, "pong\\n");
 	rc = run_shim(
-	    &p, fmt("connect *:* tls ca=%s; connect localhost:%d plain", pki("ca.pem"), port),
-	    ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "plain-marker\\n"));
+	    &p, h_fmt("connect *:* tls ca=%s; connect localhost:%d plain", pki("ca.pem"), port),
+	    ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port),
+		 "plain-marker\\n"));
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 on a plain carve-out, got %d; stderr:\n%s",
 		     rc, p.err);
 	cr_expect_str_eq(p.out, "pong\n", "expected the recorder's \"pong\", got \"%s\"", p.out);
@@ -610,15 +601,15 @@ Test(client_policy, plain_rule_carves_cleartext_out_of_a_wildcard)
 Test(client_policy, leaves_unmatched_destinations_alone)
 {
 	int port = h_free_port(), other = h_free_port();
-	const char *file = fmt("%s/recorded", h_tmpdir());
+	const char *file = h_fmt("%s/recorded", h_tmpdir());
 	struct h_proc p, *rec;
 	char *got;
 	int rc;
 
 	rec = start_recorder(port, file, "pong\\n");
 	rc = run_shim(
-	    &p, fmt("connect localhost:%d tls ca=%s", other, pki("ca.pem")),
-	    ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "unmatched\\n"));
+	    &p, h_fmt("connect localhost:%d tls ca=%s", other, pki("ca.pem")),
+	    ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "unmatched\\n"));
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 to an unmatched port, got %d; stderr:\n%s",
 		     rc, p.err);
 	cr_expect_str_eq(p.out, "pong\n", "expected \"pong\", got \"%s\"", p.out);
@@ -651,7 +642,7 @@ Test(client_policy, leaves_unix_sockets_pipes_udp_and_files_alone)
 	struct h_proc p;
 	int rc;
 
-	rc = run_shim(&p, fmt("connect *:* tls ca=%s", pki("ca.pem")),
+	rc = run_shim(&p, h_fmt("connect *:* tls ca=%s", pki("ca.pem")),
 		      ARGV("/usr/bin/python3", "-c", (char *)unix_script, (char *)h_tmpdir()));
 	cr_expect_eq(rc, 0, "expected the script to exit 0 under connect *:* tls, got %d:\n%s", rc,
 		     p.err);
@@ -664,12 +655,12 @@ Test(client_policy, leaves_unix_sockets_pipes_udp_and_files_alone)
 Test(client_policy, program_that_wraps_nothing_runs_unchanged)
 {
 	const char *dir = h_tmpdir();
-	char *file = fmt("%s/data", dir);
+	char *file = h_fmt("%s/data", dir);
 	char *const *progs[] = {
 	    ARGV("/bin/echo", "hello"),
 	    ARGV("/bin/ls", "-l", "/usr/bin/env"),
 	    ARGV("/usr/bin/sort", file),
-	    ARGV("/bin/sh", "-c", fmt("cat %s | tr a-z A-Z | uniq -c", file)),
+	    ARGV("/bin/sh", "-c", h_fmt("cat %s | tr a-z A-Z | uniq -c", file)),
 	    ARGV("/usr/bin/python3", "-c", "import socket; print(socket.gethostname() != '')"),
 	    ARGV("curl", "--version"),
 	};
@@ -681,8 +672,8 @@ Test(client_policy, program_that_wraps_nothing_runs_unchanged)
 		int rc1, rc2;
 
 		rc1 = run_plain(&without, progs[i]);
-		rc2 =
-		    run_shim(&with, fmt("connect localhost:1 tls ca=%s", pki("ca.pem")), progs[i]);
+		rc2 = run_shim(&with, h_fmt("connect localhost:1 tls ca=%s", pki("ca.pem")),
+			       progs[i]);
 		cr_expect_eq(rc1, rc2,
 			     "expected %s to exit the same with and without the shim, got "
 			     "%d vs %d",
@@ -710,10 +701,10 @@ Test(client_transfer, sends_100_megabytes_intact)
 	int rc;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	cr_assert_eq(h_spawn(&p,
-			     ARGV((char *)h_prog("xfer_client"), "localhost", fmt("%d", port),
-				  fmt("%llu", bytes)),
+			     ARGV((char *)h_prog("xfer_client"), "localhost", h_fmt("%d", port),
+				  h_fmt("%llu", bytes)),
 			     &e, NULL, 0),
 		     0, "expected xfer_client to start");
 	rc = h_wait(&p, 100000);
@@ -725,7 +716,7 @@ Test(client_transfer, sends_100_megabytes_intact)
 			   p.out);
 	sink_wait(sink, 1);
 	line = line_with(sink->out, "conn 1: received");
-	cr_expect(line && strstr(line, fmt("received %llu bytes", bytes)) &&
+	cr_expect(line && strstr(line, h_fmt("received %llu bytes", bytes)) &&
 		      strstr(line, strrchr(sent_hex, ' ') + 1),
 		  "expected tls_sink to receive %llu bytes with the digest of \"%s\", it said:\n%s",
 		  bytes, sent_hex, sink->out);
@@ -745,8 +736,9 @@ static void expect_exchange(const char *policy, const char *host, int port, cons
 	char *want = sha256_hex("ping", 4);
 	int rc;
 
-	rc = run_shim(&p, policy,
-		      ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, fmt("%d", port), "ping"));
+	rc =
+	    run_shim(&p, policy,
+		     ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, h_fmt("%d", port), "ping"));
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 (%s), got %d; stderr:\n%s", what, rc, p.err);
 	cr_expect(strstr(p.out, want), "expected sha256(\"ping\") back (%s), got \"%s\"", what,
 		  p.out);
@@ -759,13 +751,14 @@ static void expect_refused(const char *policy, const char *host, int port, const
 	struct h_proc p;
 	int rc;
 
-	rc = run_shim(&p, policy,
-		      ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, fmt("%d", port), "ping"));
+	rc =
+	    run_shim(&p, policy,
+		     ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, h_fmt("%d", port), "ping"));
 	cr_expect_eq(rc, 1, "expected tcpcat to fail (%s), got %d; stdout:\n%s\nstderr:\n%s", what,
 		     rc, p.out, p.err);
 	cr_expect(strstr(p.err, "connect: Connection refused (ECONNREFUSED)"),
 		  "expected ECONNREFUSED (%s), stderr:\n%s", what, p.err);
-	cr_expect(strstr(p.err, fmt("tlsshim[%d]: error: connect ", p.pid)),
+	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: error: connect ", p.pid)),
 		  "expected an error log line (%s), stderr:\n%s", what, p.err);
 	h_proc_free(&p);
 }
@@ -773,7 +766,7 @@ static void expect_refused(const char *policy, const char *host, int port, const
 static char *sink_line(struct h_proc *sink, int id)
 {
 	sink_wait(sink, id);
-	return line_with(sink->out, fmt("conn %d: handshake", id)) ?: strdup("(none)");
+	return line_with(sink->out, h_fmt("conn %d: handshake", id)) ?: strdup("(none)");
 }
 
 Test(client_options, ip_literal_is_verified_by_name_option)
@@ -783,12 +776,13 @@ Test(client_options, ip_literal_is_verified_by_name_option)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	expect_exchange(fmt("connect 127.0.0.1:%d tls ca=%s name=server.test", port, pki("ca.pem")),
-			"127.0.0.1", port, "name=server.test");
+	expect_exchange(
+	    h_fmt("connect 127.0.0.1:%d tls ca=%s name=server.test", port, pki("ca.pem")),
+	    "127.0.0.1", port, "name=server.test");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "sni=-"), "expected no SNI for an IP literal, tls_sink said: %s",
 		  line);
-	expect_refused(fmt("connect 127.0.0.1:%d tls ca=%s name=wrong.test", port, pki("ca.pem")),
+	expect_refused(h_fmt("connect 127.0.0.1:%d tls ca=%s name=wrong.test", port, pki("ca.pem")),
 		       "127.0.0.1", port, "name=wrong.test");
 }
 
@@ -797,7 +791,7 @@ Test(client_options, ip_literal_is_verified_against_the_address)
 	int port = h_free_port();
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	expect_exchange(fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")), "127.0.0.1",
+	expect_exchange(h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")), "127.0.0.1",
 			port, "IP SAN 127.0.0.1");
 }
 
@@ -808,7 +802,7 @@ Test(client_options, sends_resolved_name_as_sni)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	expect_exchange(fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")), "localhost",
+	expect_exchange(h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")), "localhost",
 			port, "default SNI");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "sni=localhost "), "expected SNI localhost, tls_sink said: %s",
@@ -822,8 +816,9 @@ Test(client_options, sends_configured_sni)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	expect_exchange(fmt("connect localhost:%d tls ca=%s sni=server.test", port, pki("ca.pem")),
-			"localhost", port, "sni=server.test");
+	expect_exchange(
+	    h_fmt("connect localhost:%d tls ca=%s sni=server.test", port, pki("ca.pem")),
+	    "localhost", port, "sni=server.test");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "sni=server.test "), "expected SNI server.test, tls_sink said: %s",
 		  line);
@@ -837,14 +832,14 @@ Test(client_options, insecure_accepts_self_signed_with_a_warning)
 	int rc;
 
 	start_sink(port, "selfsigned.pem", "selfsigned.key", NULL, NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls insecure", port),
-		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls insecure", port),
+		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"));
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 with insecure, got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.out, sha256_hex("ping", 4)), "expected the digest back, got \"%s\"",
 		  p.out);
-	line = line_with(p.err, fmt("tlsshim[%d]: warn: ", p.pid));
-	cr_expect(line && strstr(line, fmt("localhost:%d", port)),
+	line = line_with(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid));
+	cr_expect(line && strstr(line, h_fmt("localhost:%d", port)),
 		  "expected a warn line about the unverified connection, stderr:\n%s", p.err);
 	free(line);
 	h_proc_free(&p);
@@ -856,9 +851,9 @@ Test(client_options, pin_accepts_right_key_and_rejects_wrong_one)
 	char *right = spki_pin(pki("server.pem")), *wrong = spki_pin(pki("other-server.pem"));
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	expect_exchange(fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"), right),
+	expect_exchange(h_fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"), right),
 			"localhost", port, "right pin");
-	expect_refused(fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"), wrong),
+	expect_refused(h_fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"), wrong),
 		       "localhost", port, "wrong pin");
 }
 
@@ -869,8 +864,8 @@ Test(client_options, presents_client_certificate)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", "-C", pki("ca.pem"));
-	expect_exchange(fmt("connect localhost:%d tls ca=%s cert=%s key=%s", port, pki("ca.pem"),
-			    pki("client.pem"), pki("client.key")),
+	expect_exchange(h_fmt("connect localhost:%d tls ca=%s cert=%s key=%s", port, pki("ca.pem"),
+			      pki("client.pem"), pki("client.key")),
 			"localhost", port, "with client certificate");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "peer=client.test"),
@@ -884,8 +879,8 @@ Test(client_options, fails_without_client_certificate_when_required)
 	int rc;
 
 	sink = start_sink(port, "server.pem", "server.key", "-C", pki("ca.pem"));
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"));
 	/* TLS 1.3: the client learns of the rejection only after its handshake completes. */
 	cr_expect_neq(rc, 0, "expected tcpcat to fail without a client certificate, got 0: %s",
 		      p.out);
@@ -904,11 +899,11 @@ Test(client_options, min_version_1_3_refuses_tls_1_2_server)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", "-M", "1.2");
-	expect_exchange(fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")), "localhost",
+	expect_exchange(h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")), "localhost",
 			port, "default min-version against TLS 1.2");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "version=TLSv1.2"), "expected TLS 1.2, tls_sink said: %s", line);
-	expect_refused(fmt("connect localhost:%d tls ca=%s min-version=1.3", port, pki("ca.pem")),
+	expect_refused(h_fmt("connect localhost:%d tls ca=%s min-version=1.3", port, pki("ca.pem")),
 		       "localhost", port, "min-version=1.3 against a TLS 1.2 server");
 }
 
@@ -919,8 +914,9 @@ Test(client_options, negotiates_alpn)
 	char *line;
 
 	sink = start_sink(port, "server.pem", "server.key", "-a", "http/1.1");
-	expect_exchange(fmt("connect localhost:%d tls ca=%s alpn=h2,http/1.1", port, pki("ca.pem")),
-			"localhost", port, "alpn=h2,http/1.1");
+	expect_exchange(
+	    h_fmt("connect localhost:%d tls ca=%s alpn=h2,http/1.1", port, pki("ca.pem")),
+	    "localhost", port, "alpn=h2,http/1.1");
 	line = sink_line(sink, 1);
 	cr_expect(strstr(line, "alpn=http/1.1"), "expected ALPN http/1.1, tls_sink said: %s", line);
 }
@@ -930,16 +926,16 @@ Test(client_options, negotiates_alpn)
 Test(client_log, keylog_file_gets_the_session_secrets)
 {
 	int port = h_free_port();
-	char *keylog = fmt("%s/keys.log", h_tmpdir());
+	char *keylog = h_fmt("%s/keys.log", h_tmpdir());
 	struct h_proc p;
 	struct h_env e;
 	char *keys;
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_KEYLOG", "%s", keylog);
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"),
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0 with a key log, got %d; stderr:\n%s", rc,
@@ -949,7 +945,7 @@ Test(client_log, keylog_file_gets_the_session_secrets)
 		      strstr(keys, "CLIENT_TRAFFIC_SECRET_0 "),
 		  "expected NSS key-log lines for TLS 1.3 in %s, got:\n%s", keylog,
 		  keys ? keys : "(no file)");
-	cr_expect(strstr(p.err, fmt("tlsshim[%d]: warn: ", p.pid)),
+	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid)),
 		  "expected a warning that the key log is on, stderr:\n%s", p.err);
 	free(keys);
 	h_proc_free(&p);
@@ -958,22 +954,22 @@ Test(client_log, keylog_file_gets_the_session_secrets)
 Test(client_log, log_file_receives_the_lines_instead_of_stderr)
 {
 	int port = h_free_port();
-	char *logfile = fmt("%s/shim.log", h_tmpdir());
+	char *logfile = h_fmt("%s/shim.log", h_tmpdir());
 	struct h_proc p;
 	struct h_env e;
 	char *log;
 	int rc;
 
-	shim_env(&e, fmt("connect 127.0.0.1:%d deny", port));
+	shim_env(&e, h_fmt("connect 127.0.0.1:%d deny", port));
 	h_env_set(&e, "TLSSHIM_LOG_FILE", "%s", logfile);
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "127.0.0.1", fmt("%d", port), "x"), &e,
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "127.0.0.1", h_fmt("%d", port), "x"), &e,
 		   CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 1, "expected tcpcat to exit 1 on deny, got %d", rc);
 	cr_expect_str_eq(p.err, "connect: Permission denied (EACCES)\n",
 			 "expected only tcpcat's own message on stderr, got:\n%s", p.err);
 	log = h_read_file(logfile, NULL);
-	cr_expect(log && strstr(log, fmt("tlsshim[%d]: warn: connect ", p.pid)),
+	cr_expect(log && strstr(log, h_fmt("tlsshim[%d]: warn: connect ", p.pid)),
 		  "expected the warn line in %s, got:\n%s", logfile, log ? log : "(no file)");
 	free(log);
 	h_proc_free(&p);
@@ -987,13 +983,13 @@ Test(client_log, debug_level_logs_close_notify)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_LOG", "debug");
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"),
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected tcpcat to exit 0, got %d; stderr:\n%s", rc, p.err);
-	cr_expect(strstr(p.err, fmt("tlsshim[%d]: debug: ", p.pid)),
+	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: debug: ", p.pid)),
 		  "expected debug lines with TLSSHIM_LOG=debug, stderr:\n%s", p.err);
 	cr_expect(contains_ci(p.err, "close_notify") || contains_ci(p.err, "close notify"),
 		  "expected the close_notify exchange logged at debug, stderr:\n%s", p.err);
@@ -1027,8 +1023,8 @@ Test(client_log, bad_policy_stops_the_program_with_status_78)
 		cr_expect(!strstr(p.out, "program-ran"),
 			  "expected the program not to start for \"%s\", it printed:\n%s", pol,
 			  p.out);
-		prefix = cases[i].at ? fmt("tlsshim: TLSSHIM_POLICY:1:%d: ",
-					   (int)(strstr(pol, cases[i].at) - pol) + 1)
+		prefix = cases[i].at ? h_fmt("tlsshim: TLSSHIM_POLICY:1:%d: ",
+					     (int)(strstr(pol, cases[i].at) - pol) + 1)
 				     : "tlsshim: TLSSHIM_POLICY:1:";
 		cr_expect(strncmp(p.err, prefix, strlen(prefix)) == 0,
 			  "expected stderr to start \"%s\" for \"%s\", got:\n%s", prefix, pol,
@@ -1048,16 +1044,16 @@ Test(client_log, peer_closing_without_close_notify_is_logged_at_info)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", "-x", NULL);
-	shim_env(&e, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_LOG", "info");
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"),
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected tcpcat to see a clean EOF (exit 0), got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.out, sha256_hex("ping", 4)), "expected the digest back, got \"%s\"",
 		  p.out);
-	cr_expect(strstr(p.err, fmt("tlsshim[%d]: info: ", p.pid)),
+	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: info: ", p.pid)),
 		  "expected an info line about the missing close_notify, stderr:\n%s", p.err);
 	h_proc_free(&p);
 }
@@ -1083,8 +1079,8 @@ Test(client_python, asyncio_client_resolving_on_a_helper_thread)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV("/usr/bin/python3", "-c", (char *)asyncio_script, fmt("%d", port)));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV("/usr/bin/python3", "-c", (char *)asyncio_script, h_fmt("%d", port)));
 	cr_expect_eq(rc, 0, "expected the asyncio client to exit 0, got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.out, want), "expected sha256(\"async-ping\")=%s back, got \"%s\"", want,
@@ -1115,12 +1111,12 @@ Test(client_python, connections_from_eight_threads_at_once)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV("/usr/bin/python3", "-c", (char *)threads_script, fmt("%d", port)));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV("/usr/bin/python3", "-c", (char *)threads_script, h_fmt("%d", port)));
 	cr_expect_eq(rc, 0, "expected the threaded client to exit 0, got %d; stderr:\n%s", rc,
 		     p.err);
 	for (int i = 0; i < 8; i++) {
-		char *msg = fmt("thread%d", i), *want = sha256_hex(msg, strlen(msg));
+		char *msg = h_fmt("thread%d", i), *want = sha256_hex(msg, strlen(msg));
 
 		cr_expect(strstr(p.out, want), "expected thread %d's digest %s, got:\n%s", i, want,
 			  p.out);
@@ -1162,7 +1158,7 @@ static const char *apis_script =
 Test(client_python, socket_apis_send_and_receive_through_tls)
 {
 	int port = h_free_port();
-	char *file = fmt("%s/payload", h_tmpdir());
+	char *file = h_fmt("%s/payload", h_tmpdir());
 	char data[65536];
 	struct h_proc p, *sink;
 	int rc;
@@ -1171,8 +1167,8 @@ Test(client_python, socket_apis_send_and_receive_through_tls)
 		data[i] = (char)(i * 31 + i / 251);
 	h_write_file(file, data, sizeof(data));
 	sink = start_sink(port, "server.pem", "server.key", "-e", NULL);
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV("/usr/bin/python3", "-c", (char *)apis_script, fmt("%d", port), file));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV("/usr/bin/python3", "-c", (char *)apis_script, h_fmt("%d", port), file));
 	cr_expect_eq(rc, 0,
 		     "expected the socket-API script to exit 0, got %d; stdout:\n%s\nstderr:\n"
 		     "%s",
@@ -1191,25 +1187,25 @@ Test(client_python, socket_apis_send_and_receive_through_tls)
 Test(client_policy, policy_file_combines_with_the_environment)
 {
 	int port = h_free_port(), denied = h_free_port();
-	char *file = fmt("%s/policy", h_tmpdir());
-	char *text = fmt("# the TLS rule\n\nconnect localhost:%d tls ca=%s  # trailing comment\n",
-			 port, pki("ca.pem"));
+	char *file = h_fmt("%s/policy", h_tmpdir());
+	char *text = h_fmt("# the TLS rule\n\nconnect localhost:%d tls ca=%s  # trailing comment\n",
+			   port, pki("ca.pem"));
 	struct h_proc p;
 	struct h_env e;
 	int rc;
 
 	h_write_file(file, text, strlen(text));
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, fmt("connect localhost:%d deny", denied));
+	shim_env(&e, h_fmt("connect localhost:%d deny", denied));
 	h_env_set(&e, "TLSSHIM_POLICY_FILE", "%s", file);
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", fmt("%d", port), "ping"),
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
 	cr_expect_eq(rc, 0, "expected the file's tls rule to apply (exit 0), got %d; stderr:\n%s",
 		     rc, p.err);
 	cr_expect(strstr(p.out, sha256_hex("ping", 4)), "expected the digest back, got \"%s\"",
 		  p.out);
 	h_proc_free(&p);
-	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "localhost", fmt("%d", denied), "x"), &e,
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "localhost", h_fmt("%d", denied), "x"), &e,
 		   CLIENT_MS);
 	cr_expect(rc == 1 && strstr(p.err, "(EACCES)"),
 		  "expected TLSSHIM_POLICY's deny rule to apply too, got %d; stderr:\n%s", rc,
@@ -1224,8 +1220,8 @@ Test(client_policy, closed_port_still_gives_econnrefused)
 	struct h_proc p;
 	int rc;
 
-	rc = run_shim(&p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV((char *)h_prog("tcpcat"), "localhost", fmt("%d", port), "x"));
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("tcpcat"), "localhost", h_fmt("%d", port), "x"));
 	cr_expect_eq(rc, 1, "expected tcpcat to exit 1 on a closed port, got %d", rc);
 	cr_expect(strstr(p.err, "connect: Connection refused (ECONNREFUSED)"),
 		  "expected the kernel's ECONNREFUSED, stderr:\n%s", p.err);
@@ -1249,8 +1245,8 @@ Test(client_log, warns_when_exec_inherits_a_wrapped_connection)
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
 	rc = run_shim(
-	    &p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, fmt("%d", port), "inherit"));
+	    &p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, h_fmt("%d", port), "inherit"));
 	cr_expect_eq(rc, 0, "expected the exec'ed /bin/true to exit 0, got %d; stderr:\n%s", rc,
 		     p.err);
 	cr_expect(strstr(p.err, "warn: connect localhost:") &&
@@ -1260,8 +1256,8 @@ Test(client_log, warns_when_exec_inherits_a_wrapped_connection)
 
 	/* Python's sockets are close-on-exec by default: nothing is inherited, no warning. */
 	rc = run_shim(
-	    &p, fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
-	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, fmt("%d", port), "cloexec"));
+	    &p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV("/usr/bin/python3", "-c", (char *)exec_script, h_fmt("%d", port), "cloexec"));
 	cr_expect_eq(rc, 0, "expected exit 0, got %d; stderr:\n%s", rc, p.err);
 	cr_expect(strstr(p.err, "inherits it") == NULL,
 		  "expected no warning for a close-on-exec socket, got stderr:\n%s", p.err);

@@ -21,22 +21,9 @@
 
 TestSuite(conformance, .timeout = 90);
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	if (vasprintf(&s, f, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 static const char *conform_bin(void)
 {
-	return fmt("%s/tests/conformance/conform", h_build());
+	return h_fmt("%s/tests/conformance/conform", h_build());
 }
 
 /* Both ends' environment: nothing, or the shim with one policy for both directions. */
@@ -46,10 +33,10 @@ static void make_env(struct h_env *e, int shim, int port)
 	if (!shim)
 		return;
 	h_env_preload(e);
-	h_env_set(e, "TLSSHIM_POLICY",
-		  "accept 127.0.0.1:%d tls cert=%s key=%s; connect 127.0.0.1:%d tls ca=%s name=localhost",
-		  port, h_pki_file("server.pem"), h_pki_file("server.key"), port,
-		  h_pki_file("ca.pem"));
+	h_env_set(
+	    e, "TLSSHIM_POLICY",
+	    "accept 127.0.0.1:%d tls cert=%s key=%s; connect 127.0.0.1:%d tls ca=%s name=localhost",
+	    port, h_pki_file("server.pem"), h_pki_file("server.key"), port, h_pki_file("ca.pem"));
 	h_env_set(e, "TLSSHIM_LOG", "error");
 }
 
@@ -63,30 +50,32 @@ static char *run_pattern(const char *pattern, int shim, char **errs)
 	struct h_proc srv, cli;
 	struct h_env env;
 	int port = h_free_port();
-	char *portstr = fmt("%d", port);
+	char *portstr = h_fmt("%d", port);
 	int srv_rc, cli_rc;
 
 	make_env(&env, shim, port);
-	cr_assert_eq(h_spawn(&srv, (char *[]){ (char *)conform_bin(), (char *)pattern, "server",
-						portstr, NULL },
-			     &env, NULL, 0),
-		     0, "%s: cannot start the server: %s", pattern, strerror(errno));
+	cr_assert_eq(
+	    h_spawn(&srv,
+		    (char *[]){(char *)conform_bin(), (char *)pattern, "server", portstr, NULL},
+		    &env, NULL, 0),
+	    0, "%s: cannot start the server: %s", pattern, strerror(errno));
 	if (h_wait_output(&srv, "READY", 10000) != 0) {
 		h_kill(&srv);
 		cr_assert_fail("%s (%s): the server did not get ready; stderr:\n%s", pattern,
 			       shim ? "shim" : "plain", srv.err ? srv.err : "");
 	}
-	cr_assert_eq(h_spawn(&cli, (char *[]){ (char *)conform_bin(), (char *)pattern, "client",
-						portstr, NULL },
-			     &env, NULL, 0),
-		     0, "%s: cannot start the client: %s", pattern, strerror(errno));
+	cr_assert_eq(
+	    h_spawn(&cli,
+		    (char *[]){(char *)conform_bin(), (char *)pattern, "client", portstr, NULL},
+		    &env, NULL, 0),
+	    0, "%s: cannot start the client: %s", pattern, strerror(errno));
 	cli_rc = h_wait(&cli, RUN_MS);
 	srv_rc = h_wait(&srv, cli_rc < 0 ? 1000 : RUN_MS);
 	/* The server's "READY" goes to stderr: stdout holds only the pattern's lines. */
-	char *out = fmt("server:\n%sserver exit %d\nclient:\n%sclient exit %d\n",
-			srv.out ? srv.out : "", srv_rc, cli.out ? cli.out : "", cli_rc);
-	*errs = fmt("server stderr:\n%sclient stderr:\n%s", srv.err ? srv.err : "",
-		    cli.err ? cli.err : "");
+	char *out = h_fmt("server:\n%sserver exit %d\nclient:\n%sclient exit %d\n",
+			  srv.out ? srv.out : "", srv_rc, cli.out ? cli.out : "", cli_rc);
+	*errs = h_fmt("server stderr:\n%sclient stderr:\n%s", srv.err ? srv.err : "",
+		      cli.err ? cli.err : "");
 	h_proc_free(&srv);
 	h_proc_free(&cli);
 	h_env_free(&env);
@@ -138,9 +127,10 @@ static void conform(const char *pattern, int expected_lines)
 	char *plain = run_pattern(pattern, 0, &plain_err);
 
 	/* 4 lines of framing: "server:", "server exit", "client:", "client exit". */
-	cr_assert_eq(count_lines(plain), expected_lines + 4,
-		     "%s: the plain run printed %d lines, expected %d: the program is broken\n%s\n%s",
-		     pattern, count_lines(plain) - 4, expected_lines, plain, plain_err);
+	cr_assert_eq(
+	    count_lines(plain), expected_lines + 4,
+	    "%s: the plain run printed %d lines, expected %d: the program is broken\n%s\n%s",
+	    pattern, count_lines(plain) - 4, expected_lines, plain, plain_err);
 	cr_assert(strstr(plain, "server exit 0\n") && strstr(plain, "client exit 0\n"),
 		  "%s: the plain run failed:\n%s\n%s", pattern, plain, plain_err);
 
@@ -170,9 +160,9 @@ out:
 }
 
 /* One test per pattern; the number is the plain run's line count (both ends). */
-#define CONFORM(name, lines)         \
-	Test(conformance, name)      \
-	{                            \
+#define CONFORM(name, lines)           \
+	Test(conformance, name)        \
+	{                              \
 		conform(#name, lines); \
 	}
 
@@ -230,20 +220,51 @@ CONFORM(server_nonblock, 21)
 Test(conformance, every_pattern_has_a_test)
 {
 	static const char *const tested[] = {
-		"blocking_rw", "nonblock_connect", "nonblock_read", "nonblock_write", "poll",
-		"ppoll", "select", "pselect", "epoll_wait", "epoll_pwait", "epoll_pwait2",
-		"epoll_level", "epoll_edge", "epoll_oneshot", "epoll_two_sets", "epoll_nested",
-		"epoll_closed_fd",
-		"msg_peek", "msg_waitall", "msg_dontwait", "sigpipe", "half_close", "peer_close",
-		"fionread", "fcntl_nonblock", "vectored", "sendfile", "splice", "fdopen", "dup",
-		"fork_client", "fork_server", "threads", "rcvtimeo", "eintr", "coalesce",
-		"sockopts", "close_range", "server_nonblock",
+	    "blocking_rw",
+	    "nonblock_connect",
+	    "nonblock_read",
+	    "nonblock_write",
+	    "poll",
+	    "ppoll",
+	    "select",
+	    "pselect",
+	    "epoll_wait",
+	    "epoll_pwait",
+	    "epoll_pwait2",
+	    "epoll_level",
+	    "epoll_edge",
+	    "epoll_oneshot",
+	    "epoll_two_sets",
+	    "epoll_nested",
+	    "epoll_closed_fd",
+	    "msg_peek",
+	    "msg_waitall",
+	    "msg_dontwait",
+	    "sigpipe",
+	    "half_close",
+	    "peer_close",
+	    "fionread",
+	    "fcntl_nonblock",
+	    "vectored",
+	    "sendfile",
+	    "splice",
+	    "fdopen",
+	    "dup",
+	    "fork_client",
+	    "fork_server",
+	    "threads",
+	    "rcvtimeo",
+	    "eintr",
+	    "coalesce",
+	    "sockopts",
+	    "close_range",
+	    "server_nonblock",
 	};
 	struct h_proc p;
 	struct h_env env;
 
 	h_env_init(&env);
-	int rc = h_run(&p, (char *[]){ (char *)conform_bin(), "list", NULL }, &env, 10000);
+	int rc = h_run(&p, (char *[]){(char *)conform_bin(), "list", NULL}, &env, 10000);
 	cr_assert_eq(rc, 0, "conform list failed: %s", p.err);
 	int n = 0;
 	for (char *l; (l = line_at(p.out, n)); n++) {

@@ -25,10 +25,10 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
-#define CLIENT_MS 20000 /* every client run is bounded by this */
+#define ARGV(...)   ((char *[]){__VA_ARGS__, NULL})
+#define CLIENT_MS   20000 /* every client run is bounded by this */
 #define S_CLIENT_MS 10000 /* and each openssl s_client run by this */
-#define PY "/usr/bin/python3"
+#define PY          "/usr/bin/python3"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -49,20 +49,6 @@ TestSuite(server_policy, .fini = teardown, .timeout = 60);
 TestSuite(server_badinput, .fini = teardown, .timeout = 60);
 TestSuite(server_rotation, .fini = teardown, .timeout = 60);
 TestSuite(server_options, .fini = teardown, .timeout = 60);
-
-/* A formatted string that lives as long as the test process. */
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	if (vasprintf(&s, f, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
 
 static char *pki(const char *name)
 {
@@ -140,9 +126,10 @@ static struct h_proc *start_server_log(char *const argv[], int port, const char 
 	h_env_free(&env);
 	if (h_wait_port(port, 10000) != 0) {
 		h_kill(p);
-		cr_assert_fail("expected %s to listen on port %d within 10 s under policy \"%s\"; it "
-			       "exited %d saying:\n%s%s",
-			       argv[0], port, policy, WEXITSTATUS(p->status), p->out, p->err);
+		cr_assert_fail(
+		    "expected %s to listen on port %d within 10 s under policy \"%s\"; it "
+		    "exited %d saying:\n%s%s",
+		    argv[0], port, policy, WEXITSTATUS(p->status), p->out, p->err);
 	}
 	return p;
 }
@@ -173,7 +160,7 @@ static void make_www(void)
 		off += (size_t)n;
 	}
 	www_body[len] = '\0';
-	cr_assert_eq(h_write_file(fmt("%s/file", www_dir), www_body, len), 0,
+	cr_assert_eq(h_write_file(h_fmt("%s/file", www_dir), www_body, len), 0,
 		     "expected to write the served file");
 }
 
@@ -182,15 +169,15 @@ static struct h_proc *start_http(int port, const char *policy, const char *log)
 {
 	make_www();
 	return start_server(ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
-				 (char *)www_dir, fmt("%d", port)),
+				 (char *)www_dir, h_fmt("%d", port)),
 			    port, policy, log);
 }
 
 /* The usual accept rule on 127.0.0.1:PORT with the test server certificate, plus EXTRA. */
 static char *tls_rule(int port, const char *action, const char *extra)
 {
-	return fmt("accept 127.0.0.1:%d %s cert=%s key=%s%s", port, action, pki("server.pem"),
-		   pki("server.key"), extra ? extra : "");
+	return h_fmt("accept 127.0.0.1:%d %s cert=%s key=%s%s", port, action, pki("server.pem"),
+		     pki("server.key"), extra ? extra : "");
 }
 
 /* Runs ARGV without the shim (a real TLS client); returns its exit code. */
@@ -228,11 +215,11 @@ static int curl_https(struct h_proc *p, int port, const char *cert)
 {
 	if (cert)
 		return run_client(p, ARGV("curl", "-sS", "--max-time", "10", "--cacert",
-					  pki("ca.pem"), "--cert", pki(fmt("%s.pem", cert)), "--key",
-					  pki(fmt("%s.key", cert)),
-					  fmt("https://localhost:%d/file", port)));
+					  pki("ca.pem"), "--cert", pki(h_fmt("%s.pem", cert)),
+					  "--key", pki(h_fmt("%s.key", cert)),
+					  h_fmt("https://localhost:%d/file", port)));
 	return run_client(p, ARGV("curl", "-sS", "--max-time", "10", "--cacert", pki("ca.pem"),
-				  fmt("https://localhost:%d/file", port)));
+				  h_fmt("https://localhost:%d/file", port)));
 }
 
 /* A real client gets the file over TLS (WHAT says after what, for the messages). */
@@ -279,7 +266,7 @@ Test(server_http, fifty_requests_in_a_row)
 	argv[n++] = "--cacert";
 	argv[n++] = pki("ca.pem");
 	for (int i = 0; i < 50; i++)
-		argv[n++] = fmt("https://localhost:%d/file", port);
+		argv[n++] = h_fmt("https://localhost:%d/file", port);
 	argv[n] = NULL;
 	rc = run_client(&p, argv);
 	cr_expect_eq(rc, 0, "expected curl with 50 URLs to exit 0, got %d:\n%s", rc, p.err);
@@ -306,22 +293,22 @@ Test(server_http, cleartext_client_is_refused_with_a_warning)
 	int rc;
 
 	srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
-	rc = run_client(&p, ARGV("curl", "-sS", "--max-time", "10",
-				 fmt("http://localhost:%d/file", port)));
+	rc = run_client(
+	    &p, ARGV("curl", "-sS", "--max-time", "10", h_fmt("http://localhost:%d/file", port)));
 	cr_expect_neq(rc, 0, "expected plain http:// to a tls port to fail, got 0 with:\n%.200s",
 		      p.out);
-	cr_expect(!strstr(p.out, "tlsshim server e2e"), "expected no file in cleartext, got:\n%.200s",
-		  p.out);
+	cr_expect(!strstr(p.out, "tlsshim server e2e"),
+		  "expected no file in cleartext, got:\n%.200s", p.out);
 	h_proc_free(&p);
-	cr_expect(wait_count(srv, fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port), 1,
-			     3000),
+	cr_expect(wait_count(srv, h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port),
+			     1, 3000),
 		  "expected a warn line for the cleartext client, server stderr:\n%s", srv->err);
 	line = line_with(srv->err, "warn: accept");
 	cr_expect(line && strstr(line, " from 127.0.0.1:"),
 		  "expected the warn line to name the client address, got: %s", line ? line : "");
 	free(line);
-	cr_expect(!strstr(srv->err, "\"GET /file"), "expected the server to log no request, got:\n%s",
-		  srv->err);
+	cr_expect(!strstr(srv->err, "\"GET /file"),
+		  "expected the server to log no request, got:\n%s", srv->err);
 	expect_served(port, NULL, "after a cleartext client");
 }
 
@@ -329,7 +316,7 @@ Test(server_http, cleartext_client_is_refused_with_a_warning)
 
 static struct h_proc *start_redis(int port, const char *policy)
 {
-	return start_server(ARGV("redis-server", "--port", fmt("%d", port), "--bind", "127.0.0.1",
+	return start_server(ARGV("redis-server", "--port", h_fmt("%d", port), "--bind", "127.0.0.1",
 				 "--save", "", "--appendonly", "no", "--dir", (char *)h_tmpdir(),
 				 "--loglevel", "warning"),
 			    port, policy, NULL);
@@ -337,8 +324,8 @@ static struct h_proc *start_redis(int port, const char *policy)
 
 static int redis_cli(struct h_proc *p, int port, char *a1, char *a2, char *a3)
 {
-	return run_client(p, ARGV("redis-cli", "--tls", "--cacert", pki("ca.pem"), "-h", "localhost",
-				  "-p", fmt("%d", port), a1, a2, a3));
+	return run_client(p, ARGV("redis-cli", "--tls", "--cacert", pki("ca.pem"), "-h",
+				  "localhost", "-p", h_fmt("%d", port), a1, a2, a3));
 }
 
 Test(server_redis, redis_cli_sets_and_gets_over_tls)
@@ -349,12 +336,14 @@ Test(server_redis, redis_cli_sets_and_gets_over_tls)
 
 	start_redis(port, tls_rule(port, "tls", NULL));
 	rc = redis_cli(&p, port, "SET", "tlsshim", "hello-redis");
-	cr_expect_eq(rc, 0, "expected redis-cli --tls SET to exit 0, got %d; stderr:\n%s", rc, p.err);
+	cr_expect_eq(rc, 0, "expected redis-cli --tls SET to exit 0, got %d; stderr:\n%s", rc,
+		     p.err);
 	cr_expect_str_eq(p.out, "OK\n", "expected SET to answer OK, got \"%s\" (stderr: %s)", p.out,
 			 p.err);
 	h_proc_free(&p);
 	rc = redis_cli(&p, port, "GET", "tlsshim", NULL);
-	cr_expect_eq(rc, 0, "expected redis-cli --tls GET to exit 0, got %d; stderr:\n%s", rc, p.err);
+	cr_expect_eq(rc, 0, "expected redis-cli --tls GET to exit 0, got %d; stderr:\n%s", rc,
+		     p.err);
 	cr_expect_str_eq(p.out, "hello-redis\n", "expected GET to return hello-redis, got \"%s\"",
 			 p.out);
 	h_proc_free(&p);
@@ -369,17 +358,18 @@ Test(server_redis, redis_benchmark_50_clients_without_errors)
 
 	srv = start_redis(port, tls_rule(port, "tls", NULL));
 	h_env_init(&e);
-	cr_assert_eq(h_spawn(&p, ARGV("redis-benchmark", "--tls", "--cacert", pki("ca.pem"), "-h",
-				      "localhost", "-p", fmt("%d", port), "-c", "50", "-n", "20000",
-				      "-q", "-t", "set,get"),
-			     &e, NULL, 0),
-		     0, "expected redis-benchmark to start");
+	cr_assert_eq(
+	    h_spawn(&p,
+		    ARGV("redis-benchmark", "--tls", "--cacert", pki("ca.pem"), "-h", "localhost",
+			 "-p", h_fmt("%d", port), "-c", "50", "-n", "20000", "-q", "-t", "set,get"),
+		    &e, NULL, 0),
+	    0, "expected redis-benchmark to start");
 	rc = h_wait(&p, 100000);
 	h_env_free(&e);
-	cr_expect_eq(rc, 0, "expected redis-benchmark to exit 0, got %d; stdout:\n%s\nstderr:\n%s", rc,
-		     p.out, p.err);
+	cr_expect_eq(rc, 0, "expected redis-benchmark to exit 0, got %d; stdout:\n%s\nstderr:\n%s",
+		     rc, p.out, p.err);
 	cr_expect(strstr(p.out, "SET: ") && strstr(p.out, "GET: ") &&
-			  count(p.out, "requests per second") >= 2,
+		      count(p.out, "requests per second") >= 2,
 		  "expected SET and GET requests-per-second lines, got:\n%s\nstderr:\n%s", p.out,
 		  p.err);
 	cr_expect(!strcasestr(p.out, "error") && !strcasestr(p.err, "error"),
@@ -400,7 +390,7 @@ Test(server_redis, redis_benchmark_50_clients_without_errors)
 static void expect_rejected(struct h_proc *srv, int port, const char *cert, const char *reason,
 			    const char *good)
 {
-	char *warn = fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
+	char *warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
 	int before = count(srv->err, warn);
 	struct h_proc p;
 	char *line;
@@ -409,8 +399,8 @@ static void expect_rejected(struct h_proc *srv, int port, const char *cert, cons
 	rc = curl_https(&p, port, cert);
 	cr_expect_neq(rc, 0, "expected curl with %s to be refused, it exited 0 with:\n%.200s",
 		      cert ? cert : "no certificate", p.out);
-	cr_expect(!strstr(p.out, "tlsshim server e2e"),
-		  "expected no file for %s, got:\n%.200s", cert ? cert : "no certificate", p.out);
+	cr_expect(!strstr(p.out, "tlsshim server e2e"), "expected no file for %s, got:\n%.200s",
+		  cert ? cert : "no certificate", p.out);
 	h_proc_free(&p);
 	cr_expect(wait_count(srv, warn, before + 1, 3000),
 		  "expected a warn line \"%s...\" for %s, server stderr:\n%s", warn,
@@ -423,7 +413,8 @@ static void expect_rejected(struct h_proc *srv, int port, const char *cert, cons
 	cr_expect(!srv->reaped, "expected the server to keep running after rejecting %s",
 		  cert ? cert : "no certificate");
 	if (good)
-		expect_served(port, good, fmt("after rejecting %s", cert ? cert : "no certificate"));
+		expect_served(port, good,
+			      h_fmt("after rejecting %s", cert ? cert : "no certificate"));
 }
 
 Test(server_mtls, client_ca_admits_trusted_client_and_refuses_others)
@@ -431,7 +422,7 @@ Test(server_mtls, client_ca_admits_trusted_client_and_refuses_others)
 	int port = h_free_port();
 	struct h_proc *srv;
 
-	srv = start_http(port, tls_rule(port, "tls", fmt(" client-ca=%s", pki("ca.pem"))), NULL);
+	srv = start_http(port, tls_rule(port, "tls", h_fmt(" client-ca=%s", pki("ca.pem"))), NULL);
 	expect_served(port, "client", "with a client certificate from the CA");
 	expect_served(port, "client2", "with another client certificate from the CA");
 	expect_rejected(srv, port, NULL, "did not send a certificate", "client");
@@ -449,10 +440,9 @@ Test(server_mtls, allow_cn_admits_only_the_listed_common_name)
 	int port = h_free_port();
 	struct h_proc *srv;
 
-	srv = start_http(port,
-			 tls_rule(port, "tls",
-				  fmt(" client-ca=%s allow=cn:client.test", pki("ca.pem"))),
-			 NULL);
+	srv = start_http(
+	    port, tls_rule(port, "tls", h_fmt(" client-ca=%s allow=cn:client.test", pki("ca.pem"))),
+	    NULL);
 	expect_served(port, "client", "as cn:client.test");
 	expect_rejected(srv, port, "client2", "not allowed", "client");
 	expect_rejected(srv, port, NULL, "did not send a certificate", "client");
@@ -463,17 +453,19 @@ Test(server_mtls, allow_dns_wildcard_matches_the_san)
 	int port = h_free_port(), port2 = h_free_port();
 	struct h_proc *srv;
 
-	start_http(port, tls_rule(port, "tls", fmt(" client-ca=%s allow=dns:*.test", pki("ca.pem"))),
+	start_http(port,
+		   tls_rule(port, "tls", h_fmt(" client-ca=%s allow=dns:*.test", pki("ca.pem"))),
 		   NULL);
 	expect_served(port, "client", "as dns:client.test under dns:*.test");
 	expect_served(port, "client2", "as dns:other.test under dns:*.test");
-	srv = start_http(port2,
-			 tls_rule(port2, "tls",
-				  fmt(" client-ca=%s allow=dns:*.example", pki("ca.pem"))),
-			 NULL);
+	srv = start_http(
+	    port2,
+	    tls_rule(port2, "tls", h_fmt(" client-ca=%s allow=dns:*.example", pki("ca.pem"))),
+	    NULL);
 	expect_rejected(srv, port2, "client", "not allowed", NULL);
 	cr_expect(strstr(srv->err, "dns:client.test"),
-		  "expected the warn line to show the client's names, server stderr:\n%s", srv->err);
+		  "expected the warn line to show the client's names, server stderr:\n%s",
+		  srv->err);
 }
 
 Test(server_mtls, allow_spiffe_uri_admits_web_and_refuses_db)
@@ -483,8 +475,8 @@ Test(server_mtls, allow_spiffe_uri_admits_web_and_refuses_db)
 
 	srv = start_http(port,
 			 tls_rule(port, "tls",
-				  fmt(" client-ca=%s allow=uri:spiffe://example.org/ns/*/sa/web",
-				      pki("ca.pem"))),
+				  h_fmt(" client-ca=%s allow=uri:spiffe://example.org/ns/*/sa/web",
+					pki("ca.pem"))),
 			 NULL);
 	expect_served(port, "client", "as spiffe://example.org/ns/default/sa/web");
 	expect_rejected(srv, port, "client2", "not allowed", "client");
@@ -499,12 +491,13 @@ Test(server_mtls, allow_list_admits_any_listed_pattern)
 	int port = h_free_port();
 	struct h_proc *srv;
 
-	srv = start_http(port,
-			 tls_rule(port, "tls",
-				  fmt(" client-ca=%s allow=cn:nobody.test,uri:spiffe://example.org/"
+	srv =
+	    start_http(port,
+		       tls_rule(port, "tls",
+				h_fmt(" client-ca=%s allow=cn:nobody.test,uri:spiffe://example.org/"
 				      "ns/*/sa/db",
 				      pki("ca.pem"))),
-			 NULL);
+		       NULL);
 	expect_served(port, "client2", "as the listed .../sa/db");
 	expect_rejected(srv, port, "client", "not allowed", "client2");
 }
@@ -512,23 +505,23 @@ Test(server_mtls, allow_list_admits_any_listed_pattern)
 Test(server_mtls, event_loop_server_logs_rejections_to_the_log_file)
 {
 	int port = h_free_port();
-	char *log = fmt("%s/shim.log", h_tmpdir());
+	char *log = h_fmt("%s/shim.log", h_tmpdir());
 	char *warn, *text;
 	struct h_proc p, *srv;
 	int rc;
 
-	srv = start_server_log(ARGV("redis-server", "--port", fmt("%d", port), "--bind", "127.0.0.1",
-				    "--save", "", "--appendonly", "no", "--dir", (char *)h_tmpdir(),
-				    "--loglevel", "warning"),
-			       port,
-			       tls_rule(port, "tls",
-					fmt(" client-ca=%s allow=uri:spiffe://example.org/ns/*/sa/web",
-					    pki("ca.pem"))),
-			       NULL, log);
-	warn = fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
+	srv = start_server_log(
+	    ARGV("redis-server", "--port", h_fmt("%d", port), "--bind", "127.0.0.1", "--save", "",
+		 "--appendonly", "no", "--dir", (char *)h_tmpdir(), "--loglevel", "warning"),
+	    port,
+	    tls_rule(
+		port, "tls",
+		h_fmt(" client-ca=%s allow=uri:spiffe://example.org/ns/*/sa/web", pki("ca.pem"))),
+	    NULL, log);
+	warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
 	rc = run_client(&p, ARGV("redis-cli", "--tls", "--cacert", pki("ca.pem"), "--cert",
 				 pki("client.pem"), "--key", pki("client.key"), "-h", "localhost",
-				 "-p", fmt("%d", port), "PING"));
+				 "-p", h_fmt("%d", port), "PING"));
 	cr_expect(rc == 0 && strcmp(p.out, "PONG\n") == 0,
 		  "expected redis-cli with client.pem (sa/web) to get PONG, got %d \"%s\":\n%s", rc,
 		  p.out, p.err);
@@ -541,7 +534,7 @@ Test(server_mtls, event_loop_server_logs_rejections_to_the_log_file)
 			rc = run_client(&p, ARGV("redis-cli", "--tls", "--cacert", pki("ca.pem"),
 						 "--cert", pki("client2.pem"), "--key",
 						 pki("client2.key"), "-h", "localhost", "-p",
-						 fmt("%d", port), "PING"));
+						 h_fmt("%d", port), "PING"));
 		else
 			rc = redis_cli(&p, port, "PING", NULL, NULL);
 		cr_expect(!strstr(p.out, "PONG"),
@@ -556,9 +549,10 @@ Test(server_mtls, event_loop_server_logs_rejections_to_the_log_file)
 				break;
 			usleep(20000);
 		}
-		cr_expect(text && count(text, warn) >= i + 1 && strstr(text, reason),
-			  "expected the log file to get a warn line saying \"%s\" for %s, it has:\n%s",
-			  reason, cert ? cert : "no certificate", text ? text : "(no file)");
+		cr_expect(
+		    text && count(text, warn) >= i + 1 && strstr(text, reason),
+		    "expected the log file to get a warn line saying \"%s\" for %s, it has:\n%s",
+		    reason, cert ? cert : "no certificate", text ? text : "(no file)");
 		free(text);
 	}
 	h_collect(srv, 0);
@@ -567,7 +561,7 @@ Test(server_mtls, event_loop_server_logs_rejections_to_the_log_file)
 		  srv->err);
 	rc = run_client(&p, ARGV("redis-cli", "--tls", "--cacert", pki("ca.pem"), "--cert",
 				 pki("client.pem"), "--key", pki("client.key"), "-h", "localhost",
-				 "-p", fmt("%d", port), "PING"));
+				 "-p", h_fmt("%d", port), "PING"));
 	cr_expect(rc == 0 && strcmp(p.out, "PONG\n") == 0,
 		  "expected redis to go on serving client.pem after the rejections, got %d "
 		  "\"%s\":\n%s",
@@ -586,18 +580,20 @@ Test(server_policy, auto_serves_http_and_https_on_one_port)
 	srv = start_http(port, tls_rule(port, "auto", NULL), NULL);
 	for (int round = 0; round < 2; round++) {
 		rc = run_client(&p, ARGV("curl", "-sS", "--max-time", "10",
-					 fmt("http://localhost:%d/file", port)));
-		cr_expect_eq(rc, 0, "expected plain curl http:// to exit 0 on an auto port, got %d:\n%s",
+					 h_fmt("http://localhost:%d/file", port)));
+		cr_expect_eq(rc, 0,
+			     "expected plain curl http:// to exit 0 on an auto port, got %d:\n%s",
 			     rc, p.err);
 		cr_expect(strcmp(p.out, www_body) == 0,
-			  "expected the file in cleartext (round %d), got %zu bytes:\n%.200s", round,
-			  p.out_len, p.out);
+			  "expected the file in cleartext (round %d), got %zu bytes:\n%.200s",
+			  round, p.out_len, p.out);
 		h_proc_free(&p);
 		expect_served(port, NULL, "over TLS on an auto port");
 	}
 	cr_expect(wait_count(srv, "\"GET /file HTTP/1.1\" 200", 4, 3000),
 		  "expected 4 requests logged, server stderr:\n%s", srv->err);
-	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning for auto, got:\n%s", srv->err);
+	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning for auto, got:\n%s",
+		  srv->err);
 }
 
 Test(server_policy, deny_closes_the_connection_before_the_server_sees_it)
@@ -607,15 +603,15 @@ Test(server_policy, deny_closes_the_connection_before_the_server_sees_it)
 	char *warn;
 	int rc;
 
-	srv = start_http(port, fmt("accept 127.0.0.1:%d deny", port), NULL);
-	rc = run_client(&p, ARGV("curl", "-sS", "--max-time", "10",
-				 fmt("http://localhost:%d/file", port)));
+	srv = start_http(port, h_fmt("accept 127.0.0.1:%d deny", port), NULL);
+	rc = run_client(
+	    &p, ARGV("curl", "-sS", "--max-time", "10", h_fmt("http://localhost:%d/file", port)));
 	cr_expect(rc == 52 || rc == 56 || rc == 7,
-		  "expected curl to see the connection closed (exit 52/56/7), got %d:\n%s%.200s", rc,
-		  p.err, p.out);
+		  "expected curl to see the connection closed (exit 52/56/7), got %d:\n%s%.200s",
+		  rc, p.err, p.out);
 	cr_expect_eq(p.out_len, 0, "expected no reply at all, got:\n%.200s", p.out);
 	h_proc_free(&p);
-	warn = fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port);
+	warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port);
 	cr_expect(wait_count(srv, warn, 1, 3000),
 		  "expected a warn line \"%s...\", server stderr:\n%s", warn, srv->err);
 	h_collect(srv, 300);
@@ -631,11 +627,11 @@ Test(server_policy, plain_rule_carves_a_port_out_of_a_wildcard)
 	int rc;
 
 	srv = start_http(port,
-			 fmt("accept *:* tls cert=%s key=%s; accept 127.0.0.1:%d plain",
-			     pki("server.pem"), pki("server.key"), port),
+			 h_fmt("accept *:* tls cert=%s key=%s; accept 127.0.0.1:%d plain",
+			       pki("server.pem"), pki("server.key"), port),
 			 NULL);
-	rc = run_client(&p, ARGV("curl", "-sS", "--max-time", "10",
-				 fmt("http://localhost:%d/file", port)));
+	rc = run_client(
+	    &p, ARGV("curl", "-sS", "--max-time", "10", h_fmt("http://localhost:%d/file", port)));
 	cr_expect_eq(rc, 0, "expected plain curl to a `plain` port to exit 0, got %d:\n%s", rc,
 		     p.err);
 	cr_expect(strcmp(p.out, www_body) == 0, "expected the file in cleartext, got:\n%.200s",
@@ -654,38 +650,38 @@ Test(server_policy, plain_rule_carves_a_port_out_of_a_wildcard)
  * FIRSTBYTE SECONDS".
  */
 static const char *raw_script =
-	"import os, random, socket, ssl, sys, time\n"
-	"mode, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
-	"def hello():\n"
-	"    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
-	"    ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
-	"    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
-	"    t = ctx.wrap_bio(i, o, server_hostname='localhost')\n"
-	"    try: t.do_handshake()\n"
-	"    except ssl.SSLWantReadError: pass\n"
-	"    return o.read()\n"
-	"if mode == 'random':\n"
-	"    data = bytearray(random.Random(4).randbytes(4096))\n"
-	"    if data[0] == 0x16: data[0] = 0x17\n"
-	"elif mode == 'truncated':\n"
-	"    h = hello(); assert h[0] == 0x16 and len(h) > 100, h[:8]; data = h[:50]\n"
-	"elif mode == 'huge':\n"
-	"    data = bytes.fromhex('160301ffff') + b'\\x01' * 200\n"
-	"elif mode == 'silent':\n"
-	"    data = b''\n"
-	"s = socket.create_connection(('127.0.0.1', port), timeout=wait)\n"
-	"if data: s.sendall(bytes(data))\n"
-	"print('connected', flush=True)\n"
-	"t0 = time.monotonic(); got = b''; end = 'eof'\n"
-	"try:\n"
-	"    while True:\n"
-	"        d = s.recv(4096)\n"
-	"        if not d: break\n"
-	"        got += d\n"
-	"except ConnectionResetError: end = 'reset'\n"
-	"except socket.timeout: end = 'timeout'\n"
-	"print('%s %d 0x%02x %.1f' % (end, len(got), got[0] if got else 0, time.monotonic() - t0),\n"
-	"      flush=True)\n";
+    "import os, random, socket, ssl, sys, time\n"
+    "mode, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+    "def hello():\n"
+    "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+    "    ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+    "    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
+    "    t = ctx.wrap_bio(i, o, server_hostname='localhost')\n"
+    "    try: t.do_handshake()\n"
+    "    except ssl.SSLWantReadError: pass\n"
+    "    return o.read()\n"
+    "if mode == 'random':\n"
+    "    data = bytearray(random.Random(4).randbytes(4096))\n"
+    "    if data[0] == 0x16: data[0] = 0x17\n"
+    "elif mode == 'truncated':\n"
+    "    h = hello(); assert h[0] == 0x16 and len(h) > 100, h[:8]; data = h[:50]\n"
+    "elif mode == 'huge':\n"
+    "    data = bytes.fromhex('160301ffff') + b'\\x01' * 200\n"
+    "elif mode == 'silent':\n"
+    "    data = b''\n"
+    "s = socket.create_connection(('127.0.0.1', port), timeout=wait)\n"
+    "if data: s.sendall(bytes(data))\n"
+    "print('connected', flush=True)\n"
+    "t0 = time.monotonic(); got = b''; end = 'eof'\n"
+    "try:\n"
+    "    while True:\n"
+    "        d = s.recv(4096)\n"
+    "        if not d: break\n"
+    "        got += d\n"
+    "except ConnectionResetError: end = 'reset'\n"
+    "except socket.timeout: end = 'timeout'\n"
+    "print('%s %d 0x%02x %.1f' % (end, len(got), got[0] if got else 0, time.monotonic() - t0),\n"
+    "      flush=True)\n";
 
 static int raw_start(struct h_proc *p, const char *mode, int port, int wait_s)
 {
@@ -693,8 +689,9 @@ static int raw_start(struct h_proc *p, const char *mode, int port, int wait_s)
 	int rc;
 
 	h_env_init(&e);
-	rc = h_spawn(p, ARGV(PY, "-c", (char *)raw_script, (char *)mode, fmt("%d", port),
-			     fmt("%d", wait_s)),
+	rc = h_spawn(p,
+		     ARGV(PY, "-c", (char *)raw_script, (char *)mode, h_fmt("%d", port),
+			  h_fmt("%d", wait_s)),
 		     &e, NULL, 0);
 	h_env_free(&e);
 	cr_assert_eq(rc, 0, "expected the %s client to start", mode);
@@ -733,7 +730,7 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 	int rc;
 
 	srv = start_http(port, tls_rule(port, "tls", " handshake-timeout=2"), NULL);
-	warn = fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
+	warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
 	raw_start(&p, mode, port, 10);
 	rc = h_wait(&p, CLIENT_MS);
 	cr_expect_eq(rc, 0, "expected the %s client to exit 0, got %d:\n%s%s", mode, rc, p.out,
@@ -745,9 +742,10 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 	cr_expect(secs >= 0 && secs <= limit_s,
 		  "expected the %s connection ended within %.1f s, it took %.1f s", mode, limit_s,
 		  secs);
-	cr_expect(bytes == 0 || first == 0x15,
-		  "expected at most a TLS alert (0x15...) back for %s, got %zu bytes starting 0x%02x",
-		  mode, bytes, first);
+	cr_expect(
+	    bytes == 0 || first == 0x15,
+	    "expected at most a TLS alert (0x15...) back for %s, got %zu bytes starting 0x%02x",
+	    mode, bytes, first);
 	h_proc_free(&p);
 	cr_expect(wait_count(srv, warn, 1, 3000), "expected a warn line for %s, server stderr:\n%s",
 		  mode, srv->err);
@@ -759,10 +757,12 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 			  line ? line : "(none)");
 		free(line);
 	}
-	cr_expect(!srv->reaped, "expected the server to survive %s, it exited:\n%s", mode, srv->err);
-	expect_served(port, NULL, fmt("after a %s client", mode));
+	cr_expect(!srv->reaped, "expected the server to survive %s, it exited:\n%s", mode,
+		  srv->err);
+	expect_served(port, NULL, h_fmt("after a %s client", mode));
 	cr_expect(!strstr(srv->err, "\"GET /file HTTP/1.1\" 400"),
-		  "expected no garbage to reach the server as a request, its stderr:\n%s", srv->err);
+		  "expected no garbage to reach the server as a request, its stderr:\n%s",
+		  srv->err);
 }
 
 Test(server_badinput, random_bytes_cost_only_that_connection)
@@ -785,19 +785,18 @@ Test(server_badinput, huge_record_length_is_refused)
  * saying nothing, real clients (CHECK) are served at once; then each silent
  * one is freed by handshake-timeout.
  */
-static void check_silent(struct h_proc *srv, int port, int timeout_s,
-			 void (*check)(int port))
+static void check_silent(struct h_proc *srv, int port, int timeout_s, void (*check)(int port))
 {
 	enum { SILENT = 3 };
 	struct h_proc quiet[SILENT];
 	long long t0;
-	char *warn = fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
+	char *warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
 
 	for (int i = 0; i < SILENT; i++) {
 		raw_start(&quiet[i], "silent", port, timeout_s + 8);
 		cr_assert_eq(h_wait_output(&quiet[i], "connected", 5000), 0,
-			     "expected silent client %d to connect, it said:\n%s%s", i, quiet[i].out,
-			     quiet[i].err);
+			     "expected silent client %d to connect, it said:\n%s%s", i,
+			     quiet[i].out, quiet[i].err);
 	}
 	t0 = now_ms();
 	check(port);
@@ -850,8 +849,9 @@ static void redis_check(int port)
 	struct h_proc p;
 	int rc = redis_cli(&p, port, "PING", NULL, NULL);
 
-	cr_expect_eq(rc, 0, "expected redis-cli --tls PING to exit 0 while silent clients are "
-			    "connected, got %d:\n%s",
+	cr_expect_eq(rc, 0,
+		     "expected redis-cli --tls PING to exit 0 while silent clients are "
+		     "connected, got %d:\n%s",
 		     rc, p.err);
 	cr_expect_str_eq(p.out, "PONG\n", "expected PONG, got \"%s\"", p.out);
 	h_proc_free(&p);
@@ -887,9 +887,10 @@ Test(server_badinput, garbage_to_redis_costs_only_that_connection)
 	h_proc_free(&p);
 	raw_start(&p, "huge", port, 10);
 	h_wait(&p, CLIENT_MS);
-	cr_expect(strstr(p.out, "connected\neof") || strstr(p.out, "connected\nreset"),
-		  "expected redis under the shim to end a huge-record connection, client said:\n%s%s",
-		  p.out, p.err);
+	cr_expect(
+	    strstr(p.out, "connected\neof") || strstr(p.out, "connected\nreset"),
+	    "expected redis under the shim to end a huge-record connection, client said:\n%s%s",
+	    p.out, p.err);
 	h_proc_free(&p);
 	cr_expect(!srv->reaped, "expected redis to keep running, it said:\n%s", srv->err);
 	redis_check(port);
@@ -938,7 +939,7 @@ static char *served_fp(int port)
 	char *fp = NULL;
 	const char *b;
 
-	run_client(&p, ARGV("openssl", "s_client", "-connect", fmt("127.0.0.1:%d", port),
+	run_client(&p, ARGV("openssl", "s_client", "-connect", h_fmt("127.0.0.1:%d", port),
 			    "-servername", "localhost", "-CAfile", pki("ca.pem")));
 	b = strstr(p.out, "-----BEGIN CERTIFICATE-----");
 	if (b) {
@@ -957,14 +958,14 @@ static char *served_fp(int port)
 /* Makes DIR/NAME.pem + DIR/NAME.key: a new key, a new serial, signed by the test CA. */
 static void make_cert(const char *dir, const char *name)
 {
-	char *script = fmt(
-		"set -e; cd '%s'\n"
-		"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s.key\n"
-		"openssl req -new -key %s.key -subj /CN=localhost -out %s.csr\n"
-		"printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > %s.ext\n"
-		"openssl x509 -req -in %s.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
-		"-hex 8) -days 30 -extfile %s.ext -out %s.pem\n",
-		dir, name, name, name, name, name, pki("ca.pem"), pki("ca.key"), name, name);
+	char *script =
+	    h_fmt("set -e; cd '%s'\n"
+		  "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s.key\n"
+		  "openssl req -new -key %s.key -subj /CN=localhost -out %s.csr\n"
+		  "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > %s.ext\n"
+		  "openssl x509 -req -in %s.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
+		  "-hex 8) -days 30 -extfile %s.ext -out %s.pem\n",
+		  dir, name, name, name, name, name, pki("ca.pem"), pki("ca.key"), name, name);
 	struct h_proc p;
 	int rc = run_client(&p, ARGV("/bin/sh", "-c", script));
 
@@ -990,7 +991,7 @@ Test(server_rotation, next_client_sees_the_renamed_in_certificate)
 {
 	int port = h_free_port();
 	const char *dir = h_tmpdir();
-	char *cert = fmt("%s/cert.pem", dir), *key = fmt("%s/cert.key", dir);
+	char *cert = h_fmt("%s/cert.pem", dir), *key = h_fmt("%s/cert.key", dir);
 	char *old_fp, *new_fp, *got;
 	struct h_proc *srv;
 
@@ -998,11 +999,11 @@ Test(server_rotation, next_client_sees_the_renamed_in_certificate)
 	copy_file(pki("server.key"), key);
 	make_cert(dir, "new");
 	old_fp = file_fp(cert);
-	new_fp = file_fp(fmt("%s/new.pem", dir));
+	new_fp = file_fp(h_fmt("%s/new.pem", dir));
 	cr_assert(old_fp && new_fp && strcmp(old_fp, new_fp) != 0,
 		  "expected two different certificates");
-	srv = start_http(port,
-			 fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, cert, key), "info");
+	srv = start_http(port, h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, cert, key),
+			 "info");
 	got = served_fp(port);
 	cr_expect(got && strcmp(got, old_fp) == 0,
 		  "expected the original certificate %s before rotation, got %s", old_fp,
@@ -1010,10 +1011,10 @@ Test(server_rotation, next_client_sees_the_renamed_in_certificate)
 	expect_served(port, NULL, "before rotation");
 
 	/* The way rotation tools do it: write to temporary names, rename over. */
-	copy_file(fmt("%s/new.key", dir), fmt("%s/.cert.key.tmp", dir));
-	copy_file(fmt("%s/new.pem", dir), fmt("%s/.cert.pem.tmp", dir));
-	cr_assert_eq(rename(fmt("%s/.cert.key.tmp", dir), key), 0, "rename key");
-	cr_assert_eq(rename(fmt("%s/.cert.pem.tmp", dir), cert), 0, "rename cert");
+	copy_file(h_fmt("%s/new.key", dir), h_fmt("%s/.cert.key.tmp", dir));
+	copy_file(h_fmt("%s/new.pem", dir), h_fmt("%s/.cert.pem.tmp", dir));
+	cr_assert_eq(rename(h_fmt("%s/.cert.key.tmp", dir), key), 0, "rename key");
+	cr_assert_eq(rename(h_fmt("%s/.cert.pem.tmp", dir), cert), 0, "rename cert");
 	usleep(RECHECK_US);
 
 	got = served_fp(port);
@@ -1033,7 +1034,7 @@ Test(server_rotation, half_written_certificate_keeps_the_old_one)
 {
 	int port = h_free_port();
 	const char *dir = h_tmpdir();
-	char *cert = fmt("%s/cert.pem", dir), *key = fmt("%s/cert.key", dir);
+	char *cert = h_fmt("%s/cert.pem", dir), *key = h_fmt("%s/cert.key", dir);
 	char *old_fp, *got, *pem, *warn;
 	size_t len;
 	struct h_proc *srv;
@@ -1042,12 +1043,12 @@ Test(server_rotation, half_written_certificate_keeps_the_old_one)
 	copy_file(pki("server.key"), key);
 	make_cert(dir, "new");
 	old_fp = file_fp(cert);
-	srv = start_http(port,
-			 fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, cert, key), NULL);
+	srv = start_http(port, h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, cert, key),
+			 NULL);
 	expect_served(port, NULL, "before the bad write");
 
 	/* A writer caught half way: the new certificate's first half, in place. */
-	pem = h_read_file(fmt("%s/new.pem", dir), &len);
+	pem = h_read_file(h_fmt("%s/new.pem", dir), &len);
 	cr_assert_not_null(pem, "expected new.pem");
 	cr_assert_eq(h_write_file(cert, pem, len / 2), 0, "expected to truncate %s", cert);
 	free(pem);
@@ -1058,7 +1059,7 @@ Test(server_rotation, half_written_certificate_keeps_the_old_one)
 		  "expected the old certificate %s while the file is half written, got %s", old_fp,
 		  got ? got : "(none)");
 	expect_served(port, NULL, "with a half-written certificate file");
-	warn = fmt("tlsshim[%d]: warn: ", srv->pid);
+	warn = h_fmt("tlsshim[%d]: warn: ", srv->pid);
 	cr_expect(wait_count(srv, warn, 1, 2000),
 		  "expected a warn line about the half-written file, stderr:\n%s", srv->err);
 	{
@@ -1083,7 +1084,7 @@ static int s_client(struct h_proc *p, int port, const char *o1, const char *o2, 
 	argv[n++] = "openssl";
 	argv[n++] = "s_client";
 	argv[n++] = "-connect";
-	argv[n++] = fmt("127.0.0.1:%d", port);
+	argv[n++] = h_fmt("127.0.0.1:%d", port);
 	argv[n++] = "-servername";
 	argv[n++] = "localhost";
 	argv[n++] = "-CAfile";
@@ -1110,8 +1111,9 @@ static int s_client(struct h_proc *p, int port, const char *o1, const char *o2, 
  */
 static char *s_summary(const struct h_proc *p)
 {
-	static const char *const keep[] = { "CONNECTED", "New,", "Reused,", "Verify return code",
-					    "ALPN", "    Protocol", "HTTP/1.0 ", "DONE", NULL };
+	static const char *const keep[] = {"CONNECTED",          "New,", "Reused,",
+					   "Verify return code", "ALPN", "    Protocol",
+					   "HTTP/1.0 ",          "DONE", NULL};
 	size_t cap = 4096, len = 0;
 	char *out = malloc(cap);
 	const char *l = p->out;
@@ -1149,8 +1151,8 @@ Test(server_options, min_version_1_3_refuses_a_tls_1_2_client)
 		      s_summary(&p));
 	cr_expect(!strstr(p.out, "tlsshim server e2e"), "expected no file over TLS 1.2");
 	h_proc_free(&p);
-	cr_expect(wait_count(srv, fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port), 1,
-			     3000),
+	cr_expect(wait_count(srv, h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port),
+			     1, 3000),
 		  "expected a warn line for the TLS 1.2 client, server stderr:\n%s", srv->err);
 	cr_expect(strstr(srv->err, "unsupported protocol version"),
 		  "expected the warn line to say \"unsupported protocol version\", server "
@@ -1176,8 +1178,8 @@ Test(server_options, default_min_version_refuses_tls_1_1)
 	cr_expect(!strstr(p.out, "tlsshim server e2e"), "expected no file over TLS 1.1");
 	h_proc_free(&p);
 	rc = s_client(&p, port, "-tls1_2", NULL, NULL, NULL);
-	cr_expect_eq(rc, 0, "expected a TLS 1.2 s_client to get in by default, it exited %d:\n%s", rc,
-		     p.err);
+	cr_expect_eq(rc, 0, "expected a TLS 1.2 s_client to get in by default, it exited %d:\n%s",
+		     rc, p.err);
 	cr_expect(strstr(p.out, "TLSv1.2"), "expected a TLS 1.2 session, got:\n%s", s_summary(&p));
 	h_proc_free(&p);
 }
@@ -1195,16 +1197,18 @@ Test(server_options, alpn_negotiates_the_clients_choice_from_the_list)
 		  "expected \"ALPN protocol: http/1.1\", got:\n%s", s_summary(&p));
 	h_proc_free(&p);
 	rc = s_client(&p, port, "-alpn", "h2,http/1.1", NULL, NULL);
-	cr_expect_eq(rc, 0, "expected s_client -alpn h2,http/1.1 to exit 0, got %d:\n%s", rc, p.err);
+	cr_expect_eq(rc, 0, "expected s_client -alpn h2,http/1.1 to exit 0, got %d:\n%s", rc,
+		     p.err);
 	cr_expect(strstr(p.out, "ALPN protocol: h2"),
-		  "expected the server's first choice \"ALPN protocol: h2\", got:\n%s", s_summary(&p));
+		  "expected the server's first choice \"ALPN protocol: h2\", got:\n%s",
+		  s_summary(&p));
 	h_proc_free(&p);
 }
 
 static void check_resumption(const char *version)
 {
 	int port = h_free_port();
-	char *sess = fmt("%s/session.pem", h_tmpdir());
+	char *sess = h_fmt("%s/session.pem", h_tmpdir());
 	struct h_proc p;
 	int rc;
 
@@ -1220,8 +1224,8 @@ static void check_resumption(const char *version)
 	cr_expect_eq(rc, 0, "expected the second s_client %s to exit 0, got %d:\n%s", version, rc,
 		     p.err);
 	cr_expect(strstr(p.out, "Reused, TLSv1"),
-		  "expected the second connection (%s) to resume (\"Reused\"), got:\n%s",
-		  version, s_summary(&p));
+		  "expected the second connection (%s) to resume (\"Reused\"), got:\n%s", version,
+		  s_summary(&p));
 	cr_expect(strstr(p.out, "tlsshim server e2e line 00000"),
 		  "expected the file on the resumed connection, got:\n%s", s_summary(&p));
 	h_proc_free(&p);
@@ -1244,12 +1248,13 @@ Test(server_options, serves_a_chain_through_an_intermediate)
 	int rc;
 
 	start_http(port,
-		   fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server-chain.pem"),
-		       pki("server.key")),
+		   h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server-chain.pem"),
+			 pki("server.key")),
 		   NULL);
 	rc = s_client(&p, port, "-showcerts", NULL, NULL, NULL);
-	cr_expect_eq(rc, 0, "expected s_client to verify leaf+intermediate against the CA, got "
-			    "%d:\n%s",
+	cr_expect_eq(rc, 0,
+		     "expected s_client to verify leaf+intermediate against the CA, got "
+		     "%d:\n%s",
 		     rc, p.err);
 	cr_expect(count(p.out, "-----BEGIN CERTIFICATE-----") == 2,
 		  "expected 2 certificates (leaf and intermediate) sent, got:\n%.3000s", p.out);

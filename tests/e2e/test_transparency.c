@@ -19,9 +19,9 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
-#define PYTHON "/usr/bin/python3"
-#define RUN_MS 60000 /* every client run is bounded by this */
+#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
+#define PYTHON    "/usr/bin/python3"
+#define RUN_MS    60000 /* every client run is bounded by this */
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -37,19 +37,6 @@ static void teardown(void)
 
 TestSuite(transparency, .fini = teardown, .timeout = 180);
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	if (vasprintf(&s, f, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 /* The environment of a program under the shim with POLICY. */
 static void shim_env(struct h_env *e, const char *policy)
 {
@@ -62,13 +49,13 @@ static void shim_env(struct h_env *e, const char *policy)
 
 static const char *accept_policy(int port)
 {
-	return fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, h_pki_file("server.pem"),
-		   h_pki_file("server.key"));
+	return h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, h_pki_file("server.pem"),
+		     h_pki_file("server.key"));
 }
 
 static const char *connect_policy(int port)
 {
-	return fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port, h_pki_file("ca.pem"));
+	return h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port, h_pki_file("ca.pem"));
 }
 
 /* Starts a server with ENV and waits until it prints NEEDLE (or listens, for NULL). */
@@ -117,9 +104,8 @@ static double cpu_seconds(pid_t pid)
 	unsigned long ut = 0, st = 0;
 	/* After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
 	 * cmajflt utime stime — fields 3..15 of proc(5). */
-	int n = p ? sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-			   &st) :
-		    0;
+	int n =
+	    p ? sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) : 0;
 	free(s);
 	if (n != 2)
 		return -1;
@@ -129,62 +115,62 @@ static double cpu_seconds(pid_t pid)
 /* ---- python scripts ------------------------------------------------------------------ */
 
 static const char asyncio_server_py[] =
-	"import asyncio, sys\n"
-	"async def handle(r, w):\n"
-	"    try:\n"
-	"        while True:\n"
-	"            d = await r.read(65536)\n"
-	"            if not d:\n"
-	"                break\n"
-	"            w.write(d)\n"
-	"            await w.drain()\n"
-	"    finally:\n"
-	"        w.close()\n"
-	"async def main():\n"
-	"    s = await asyncio.start_server(handle, '127.0.0.1', int(sys.argv[1]))\n"
-	"    print('READY', flush=True)\n"
-	"    async with s:\n"
-	"        await s.serve_forever()\n"
-	"asyncio.run(main())\n";
+    "import asyncio, sys\n"
+    "async def handle(r, w):\n"
+    "    try:\n"
+    "        while True:\n"
+    "            d = await r.read(65536)\n"
+    "            if not d:\n"
+    "                break\n"
+    "            w.write(d)\n"
+    "            await w.drain()\n"
+    "    finally:\n"
+    "        w.close()\n"
+    "async def main():\n"
+    "    s = await asyncio.start_server(handle, '127.0.0.1', int(sys.argv[1]))\n"
+    "    print('READY', flush=True)\n"
+    "    async with s:\n"
+    "        await s.serve_forever()\n"
+    "asyncio.run(main())\n";
 
 /* argv: port conns rounds. Each connection: ROUNDS round trips of varied sizes, checked. */
 static const char asyncio_client_py[] =
-	"import asyncio, sys, os\n"
-	"port, conns, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
-	"async def one(i):\n"
-	"    r, w = await asyncio.open_connection('127.0.0.1', port)\n"
-	"    for k in range(rounds):\n"
-	"        data = os.urandom(1 + (k * 7919 + i * 104729) % 20000)\n"
-	"        w.write(data)\n"
-	"        await w.drain()\n"
-	"        got = await r.readexactly(len(data))\n"
-	"        if got != data:\n"
-	"            raise SystemExit('data mismatch on connection %d round %d' % (i, k))\n"
-	"    w.close()\n"
-	"    await w.wait_closed()\n"
-	"    return rounds\n"
-	"async def main():\n"
-	"    res = await asyncio.gather(*(one(i) for i in range(conns)))\n"
-	"    print('OK', sum(res), flush=True)\n"
-	"asyncio.run(main())\n";
+    "import asyncio, sys, os\n"
+    "port, conns, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+    "async def one(i):\n"
+    "    r, w = await asyncio.open_connection('127.0.0.1', port)\n"
+    "    for k in range(rounds):\n"
+    "        data = os.urandom(1 + (k * 7919 + i * 104729) % 20000)\n"
+    "        w.write(data)\n"
+    "        await w.drain()\n"
+    "        got = await r.readexactly(len(data))\n"
+    "        if got != data:\n"
+    "            raise SystemExit('data mismatch on connection %d round %d' % (i, k))\n"
+    "    w.close()\n"
+    "    await w.wait_closed()\n"
+    "    return rounds\n"
+    "async def main():\n"
+    "    res = await asyncio.gather(*(one(i) for i in range(conns)))\n"
+    "    print('OK', sum(res), flush=True)\n"
+    "asyncio.run(main())\n";
 
 /* argv: port thread|fork. */
 static const char socketserver_py[] =
-	"import socketserver, sys\n"
-	"class H(socketserver.BaseRequestHandler):\n"
-	"    def handle(self):\n"
-	"        while True:\n"
-	"            d = self.request.recv(65536)\n"
-	"            if not d:\n"
-	"                break\n"
-	"            self.request.sendall(d)\n"
-	"cls = socketserver.ThreadingTCPServer if sys.argv[2] == 'thread' else "
-	"socketserver.ForkingTCPServer\n"
-	"cls.allow_reuse_address = True\n"
-	"cls.request_queue_size = 64\n"
-	"with cls(('127.0.0.1', int(sys.argv[1])), H) as s:\n"
-	"    print('READY', flush=True)\n"
-	"    s.serve_forever()\n";
+    "import socketserver, sys\n"
+    "class H(socketserver.BaseRequestHandler):\n"
+    "    def handle(self):\n"
+    "        while True:\n"
+    "            d = self.request.recv(65536)\n"
+    "            if not d:\n"
+    "                break\n"
+    "            self.request.sendall(d)\n"
+    "cls = socketserver.ThreadingTCPServer if sys.argv[2] == 'thread' else "
+    "socketserver.ForkingTCPServer\n"
+    "cls.allow_reuse_address = True\n"
+    "cls.request_queue_size = 64\n"
+    "with cls(('127.0.0.1', int(sys.argv[1])), H) as s:\n"
+    "    print('READY', flush=True)\n"
+    "    s.serve_forever()\n";
 
 /*
  * argv: port clients rounds CAFILE|-. 20 threads, each one connection (python
@@ -192,57 +178,57 @@ static const char socketserver_py[] =
  * checked round trips. Prints "OK N" when every client finished.
  */
 static const char threaded_clients_py[] =
-	"import socket, ssl, sys, os, threading\n"
-	"port, n, rounds, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
-	"ctx = ssl.create_default_context(cafile=ca) if ca != '-' else None\n"
-	"lock = threading.Lock(); done = [0]; errors = []\n"
-	"def one(i):\n"
-	"    try:\n"
-	"        s = socket.create_connection(('127.0.0.1', port), timeout=30)\n"
-	"        if ctx:\n"
-	"            s = ctx.wrap_socket(s, server_hostname='localhost')\n"
-	"        for k in range(rounds):\n"
-	"            data = os.urandom(1 + (k * 7919 + i * 31337) % 30000)\n"
-	"            s.sendall(data)\n"
-	"            got = b''\n"
-	"            while len(got) < len(data):\n"
-	"                c = s.recv(len(data) - len(got))\n"
-	"                if not c:\n"
-	"                    raise Exception('early EOF')\n"
-	"                got += c\n"
-	"            if got != data:\n"
-	"                raise Exception('data mismatch')\n"
-	"        s.close()\n"
-	"        with lock:\n"
-	"            done[0] += 1\n"
-	"    except Exception as e:\n"
-	"        with lock:\n"
-	"            errors.append('client %d: %r' % (i, e))\n"
-	"ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]\n"
-	"[t.start() for t in ts]\n"
-	"[t.join() for t in ts]\n"
-	"print('OK', done[0]) if not errors else print('ERRORS', errors)\n"
-	"sys.exit(1 if errors else 0)\n";
+    "import socket, ssl, sys, os, threading\n"
+    "port, n, rounds, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
+    "ctx = ssl.create_default_context(cafile=ca) if ca != '-' else None\n"
+    "lock = threading.Lock(); done = [0]; errors = []\n"
+    "def one(i):\n"
+    "    try:\n"
+    "        s = socket.create_connection(('127.0.0.1', port), timeout=30)\n"
+    "        if ctx:\n"
+    "            s = ctx.wrap_socket(s, server_hostname='localhost')\n"
+    "        for k in range(rounds):\n"
+    "            data = os.urandom(1 + (k * 7919 + i * 31337) % 30000)\n"
+    "            s.sendall(data)\n"
+    "            got = b''\n"
+    "            while len(got) < len(data):\n"
+    "                c = s.recv(len(data) - len(got))\n"
+    "                if not c:\n"
+    "                    raise Exception('early EOF')\n"
+    "                got += c\n"
+    "            if got != data:\n"
+    "                raise Exception('data mismatch')\n"
+    "        s.close()\n"
+    "        with lock:\n"
+    "            done[0] += 1\n"
+    "    except Exception as e:\n"
+    "        with lock:\n"
+    "            errors.append('client %d: %r' % (i, e))\n"
+    "ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]\n"
+    "[t.start() for t in ts]\n"
+    "[t.join() for t in ts]\n"
+    "print('OK', done[0]) if not errors else print('ERRORS', errors)\n"
+    "sys.exit(1 if errors else 0)\n";
 
 /*
  * argv: port. One round trip, then idle in select() on the wrapped socket for
  * 4 s (printing IDLE first), then one more round trip.
  */
 static const char idle_client_py[] =
-	"import socket, select, sys\n"
-	"s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
-	"def rt(m):\n"
-	"    s.sendall(m)\n"
-	"    got = b''\n"
-	"    while len(got) < len(m):\n"
-	"        got += s.recv(100)\n"
-	"    assert got == m\n"
-	"rt(b'hello')\n"
-	"print('IDLE', flush=True)\n"
-	"r, _, _ = select.select([s], [], [], 4.0)\n"
-	"assert not r, 'spurious readability'\n"
-	"rt(b'again')\n"
-	"print('OK', flush=True)\n";
+    "import socket, select, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+    "def rt(m):\n"
+    "    s.sendall(m)\n"
+    "    got = b''\n"
+    "    while len(got) < len(m):\n"
+    "        got += s.recv(100)\n"
+    "    assert got == m\n"
+    "rt(b'hello')\n"
+    "print('IDLE', flush=True)\n"
+    "r, _, _ = select.select([s], [], [], 4.0)\n"
+    "assert not r, 'spurious readability'\n"
+    "rt(b'again')\n"
+    "print('OK', flush=True)\n";
 
 /*
  * Makes the shim log to a file at debug level, so that a test can check that
@@ -250,7 +236,7 @@ static const char idle_client_py[] =
  */
 static const char *log_to_file(struct h_env *e)
 {
-	const char *path = fmt("%s/shim-%d.log", h_tmpdir(), h_free_port());
+	const char *path = h_fmt("%s/shim-%d.log", h_tmpdir(), h_free_port());
 
 	h_env_set(e, "TLSSHIM_LOG", "debug");
 	h_env_set(e, "TLSSHIM_LOG_FILE", "%s", path);
@@ -277,12 +263,12 @@ Test(transparency, python_asyncio_client_and_server)
 	int port = h_free_port();
 	struct h_env e;
 
-	shim_env(&e, fmt("%s; %s", accept_policy(port), connect_policy(port)));
+	shim_env(&e, h_fmt("%s; %s", accept_policy(port), connect_policy(port)));
 	const char *log = log_to_file(&e);
-	start_server(ARGV(PYTHON, "-c", (char *)asyncio_server_py, fmt("%d", port)), &e, port,
+	start_server(ARGV(PYTHON, "-c", (char *)asyncio_server_py, h_fmt("%d", port)), &e, port,
 		     "READY");
-	run_client(ARGV(PYTHON, "-c", (char *)asyncio_client_py, fmt("%d", port), "10", "100"), &e,
-		   "OK 1000", "asyncio client (10 connections x 100 round trips)");
+	run_client(ARGV(PYTHON, "-c", (char *)asyncio_client_py, h_fmt("%d", port), "10", "100"),
+		   &e, "OK 1000", "asyncio client (10 connections x 100 round trips)");
 	/* Both ends log each handshake: 10 connections, 2 ends. */
 	int n = count_in_file(log, "TLS established");
 	cr_assert_eq(n, 20, "expected 20 \"TLS established\" lines in the shim's log, got %d", n);
@@ -298,20 +284,19 @@ Test(transparency, redis_benchmark_50_connections)
 	struct h_proc p;
 
 	h_env_init(&plain);
-	start_server(ARGV("redis-server", "--port", "0", "--tls-port", fmt("%d", port),
+	start_server(ARGV("redis-server", "--port", "0", "--tls-port", h_fmt("%d", port),
 			  "--tls-cert-file", (char *)h_pki_file("server.pem"), "--tls-key-file",
 			  (char *)h_pki_file("server.key"), "--tls-ca-cert-file",
 			  (char *)h_pki_file("ca.pem"), "--tls-auth-clients", "no", "--save", "",
-			  "--appendonly", "no", "--bind", "127.0.0.1", "--dir",
-			  (char *)h_tmpdir()),
+			  "--appendonly", "no", "--bind", "127.0.0.1", "--dir", (char *)h_tmpdir()),
 		     &plain, port, "Ready to accept connections");
 	shim_env(&e, connect_policy(port));
 	int rc = h_run(&p,
-		       ARGV("redis-benchmark", "-h", "127.0.0.1", "-p", fmt("%d", port), "-c", "50",
-			    "-n", "20000", "-t", "set,get", "-q"),
+		       ARGV("redis-benchmark", "-h", "127.0.0.1", "-p", h_fmt("%d", port), "-c",
+			    "50", "-n", "20000", "-t", "set,get", "-q"),
 		       &e, 120000);
 	cr_assert(rc == 0 && p.out && strstr(p.out, "SET: ") && strstr(p.out, "GET: ") &&
-			  strstr(p.out, "requests per second"),
+		      strstr(p.out, "requests per second"),
 		  "redis-benchmark through the shim: exit %d\nstdout:\n%s\nstderr:\n%s", rc,
 		  p.out ? p.out : "", p.err ? p.err : "");
 	h_proc_free(&p);
@@ -327,17 +312,17 @@ static void socketserver_case(const char *kind, int clients_wrapped)
 	struct h_env srv, cli;
 
 	shim_env(&srv, accept_policy(port));
-	start_server(ARGV(PYTHON, "-c", (char *)socketserver_py, fmt("%d", port), (char *)kind),
+	start_server(ARGV(PYTHON, "-c", (char *)socketserver_py, h_fmt("%d", port), (char *)kind),
 		     &srv, port, "READY");
 	if (clients_wrapped)
 		shim_env(&cli, connect_policy(port));
 	else
 		h_env_init(&cli);
-	run_client(ARGV(PYTHON, "-c", (char *)threaded_clients_py, fmt("%d", port), "20", "20",
+	run_client(ARGV(PYTHON, "-c", (char *)threaded_clients_py, h_fmt("%d", port), "20", "20",
 			clients_wrapped ? "-" : (char *)h_pki_file("ca.pem")),
 		   &cli, "OK 20",
-		   fmt("20 concurrent %s clients of a %s server", clients_wrapped ? "wrapped" : "python ssl",
-		       kind));
+		   h_fmt("20 concurrent %s clients of a %s server",
+			 clients_wrapped ? "wrapped" : "python ssl", kind));
 	h_env_free(&srv);
 	h_env_free(&cli);
 }
@@ -370,11 +355,11 @@ Test(transparency, idle_connection_uses_no_cpu)
 	struct h_env e;
 	struct h_proc cli;
 
-	shim_env(&e, fmt("%s; %s", accept_policy(port), connect_policy(port)));
+	shim_env(&e, h_fmt("%s; %s", accept_policy(port), connect_policy(port)));
 	struct h_proc *srv = start_server(
-		ARGV(PYTHON, "-c", (char *)asyncio_server_py, fmt("%d", port)), &e, port, "READY");
-	cr_assert_eq(h_spawn(&cli, ARGV(PYTHON, "-c", (char *)idle_client_py, fmt("%d", port)), &e,
-			     NULL, 0),
+	    ARGV(PYTHON, "-c", (char *)asyncio_server_py, h_fmt("%d", port)), &e, port, "READY");
+	cr_assert_eq(h_spawn(&cli, ARGV(PYTHON, "-c", (char *)idle_client_py, h_fmt("%d", port)),
+			     &e, NULL, 0),
 		     0, "cannot start the idle client");
 	if (h_wait_output(&cli, "IDLE", 15000) != 0) {
 		h_kill(&cli);
