@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "engine_load.h"
 #include "epreg.h"
+#include "fdtab.h"
 #include "log.h"
 #include "real.h"
 
@@ -1031,6 +1032,19 @@ int conn_readable_bytes(struct conn *c)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+void conn_release_fd(int fd)
+{
+	struct conn *c = fdtab_take(fd);
+
+	if (epreg_active())
+		epreg_fd_closed(fd, c);
+	if (c != NULL) {
+		if (conn_close_fd(c, fd))
+			epreg_conn_closed(c);
+		conn_put(c);
+	}
 }
 
 uint64_t conn_deadline(struct conn *c)

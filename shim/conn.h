@@ -118,6 +118,14 @@ int conn_add_fd(struct conn *c, int fd);
  */
 int conn_close_fd(struct conn *c, int fd);
 
+/*
+ * The program is closing FD (close, dup2 onto it, fclose of its stream):
+ * unmaps it, forgets its epoll registrations, and ends the TLS session if it
+ * was the conn's last fd (conn_close_fd). Safe for an fd that is not wrapped.
+ * The caller then closes FD itself.
+ */
+void conn_release_fd(int fd);
+
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);
 void conn_set_nodelay(struct conn *c, int on);

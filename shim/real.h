@@ -111,7 +111,4 @@ void real_resolve(void **slot, const char *name, int required);
 /* Resolves every entry: called before any wrapped work. Idempotent. */
 void real_init(void);
 
-/* Whether real_init() has completed. */
-int real_ready(void);
-
 #endif

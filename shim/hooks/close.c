@@ -21,20 +21,6 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/* Ends the wrapping of FD (the program is closing it), and its epoll registrations. */
-static void release(int fd)
-{
-	struct conn *c = fdtab_take(fd);
-
-	if (epreg_active())
-		epreg_fd_closed(fd, c);
-	if (c != NULL) {
-		if (conn_close_fd(c, fd))
-			epreg_conn_closed(c);
-		conn_put(c);
-	}
-}
-
 HOOK int close(int fd)
 {
 	if (unlikely(real.close == NULL)) {
@@ -46,7 +32,7 @@ HOOK int close(int fd)
 		log_forget_fd(fd);
 	if (likely(!fdtab_maybe(fd) && !epreg_active()))
 		return real.close(fd);
-	release(fd);
+	conn_release_fd(fd);
 	return real.close(fd);
 }
 
@@ -83,7 +69,7 @@ static void release_range(unsigned int first, unsigned int last)
 			continue;
 		}
 		if (fdtab_maybe((int)fd) || epreg_active())
-			release((int)fd);
+			conn_release_fd((int)fd);
 	}
 }
 

@@ -35,22 +35,13 @@ static void follow(int oldfd, int newfd)
 /* dup2/dup3 close NEWFD first, when OLDFD is valid: so do we, with close_notify. */
 static void release_target(int oldfd, int newfd)
 {
-	struct conn *c;
-
 	/* Our log file's descriptor is about to become something else. */
 	if (unlikely(newfd == log_fd()) && oldfd != newfd)
 		log_forget_fd(newfd);
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
-	c = fdtab_take(newfd);
-	if (epreg_active())
-		epreg_fd_closed(newfd, c);
-	if (c != NULL) {
-		if (conn_close_fd(c, newfd))
-			epreg_conn_closed(c);
-		conn_put(c);
-	}
+	conn_release_fd(newfd);
 }
 
 HOOK int dup(int fd)

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 
@@ -193,15 +192,8 @@ static int cookie_seek(void *cookie, off64_t *off, int whence)
 static int cookie_close(void *cookie)
 {
 	int fd = (int)(intptr_t)cookie;
-	struct conn *c = fdtab_take(fd);
 
-	if (epreg_active())
-		epreg_fd_closed(fd, c);
-	if (c != NULL) {
-		if (conn_close_fd(c, fd))
-			epreg_conn_closed(c);
-		conn_put(c);
-	}
+	conn_release_fd(fd);
 	return real.close(fd);
 }
 
