@@ -57,6 +57,8 @@ static void index_free(struct dir_index *x)
 	for (f = 0; f < 2; f++)
 		for (i = 0; i < x->n_cidr[f]; i++)
 			buckets_free(&x->cidr[f][i].tab);
+	free(x->cidr[0]);
+	free(x->cidr[1]);
 	if (x->any) {
 		free(x->any->v);
 		free(x->any);
@@ -175,6 +177,11 @@ static struct bucket *cidr_bucket(struct dir_index *x, const struct policy_rule 
 		if (x->cidr[f][i].prefix == r->prefix)
 			break;
 	if (i == x->n_cidr[f]) {
+		struct cidr_level *v = realloc(x->cidr[f], (i + 1) * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		x->cidr[f] = v;
 		x->cidr[f][i].prefix = r->prefix;
 		x->cidr[f][i].tab = NULL;
 		x->n_cidr[f]++;
@@ -337,7 +344,8 @@ static void seal_index(struct dir_index *x, struct clashes *cl)
 	for (f = 0; f < 2; f++) {
 		unsigned i;
 
-		qsort(x->cidr[f], x->n_cidr[f], sizeof(x->cidr[f][0]), cidr_level_cmp);
+		if (x->n_cidr[f] > 1)
+			qsort(x->cidr[f], x->n_cidr[f], sizeof(x->cidr[f][0]), cidr_level_cmp);
 		for (i = 0; i < x->n_cidr[f]; i++)
 			seal_all(x->cidr[f][i].tab, cl);
 	}

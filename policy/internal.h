@@ -25,10 +25,12 @@ struct cidr_level {
 
 /* Look-up structures for the rules of one direction; built by policy_finish(). */
 struct dir_index {
-	struct bucket *names;           /* exact names, keyed by the lower-case name */
-	struct bucket *suffixes;        /* "*.suffix" rules, keyed by the suffix */
-	struct bucket *addrs;           /* keyed by family byte + 16 address bytes */
-	struct cidr_level cidr[2][129]; /* [0] IPv4, [1] IPv6; longest prefix first */
+	struct bucket *names;    /* exact names, keyed by the lower-case name */
+	struct bucket *suffixes; /* "*.suffix" rules, keyed by the suffix */
+	struct bucket *addrs;    /* keyed by family byte + 16 address bytes */
+	/* [0] IPv4, [1] IPv6; only the prefix lengths present (allocated: the table is
+	 * built in every process the shim is loaded into), longest first once sealed. */
+	struct cidr_level *cidr[2];
 	unsigned n_cidr[2];
 	struct bucket *any;       /* "*" rules, or NULL */
 	const char **exact_names; /* distinct exact names in load order */
@@ -57,6 +59,12 @@ int policy_name_norm(const char *s, size_t n, char *out, const char **why, size_
 
 /* Whether the IPv6 address A is IPv4-mapped (::ffff:a.b.c.d). */
 int policy_addr_is_mapped(const unsigned char a[16]);
+
+/* The strict dotted quad [S, S+N) into OUT; 0, or -1 if it is not one. */
+int policy_ipv4_parse(const char *s, size_t n, unsigned char out[4]);
+
+/* A as dotted-quad text, NUL-terminated; returns its length. */
+size_t policy_ipv4_text(const unsigned char a[4], char out[16]);
 
 /* format.c */
 /* Writes S (N bytes) to OUT for a message: long text cut, control bytes as \xNN. */

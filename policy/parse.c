@@ -131,6 +131,72 @@ int policy_addr_is_mapped(const unsigned char a[16])
 	return memcmp(a, prefix, sizeof(prefix)) == 0;
 }
 
+/*
+ * IPv4 text <-> bytes without libc's inet_pton/inet_ntop: the policy is parsed
+ * at the start of every process the shim is loaded into, and inet_ntop pulls in
+ * sprintf (pages /bin/true never touches). The same strict grammar as glibc's
+ * inet_pton(AF_INET): exactly four decimal parts 0-255, no leading zeros.
+ */
+int policy_ipv4_parse(const char *s, size_t n, unsigned char out[4])
+{
+	unsigned parts = 0, v = 0, digits = 0;
+	size_t i;
+
+	for (i = 0; i <= n; i++) {
+		if (i < n && s[i] >= '0' && s[i] <= '9') {
+			if (digits > 0 && v == 0)
+				return -1;
+			v = v * 10 + (unsigned)(s[i] - '0');
+			if (v > 255)
+				return -1;
+			digits++;
+			continue;
+		}
+		if (digits == 0 || parts == 4 || (i < n && s[i] != '.'))
+			return -1;
+		out[parts++] = (unsigned char)v;
+		v = 0;
+		digits = 0;
+	}
+	return parts == 4 ? 0 : -1;
+}
+
+size_t policy_ipv4_text(const unsigned char a[4], char out[16])
+{
+	size_t k = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		unsigned v = a[i];
+
+		if (i > 0)
+			out[k++] = '.';
+		if (v >= 100)
+			out[k++] = (char)('0' + v / 100);
+		if (v >= 10)
+			out[k++] = (char)('0' + v / 10 % 10);
+		out[k++] = (char)('0' + v % 10);
+	}
+	out[k] = '\0';
+	return k;
+}
+
+/* Bytes of IPv6 text: no ':' means it cannot be one (saves calling inet_pton). */
+static int ipv6_parse(const char *z, unsigned char out[16])
+{
+	return strchr(z, ':') && inet_pton(AF_INET6, z, out) == 1 ? 0 : -1;
+}
+
+/* The text of address A of FAMILY into OUT (INET6_ADDRSTRLEN bytes); NULL on failure. */
+static const char *addr_text(int family, const unsigned char *a, char *out, socklen_t len)
+{
+	if (family == AF_INET && len >= 16) {
+		policy_ipv4_text(a, out);
+		return out;
+	}
+	return inet_ntop(family, a, out, len);
+}
+
 /* Parses a decimal number of at most MAXDIGITS digits, all of [S, S+N). Returns it or -1. */
 static long parse_dec(const char *s, size_t n, size_t maxdigits)
 {
@@ -170,7 +236,7 @@ static int set_addr_text(struct policy_rule *r)
 {
 	char buf[INET6_ADDRSTRLEN];
 
-	if (!inet_ntop(r->family, r->addr, buf, sizeof(buf)))
+	if (!addr_text(r->family, r->addr, buf, sizeof(buf)))
 		return -1;
 	r->host = strdup(buf);
 	return r->host ? 0 : -1;
@@ -184,7 +250,7 @@ static void network_hint(const struct policy_rule *r, char *out, size_t len)
 
 	memcpy(a, r->addr, sizeof(a));
 	clear_host_bits(a, r->family == AF_INET ? 32 : 128, r->prefix);
-	inet_ntop(r->family, a, buf, sizeof(buf));
+	addr_text(r->family, a, buf, sizeof(buf));
 	if (r->family == AF_INET)
 		snprintf(out, len, "%s/%u", buf, r->prefix);
 	else
@@ -211,8 +277,8 @@ static int host_ipv6(struct pctx *c, struct policy_rule *r, const char *s, size_
 		goto bad;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
-	if (inet_pton(AF_INET6, buf, a) != 1) {
-		if (inet_pton(AF_INET, buf, a) == 1) {
+	if (ipv6_parse(buf, a) != 0) {
+		if (policy_ipv4_parse(buf, n, a) == 0) {
 			report(c, col, "IPv4 addresses are written without brackets: %s", buf);
 			return -1;
 		}
@@ -300,14 +366,10 @@ static int host_ipv4(struct pctx *c, struct policy_rule *r, const char *s, size_
 {
 	const char *slash = memchr(s, '/', n);
 	size_t alen = slash ? (size_t)(slash - s) : n;
-	char buf[INET_ADDRSTRLEN + 1], shown[96];
+	char shown[96];
 
-	if (alen >= sizeof(buf))
-		goto bad;
-	memcpy(buf, s, alen);
-	buf[alen] = '\0';
-	/* glibc's inet_pton takes only the strict dotted quad: no "10.1", no octal. */
-	if (inet_pton(AF_INET, buf, r->addr) != 1)
+	/* Only the strict dotted quad: no "10.1", no octal. */
+	if (policy_ipv4_parse(s, alen, r->addr) != 0)
 		goto bad;
 	r->family = AF_INET;
 	r->prefix = 32;
@@ -809,7 +871,7 @@ static int opt_sni(struct pctx *c, char **dst, const struct tok *t, const char *
 	const char *why;
 	size_t at;
 
-	if (inet_pton(AF_INET, v, a) == 1 || inet_pton(AF_INET6, v, a) == 1) {
+	if (policy_ipv4_parse(v, n, a) == 0 || ipv6_parse(v, a) == 0) {
 		/* RFC 6066 section 3: "Literal IPv4 and IPv6 addresses are not permitted". */
 		report(c, t->vcol, "sni must be a DNS name, not an address (RFC 6066)");
 		return -1;
@@ -839,16 +901,16 @@ static int opt_name(struct pctx *c, char **dst, const struct tok *t, const char 
 		}
 		memcpy(buf, v + 1, n - 2);
 		buf[n - 2] = '\0';
-		if (inet_pton(AF_INET6, buf, a) != 1) {
+		if (ipv6_parse(buf, a) != 0) {
 			report(c, t->vcol, "name: invalid IPv6 address in brackets");
 			return -1;
 		}
 		v = buf;
 		n -= 2;
 	}
-	if (inet_pton(AF_INET, v, a) == 1) {
-		inet_ntop(AF_INET, a, out, sizeof(out));
-	} else if (inet_pton(AF_INET6, v, a) == 1) {
+	if (policy_ipv4_parse(v, n, a) == 0) {
+		policy_ipv4_text(a, out);
+	} else if (ipv6_parse(v, a) == 0) {
 		inet_ntop(AF_INET6, a, out, sizeof(out));
 	} else if (policy_name_norm(v, n, out, &why, &at) < 0) {
 		report(c, t->vcol, "name: expected a DNS name or an IP address (%s)", why);

@@ -17,9 +17,10 @@
 
 #include "log.h"
 #include "real.h"
+#include "shim.h"
 
 static int log_level = LOG_LVL_WARN;
-static const char *log_path; /* TLSSHIM_LOG_FILE, or NULL for stderr */
+static const char *log_path SHIM_LOAD_DATA; /* TLSSHIM_LOG_FILE, or NULL for stderr */
 static atomic_int log_file_fd = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};

@@ -4,4 +4,4 @@
  */
 #include "shim.h"
 
-struct shim_state shim;
+struct shim_state shim SHIM_LOAD_DATA;

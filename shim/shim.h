@@ -6,6 +6,13 @@
 
 #include "policy.h"
 
+/*
+ * For the variables the constructor writes: .data, on the page the loader has
+ * already written (GOT, relocations), rather than .bss pages that would each
+ * cost a page fault in every process the shim is loaded into.
+ */
+#define SHIM_LOAD_DATA __attribute__((section(".data.load")))
+
 struct shim_state {
 	struct policy *policy; /* immutable after load; NULL when no policy is set */
 	int has_connect;       /* the policy has connect rules */

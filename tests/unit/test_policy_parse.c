@@ -136,6 +136,10 @@ Test(policy_parse, stores_addresses_in_network_order_with_family_and_prefix)
 	} cases[] = {
 	    {"connect 10.1.2.3:1-2 tls", AF_INET, 32, {10, 1, 2, 3}, "10.1.2.3", 1, 2},
 	    {"connect 192.168.0.0/16 tls", AF_INET, 16, {192, 168, 0, 0}, "192.168.0.0", 1, 65535},
+	    {"connect 0.0.0.0:5 tls", AF_INET, 32, {0, 0, 0, 0}, "0.0.0.0", 5, 5},
+	    {"connect 255.255.255.255:5 tls", AF_INET, 32, {255, 255, 255, 255}, "255.255.255.255", 5,
+	     5},
+	    {"connect 100.20.3.0/24 tls", AF_INET, 24, {100, 20, 3, 0}, "100.20.3.0", 1, 65535},
 	    {"connect [::ffff:10.0.0.0/104]:7 tls", AF_INET, 8, {10, 0, 0, 0}, "10.0.0.0", 7, 7},
 	    {"connect [::1]:9 tls", AF_INET6, 128, {0, 0, 0, 0}, "::1", 9, 9},
 	    {"connect [fe80::/10] tls", AF_INET6, 10, {0xfe, 0x80, 0, 0}, "fe80::", 1, 65535},
