@@ -214,8 +214,14 @@ asan:
 tsan:
 	$(Q)$(MAKE) --no-print-directory SAN=tsan test
 
+# The start-up figure's floor: an empty library with the preload library's layout.
+EMPTY_SO := $(BUILD)/tests/bench/empty_preload.so
+$(EMPTY_SO): tests/bench/preload/empty_preload.c Makefile | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -shared $(CFLAGS_ALL) $(SHIM_LAYOUT) -o $@ $<
+
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN)
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN) $(EMPTY_SO)
 	$(Q)BUILD=$(BUILD) tests/bench/run
 
 # libFuzzer needs clang; fuzzers always build with ASan + UBSan in build-fuzz/.
