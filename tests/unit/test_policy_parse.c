@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h" /* policy_ipv4_parse/_text */
 #include "test_policy_util.h"
 
 /* Readable files for the options that name files, made fresh for each test. */
@@ -693,5 +694,54 @@ Test(policy_parse, parses_explain_endpoints)
 		    policy_parse_endpoint(bad[i], &q, name, sizeof(name), err, sizeof(err)), -1,
 		    "%s", bad[i]);
 		cr_expect_neq(err[0], '\0', "%s: a message", bad[i]);
+	}
+}
+
+/*
+ * The parser's own IPv4 conversions (no inet_pton/inet_ntop at start-up) must agree
+ * with glibc's: the same strings accepted, the same bytes, the same text.
+ */
+Test(policy_parse, ipv4_conversions_agree_with_inet_pton_and_inet_ntop)
+{
+	static const char *const fixed[] = {
+	    "0.0.0.0", "255.255.255.255", "1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
+	    "1..2.3", ".1.2.3", "1.2.3.", "256.1.1.1", "1.2.3.1000", "", ".", "1", "00.0.0.0",
+	    "0.0.0.00", "9.99.199.255", "1.2.3.4 ", "1.2.3.-4",
+	};
+	static const char alphabet[] = "0123456789.";
+	unsigned seed = 12345;
+	char s[24], want_text[INET_ADDRSTRLEN], got_text[16];
+	unsigned char want[4], got[4];
+	size_t i;
+
+	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 50000; i++) {
+		const char *in = s;
+
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			in = fixed[i];
+		} else {
+			size_t n = 1 + (size_t)(rand_r(&seed) % 16), k;
+
+			for (k = 0; k < n; k++)
+				s[k] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+			s[n] = '\0';
+		}
+		int ok = inet_pton(AF_INET, in, want) == 1;
+
+		cr_assert_eq(policy_ipv4_parse(in, strlen(in), got) == 0, ok, "'%s': accepted", in);
+		if (!ok)
+			continue;
+		cr_assert_eq(memcmp(got, want, 4), 0, "'%s': bytes", in);
+		inet_ntop(AF_INET, want, want_text, sizeof(want_text));
+		cr_assert_eq(policy_ipv4_text(got, got_text), strlen(want_text), "'%s': length", in);
+		cr_assert_str_eq(got_text, want_text, "'%s': text", in);
+	}
+	for (i = 0; i < 20000; i++) {
+		unsigned v = (unsigned)rand_r(&seed) ^ ((unsigned)rand_r(&seed) << 16);
+
+		memcpy(want, &v, 4);
+		inet_ntop(AF_INET, want, want_text, sizeof(want_text));
+		policy_ipv4_text(want, got_text);
+		cr_assert_str_eq(got_text, want_text, "address %08x: text", v);
 	}
 }
