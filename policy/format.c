@@ -392,7 +392,7 @@ int policy_parse_endpoint(const char *s, struct policy_query *q, char *namebuf, 
 		q->family = AF_INET6;
 		return 0;
 	}
-	if (inet_pton(AF_INET, host, q->addr) == 1) {
+	if (policy_ipv4_parse(host, hn, q->addr) == 0) {
 		q->family = AF_INET;
 		return 0;
 	}
