@@ -719,11 +719,12 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	return rc;
 }
 
-int conn_connect_again(struct conn *c)
+int conn_connect_again(struct conn *c, int *afresh)
 {
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
+	*afresh = c->state == CONN_FAILED && !c->tls_failed;
 	switch (c->state) {
 	case CONN_OPEN:
 		/* Linux: the first connect() after completion succeeds, later ones EISCONN. */

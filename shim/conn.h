@@ -95,8 +95,12 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
  */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 
-/* For connect() on a socket already being wrapped: -EALREADY, -EISCONN or the failure. */
-int conn_connect_again(struct conn *c);
+/*
+ * For connect() on a socket already being wrapped: -EALREADY, -EISCONN or the
+ * failure. *AFRESH is set (under the conn lock, as the result is) when the
+ * failure was at the TCP level: the socket may then be connected again.
+ */
+int conn_connect_again(struct conn *c, int *afresh);
 
 /* recv() semantics, FLAGS: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC. */
 ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags);

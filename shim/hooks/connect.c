@@ -44,14 +44,14 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	const char *peer;
 	struct conn *c;
 	struct ep ep;
-	int rc, err = 0;
+	int rc, err = 0, afresh;
 
 	real_init(); /* wrapped work ahead: the whole table */
 	c = fdtab_get(fd);
 	if (c != NULL) {
-		rc = conn_connect_again(c);
+		rc = conn_connect_again(c, &afresh);
 		/* After a TCP failure a socket may connect again: start afresh. */
-		if (c->state == CONN_FAILED && !c->tls_failed) {
+		if (afresh) {
 			conn_put(c);
 			unwrap(fd);
 		} else {
