@@ -63,6 +63,14 @@ struct policy *cmd_policy_load(const struct cmd_policy_src *src);
 void cmd_policy_print(const struct policy *p);
 /* The rule's normalized text in a malloc()ed string, or NULL on allocation failure. */
 char *cmd_rule_text(const struct policy_rule *r);
+/*
+ * The rules of policy TEXT, normalized (as `check` prints them, without the
+ * source comments) one a line, in a malloc()ed string; NULL if TEXT has an
+ * error or memory ran out. Relative file paths come out absolute (against the
+ * working directory), so every process that inherits the text reads the
+ * same files wherever it starts.
+ */
+char *cmd_policy_text_normalized(const char *text);
 
 /* exe.c */
 /*

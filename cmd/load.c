@@ -170,3 +170,34 @@ out:
 	cmd_args_free(&a);
 	return rc < 0 ? CMD_EXIT_OK : rc;
 }
+
+char *cmd_policy_text_normalized(const char *text)
+{
+	struct policy_diags d = {0};
+	struct policy *p = policy_new();
+	char *all = NULL;
+	size_t len = 0, i;
+
+	if (!p)
+		return NULL;
+	if (policy_add_text(p, CMD_POLICY_SOURCE, text, &d) != 0 || policy_finish(p, &d) != 0)
+		goto out;
+	all = calloc(1, 1);
+	for (i = 0; all && i < policy_count(p); i++) {
+		char *r = cmd_rule_text(policy_rule_at(p, i));
+		char *n = r ? realloc(all, len + strlen(r) + 2) : NULL;
+
+		if (!n) {
+			free(all);
+			all = NULL;
+		} else {
+			all = n;
+			len += (size_t)sprintf(all + len, "%s%s", i ? "\n" : "", r);
+		}
+		free(r);
+	}
+out:
+	policy_diags_free(&d);
+	policy_free(p);
+	return all;
+}

@@ -160,9 +160,14 @@ static int set_env(const struct cmd_args *a, const char *preload)
 	if (!a->src.given)
 		return 0;
 	/* -p/-f define the whole policy: nothing from the caller's environment stays. */
-	if (a->src.text)
-		rc |= setenv("TLSSHIM_POLICY", a->src.text, 1);
-	else
+	if (a->src.text) {
+		char *norm = cmd_policy_text_normalized(a->src.text);
+
+		if (!norm)
+			return -1;
+		rc |= setenv("TLSSHIM_POLICY", norm, 1);
+		free(norm);
+	} else
 		rc |= unsetenv("TLSSHIM_POLICY");
 	if (!a->src.file)
 		return rc | unsetenv("TLSSHIM_POLICY_FILE");

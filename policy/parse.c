@@ -27,6 +27,10 @@ struct pctx {
 	unsigned line;
 	const char *lstart; /* start of the current line, for columns */
 	unsigned errors;
+	/* Relative file paths are relative to this directory (a policy file's), or, if
+	 * NULL, to the working directory; relative BASE is itself relative to it. */
+	const char *base;
+	size_t base_len;
 };
 
 /* One word of a rule. */
@@ -637,6 +641,51 @@ static int find_opt(const char *name, size_t n)
 	return -1;
 }
 
+/*
+ * PATH as an absolute path (malloc), so that the file checked now is the file
+ * opened at the first wrapped connection, whatever directory the program has
+ * moved to by then. A relative path in a policy file is relative to the file's
+ * directory; in TLSSHIM_POLICY, to the working directory. Not canonicalised
+ * ("..", symlinks): that is the kernel's business at open time. An empty
+ * value stays empty (and is reported as unreadable). NULL: no memory, or no
+ * working directory (reported).
+ */
+static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
+{
+	char pre[4096 + 1];
+	size_t n = 0;
+	char *out;
+
+	if (path[0] == '/' || path[0] == '\0')
+		return strdup(path);
+	if (c->base == NULL || c->base[0] != '/') {
+		if (!getcwd(pre, sizeof(pre) - 1)) {
+			report(c, t->vcol, "cannot make '%s' absolute: no working directory (%s)",
+			       path, strerror(errno));
+			return NULL;
+		}
+		n = strlen(pre);
+	}
+	if (c->base_len > 0) {
+		if (n + 1 + c->base_len >= sizeof(pre)) {
+			report(c, t->vcol, "cannot make '%s' absolute: the path is too long", path);
+			return NULL;
+		}
+		if (n > 0 && pre[n - 1] != '/')
+			pre[n++] = '/';
+		memcpy(pre + n, c->base, c->base_len);
+		n += c->base_len;
+	}
+	out = malloc(n + strlen(path) + 2);
+	if (out == NULL)
+		return NULL;
+	memcpy(out, pre, n);
+	if (n == 0 || out[n - 1] != '/')
+		out[n++] = '/';
+	strcpy(out + n, path);
+	return out;
+}
+
 /* Checks that PATH can be opened for reading (a directory too, for ca=). */
 static int check_readable(struct pctx *c, const struct tok *t, const char *path, int dir_ok)
 {
@@ -987,10 +1036,14 @@ static int apply_opt(struct pctx *c, struct policy_opts *o, int id, const struct
 	default:
 		return -1;
 	}
-	if (file && check_readable(c, t, v, file == 2) < 0)
+	if (!file) {
+		*dst = strdup(v);
+		return *dst ? 0 : -1;
+	}
+	*dst = abs_path(c, t, v);
+	if (*dst == NULL)
 		return -1;
-	*dst = strdup(v);
-	return *dst ? 0 : -1;
+	return check_readable(c, t, *dst, file == 2);
 }
 
 /*
@@ -1329,9 +1382,11 @@ static void sort_line_diags(struct policy_diags *d, size_t first)
 	}
 }
 
-static int parse_buf(struct policy *p, const char *source, const char *text, struct policy_diags *d)
+static int parse_buf(struct policy *p, const char *source, const char *text, struct policy_diags *d,
+		     const char *base, size_t base_len)
 {
-	struct pctx c = {.p = p, .d = d, .source = source, .line = 0};
+	struct pctx c = {
+	    .p = p, .d = d, .source = source, .line = 0, .base = base, .base_len = base_len};
 	const char *s = text;
 
 	if (p->finished) {
@@ -1355,13 +1410,14 @@ static int parse_buf(struct policy *p, const char *source, const char *text, str
 
 int policy_add_text(struct policy *p, const char *source, const char *text, struct policy_diags *d)
 {
-	return parse_buf(p, source ? source : "TLSSHIM_POLICY", text, d);
+	return parse_buf(p, source ? source : "TLSSHIM_POLICY", text, d, NULL, 0);
 }
 
 int policy_add_file(struct policy *p, const char *path, struct policy_diags *d)
 {
 	char ebuf[128];
 	char *buf = NULL, *line = NULL;
+	const char *slash;
 	size_t len = 0, cap = 0, lcap = 0;
 	ssize_t n;
 	FILE *f;
@@ -1405,7 +1461,10 @@ int policy_add_file(struct policy *p, const char *path, struct policy_diags *d)
 		p->n_errors++;
 		goto out;
 	}
-	rc = parse_buf(p, path, buf, d);
+	/* The file's directory: "a/b/policy" -> "a/b", "policy" -> "" (the working one). */
+	slash = strrchr(path, '/');
+	rc = parse_buf(p, path, buf, d, slash ? path : "",
+		       slash ? (slash == path ? 1 : (size_t)(slash - path)) : 0);
 out:
 	free(line);
 	free(buf);

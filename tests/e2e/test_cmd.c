@@ -995,12 +995,12 @@ Test(run, sets_the_policy_environment, .timeout = 30)
 	h_env_set(&env, "TLSSHIM_POLICY", "connect from-env.internal tls");
 	h_env_set(&env, "TLSSHIM_POLICY_FILE", "%s", file);
 
-	/* -p only: TLSSHIM_POLICY is the joined -p text, the file variable is removed. */
+	/* -p only: TLSSHIM_POLICY is the -p rules, normalized; the file variable is removed. */
 	out = run_env_output(&env, (const char *const[]){"-p", "connect a.internal tls", "-p",
 							 "connect b.internal tls", "--log", "debug",
 							 NULL});
 	expect_out(&(struct h_proc){.out = out},
-		   "\nTLSSHIM_POLICY=connect a.internal tls\nconnect b.internal tls\n");
+		   "\nTLSSHIM_POLICY=connect a.internal:* tls\nconnect b.internal:* tls\n");
 	cr_expect(!strstr(out, "TLSSHIM_POLICY_FILE="), "%s", out);
 	expect_out(&(struct h_proc){.out = out}, "\nTLSSHIM_LOG=debug\n");
 	free(out);
@@ -1038,6 +1038,61 @@ Test(run, relative_policy_file_made_absolute, .timeout = 30)
 	expect_out(&(struct h_proc){.out = out}, want);
 	free(out);
 	free(file);
+	h_env_free(&env);
+}
+
+/*
+ * cert=/key= relative to where `run` started: the program may chdir() before
+ * its first connection, and the processes it starts elsewhere inherit the
+ * policy. Both must see the files `run` checked (run exports absolute paths).
+ */
+Test(run, relative_cert_paths_hold_after_chdir_and_in_children, .timeout = 60)
+{
+	static const char script[] =
+	    "import os, subprocess, http.server, socketserver, sys\n"
+	    "os.chdir('/')\n"
+	    "print('child exit', subprocess.run(['sh', '-c', 'exit 3']).returncode, flush=True)\n"
+	    "class H(http.server.BaseHTTPRequestHandler):\n"
+	    "    def do_GET(self):\n"
+	    "        self.send_response(200); self.end_headers(); self.wfile.write(b'relative ok')\n"
+	    "socketserver.TCPServer.allow_reuse_address = True\n"
+	    "s = socketserver.TCPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+	    "print('listening', flush=True)\n"
+	    "s.handle_request()\n";
+	int port = h_free_port();
+	char *rule = h_fmt("accept 127.0.0.1:%d tls cert=server.pem key=server.key", port);
+	struct h_proc srv, cli;
+	struct h_env env, plain;
+	int rc;
+
+	need_shim();
+	run_env(&env);
+	cr_assert_eq(h_spawn(&srv,
+			     (char *[]){"sh", "-c", "cd \"$1\" && exec \"$2\" run -p \"$3\" -- "
+						  "python3 -c \"$4\" \"$5\"",
+					"sh", (char *)h_pki(), (char *)h_cmd(), rule, (char *)script,
+					h_fmt("%d", port), NULL},
+			     &env, NULL, 0),
+		     0);
+	cr_assert(h_wait_output(&srv, "listening", 20000) == 0, "the server did not start:\n%s\n%s",
+		  srv.out, srv.err);
+	cr_expect(strstr(srv.out, "child exit 3") != NULL,
+		  "expected the child started from / to exit 3 (not 78: its policy's files "
+		  "readable), the server printed:\n%s\n%s",
+		  srv.out, srv.err);
+	h_env_init(&plain);
+	rc = h_run(&cli,
+		   (char *[]){"curl", "-sS", "--max-time", "10", "--cacert",
+			      (char *)h_pki_file("ca.pem"), h_fmt("https://localhost:%d/", port), NULL},
+		   &plain, 15000);
+	cr_expect_eq(rc, 0, "expected curl to get the page over TLS after the server's chdir, "
+			    "exit %d:\n%s\nserver:\n%s",
+		     rc, cli.err, srv.err);
+	cr_expect_str_eq(cli.out, "relative ok", "the page over TLS");
+	h_proc_free(&cli);
+	h_env_free(&plain);
+	h_wait(&srv, 10000);
+	h_proc_free(&srv);
 	h_env_free(&env);
 }
 

@@ -745,3 +745,53 @@ Test(policy_parse, ipv4_conversions_agree_with_inet_pton_and_inet_ntop)
 		cr_assert_str_eq(got_text, want_text, "address %08x: text", v);
 	}
 }
+
+/*
+ * Relative file paths are stored absolute, so the file checked at load is the one
+ * opened later whatever the program's working directory is by then: in text,
+ * against the working directory; in a policy file, against the file's directory.
+ */
+Test(policy_parse, relative_file_paths_are_made_absolute)
+{
+	char cwd[4096], sub[160], pol[192], want[256], polrel[192];
+	struct policy_diags d = {0};
+	const struct policy_rule *r;
+	struct policy *p;
+
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	/* Text: the working directory. */
+	cr_assert_eq(chdir(dir), 0);
+	r = one_rule("accept *:1 tls cert=cert.pem key=./key.pem ca=ca.pem", &p);
+	snprintf(want, sizeof(want), "%s/cert.pem", dir);
+	cr_expect_str_eq(r->opt.cert, want, "cert= in text");
+	snprintf(want, sizeof(want), "%s/./key.pem", dir);
+	cr_expect_str_eq(r->opt.key, want, "key= in text");
+	policy_free(p);
+	/* A file: its own directory, even when named by a relative path from elsewhere. */
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	snprintf(pol, sizeof(pol), "%s/policy", sub);
+	write_file(pol, "accept *:1 tls cert=../cert.pem key=../key.pem\n");
+	cr_assert_eq(chdir("/"), 0);
+	snprintf(polrel, sizeof(polrel), "%s", pol + 1); /* "tmp/…/sub/policy" from "/" */
+	p = policy_new();
+	cr_assert_eq(policy_add_file(p, polrel, &d), 0, "%s: %s", polrel,
+		     d.n ? d.v[0].msg : "");
+	cr_assert_eq(policy_finish(p, &d), 0);
+	snprintf(want, sizeof(want), "%s/../cert.pem", sub);
+	cr_expect_str_eq(policy_rule_at(p, 0)->opt.cert, want, "cert= in a relative file");
+	policy_free(p);
+	/* A missing relative file is reported by the absolute path looked at. */
+	cr_assert_eq(chdir(dir), 0);
+	p = policy_new();
+	cr_expect_eq(policy_add_text(p, "T", "accept *:1 tls cert=nothere.pem key=key.pem", &d),
+		     -1);
+	snprintf(want, sizeof(want), "cannot read %s/nothere.pem: No such file", dir);
+	cr_expect(d.n == 1 && strstr(d.v[0].msg, want), "expected '%s', got '%s'", want,
+		  d.n ? d.v[0].msg : "(none)");
+	policy_diags_free(&d);
+	policy_free(p);
+	unlink(pol);
+	rmdir(sub);
+	cr_assert_eq(chdir(cwd), 0);
+}
