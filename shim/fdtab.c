@@ -9,6 +9,7 @@
 #include "fdtab.h"
 
 _Atomic(struct conn *) *_Atomic fdtab_chunks[FDTAB_CHUNKS];
+atomic_int fdtab_used;
 
 #define STRIPES 64u
 static pthread_mutex_t stripes[STRIPES] = {[0 ... STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
@@ -27,9 +28,11 @@ static _Atomic(struct conn *) *slot(int fd, int create)
 		chunk = atomic_load_explicit(&fdtab_chunks[ci], memory_order_acquire);
 		if (chunk == NULL) {
 			chunk = calloc(FDTAB_CHUNK, sizeof(*chunk));
-			if (chunk != NULL)
+			if (chunk != NULL) {
+				atomic_store_explicit(&fdtab_used, 1, memory_order_relaxed);
 				atomic_store_explicit(&fdtab_chunks[ci], chunk,
 						      memory_order_release);
+			}
 		}
 		pthread_mutex_unlock(&grow_lock);
 	}

@@ -20,6 +20,13 @@ struct conn;
 #define FDTAB_CHUNKS     1024u /* fds below 1,048,576 (Linux's default nr_open) */
 
 extern _Atomic(struct conn *) *_Atomic fdtab_chunks[FDTAB_CHUNKS];
+extern atomic_int fdtab_used; /* set once any fd has been mapped; never cleared */
+
+/* Whether this process has ever wrapped an fd (gates work no other process needs). */
+static inline int fdtab_any(void)
+{
+	return atomic_load_explicit(&fdtab_used, memory_order_relaxed);
+}
 
 /* Whether FD may be wrapped: the lock-free fast path every hook takes first. */
 static inline int fdtab_maybe(int fd)

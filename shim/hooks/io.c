@@ -265,14 +265,59 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	return hook_ret(r);
 }
 
+/*
+ * Whether MSG passes a wrapped fd over SCM_RIGHTS (logged). Its TLS session
+ * cannot go with it (a known limit): the receiver would read raw records and
+ * write cleartext into a connection the policy says is TLS. So, like a
+ * connection the policy denies, the send is refused with EACCES. Looked at
+ * only for messages with control data, in a process that has wrapped an fd.
+ */
+static int passes_wrapped_fd(int fd, const struct msghdr *msg)
+{
+	struct cmsghdr *cm;
+
+	if (likely(msg == NULL || msg->msg_controllen == 0 || !fdtab_any()))
+		return 0;
+	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL;
+	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+		const unsigned char *data = CMSG_DATA(cm);
+		size_t n, i;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			int passed;
+			struct conn *c;
+
+			memcpy(&passed, data + i * sizeof(int), sizeof(int));
+			c = fdtab_maybe(passed) ? fdtab_get(passed) : NULL;
+			if (c == NULL)
+				continue;
+			log_error(
+			    "%s: refused to pass it (fd %d) over SCM_RIGHTS on fd %d: its TLS "
+			    "session cannot go with it, and the receiver would write cleartext",
+			    c->desc, passed, fd);
+			conn_put(c);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(sendmsg);
-	if (likely(!fdtab_maybe(fd)))
+	if (likely(!fdtab_maybe(fd))) {
+		if (unlikely(passes_wrapped_fd(fd, msg))) {
+			errno = EACCES;
+			return -1;
+		}
 		return real.sendmsg(fd, msg, flags);
+	}
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.sendmsg(fd, msg, flags);
@@ -288,8 +333,17 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	ssize_t r = 0;
 
 	NEED_REAL(sendmmsg);
-	if (likely(!fdtab_maybe(fd)))
+	if (likely(!fdtab_maybe(fd))) {
+		for (i = 0; v != NULL && i < n; i++) {
+			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {
+				if (i > 0)
+					return real.sendmmsg(fd, v, i, flags);
+				errno = EACCES;
+				return -1;
+			}
+		}
 		return real.sendmmsg(fd, v, n, flags);
+	}
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.sendmmsg(fd, v, n, flags);

@@ -637,6 +637,39 @@ static const char *unix_script =
     "u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
     "u2.sendto(b'udp-data', u1.getsockname()); print(u1.recv(100).decode())\n";
 
+/* Passes a plain fd, then the wrapped connection, over a UNIX socket (SCM_RIGHTS). */
+static const char *scm_script =
+    "import socket, sys\n"
+    "s = socket.create_connection(('localhost', int(sys.argv[1])))\n"
+    "a, b = socket.socketpair()\n"
+    "f = open('/dev/null')\n"
+    "print('plain fd sent', socket.send_fds(a, [b'x'], [f.fileno()]))\n"
+    "try:\n"
+    "    socket.send_fds(a, [b'y'], [s.fileno()])\n"
+    "    print('wrapped fd sent')\n"
+    "except PermissionError as e:\n"
+    "    print('wrapped fd refused', e.errno)\n";
+
+/* The receiver of a wrapped fd would write cleartext into the TLS connection. */
+Test(client_policy, refuses_to_pass_a_wrapped_fd_over_scm_rights)
+{
+	int port = h_free_port();
+	struct h_proc p;
+	int rc;
+
+	start_s_server(port, "server.pem", "server.key");
+	rc = run_shim(&p, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV("/usr/bin/python3", "-c", (char *)scm_script, h_fmt("%d", port)));
+	cr_expect_eq(rc, 0, "expected the script to exit 0, got %d; stderr:\n%s", rc, p.err);
+	cr_expect_str_eq(p.out, "plain fd sent 1\nwrapped fd refused 13\n",
+			 "expected the file's fd to pass and the TLS one to fail with EACCES (13)");
+	cr_expect(strstr(p.err, "over SCM_RIGHTS") != NULL &&
+		      strstr(p.err, h_fmt("connect localhost:%d (127.0.0.1): refused to pass it",
+					  port)) != NULL,
+		  "expected an error line naming the connection, stderr:\n%s", p.err);
+	h_proc_free(&p);
+}
+
 Test(client_policy, leaves_unix_sockets_pipes_udp_and_files_alone)
 {
 	struct h_proc p;
