@@ -14,9 +14,12 @@
 
 #include "internal.h"
 
-/* uthash must not exit() the program on allocation failure: we report it. */
+/* uthash must not exit() the program on allocation failure: we report it. Its memory
+ * is the table's arena (MEM, in scope where a hash grows), released with the table. */
 #define HASH_NONFATAL_OOM        1
 #define uthash_nonfatal_oom(obj) (oom_hit = 1)
+#define uthash_malloc(sz)        mem_alloc(mem, (sz))
+#define uthash_free(ptr, sz)     ((void)(ptr), (void)(sz))
 #include <uthash.h>
 
 /* The rules of one host key, in port precedence order. */
@@ -32,53 +35,33 @@ struct bucket {
 
 struct policy *policy_new(void)
 {
-	return calloc(1, sizeof(struct policy));
+	return policy_new_in(NULL, 0);
 }
 
-static void buckets_free(struct bucket **head)
+struct policy *policy_new_in(void *buf, size_t len)
 {
-	struct bucket *b, *tmp;
+	struct policy *p;
+	struct mem m;
 
-	HASH_ITER(hh, *head, b, tmp)
-	{
-		HASH_DEL(*head, b);
-		free(b->v);
-		free(b);
+	mem_init(&m, buf, len);
+	p = mem_alloc(&m, sizeof(*p));
+	if (!p) {
+		mem_release(&m);
+		return NULL;
 	}
-}
-
-static void index_free(struct dir_index *x)
-{
-	unsigned f, i;
-
-	buckets_free(&x->names);
-	buckets_free(&x->suffixes);
-	buckets_free(&x->addrs);
-	for (f = 0; f < 2; f++)
-		for (i = 0; i < x->n_cidr[f]; i++)
-			buckets_free(&x->cidr[f][i].tab);
-	free(x->cidr[0]);
-	free(x->cidr[1]);
-	if (x->any) {
-		free(x->any->v);
-		free(x->any);
-	}
-	free(x->exact_names);
-	memset(x, 0, sizeof(*x));
+	p->mem = m;
+	return p;
 }
 
 void policy_free(struct policy *p)
 {
-	size_t i;
+	struct mem m;
 
 	if (!p)
 		return;
-	index_free(&p->idx[0]);
-	index_free(&p->idx[1]);
-	for (i = 0; i < p->n; i++)
-		policy_rule_free(p->rules[i]);
-	free(p->rules);
-	free(p);
+	/* The table lives in its own arena: copy the arena out before releasing it. */
+	m = p->mem;
+	mem_release(&m);
 }
 
 size_t policy_count(const struct policy *p)
@@ -110,11 +93,11 @@ size_t policy_exact_names(const struct policy *p, enum policy_dir dir, const cha
 
 /* ---- building ----------------------------------------------------------------------- */
 
-static int bucket_push(struct bucket *b, struct policy_rule *r)
+static int bucket_push(struct mem *mem, struct bucket *b, struct policy_rule *r)
 {
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? 2 * b->cap : 2;
-		struct policy_rule **v = realloc(b->v, cap * sizeof(*v));
+		struct policy_rule **v = mem_grow(mem, b->v, b->cap * sizeof(*v), cap * sizeof(*v));
 
 		if (!v)
 			return -1;
@@ -126,7 +109,8 @@ static int bucket_push(struct bucket *b, struct policy_rule *r)
 }
 
 /* Finds or adds the bucket of key [KEY, KEY+LEN) in *HEAD; returns it or NULL (no memory). */
-static struct bucket *bucket_get(struct bucket **head, const void *key, size_t len, int str)
+static struct bucket *bucket_get(struct mem *mem, struct bucket **head, const void *key, size_t len,
+				 int str)
 {
 	struct bucket *b = NULL;
 	int oom_hit = 0;
@@ -134,7 +118,7 @@ static struct bucket *bucket_get(struct bucket **head, const void *key, size_t l
 	HASH_FIND(hh, *head, key, len, b);
 	if (b)
 		return b;
-	b = calloc(1, sizeof(*b));
+	b = mem_alloc(mem, sizeof(*b));
 	if (!b)
 		return NULL;
 	if (str) {
@@ -144,11 +128,7 @@ static struct bucket *bucket_get(struct bucket **head, const void *key, size_t l
 		memcpy(b->akey, key, len);
 		HASH_ADD(hh, *head, akey, len, b);
 	}
-	if (oom_hit) {
-		free(b);
-		return NULL;
-	}
-	return b;
+	return oom_hit ? NULL : b;
 }
 
 static size_t fam_index(int family)
@@ -168,7 +148,7 @@ static void addr_key(unsigned char key[17], int family, const unsigned char *a)
 	memcpy(key + 1, a, addr_len(family));
 }
 
-static struct bucket *cidr_bucket(struct dir_index *x, const struct policy_rule *r)
+static struct bucket *cidr_bucket(struct mem *mem, struct dir_index *x, const struct policy_rule *r)
 {
 	size_t f = fam_index(r->family);
 	unsigned i;
@@ -177,7 +157,8 @@ static struct bucket *cidr_bucket(struct dir_index *x, const struct policy_rule 
 		if (x->cidr[f][i].prefix == r->prefix)
 			break;
 	if (i == x->n_cidr[f]) {
-		struct cidr_level *v = realloc(x->cidr[f], (i + 1) * sizeof(*v));
+		struct cidr_level *v =
+		    mem_grow(mem, x->cidr[f], i * sizeof(*v), (i + 1) * sizeof(*v));
 
 		if (!v)
 			return NULL;
@@ -186,19 +167,20 @@ static struct bucket *cidr_bucket(struct dir_index *x, const struct policy_rule 
 		x->cidr[f][i].tab = NULL;
 		x->n_cidr[f]++;
 	}
-	return bucket_get(&x->cidr[f][i].tab, r->addr, addr_len(r->family), 0);
+	return bucket_get(mem, &x->cidr[f][i].tab, r->addr, addr_len(r->family), 0);
 }
 
-static int index_rule(struct dir_index *x, struct policy_rule *r)
+static int index_rule(struct mem *mem, struct dir_index *x, struct policy_rule *r)
 {
 	unsigned char key[17];
 	struct bucket *b = NULL;
 
 	switch (r->host_kind) {
 	case POLICY_HOST_NAME:
-		b = bucket_get(&x->names, r->host, strlen(r->host), 1);
+		b = bucket_get(mem, &x->names, r->host, strlen(r->host), 1);
 		if (b && !b->listed) {
-			const char **v = realloc(x->exact_names, (x->n_exact + 1) * sizeof(*v));
+			const char **v = mem_grow(mem, x->exact_names, x->n_exact * sizeof(*v),
+						  (x->n_exact + 1) * sizeof(*v));
 
 			if (!v)
 				return -1;
@@ -208,18 +190,18 @@ static int index_rule(struct dir_index *x, struct policy_rule *r)
 		}
 		break;
 	case POLICY_HOST_SUFFIX:
-		b = bucket_get(&x->suffixes, r->host, strlen(r->host), 1);
+		b = bucket_get(mem, &x->suffixes, r->host, strlen(r->host), 1);
 		break;
 	case POLICY_HOST_ADDR:
 		addr_key(key, r->family, r->addr);
-		b = bucket_get(&x->addrs, key, sizeof(key), 0);
+		b = bucket_get(mem, &x->addrs, key, sizeof(key), 0);
 		break;
 	case POLICY_HOST_CIDR:
-		b = cidr_bucket(x, r);
+		b = cidr_bucket(mem, x, r);
 		break;
 	case POLICY_HOST_ANY:
 		if (!x->any)
-			x->any = calloc(1, sizeof(*x->any));
+			x->any = mem_alloc(mem, sizeof(*x->any));
 		b = x->any;
 		break;
 	default:
@@ -228,7 +210,7 @@ static int index_rule(struct dir_index *x, struct policy_rule *r)
 	x->present = 1;
 	if (!b)
 		return -1;
-	return bucket_push(b, r);
+	return bucket_push(mem, b, r);
 }
 
 /* Port precedence: single ports (by port), ranges (narrowest, then lowest), '*'; then id. */
@@ -366,7 +348,7 @@ int policy_finish(struct policy *p, struct policy_diags *d)
 	for (i = 0; i < p->n; i++) {
 		const struct policy_rule *r = p->rules[i];
 
-		if (index_rule(&p->idx[r->dir], p->rules[i]) < 0) {
+		if (index_rule(&p->mem, &p->idx[r->dir], p->rules[i]) < 0) {
 			policy_diag_add(d, r->source, r->line, r->col, "out of memory");
 			goto out;
 		}

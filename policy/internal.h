@@ -38,7 +38,28 @@ struct dir_index {
 	int present; /* any rule of this direction */
 };
 
+/* mem.c: the arena a table lives in (see there). */
+struct mem {
+	unsigned char *cur, *end; /* free space of the current chunk */
+	void *last;               /* the newest allocation (mem_grow() extends it in place) */
+	struct mem_chunk *chunks; /* malloc()ed chunks, newest first */
+	size_t next_size;
+};
+
+/* Starts M in BUF (LEN bytes; NULL: none), then malloc()ed chunks. */
+void mem_init(struct mem *m, void *buf, size_t len);
+/* N zeroed bytes, 16-aligned; NULL when out of memory. */
+void *mem_alloc(struct mem *m, size_t n);
+/* OLD (OLD_N bytes, NULL: none) as N bytes, contents kept, the rest zeroed; like realloc, except
+ * that OLD stays allocated (until mem_release()). NULL when out of memory: OLD is untouched. */
+void *mem_grow(struct mem *m, void *old, size_t old_n, size_t n);
+char *mem_strdup(struct mem *m, const char *s);
+char *mem_strndup(struct mem *m, const char *s, size_t n);
+/* Frees the chunks M malloc()ed (not the caller's BUF). */
+void mem_release(struct mem *m);
+
 struct policy {
+	struct mem mem;             /* everything below, and the struct itself, live here */
 	struct policy_rule **rules; /* pointers, so rules never move */
 	size_t n, cap;
 	unsigned n_errors; /* diagnostics added by the parser; finish() fails if any */
@@ -48,7 +69,6 @@ struct policy {
 
 /* parse.c */
 int policy_append_rule(struct policy *p, struct policy_rule *r);
-void policy_rule_free(struct policy_rule *r);
 
 /*
  * Checks the DNS name [S, S+N) and writes it lower-case, without one trailing

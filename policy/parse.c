@@ -31,6 +31,7 @@ struct pctx {
 	 * NULL, to the working directory; relative BASE is itself relative to it. */
 	const char *base;
 	size_t base_len;
+	char *source_copy; /* SOURCE in the table's arena, made with the first rule */
 };
 
 /* One word of a rule. */
@@ -38,7 +39,7 @@ struct tok {
 	const char *raw; /* as written, in the line */
 	size_t rawlen;
 	unsigned col;
-	char *val;     /* unquoted and unescaped (malloc) */
+	char *val;     /* unquoted and unescaped (scratch memory of parse_line()) */
 	size_t len;    /* strlen(val) (a value cannot hold NUL: the text is a C string) */
 	size_t eq;     /* offset in val of the first unquoted '=', or (size_t)-1 */
 	unsigned vcol; /* column of the value after '=' */
@@ -236,13 +237,13 @@ static void clear_host_bits(unsigned char *a, unsigned bits, unsigned prefix)
 }
 
 /* Stores the address of R as text: "10.0.0.0" or "2001:db8::". */
-static int set_addr_text(struct policy_rule *r)
+static int set_addr_text(struct pctx *c, struct policy_rule *r)
 {
 	char buf[INET6_ADDRSTRLEN];
 
 	if (!addr_text(r->family, r->addr, buf, sizeof(buf)))
 		return -1;
-	r->host = strdup(buf);
+	r->host = mem_strdup(&c->p->mem, buf);
 	return r->host ? 0 : -1;
 }
 
@@ -423,7 +424,7 @@ static int host_name(struct pctx *c, struct policy_rule *r, const char *s, size_
 
 	if (n == 1 && s[0] == '*') {
 		r->host_kind = POLICY_HOST_ANY;
-		r->host = strdup("*");
+		r->host = mem_strdup(&c->p->mem, "*");
 		return r->host ? 0 : -1;
 	}
 	if (n >= 2 && s[0] == '*' && s[1] == '.') {
@@ -445,7 +446,7 @@ static int host_name(struct pctx *c, struct policy_rule *r, const char *s, size_
 		return -1;
 	}
 	r->host_kind = kind;
-	r->host = strdup(out);
+	r->host = mem_strdup(&c->p->mem, out);
 	return r->host ? 0 : -1;
 }
 
@@ -511,7 +512,7 @@ static int parse_target(struct pctx *c, struct policy_rule *r, const struct tok 
 	if (s[0] == '[') {
 		if (host_bracketed(c, r, s, t->rawlen, &hend) < 0)
 			return -1;
-		if (set_addr_text(r) < 0)
+		if (set_addr_text(c, r) < 0)
 			return -1;
 	} else {
 		colon = memchr(s, ':', t->rawlen);
@@ -529,7 +530,7 @@ static int parse_target(struct pctx *c, struct policy_rule *r, const struct tok 
 		if (rc < 0)
 			return -1;
 		if (r->host_kind == POLICY_HOST_ADDR || r->host_kind == POLICY_HOST_CIDR) {
-			if (set_addr_text(r) < 0)
+			if (set_addr_text(c, r) < 0)
 				return -1;
 		}
 	}
@@ -642,7 +643,7 @@ static int find_opt(const char *name, size_t n)
 }
 
 /*
- * PATH as an absolute path (malloc), so that the file checked now is the file
+ * PATH as an absolute path (in the table's arena), so the file checked now is the file
  * opened at the first wrapped connection, whatever directory the program has
  * moved to by then. A relative path in a policy file is relative to the file's
  * directory; in TLSSHIM_POLICY, to the working directory. Not canonicalised
@@ -657,7 +658,7 @@ static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
 	char *out;
 
 	if (path[0] == '/' || path[0] == '\0')
-		return strdup(path);
+		return mem_strdup(&c->p->mem, path);
 	if (c->base == NULL || c->base[0] != '/') {
 		if (!getcwd(pre, sizeof(pre) - 1)) {
 			report(c, t->vcol, "cannot make '%s' absolute: no working directory (%s)",
@@ -676,7 +677,7 @@ static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
 		memcpy(pre + n, c->base, c->base_len);
 		n += c->base_len;
 	}
-	out = malloc(n + strlen(path) + 2);
+	out = mem_alloc(&c->p->mem, n + strlen(path) + 2);
 	if (out == NULL)
 		return NULL;
 	memcpy(out, pre, n);
@@ -789,7 +790,8 @@ static int opt_pin(struct pctx *c, struct policy_opts *o, const struct tok *t, c
 		       len > 32 ? "more than " : "", len > 32 ? 32L : len);
 		return -1;
 	}
-	pins = realloc(o->pins, (o->n_pins + 1) * sizeof(*pins));
+	pins = mem_grow(&c->p->mem, o->pins, o->n_pins * sizeof(*pins),
+			(o->n_pins + 1) * sizeof(*pins));
 	if (!pins)
 		return -1;
 	o->pins = pins;
@@ -801,7 +803,7 @@ static int opt_pin(struct pctx *c, struct policy_opts *o, const struct tok *t, c
 static int opt_alpn(struct pctx *c, struct policy_opts *o, const struct tok *t, const char *v,
 		    size_t n)
 {
-	char *wire = malloc(n + 1);
+	char *wire = mem_alloc(&c->p->mem, n + 1);
 	size_t w = 0, i = 0;
 
 	if (!wire)
@@ -814,7 +816,6 @@ static int opt_alpn(struct pctx *c, struct policy_opts *o, const struct tok *t, 
 		if (plen == 0 || plen > 255) {
 			report(c, t->vcol,
 			       "alpn: each protocol name is 1-255 bytes (comma-separated)");
-			free(wire);
 			return -1;
 		}
 		wire[w++] = (char)plen;
@@ -824,12 +825,11 @@ static int opt_alpn(struct pctx *c, struct policy_opts *o, const struct tok *t, 
 	}
 	if (w > 65535) {
 		report(c, t->vcol, "alpn: the list is longer than 65535 bytes");
-		free(wire);
 		return -1;
 	}
 	o->alpn_wire = wire;
 	o->alpn_wire_len = w;
-	o->alpn = strdup(v);
+	o->alpn = mem_strdup(&c->p->mem, v);
 	return o->alpn ? 0 : -1;
 }
 
@@ -854,11 +854,12 @@ static int opt_allow(struct pctx *c, struct policy_opts *o, const struct tok *t,
 			       policy_shown(v + i, plen, shown, sizeof(shown)));
 			return -1;
 		}
-		allow = realloc(o->allow, (o->n_allow + 1) * sizeof(*allow));
+		allow = mem_grow(&c->p->mem, o->allow, o->n_allow * sizeof(*allow),
+				 (o->n_allow + 1) * sizeof(*allow));
 		if (!allow)
 			return -1;
 		o->allow = allow;
-		allow[o->n_allow] = strndup(v + i, plen);
+		allow[o->n_allow] = mem_strndup(&c->p->mem, v + i, plen);
 		if (!allow[o->n_allow])
 			return -1;
 		o->n_allow++;
@@ -929,7 +930,7 @@ static int opt_sni(struct pctx *c, char **dst, const struct tok *t, const char *
 		report(c, t->vcol, "sni: invalid DNS name: %s", why);
 		return -1;
 	}
-	*dst = strdup(out);
+	*dst = mem_strdup(&c->p->mem, out);
 	return *dst ? 0 : -1;
 }
 
@@ -965,7 +966,7 @@ static int opt_name(struct pctx *c, char **dst, const struct tok *t, const char 
 		report(c, t->vcol, "name: expected a DNS name or an IP address (%s)", why);
 		return -1;
 	}
-	*dst = strdup(out);
+	*dst = mem_strdup(&c->p->mem, out);
 	return *dst ? 0 : -1;
 }
 
@@ -1037,7 +1038,7 @@ static int apply_opt(struct pctx *c, struct policy_opts *o, int id, const struct
 		return -1;
 	}
 	if (!file) {
-		*dst = strdup(v);
+		*dst = mem_strdup(&c->p->mem, v);
 		return *dst ? 0 : -1;
 	}
 	*dst = abs_path(c, t, v);
@@ -1123,37 +1124,12 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 
 /* ---- rules -------------------------------------------------------------------------- */
 
-void policy_rule_free(struct policy_rule *r)
-{
-	size_t i;
-
-	if (!r)
-		return;
-	free(r->host);
-	free(r->source);
-	free(r->text);
-	free(r->opt.ca);
-	free(r->opt.cert);
-	free(r->opt.key);
-	free(r->opt.sni);
-	free(r->opt.name);
-	free(r->opt.client_ca);
-	for (i = 0; i < r->opt.n_allow; i++)
-		free(r->opt.allow[i]);
-	free(r->opt.allow);
-	free(r->opt.pins);
-	free(r->opt.alpn_wire);
-	free(r->opt.alpn);
-	free(r->opt.ciphers);
-	free(r->opt.ciphersuites);
-	free(r);
-}
-
 int policy_append_rule(struct policy *p, struct policy_rule *r)
 {
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 16;
-		struct policy_rule **v = realloc(p->rules, cap * sizeof(*v));
+		struct policy_rule **v =
+		    mem_grow(&p->mem, p->rules, p->cap * sizeof(*v), cap * sizeof(*v));
 
 		if (!v)
 			return -1;
@@ -1224,10 +1200,14 @@ static void read_rule(struct pctx *c, struct policy_rule *r, const struct tok *t
 		       acts[act]);
 }
 
-/* Builds a rule from its tokens T[0..N) and adds it if it has no error. */
+/*
+ * Builds a rule from its tokens T[0..N) and adds it if it has no error (a
+ * rule with errors leaves its memory in the arena: the table is then only
+ * freed).
+ */
 static void parse_rule(struct pctx *c, struct tok *t, size_t n, const char *text, size_t tlen)
 {
-	struct policy_rule *r = calloc(1, sizeof(*r));
+	struct policy_rule *r = mem_alloc(&c->p->mem, sizeof(*r));
 	unsigned before = c->errors;
 
 	if (!r) {
@@ -1238,18 +1218,16 @@ static void parse_rule(struct pctx *c, struct tok *t, size_t n, const char *text
 	r->opt.handshake_timeout_ms = POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 	read_rule(c, r, t, n, text, tlen);
 	if (c->errors != before)
-		goto drop;
-	r->source = strdup(c->source);
-	r->text = strndup(text, tlen);
+		return;
+	/* One copy of the source name for all the rules of one text. */
+	if (!c->source_copy)
+		c->source_copy = mem_strdup(&c->p->mem, c->source);
+	r->source = c->source_copy;
+	r->text = mem_strndup(&c->p->mem, text, tlen);
 	r->line = c->line;
 	r->col = t[0].col;
-	if (!r->source || !r->text || policy_append_rule(c->p, r) < 0) {
+	if (!r->source || !r->text || policy_append_rule(c->p, r) < 0)
 		report(c, t[0].col, "out of memory");
-		goto drop;
-	}
-	return;
-drop:
-	policy_rule_free(r);
 }
 
 /* ---- lexing ------------------------------------------------------------------------- */
@@ -1262,12 +1240,12 @@ static int is_space(char ch)
 /*
  * Reads one word starting at S (before END) into T: up to a blank, ';' or '#'
  * outside double quotes. Inside quotes \" and \\ are escapes; other bytes are
- * literal. Returns the end of the word, or NULL on an unterminated quote.
+ * literal. The value goes to V (room for END - S + 1 bytes). Returns the end
+ * of the word, or NULL on an unterminated quote.
  */
-static const char *lex_word(struct pctx *c, const char *s, const char *end, struct tok *t)
+static const char *lex_word(struct pctx *c, const char *s, const char *end, struct tok *t, char *v)
 {
 	const char *p = s;
-	char *v = malloc((size_t)(end - s) + 1);
 	size_t n = 0;
 	int quoted = 0;
 
@@ -1275,8 +1253,6 @@ static const char *lex_word(struct pctx *c, const char *s, const char *end, stru
 	t->col = col_of(c, s);
 	t->eq = NO_EQ;
 	t->val = v;
-	if (!v)
-		return NULL;
 	for (; p < end; p++) {
 		if (quoted) {
 			if (*p == '"') {
@@ -1306,52 +1282,61 @@ static const char *lex_word(struct pctx *c, const char *s, const char *end, stru
 	return quoted ? NULL : p;
 }
 
-static void toks_free(struct tok *t, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(t[i].val);
-}
-
-/* Parses one line [S, S+N) (no newline): rules separated by ';', then maybe a comment. */
+/*
+ * Parses one line [S, S+N) (no newline): rules separated by ';', then maybe a
+ * comment. The words of a rule live in scratch memory until the rule is
+ * built (it copies what it keeps): on the stack for lines of usual length.
+ * A word's value is never longer than its text, so the values of one rule
+ * fit in 2N + 1 bytes.
+ */
 static void parse_line(struct pctx *c, const char *s, size_t n)
 {
 	const char *p = s, *end = s + n, *rstart = NULL, *rend = NULL;
-	struct tok *t = NULL;
-	size_t nt = 0, cap = 0;
+	struct tok tstack[16], *t = tstack;
+	char vstack[2048], *vbuf = vstack;
+	size_t nt = 0, cap = sizeof(tstack) / sizeof(tstack[0]), voff = 0;
 
 	c->lstart = s;
 	if (n > 0 && s[n - 1] == '\r')
 		end--; /* CRLF files */
+	if (2 * n + 1 > sizeof(vstack)) {
+		vbuf = malloc(2 * n + 1);
+		if (!vbuf) {
+			report(c, 1, "out of memory");
+			return;
+		}
+	}
 	for (;;) {
 		while (p < end && is_space(*p))
 			p++;
 		if (p == end || *p == ';' || *p == '#') {
 			if (nt > 0)
 				parse_rule(c, t, nt, rstart, (size_t)(rend - rstart));
-			toks_free(t, nt);
 			nt = 0;
+			voff = 0;
 			if (p == end || *p == '#')
 				break;
 			p++;
 			continue;
 		}
 		if (nt == cap) {
-			size_t ncap = cap ? 2 * cap : 8;
-			struct tok *nv = realloc(t, ncap * sizeof(*nv));
+			struct tok *nv = malloc(2 * cap * sizeof(*nv));
 
 			if (!nv) {
 				report(c, col_of(c, p), "out of memory");
 				break;
 			}
+			memcpy(nv, t, nt * sizeof(*nv));
+			if (t != tstack)
+				free(t);
 			t = nv;
-			cap = ncap;
+			cap *= 2;
 		}
 		if (nt == 0)
 			rstart = p;
 		memset(&t[nt], 0, sizeof(t[nt]));
-		rend = lex_word(c, p, end, &t[nt]);
+		rend = lex_word(c, p, end, &t[nt], vbuf + voff);
+		voff += t[nt].len + 1;
 		nt++;
 		if (!rend) {
 			const char *q = memchr(p, '"', (size_t)(end - p));
@@ -1362,8 +1347,10 @@ static void parse_line(struct pctx *c, const char *s, size_t n)
 		}
 		p = rend;
 	}
-	toks_free(t, nt);
-	free(t);
+	if (t != tstack)
+		free(t);
+	if (vbuf != vstack)
+		free(vbuf);
 }
 
 /* Puts the diagnostics of one line (D->v[FIRST..]) in column order, as a reader scans it. */

@@ -126,7 +126,15 @@ struct policy; /* opaque */
 /* Returns a new empty table, or NULL on allocation failure. */
 struct policy *policy_new(void);
 
-/* Frees the table and every rule. NULL is allowed. */
+/*
+ * As policy_new(), with the table's memory starting in BUF (LEN bytes, which
+ * must outlive the table; more comes from malloc() once it is full). The
+ * preload library passes static memory, so that parsing a small policy at
+ * every process start does not initialise malloc.
+ */
+struct policy *policy_new_in(void *buf, size_t len);
+
+/* Frees the table and every rule (all of its memory at once). NULL is allowed. */
 void policy_free(struct policy *p);
 
 /*

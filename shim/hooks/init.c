@@ -56,6 +56,12 @@ static void fork_child(void)
 	epreg_fork_child();
 }
 
+/*
+ * Where the table lives (more is malloc()ed for large policies): a process that
+ * wraps nothing then starts without initialising malloc on our account.
+ */
+static unsigned char policy_mem[16384] __attribute__((aligned(64)));
+
 static int load_policy(void)
 {
 	const char *text = getenv("TLSSHIM_POLICY");
@@ -66,7 +72,7 @@ static int load_policy(void)
 
 	if ((text == NULL || text[0] == '\0') && (file == NULL || file[0] == '\0'))
 		return 0;
-	p = policy_new();
+	p = policy_new_in(policy_mem, sizeof(policy_mem));
 	if (p == NULL) {
 		die_config("out of memory reading the policy");
 		return -1;
