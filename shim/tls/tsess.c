@@ -183,7 +183,7 @@ static int tsess_result(struct tsess *s, int ret)
 		rc = TS_FATAL;
 		break;
 	}
-	ERR_clear_error();
+	tls_err_clear();
 	return rc;
 }
 
@@ -257,7 +257,7 @@ static void tsess_free(struct tsess *s)
 	free(s->out);
 	free(s->cache_key);
 	free(s);
-	ERR_clear_error();
+	tls_err_clear();
 }
 
 /*
@@ -272,7 +272,7 @@ static struct tsess *tsess_new(const struct tsess_params *p, char *err, size_t e
 	SSL_CTX *ctx;
 	BIO *bio;
 
-	ERR_clear_error();
+	tls_err_clear();
 	if (init_rc != 0) {
 		snprintf(err, errlen, "TLS engine not initialised");
 		return NULL;
@@ -303,7 +303,7 @@ static struct tsess *tsess_new(const struct tsess_params *p, char *err, size_t e
 		SSL_set_accept_state(s->ssl);
 	}
 	SSL_CTX_free(ctx); /* the SSL holds its own reference */
-	ERR_clear_error();
+	tls_err_clear();
 	return s;
 fail:
 	SSL_CTX_free(ctx);
@@ -326,13 +326,13 @@ static int tsess_handshake(struct tsess *s)
 
 	if (s->failed)
 		return TS_FATAL;
-	ERR_clear_error();
+	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
 	ret = SSL_do_handshake(s->ssl);
 	s->gather = 0;
 	if (ret == 1) {
-		ERR_clear_error();
+		tls_err_clear();
 		return tls_bio_flush(s);
 	}
 	rc = tsess_result(s, ret);
@@ -357,7 +357,7 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
 	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
 		return TS_SYSERR;
-	ERR_clear_error();
+	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
 	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
@@ -366,7 +366,7 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	if (s->out != NULL)
 		tls_bio_flush(s);
 	if (ret == 1) {
-		ERR_clear_error();
+		tls_err_clear();
 		return (ssize_t)n;
 	}
 	return tsess_result(s, ret);
@@ -396,7 +396,7 @@ static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 		return rc;
 	if (len == 0)
 		return 0;
-	ERR_clear_error();
+	tls_err_clear();
 	/* The server's resumption tickets ride along with its first data (tlsctx.c). */
 	if (s->role == TLS_ROLE_SERVER && !s->tickets_sent) {
 		s->tickets_sent = 1;
@@ -414,7 +414,7 @@ static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 	ret = SSL_write_ex(s->ssl, buf, n, &written);
 done:
 	if (ret == 1) {
-		ERR_clear_error();
+		tls_err_clear();
 		return (ssize_t)written;
 	}
 	return tsess_result(s, ret);
@@ -425,11 +425,11 @@ static int tsess_close_notify(struct tsess *s)
 {
 	if (!s->shutdown_sent) {
 		s->shutdown_sent = 1;
-		ERR_clear_error();
+		tls_err_clear();
 		/* Fails harmlessly mid-handshake or after a fatal error: nothing to close then. */
 		if (!s->failed && SSL_is_init_finished(s->ssl))
 			SSL_shutdown(s->ssl);
-		ERR_clear_error();
+		tls_err_clear();
 	}
 	return tsess_flush(s);
 }
@@ -494,7 +494,7 @@ static void init_once_fn(void)
 		goto out;
 	init_rc = 0;
 out:
-	ERR_clear_error();
+	tls_err_clear();
 }
 
 /* Initialises OpenSSL and the engine once; later calls return the first result. */
