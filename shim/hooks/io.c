@@ -63,20 +63,33 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	return hook_ret(r);
 }
 
-static ssize_t shim_read(int fd, void *buf, size_t len)
+/*
+ * The hot hooks are split: the fast path (the real function is known, the fd
+ * is not ours) is a few loads and a tail jump, and everything else is an
+ * out-of-line call. Kept together, the compiler saves registers for the slow
+ * path on every call, which doubled the cost of a read() the shim does not wrap.
+ */
+static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len)
 {
 	int h;
 	ssize_t r;
 
-	if (unlikely(real.read == NULL)) {
-		NEED_REAL(read);
-		if (real.read == NULL)
-			return syscall(SYS_read, fd, buf, len);
-	}
-	if (likely(!fdtab_maybe(fd)))
+	NEED_REAL(read);
+	if (real.read == NULL)
+		return syscall(SYS_read, fd, buf, len);
+	if (!fdtab_maybe(fd))
 		return real.read(fd, buf, len);
 	r = wrapped_recv(fd, buf, len, 0, &h);
 	return h ? r : real.read(fd, buf, len);
+}
+
+static inline ssize_t shim_read(int fd, void *buf, size_t len)
+{
+	ssize_t (*fn)(int, void *, size_t) = __atomic_load_n(&real.read, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len);
+	return read_slow(fd, buf, len);
 }
 
 HOOK ssize_t read(int fd, void *buf, size_t len)
@@ -91,32 +104,48 @@ HOOK ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 	return shim_read(fd, buf, len);
 }
 
-HOOK ssize_t write(int fd, const void *buf, size_t len)
+static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t len)
 {
 	int h;
 	ssize_t r;
 
-	if (unlikely(real.write == NULL)) {
-		NEED_REAL(write);
-		if (real.write == NULL)
-			return syscall(SYS_write, fd, buf, len);
-	}
-	if (likely(!fdtab_maybe(fd)))
+	NEED_REAL(write);
+	if (real.write == NULL)
+		return syscall(SYS_write, fd, buf, len);
+	if (!fdtab_maybe(fd))
 		return real.write(fd, buf, len);
 	r = wrapped_send(fd, buf, len, 0, &h);
 	return h ? r : real.write(fd, buf, len);
 }
 
-static ssize_t shim_recv(int fd, void *buf, size_t len, int flags)
+HOOK ssize_t write(int fd, const void *buf, size_t len)
+{
+	ssize_t (*fn)(int, const void *, size_t) = __atomic_load_n(&real.write, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len);
+	return write_slow(fd, buf, len);
+}
+
+static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t len, int flags)
 {
 	int h;
 	ssize_t r;
 
 	NEED_REAL(recv);
-	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
+	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recv(fd, buf, len, flags);
 	r = wrapped_recv(fd, buf, len, flags, &h);
 	return h ? r : real.recv(fd, buf, len, flags);
+}
+
+static inline ssize_t shim_recv(int fd, void *buf, size_t len, int flags)
+{
+	ssize_t (*fn)(int, void *, size_t, int) = __atomic_load_n(&real.recv, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len, flags);
+	return recv_slow(fd, buf, len, flags);
 }
 
 HOOK ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -131,26 +160,36 @@ HOOK ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
 	return shim_recv(fd, buf, len, flags);
 }
 
-HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
+static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t len, int flags)
 {
 	int h;
 	ssize_t r;
 
 	NEED_REAL(send);
-	if (likely(!fdtab_maybe(fd)))
+	if (!fdtab_maybe(fd))
 		return real.send(fd, buf, len, flags);
 	r = wrapped_send(fd, buf, len, flags, &h);
 	return h ? r : real.send(fd, buf, len, flags);
 }
 
-static ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
-			     socklen_t *salen)
+HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	ssize_t (*fn)(int, const void *, size_t, int) =
+	    __atomic_load_n(&real.send, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len, flags);
+	return send_slow(fd, buf, len, flags);
+}
+
+static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t len, int flags,
+						       struct sockaddr *sa, socklen_t *salen)
 {
 	int h;
 	ssize_t r;
 
 	NEED_REAL(recvfrom);
-	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
+	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
 	r = wrapped_recv(fd, buf, len, flags, &h);
 	if (!h)
@@ -159,6 +198,17 @@ static ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct so
 	if (r >= 0 && salen != NULL)
 		*salen = 0;
 	return r;
+}
+
+static inline ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
+				    socklen_t *salen)
+{
+	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
+	    __atomic_load_n(&real.recvfrom, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len, flags, sa, salen);
+	return recvfrom_slow(fd, buf, len, flags, sa, salen);
 }
 
 HOOK ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
@@ -175,27 +225,38 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
-HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
-		    socklen_t salen)
+static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, size_t len, int flags,
+						     const struct sockaddr *sa, socklen_t salen)
 {
 	int h;
 	ssize_t r;
 
 	NEED_REAL(sendto);
-	if (likely(!fdtab_maybe(fd)))
+	if (!fdtab_maybe(fd))
 		return real.sendto(fd, buf, len, flags, sa, salen);
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
 	r = wrapped_send(fd, buf, len, flags, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
 }
 
-HOOK ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+		    socklen_t salen)
+{
+	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
+	    __atomic_load_n(&real.sendto, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, buf, len, flags, sa, salen);
+	return sendto_slow(fd, buf, len, flags, sa, salen);
+}
+
+static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(readv);
-	if (likely(!fdtab_maybe(fd)))
+	if (!fdtab_maybe(fd))
 		return real.readv(fd, iov, iovcnt);
 	c = fdtab_get(fd);
 	if (c == NULL)
@@ -205,13 +266,23 @@ HOOK ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return hook_ret(r);
 }
 
-HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+HOOK ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t (*fn)(int, const struct iovec *, int) =
+	    __atomic_load_n(&real.readv, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, iov, iovcnt);
+	return readv_slow(fd, iov, iovcnt);
+}
+
+static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(writev);
-	if (likely(!fdtab_maybe(fd)))
+	if (!fdtab_maybe(fd))
 		return real.writev(fd, iov, iovcnt);
 	c = fdtab_get(fd);
 	if (c == NULL)
@@ -219,6 +290,16 @@ HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_sendv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
+}
+
+HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t (*fn)(int, const struct iovec *, int) =
+	    __atomic_load_n(&real.writev, __ATOMIC_ACQUIRE);
+
+	if (likely(fn != NULL && !fdtab_maybe(fd)))
+		return fn(fd, iov, iovcnt);
+	return writev_slow(fd, iov, iovcnt);
 }
 
 static ssize_t msg_recv(struct conn *c, struct msghdr *msg, int flags)
