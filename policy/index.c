@@ -179,13 +179,18 @@ static int index_rule(struct mem *mem, struct dir_index *x, struct policy_rule *
 	case POLICY_HOST_NAME:
 		b = bucket_get(mem, &x->names, r->host, strlen(r->host), 1);
 		if (b && !b->listed) {
-			const char **v = mem_grow(mem, x->exact_names, x->n_exact * sizeof(*v),
-						  (x->n_exact + 1) * sizeof(*v));
+			if (x->n_exact == x->cap_exact) {
+				size_t cap = x->cap_exact ? 2 * x->cap_exact : 4;
+				const char **v =
+				    mem_grow(mem, x->exact_names, x->cap_exact * sizeof(*v),
+					     cap * sizeof(*v));
 
-			if (!v)
-				return -1;
-			x->exact_names = v;
-			v[x->n_exact++] = r->host;
+				if (!v)
+					return -1;
+				x->exact_names = v;
+				x->cap_exact = cap;
+			}
+			x->exact_names[x->n_exact++] = r->host;
 			b->listed = 1;
 		}
 		break;

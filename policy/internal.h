@@ -34,7 +34,7 @@ struct dir_index {
 	unsigned n_cidr[2];
 	struct bucket *any;       /* "*" rules, or NULL */
 	const char **exact_names; /* distinct exact names in load order */
-	size_t n_exact;
+	size_t n_exact, cap_exact;
 	int present; /* any rule of this direction */
 };
 
@@ -55,6 +55,8 @@ void *mem_alloc(struct mem *m, size_t n);
 void *mem_grow(struct mem *m, void *old, size_t old_n, size_t n);
 char *mem_strdup(struct mem *m, const char *s);
 char *mem_strndup(struct mem *m, const char *s, size_t n);
+/* The bytes of the chunks M has malloc()ed so far (for tests and measurements). */
+size_t mem_size(const struct mem *m);
 /* Frees the chunks M malloc()ed (not the caller's BUF). */
 void mem_release(struct mem *m);
 

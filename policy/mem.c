@@ -112,6 +112,15 @@ char *mem_strdup(struct mem *m, const char *s)
 	return mem_strndup(m, s, strlen(s));
 }
 
+size_t mem_size(const struct mem *m)
+{
+	size_t n = 0;
+
+	for (const struct mem_chunk *c = m->chunks; c != NULL; c = c->next)
+		n += c->size;
+	return n;
+}
+
 void mem_release(struct mem *m)
 {
 	struct mem_chunk *c = m->chunks, *next;

@@ -94,3 +94,25 @@ Test(policy_mem, table_in_a_small_buffer_spills_and_answers)
 	policy_free(p);
 	free(text);
 }
+
+/*
+ * Growing arrays must double, not grow by one: the arena keeps every old copy,
+ * so growing by one costs O(n^2) memory (20,000 exact names once took 400 MB).
+ */
+Test(policy_mem, many_exact_names_stay_within_linear_memory)
+{
+	struct policy_diags d = {0};
+	struct policy *p = policy_new();
+	size_t len = 0, cap = 4 << 20, i, per_rule;
+	char *text = malloc(cap);
+
+	cr_assert(p != NULL && text != NULL);
+	for (i = 0; i < 20000; i++)
+		len += (size_t)snprintf(text + len, cap - len, "connect n%zu.example.com tls\n", i);
+	cr_assert_eq(policy_add_text(p, "T", text, &d), 0);
+	cr_assert_eq(policy_finish(p, &d), 0);
+	per_rule = mem_size(&((struct policy *)p)->mem) / 20000;
+	cr_expect_lt(per_rule, 1024, "arena bytes per exact-name rule: %zu", per_rule);
+	policy_free(p);
+	free(text);
+}
