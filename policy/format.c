@@ -396,6 +396,12 @@ int policy_parse_endpoint(const char *s, struct policy_query *q, char *namebuf, 
 		q->family = AF_INET;
 		return 0;
 	}
+	if (policy_looks_numeric(host, hn)) {
+		snprintf(err, errlen,
+			 "invalid IPv4 address '%s' (expected a dotted quad like 10.0.0.1)",
+			 policy_shown(host, hn, shown, sizeof(shown)));
+		return -1;
+	}
 	rc = policy_name_norm(host, hn, norm, &why, &at);
 	if (rc < 0) {
 		snprintf(err, errlen, "invalid host name '%s': %s",

@@ -85,6 +85,13 @@ int policy_addr_is_mapped(const unsigned char a[16]);
 /* The strict dotted quad [S, S+N) into OUT; 0, or -1 if it is not one. */
 int policy_ipv4_parse(const char *s, size_t n, unsigned char out[4]);
 
+/*
+ * Whether the last label of [S, S+N) is all digits: such a host is meant as an
+ * IPv4 address (rules and `explain` then take only a strict dotted quad, where
+ * libc's resolver would read "010.1.2.3" as octal or "10.1" as 10.0.0.1).
+ */
+int policy_looks_numeric(const char *s, size_t n);
+
 /* A as dotted-quad text, NUL-terminated; returns its length. */
 size_t policy_ipv4_text(const unsigned char a[4], char out[16]);
 

@@ -398,8 +398,7 @@ bad:
 	return -1;
 }
 
-/* Whether the last label of [S, S+N) is all digits: such a host is meant as an IPv4 address. */
-static int looks_numeric(const char *s, size_t n)
+int policy_looks_numeric(const char *s, size_t n)
 {
 	size_t i = n;
 
@@ -438,7 +437,7 @@ static int host_name(struct pctx *c, struct policy_rule *r, const char *s, size_
 		       "'*' must be a whole leftmost label, as in '*.example.com'");
 		return -1;
 	}
-	if (kind == POLICY_HOST_NAME && (memchr(s, '/', n) || looks_numeric(s, n)))
+	if (kind == POLICY_HOST_NAME && (memchr(s, '/', n) || policy_looks_numeric(s, n)))
 		return host_ipv4(c, r, s, n);
 	if (policy_name_norm(s, n, out, &why, &at) < 0) {
 		report(c, col_of(c, s + at), "invalid host name '%s': %s",

@@ -669,6 +669,7 @@ Test(policy_parse, parses_explain_endpoints)
 	    "api.internal", "api.internal:", "api.internal:0",   "api.internal:65536",
 	    ":443",         "::1:443",       "[::1]443",         "[::1",
 	    "[zz::1]:1",    "a..b:1",        "[fe80::1%eth0]:1", "a.com:x",
+	    "010.1.2.3:1",  "10.1:1",        "1.2.3.256:1",
 	};
 	char name[256], err[256];
 	size_t i;
