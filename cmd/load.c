@@ -173,16 +173,11 @@ out:
 
 char *cmd_policy_text_normalized(const char *text)
 {
-	struct policy_diags d = {0};
-	struct policy *p = policy_new();
-	char *all = NULL;
+	struct cmd_policy_src src = {.text = (char *)text, .file = NULL, .given = 1};
+	struct policy *p = cmd_policy_load(&src);
+	char *all = p ? calloc(1, 1) : NULL;
 	size_t len = 0, i;
 
-	if (!p)
-		return NULL;
-	if (policy_add_text(p, CMD_POLICY_SOURCE, text, &d) != 0 || policy_finish(p, &d) != 0)
-		goto out;
-	all = calloc(1, 1);
 	for (i = 0; all && i < policy_count(p); i++) {
 		char *r = cmd_rule_text(policy_rule_at(p, i));
 		char *n = r ? realloc(all, len + strlen(r) + 2) : NULL;
@@ -196,8 +191,6 @@ char *cmd_policy_text_normalized(const char *text)
 		}
 		free(r);
 	}
-out:
-	policy_diags_free(&d);
 	policy_free(p);
 	return all;
 }

@@ -68,7 +68,15 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
  * is not ours) is a few loads and a tail jump, and everything else is an
  * out-of-line call. Kept together, the compiler saves registers for the slow
  * path on every call, which doubled the cost of a read() the shim does not wrap.
+ * PASS_THROUGH is that fast path: it returns from the hook with libc's answer.
  */
+#define PASS_THROUGH(name, fd, ...)                                                        \
+	do {                                                                               \
+		__typeof__(real.name) fn_ = __atomic_load_n(&real.name, __ATOMIC_ACQUIRE); \
+		if (likely(fn_ != NULL && !fdtab_maybe(fd)))                               \
+			return fn_(__VA_ARGS__);                                           \
+	} while (0)
+
 static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len)
 {
 	int h;
@@ -85,10 +93,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len
 
 static inline ssize_t shim_read(int fd, void *buf, size_t len)
 {
-	ssize_t (*fn)(int, void *, size_t) = __atomic_load_n(&real.read, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len);
+	PASS_THROUGH(read, fd, fd, buf, len);
 	return read_slow(fd, buf, len);
 }
 
@@ -120,10 +125,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 
 HOOK ssize_t write(int fd, const void *buf, size_t len)
 {
-	ssize_t (*fn)(int, const void *, size_t) = __atomic_load_n(&real.write, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len);
+	PASS_THROUGH(write, fd, fd, buf, len);
 	return write_slow(fd, buf, len);
 }
 
@@ -141,10 +143,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t len
 
 static inline ssize_t shim_recv(int fd, void *buf, size_t len, int flags)
 {
-	ssize_t (*fn)(int, void *, size_t, int) = __atomic_load_n(&real.recv, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len, flags);
+	PASS_THROUGH(recv, fd, fd, buf, len, flags);
 	return recv_slow(fd, buf, len, flags);
 }
 
@@ -174,11 +173,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 
 HOOK ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	ssize_t (*fn)(int, const void *, size_t, int) =
-	    __atomic_load_n(&real.send, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len, flags);
+	PASS_THROUGH(send, fd, fd, buf, len, flags);
 	return send_slow(fd, buf, len, flags);
 }
 
@@ -203,11 +198,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 static inline ssize_t shim_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
 				    socklen_t *salen)
 {
-	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) =
-	    __atomic_load_n(&real.recvfrom, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len, flags, sa, salen);
+	PASS_THROUGH(recvfrom, fd, fd, buf, len, flags, sa, salen);
 	return recvfrom_slow(fd, buf, len, flags, sa, salen);
 }
 
@@ -242,11 +233,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
 		    socklen_t salen)
 {
-	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
-	    __atomic_load_n(&real.sendto, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, buf, len, flags, sa, salen);
+	PASS_THROUGH(sendto, fd, fd, buf, len, flags, sa, salen);
 	return sendto_slow(fd, buf, len, flags, sa, salen);
 }
 
@@ -268,11 +255,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 
 HOOK ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	ssize_t (*fn)(int, const struct iovec *, int) =
-	    __atomic_load_n(&real.readv, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, iov, iovcnt);
+	PASS_THROUGH(readv, fd, fd, iov, iovcnt);
 	return readv_slow(fd, iov, iovcnt);
 }
 
@@ -294,11 +277,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 
 HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	ssize_t (*fn)(int, const struct iovec *, int) =
-	    __atomic_load_n(&real.writev, __ATOMIC_ACQUIRE);
-
-	if (likely(fn != NULL && !fdtab_maybe(fd)))
-		return fn(fd, iov, iovcnt);
+	PASS_THROUGH(writev, fd, fd, iov, iovcnt);
 	return writev_slow(fd, iov, iovcnt);
 }
 
@@ -415,7 +394,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 
 	NEED_REAL(sendmmsg);
 	if (likely(!fdtab_maybe(fd))) {
-		for (i = 0; v != NULL && i < n; i++) {
+		for (i = 0; v != NULL && i < n && fdtab_any(); i++) {
 			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {
 				if (i > 0)
 					return real.sendmmsg(fd, v, i, flags);
