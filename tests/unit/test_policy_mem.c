@@ -111,7 +111,7 @@ Test(policy_mem, many_exact_names_stay_within_linear_memory)
 		len += (size_t)snprintf(text + len, cap - len, "connect n%zu.example.com tls\n", i);
 	cr_assert_eq(policy_add_text(p, "T", text, &d), 0);
 	cr_assert_eq(policy_finish(p, &d), 0);
-	per_rule = mem_size(&((struct policy *)p)->mem) / 20000;
+	per_rule = mem_size(&p->mem) / 20000;
 	cr_expect_lt(per_rule, 1024, "arena bytes per exact-name rule: %zu", per_rule);
 	policy_free(p);
 	free(text);
