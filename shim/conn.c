@@ -1102,6 +1102,8 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 		goto out;
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
+	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
+		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {
 		char b;
 
@@ -1110,13 +1112,13 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 			step_recv(c, &b, 1, MSG_PEEK, &want);
 		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
+		else if (E->output_pending(c->ts) > 1)
+			*kev |= POLLOUT; /* reading waits until the peer takes our output */
 		else
 			*kev |= POLLIN;
 	}
 	if (c->rd_eof)
 		ready |= uev & POLLRDHUP;
-	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
-		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ready;
