@@ -1048,6 +1048,36 @@ void conn_release_fd(int fd)
 	}
 }
 
+void conn_disconnect(struct conn *c)
+{
+	int fds[64], n;
+
+	pthread_mutex_lock(&c->lock);
+	/* Threads still inside the conn see the reset a plain socket would report. */
+	c->state = CONN_FAILED;
+	c->err = ECONNRESET;
+	c->notify_sent = 1;
+	n = c->nfds < 64 ? c->nfds : 64;
+	memcpy(fds, c->fds, (size_t)n * sizeof(int));
+	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < n; i++) {
+		struct conn *t = fdtab_take(fds[i]);
+
+		if (t == NULL)
+			continue;
+		if (t == c) {
+			int fl = real.fcntl(fds[i], F_GETFL), off = 0;
+
+			if (fl >= 0 && !conn_nonblock(c))
+				real.fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK);
+			if (!conn_nodelay(c))
+				real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off,
+						sizeof(off));
+		}
+		conn_put(t);
+	}
+}
+
 uint64_t conn_deadline(struct conn *c)
 {
 	uint64_t d = 0;
