@@ -265,7 +265,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	if (!fdtab_maybe(fd))
 		return real.sendto(fd, buf, len, flags, sa, salen);
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
-	if (bad_addrlen(sa, salen) && fdtab_maybe(fd))
+	if (bad_addrlen(sa, salen))
 		return hook_ret(-EINVAL);
 	r = wrapped_send(fd, buf, len, flags, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
@@ -458,7 +458,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	ssize_t r = 0;
 
 	NEED_REAL(sendmmsg);
-	if (unlikely(flags & MSG_FASTOPEN) && n > 0) {
+	if (unlikely(flags & MSG_FASTOPEN) && v != NULL && n > 0) {
 		r = msg_fastopen(fd, &v[0].msg_hdr);
 		if (r < 0)
 			return (int)hook_ret(r);
