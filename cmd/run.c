@@ -252,6 +252,11 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_NOEXEC;
 		goto out;
 	}
+	if (r == -3) {
+		cmd_err("refusing to run %s: %s", prog, why);
+		rc = CMD_EXIT_NOEXEC;
+		goto out;
+	}
 	if (r < 0) {
 		cmd_err("cannot run %s: %s", prog, why);
 		rc = CMD_EXIT_NOEXEC;
