@@ -1050,6 +1050,36 @@ void conn_release_fd(int fd)
 	}
 }
 
+void conn_disconnect(struct conn *c)
+{
+	int fds[64], n;
+
+	pthread_mutex_lock(&c->lock);
+	/* Threads still inside the conn see the reset a plain socket would report. */
+	c->state = CONN_FAILED;
+	c->err = ECONNRESET;
+	c->notify_sent = 1;
+	n = c->nfds < 64 ? c->nfds : 64;
+	memcpy(fds, c->fds, (size_t)n * sizeof(int));
+	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < n; i++) {
+		struct conn *t = fdtab_take(fds[i]);
+
+		if (t == NULL)
+			continue;
+		if (t == c) {
+			int fl = real.fcntl(fds[i], F_GETFL), off = 0;
+
+			if (fl >= 0 && !conn_nonblock(c))
+				real.fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK);
+			if (!conn_nodelay(c))
+				real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off,
+						sizeof(off));
+		}
+		conn_put(t);
+	}
+}
+
 uint64_t conn_deadline(struct conn *c)
 {
 	uint64_t d = 0;
@@ -1104,6 +1134,8 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 		goto out;
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
+	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
+		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {
 		char b;
 
@@ -1112,13 +1144,13 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 			step_recv(c, &b, 1, MSG_PEEK, &want);
 		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
+		else if (E->output_pending(c->ts) > 1)
+			*kev |= POLLOUT; /* reading waits until the peer takes our output */
 		else
 			*kev |= POLLIN;
 	}
 	if (c->rd_eof)
 		ready |= uev & POLLRDHUP;
-	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
-		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ready;

@@ -130,6 +130,13 @@ int conn_close_fd(struct conn *c, int fd);
  */
 void conn_release_fd(int fd);
 
+/*
+ * connect(AF_UNSPEC) succeeded on the conn's socket: the connection is gone
+ * (reset, no close_notify) and the socket may connect again. Every fd of it
+ * is unwrapped, with the program's blocking mode and TCP_NODELAY restored.
+ */
+void conn_disconnect(struct conn *c);
+
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);
 void conn_set_nodelay(struct conn *c, int on);
