@@ -1429,3 +1429,58 @@ Test(client_implicit, af_unspec_disconnect_then_connect_again)
 		  sink->out);
 	h_proc_free(&p);
 }
+
+/* ---- one owner per session across fork --------------------------------------------- */
+
+TestSuite(client_fork, .fini = teardown, .timeout = 60);
+
+/*
+ * After fork() both processes write to a wrapped connection (tests/progs/
+ * forkwrite). Only the first to use it may: the other gets ECONNRESET for
+ * its write and read and sends nothing, so the TLS peer decrypts every record
+ * it receives (two records sealed with one key and nonce would fail with
+ * bad record mac) and the first process's close_notify ends the stream.
+ */
+static void check_fork_owner(const char *order, const char *first, const char *second)
+{
+	int port = h_free_port();
+	const char *got_want = h_fmt("before\n%s\n", first);
+	struct h_proc p, *sink;
+	char *line;
+	int rc;
+
+	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("forkwrite"), (char *)order, h_fmt("%d", port)));
+	cr_expect_eq(rc, 0, "expected forkwrite %s to exit 0, got %d:\n%s%s", order, rc, p.out,
+		     p.err);
+	cr_expect(strstr(p.out, h_fmt("%s write: ok", first)),
+		  "expected the first process (%s) to write, it said:\n%s", first, p.out);
+	cr_expect(strstr(p.out, h_fmt("%s write: ECONNRESET", second)) &&
+		      strstr(p.out, h_fmt("%s read: ECONNRESET", second)),
+		  "expected the other process (%s) to get ECONNRESET for write and read, "
+		  "it said:\n%s",
+		  second, p.out);
+	cr_expect(strstr(p.err, "another process has used this connection since fork()"),
+		  "expected a warn line about the losing process, stderr:\n%s", p.err);
+	sink_wait(sink, 1);
+	line = line_with(sink->out, "conn 1: received");
+	cr_expect(line && strstr(line, h_fmt("received %zu bytes sha256=%s end=close_notify",
+					     strlen(got_want),
+					     sha256_hex(got_want, strlen(got_want)))),
+		  "expected the TLS peer to decrypt exactly \"before\\n%s\\n\" and a "
+		  "close_notify (no bad record mac), tls_sink said:\n%s",
+		  first, sink->out);
+	free(line);
+	h_proc_free(&p);
+}
+
+Test(client_fork, child_writes_first_and_keeps_the_session)
+{
+	check_fork_owner("child-first", "child", "parent");
+}
+
+Test(client_fork, parent_writes_first_and_keeps_the_session)
+{
+	check_fork_owner("parent-first", "parent", "child");
+}
