@@ -32,16 +32,57 @@
 /* The system policy: fixed at build time, so no environment can point elsewhere. */
 #define SYSTEM_POLICY TLSSHIM_SYSCONFDIR "/tlsshim/policy"
 
+/* Writes "tlsshim: WHAT" on stderr in one write, WHAT escaped (it quotes files). */
 static void die_config(const char *what)
 {
-	char buf[1200];
+	char buf[LOG_LINE_MAX];
+	size_t n;
 
 	real_init();
-	int n = snprintf(buf, sizeof(buf), "tlsshim: %s\n", what);
+	memcpy(buf, "tlsshim: ", 9);
+	n = 9 + log_escape(buf + 9, sizeof(buf) - 10, what, strlen(what));
+	buf[n++] = '\n';
+	real.write(2, buf, n);
+}
 
-	if (n > (int)sizeof(buf) - 1)
-		n = (int)sizeof(buf) - 1;
-	real.write(2, buf, (size_t)n);
+/*
+ * A secure-execution process (setuid, setgid, file capabilities): its
+ * environment comes from a less privileged user, so none of TLSSHIM_* is read;
+ * only the system policy applies (SYSTEM_APPLIES), else nothing is wrapped, as
+ * the loader itself ignores LD_PRELOAD there. Says so on stderr, in one line,
+ * if any TLSSHIM_* variable was set.
+ */
+static void secure_exec_note(int system_applies)
+{
+	char names[512], line[LOG_LINE_MAX];
+	size_t used = 0, n;
+
+	names[0] = '\0';
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		const char *eq;
+		size_t nlen;
+		int w;
+
+		if (strncmp(*e, "TLSSHIM_", 8) != 0)
+			continue;
+		eq = strchr(*e, '=');
+		nlen = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+		w = snprintf(names + used, sizeof(names) - used, "%s%.*s", used ? ", " : "",
+			     (int)(nlen < 64 ? nlen : 64), *e);
+		if (w < 0 || (size_t)w >= sizeof(names) - used)
+			break;
+		used += (size_t)w;
+	}
+	if (used == 0)
+		return;
+	n = (size_t)snprintf(line, sizeof(line), "%s ignored: ", names);
+	if (n > sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	snprintf(line + n, sizeof(line) - n,
+		 "this is a secure-execution process (setuid, setgid or file capabilities), "
+		 "whose environment a less privileged user controls; %s",
+		 system_applies ? "only the system policy applies" : "nothing is wrapped");
+	die_config(line);
 }
 
 static void fork_prepare(void)
@@ -185,6 +226,8 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	}
 	if (load_policy(secure) != 0)
 		_exit(EX_CONFIG);
+	if (secure)
+		secure_exec_note(shim.policy != NULL);
 	if (shim.policy == NULL)
 		return;
 	/* Copied: programs that set their process title (redis) overwrite environ. */
