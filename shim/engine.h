@@ -132,7 +132,11 @@ struct engine_ops {
 	 */
 	int (*more_input)(const struct tsess *s);
 
-	/* Whether ciphertext is waiting to be flushed. */
+	/*
+	 * Whether ciphertext is waiting to be flushed: 0 none, 1 some, 2 so much
+	 * that reading from the peer is held back until it drains (read then
+	 * gives TS_WANT_WRITE): readiness must wait for POLLOUT, not POLLIN.
+	 */
 	int (*output_pending)(const struct tsess *s);
 
 	/* Why the last TS_FATAL happened ("certificate verify failed: hostname mismatch"). */

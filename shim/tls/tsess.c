@@ -351,24 +351,42 @@ static int tsess_handshake(struct tsess *s)
 static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 {
 	size_t n = 0;
-	int ret;
+	int ret, rc;
 
 	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
 	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
 		return TS_SYSERR;
+	/* Plaintext already decrypted is the program's; more from the peer waits (bio.c). */
+	if (tls_bio_held(s) && SSL_pending(s->ssl) <= 0)
+		return TS_WANT_WRITE;
 	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
+	s->in_read = 1;
 	ret = SSL_read_ex(s->ssl, buf, len, &n);
+	s->in_read = 0;
 	s->gather = 0;
 	/* Records the read produced (a key-update reply) go out now, in one piece. */
 	if (s->out != NULL)
 		tls_bio_flush(s);
 	if (ret == 1) {
+		s->replies = 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
-	return tsess_result(s, ret);
+	rc = tsess_result(s, ret);
+	if (rc == TS_WANT_READ && s->replies > TLS_MAX_REPLIES) {
+		tsess_set_reason(s,
+				 "the peer sent more than %d records that need a reply and no "
+				 "data (a key update flood)",
+				 TLS_MAX_REPLIES);
+		s->failed = 1;
+		return TS_FATAL;
+	}
+	/* Held back by our own unsent output: wait until the socket takes it. */
+	if (rc == TS_WANT_READ && tls_bio_held(s))
+		return TS_WANT_WRITE;
+	return rc;
 }
 
 static void pt_clear(struct tsess *s)
@@ -542,6 +560,8 @@ static int tsess_more_input(const struct tsess *s)
 
 static int tsess_output_pending(const struct tsess *s)
 {
+	if (tls_bio_held(s))
+		return 2;
 	return s->out != NULL && s->out_off < s->out_len;
 }
 

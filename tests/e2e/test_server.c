@@ -1261,3 +1261,88 @@ Test(server_options, serves_a_chain_through_an_intermediate)
 	cr_expect(strstr(p.out, "Verify return code: 0 (ok)"), "expected verification ok");
 	h_proc_free(&p);
 }
+
+/* ---- a peer whose every record needs a reply ------------------------------------- */
+
+/* CPU seconds (user + system) and resident KB of process PID, from /proc. */
+static void proc_usage(pid_t pid, double *cpu_s, long *rss_kb)
+{
+	char *stat = h_read_file(h_fmt("/proc/%d/stat", (int)pid), NULL);
+	char *status = h_read_file(h_fmt("/proc/%d/status", (int)pid), NULL);
+	unsigned long ut = 0, st = 0;
+	const char *p;
+
+	cr_assert(stat && status, "expected to read /proc/%d", (int)pid);
+	/* Fields after the command name "(...)": state is field 3, utime 14, stime 15. */
+	p = strrchr(stat, ')');
+	cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			      &st) == 2,
+		  "expected to parse /proc/%d/stat: %s", (int)pid, stat);
+	*cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	p = strstr(status, "VmRSS:");
+	*rss_kb = p ? atol(p + 6) : 0;
+	free(stat);
+	free(status);
+}
+
+/*
+ * A TLS 1.3 client that floods KeyUpdate requests for 10 s and never reads
+ * (tests/progs/keyupdate_flood) costs the server bounded CPU and memory: the
+ * shim stops reading from it once a few records of replies wait to be sent,
+ * as the kernel stops acknowledging a peer that does not drain. Meanwhile
+ * another client (CHECK) is served each second.
+ */
+static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(int port))
+{
+	struct h_proc flood;
+	struct h_env e;
+	double cpu0, cpu1;
+	long rss0, rss1;
+	int rc;
+
+	check(port); /* the engine loaded, first handshake done: the baseline */
+	proc_usage(srv->pid, &cpu0, &rss0);
+	h_env_init(&e);
+	cr_assert_eq(h_spawn(&flood,
+			     ARGV((char *)h_prog("keyupdate_flood"), "10", h_fmt("%d", port),
+				  pki("ca.pem")),
+			     &e, NULL, 0),
+		     0, "expected keyupdate_flood to start");
+	h_env_free(&e);
+	cr_assert_eq(h_wait_output(&flood, "handshake ok", 10000), 0,
+		     "expected the flooding client to complete its handshake, it said:\n%s%s",
+		     flood.out, flood.err);
+	for (int i = 0; i < 8; i++) {
+		sleep(1);
+		check(port);
+	}
+	rc = h_wait(&flood, 30000);
+	cr_expect_eq(rc, 0, "expected keyupdate_flood to finish, it exited %d:\n%s%s", rc,
+		     flood.out, flood.err);
+	proc_usage(srv->pid, &cpu1, &rss1);
+	cr_expect(cpu1 - cpu0 < 2.0,
+		  "expected the server to spend under 2 s of CPU on a 10 s KeyUpdate flood, it "
+		  "spent %.2f s (flooder: %s)",
+		  cpu1 - cpu0, flood.out);
+	cr_expect(rss1 - rss0 < 64 * 1024,
+		  "expected the server's RSS to grow by under 64 MB, it grew %ld KB (flooder: %s)",
+		  rss1 - rss0, flood.out);
+	cr_expect(!srv->reaped, "expected the server to keep running, it said:\n%s", srv->err);
+	h_proc_free(&flood);
+}
+
+Test(server_badinput, keyupdate_flood_is_bounded_in_a_threaded_server, .timeout = 90)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
+
+	check_keyupdate_flood(srv, port, http_check);
+}
+
+Test(server_badinput, keyupdate_flood_is_bounded_in_an_event_loop_server, .timeout = 90)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_redis(port, tls_rule(port, "tls", NULL));
+
+	check_keyupdate_flood(srv, port, redis_check);
+}
