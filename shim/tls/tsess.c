@@ -590,6 +590,20 @@ static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
 }
 
+/*
+ * Bytes read through the BIO (BIO_number_read() counts them for any method),
+ * and whether OpenSSL's state machine has left TLS_ST_BEFORE, which it does
+ * on the header of the first handshake message.
+ */
+static int tsess_peer_progress(const struct tsess *s)
+{
+	if (BIO_number_read(SSL_get_rbio(s->ssl)) == 0)
+		return TS_PEER_SILENT;
+	if (SSL_get_state(s->ssl) == TLS_ST_BEFORE)
+		return TS_PEER_PARTIAL;
+	return TS_PEER_SPOKE;
+}
+
 static void init_once_fn(void)
 {
 	uint64_t opts = OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS |
@@ -690,4 +704,5 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .reason = tsess_reason,
     .sys_errno = tsess_errno,
     .describe = tsess_describe,
+    .peer_progress = tsess_peer_progress,
 };
