@@ -498,9 +498,11 @@ static int step_handshake(struct conn *c, short *want)
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
-		if (log_enabled(LOG_LVL_DEBUG)) {
+		/* A client says at info which name it verified, on every connection. */
+		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
-			log_debug("%s: TLS established: %s", c->desc, why);
+			log_msg(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				"%s: TLS established: %s", c->desc, why);
 		}
 		return 0;
 	case TS_WANT_READ:

@@ -575,6 +575,33 @@ static int tsess_errno(const struct tsess *s)
 	return s->sys_errno;
 }
 
+/* Client: what the handshake verified, as "; verified name api.internal, pin". */
+static void describe_verified(const struct tsess *s, char *buf, size_t len)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+	const struct policy_opts *o = &s->rule->opt;
+	const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+	const char *pins = o->n_pins == 0 ? ""
+			   : o->insecure  ? ", pin of the end-entity key"
+					  : ", pin";
+	char *ip = NULL;
+
+	if (o->insecure) {
+		snprintf(buf, len, "; certificate NOT verified (insecure)%s", pins);
+		return;
+	}
+	if (host != NULL) {
+		snprintf(buf, len, "; verified name %s%s", host, pins);
+		return;
+	}
+	ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
+	if (ip != NULL)
+		snprintf(buf, len, "; verified address %s%s", ip, pins);
+	else
+		snprintf(buf, len, "; verified chain only (no name)%s", pins);
+	OPENSSL_free(ip);
+}
+
 static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 {
 	const unsigned char *alpn = NULL;
@@ -587,7 +614,9 @@ static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 		     c != NULL ? SSL_CIPHER_get_name(c) : "(none)",
 		     SSL_session_reused(s->ssl) ? " resumed" : "");
 	if (alpn_len > 0 && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+		n += snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+	if (s->role == TLS_ROLE_CLIENT && n >= 0 && (size_t)n < len)
+		describe_verified(s, buf + n, len - (size_t)n);
 }
 
 /*
