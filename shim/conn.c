@@ -624,11 +624,12 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 
 		/*
 		 * A socket returns everything queued, up to LEN; TLS hands out one
-		 * record at a time. Take more records while they are already here
-		 * (decrypted, or buffered by OpenSSL's read-ahead): no extra syscall.
+		 * record at a time. Take more records while they can be had without
+		 * waiting: decrypted, buffered by OpenSSL's read-ahead, or still in
+		 * the kernel (the last socket read filled its buffer). Event loops
+		 * take a short read beside a hang-up for the end of the stream.
 		 */
-		while (!(flags & MSG_PEEK) && done < len &&
-		       (E->pending(c->ts) > 0 || E->buffered_input(c->ts))) {
+		while (!(flags & MSG_PEEK) && done < len && E->more_input(c->ts)) {
 			r = E->read(c->ts, (char *)buf + done, len - done, 0);
 			if (r <= 0) {
 				/* The end of the stream found on the way is the next read's 0. */
@@ -1137,7 +1138,6 @@ int conn_close_fd(struct conn *c, int fd)
 
 int conn_readable_bytes(struct conn *c)
 {
-	char b;
 	short want;
 	int n = 0;
 
@@ -1147,9 +1147,8 @@ int conn_readable_bytes(struct conn *c)
 		return -ENOTTY; /* caller asks the kernel */
 	}
 	if (c->state == CONN_OPEN && !c->rd_eof) {
-		/* Decrypt one record if one is waiting, so the count is the truth. */
-		if (E->pending(c->ts) == 0)
-			step_recv(c, &b, 1, MSG_PEEK, &want);
+		/* Decrypt what has arrived, so the count is what a read would return. */
+		step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want);
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -35,7 +35,7 @@
 struct real_fns;
 struct tsess; /* opaque: one TLS session */
 
-#define ENGINE_ABI 1
+#define ENGINE_ABI 2
 
 /* Log levels, shared with shim/log.h. */
 enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
@@ -49,6 +49,9 @@ enum {
 	TS_FATAL = -5,      /* TLS failure; tsess_reason() says why; the session is dead */
 	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
 };
+
+/* The most plaintext a peek decrypts ahead (kept in the session until read). */
+#define TS_PEEK_MAX (256 * 1024)
 
 /* How far the peer got in the handshake (engine_ops.peer_progress). */
 enum {
@@ -106,6 +109,10 @@ struct engine_ops {
 	/*
 	 * Reads plaintext (PEEK: leave it queued). Returns bytes > 0, or
 	 * TS_WANT_READ, TS_CLOSED, TS_EOF, TS_FATAL, TS_SYSERR. LEN 0 returns 0.
+	 * A read returns at most one record's worth beyond what is queued; a peek
+	 * decrypts every record that is here, up to LEN (at most TS_PEEK_MAX), so
+	 * it shows what a read of LEN would return (a socket's MSG_PEEK). With
+	 * PEEK, BUF may be NULL: decrypt ahead, copy nothing (FIONREAD).
 	 */
 	ssize_t (*read)(struct tsess *s, void *buf, size_t len, int peek);
 
@@ -123,6 +130,14 @@ struct engine_ops {
 
 	/* Whether undecrypted input is already buffered inside the engine. */
 	int (*buffered_input)(const struct tsess *s);
+
+	/*
+	 * Whether a read may find more without waiting: plaintext or input is
+	 * buffered in the engine, or the last socket read filled its buffer (the
+	 * kernel may hold more). False means a read would now ask the kernel and
+	 * find it empty, so a caller filling a buffer can stop without a syscall.
+	 */
+	int (*more_input)(const struct tsess *s);
 
 	/*
 	 * Whether ciphertext is waiting to be flushed: 0 none, 1 some, 2 so much

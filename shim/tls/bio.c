@@ -158,6 +158,8 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
 	do {
 		n = tls_host.real->recv(s->fd, buf, len, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
+	/* A short read emptied the kernel's queue: the caller need not ask again (more_input). */
+	s->in_more = n > 0 && (size_t)n == len;
 	if (n > 0) {
 		*readbytes = (size_t)n;
 		return 1;
