@@ -184,7 +184,10 @@ static int session_new(struct conn *c, char *err, size_t errlen)
 					    __ATOMIC_ACQUIRE);
 	}
 	c->ts = e->sess_new(&p, err, errlen);
-	return c->ts != NULL ? 0 : -1;
+	if (c->ts == NULL)
+		return -1;
+	e->set_io(c->ts, atomic_load_explicit(&c->io_family, memory_order_relaxed) | TS_IO_QUIET);
+	return 0;
 }
 
 struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
@@ -599,15 +602,33 @@ static void note_eof(struct conn *c, ssize_t how)
 		log_info("%s: peer closed the connection without close_notify", c->desc);
 }
 
+/*
+ * The program's latest call family (conn_set_io), for the session's socket
+ * calls; unless WRITING (the program's own write), writes the session makes
+ * must not raise SIGPIPE (TS_IO_QUIET). Returns the family.
+ */
+static int use_io_family(struct conn *c, int writing)
+{
+	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+
+	if (c->ts != NULL)
+		E->set_io(c->ts, io | (writing ? 0 : TS_IO_QUIET));
+	return io;
+}
+
 static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 0), rc = step_ready(c, want);
 	ssize_t r;
 
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
+		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
+		if (io == TS_IO_RW && flags == 0)
+			r = real.read(c->fd, buf, len);
+		else
+			r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLIN;
 			return -EAGAIN;
@@ -661,15 +682,22 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 }
 
-static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 1), rc = step_ready(c, want);
+	int kernel_signals = io == TS_IO_RW || io == TS_IO_VEC; /* no MSG_NOSIGNAL there */
 	ssize_t r;
 
+	c->epipe_signalled = 0;
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (io == TS_IO_RW && flags == 0)
+			r = real.write(c->fd, buf, len);
+		else
+			r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && errno == EPIPE && io == TS_IO_RW && flags == 0)
+			c->epipe_signalled = 1;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLOUT;
 			return -EAGAIN;
@@ -692,10 +720,22 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 		return -EAGAIN;
 	case TS_SYSERR:
 		rc = E->sys_errno(c->ts);
+		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
+		if (rc == EPIPE && kernel_signals)
+			c->epipe_signalled = 1;
 		return -(rc ? rc : EIO);
 	default:
 		return fail_rc(c, (int)r, "write");
 	}
+}
+
+/* The program's write: only its own writes may raise SIGPIPE (use_io_family). */
+static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+{
+	ssize_t r = step_send_io(c, buf, len, flags, want);
+
+	use_io_family(c, 0);
+	return r;
 }
 
 /* ---- waiting ---------------------------------------------------------------------- */
@@ -915,7 +955,7 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
 	size_t done = 0;
 	ssize_t r;
-	int rc;
+	int rc, signalled;
 
 	for (;;) {
 		short want = 0;
@@ -933,10 +973,11 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 				done += (size_t)r;
 			}
 		}
+		signalled = c->epipe_signalled;
 		pthread_mutex_unlock(&c->lock);
 		if (done == len && len > 0)
 			break;
-		if (r == -EPIPE)
+		if (r == -EPIPE && !signalled)
 			raise_sigpipe(flags);
 		if (r != -EAGAIN && r < 0)
 			return done > 0 ? (ssize_t)done : r;

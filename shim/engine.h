@@ -35,7 +35,7 @@
 struct real_fns;
 struct tsess; /* opaque: one TLS session */
 
-#define ENGINE_ABI 2
+#define ENGINE_ABI 3
 
 /* Log levels, shared with shim/log.h. */
 enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
@@ -48,6 +48,24 @@ enum {
 	TS_EOF = -4,        /* the peer closed the TCP stream without close_notify */
 	TS_FATAL = -5,      /* TLS failure; tsess_reason() says why; the session is dead */
 	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
+};
+
+/*
+ * Which system calls the engine's socket I/O uses: those of the program's own
+ * call (read/write, readv/writev, recvfrom/sendto, recvmsg/sendmsg), so that a
+ * seccomp filter allowing the program's calls allows ours (engine_ops.set_io).
+ */
+enum ts_io {
+	TS_IO_SOCK = 0, /* recv/send (recvfrom/sendto): the default */
+	TS_IO_RW = 1,   /* read/write */
+	TS_IO_VEC = 2,  /* readv/writev */
+	TS_IO_MSG = 3,  /* recvmsg/sendmsg */
+	/*
+	 * Or-ed in: the program's call is not a write, so a write the session
+	 * makes now (a handshake flight, close_notify, a key-update reply) must
+	 * not raise SIGPIPE, which write()/writev() cannot be told.
+	 */
+	TS_IO_QUIET = 0x10,
 };
 
 /* The most plaintext a peek decrypts ahead (kept in the session until read). */
@@ -102,6 +120,9 @@ struct engine_ops {
 
 	/* Points the session at another fd of the same socket (after dup + close). */
 	void (*set_fd)(struct tsess *s, int fd);
+
+	/* Makes the session's socket I/O use the calls of FAMILY (enum ts_io) from now on. */
+	void (*set_io)(struct tsess *s, int family);
 
 	/* Advances the handshake: 0 when complete, TS_WANT_*, TS_FATAL, TS_SYSERR, TS_EOF. */
 	int (*handshake)(struct tsess *s);

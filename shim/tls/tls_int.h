@@ -48,6 +48,7 @@ void tls_errq_leave(struct tls_errq *q);
 struct tsess {
 	SSL *ssl;
 	int fd;
+	int io; /* enum ts_io: the system calls of the program's own I/O */
 	enum tls_role role;
 	const struct policy_rule *rule;
 	int sys_errno;      /* errno of the last failed socket call in the BIO, or 0 */

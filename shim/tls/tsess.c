@@ -318,6 +318,11 @@ static void tsess_set_fd(struct tsess *s, int fd)
 	s->fd = fd;
 }
 
+static void tsess_set_io(struct tsess *s, int family)
+{
+	s->io = family;
+}
+
 /*
  * Runs the handshake. Complete (0) only once our last flight has left, so a
  * caller that then waits to read never waits on a peer still waiting for us.
@@ -721,6 +726,7 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .sess_new = op_sess_new,
     .sess_free = op_sess_free,
     .set_fd = tsess_set_fd,
+    .set_io = tsess_set_io,
     .handshake = op_handshake,
     .read = op_read,
     .write = op_write,

@@ -2,7 +2,8 @@
  * test_runtimes.c - runtimes and programs we did not write, under the shim:
  * a program doing its own TLS (python's ssl) over wrapped sockets, where the
  * program's OpenSSL and the shim's share the thread; node (libuv) and a C
- * client with libuv's read rule reading a stream that ends with a hang-up.
+ * client with libuv's read rule reading a stream that ends with a hang-up; a
+ * program confined by a seccomp filter that allows only its own calls.
  *
  * Every program gets an explicit environment; the shim is never loaded into
  * this binary.
@@ -125,7 +126,10 @@ static const char hup_server_py[] =
     "    c, _ = ls.accept()\n"
     "    while c.recv(65536):\n"
     "        pass\n"
-    "    c.sendall(data)\n"
+    "    try:\n"
+    "        c.sendall(data)\n"
+    "    except OSError:\n"
+    "        pass\n"
     "    c.close()\n";
 
 /* argv: port. Node's own stream reading (libuv, epoll, 64 KiB reads): counts and checks. */
@@ -204,4 +208,40 @@ Test(runtimes, c_64k_reads_every_byte_before_hangup, .fini = stop_hup_server)
 
 	expect_full_stream(ARGV((char *)h_prog("hupread"), h_fmt("%d", port)), port,
 			   "hupread (64 KiB reads, libuv's rule)");
+}
+
+/* ---- a program confined by seccomp -------------------------------------------------- */
+
+/*
+ * seccomp_io allows only its own calls (one family: read/write, send/recv,
+ * readv/writev, sendmsg/recvmsg) and the list in shim/DESIGN.md, then does its
+ * I/O. Before, the shim's socket calls were always recvfrom/sendto: a program
+ * using read/write died with SIGSYS.
+ */
+static void expect_confined_io(const char *family)
+{
+	int port = start_hup_server();
+
+	expect_full_stream(ARGV((char *)h_prog("seccomp_io"), (char *)family, h_fmt("%d", port)),
+			   port, h_fmt("seccomp_io %s (killed by SIGSYS is exit 159)", family));
+}
+
+Test(runtimes, seccomp_read_write, .fini = stop_hup_server)
+{
+	expect_confined_io("rw");
+}
+
+Test(runtimes, seccomp_send_recv, .fini = stop_hup_server)
+{
+	expect_confined_io("sock");
+}
+
+Test(runtimes, seccomp_readv_writev, .fini = stop_hup_server)
+{
+	expect_confined_io("vec");
+}
+
+Test(runtimes, seccomp_sendmsg_recvmsg, .fini = stop_hup_server)
+{
+	expect_confined_io("msg");
 }
