@@ -196,7 +196,7 @@ static int load_policy(int secure)
 			snprintf(msg, sizeof(msg), "%s:%u:%u: %s", d.v[i].source, d.v[i].line,
 				 d.v[i].col, d.v[i].msg);
 			die_config(msg);
-			if (getenv("TLSSHIM_LOG_FILE") != NULL)
+			if (!secure && getenv("TLSSHIM_LOG_FILE") != NULL)
 				log_error("%s", msg);
 		}
 		policy_diags_free(&d);
