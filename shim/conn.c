@@ -134,16 +134,23 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
  * always has TCP_NODELAY; the program's own setting is remembered and
  * reported back. Returns the program's setting.
  */
+static int make_nodelay_was(int fd, int was)
+{
+	int on = 1;
+
+	if (!was)
+		real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	return was != 0;
+}
+
 static int make_nodelay(int fd)
 {
-	int on = 1, was = 0;
+	int was = 0;
 	socklen_t len = sizeof(was);
 
 	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &was, &len) != 0)
 		was = 0;
-	if (!was)
-		real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	return was != 0;
+	return make_nodelay_was(fd, was);
 }
 
 /* Makes the socket non-blocking underneath; returns the program's O_NONBLOCK, or -errno. */
@@ -230,11 +237,12 @@ nomem:
 }
 
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int *err)
+			     int user_nonblock, int user_nodelay, int *err)
 {
 	struct conn *c;
 
-	if (make_nonblocking(fd) < 0) {
+	/* accept4(SOCK_NONBLOCK) did it: no fcntl() per connection. */
+	if (!user_nonblock && make_nonblocking(fd) < 0) {
 		*err = errno;
 		return NULL;
 	}
@@ -246,7 +254,8 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 	c->role = TLS_ROLE_SERVER;
 	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
 	atomic_init(&c->user_nonblock, user_nonblock);
-	atomic_init(&c->user_nodelay, make_nodelay(fd));
+	atomic_init(&c->user_nodelay,
+		    user_nodelay >= 0 ? make_nodelay_was(fd, user_nodelay) : make_nodelay(fd));
 	return c;
 }
 

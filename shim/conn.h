@@ -93,9 +93,13 @@ void conn_put(struct conn *c);
 struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
 			     const char *addr, uint16_t port, const char *desc, int *err);
 
-/* A server connection on an accepted socket; the handshake waits for the first I/O. */
+/*
+ * A server connection on an accepted socket; the handshake waits for the first
+ * I/O. USER_NONBLOCK: the socket already has O_NONBLOCK (accept4 with
+ * SOCK_NONBLOCK); USER_NODELAY: its TCP_NODELAY, or -1 if not known.
+ */
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int *err);
+			     int user_nonblock, int user_nodelay, int *err);
 
 /*
  * Connects the client socket and, unless the program's socket is
