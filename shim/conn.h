@@ -58,12 +58,16 @@ struct conn {
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
+	unsigned corked : 1;          /* TCP_CORK as the program set it (conn_set_cork) */
+	unsigned kcorked : 1;         /* ... and passed to the kernel (a cleartext socket) */
 	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
 	uint64_t claim_gen;           /* the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	const struct policy_rule *rule;
 	struct tsess *ts;
+	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
+	size_t hold_len;
 	char *peer_name; /* client: SNI / verified name, or NULL */
 	char *desc;      /* "connect api.internal:443 (10.1.2.3)" for log lines */
 	char peer_addr[48];
@@ -153,6 +157,17 @@ void conn_disconnect(struct conn *c);
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);
 void conn_set_nodelay(struct conn *c, int on);
+
+/*
+ * TCP_CORK. On a TLS connection it is not passed to the kernel: the program's
+ * bytes are gathered into one record while it is set (and for MSG_MORE), and
+ * sealed when the record is full, at uncork, at the first write without the
+ * hint, and before the program reads, waits for readiness, shuts down or
+ * closes. Records are sent at once, so the kernel has nothing to hold back.
+ * Returns 0 or -errno.
+ */
+int conn_cork(const struct conn *c);
+int conn_set_cork(struct conn *c, int on);
 
 /* The program's view of O_NONBLOCK. */
 int conn_nonblock(const struct conn *c);
