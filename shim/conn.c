@@ -192,7 +192,10 @@ static int session_new(struct conn *c, char *err, size_t errlen)
 					    __ATOMIC_ACQUIRE);
 	}
 	c->ts = e->sess_new(&p, err, errlen);
-	return c->ts != NULL ? 0 : -1;
+	if (c->ts == NULL)
+		return -1;
+	e->set_io(c->ts, atomic_load_explicit(&c->io_family, memory_order_relaxed) | TS_IO_QUIET);
+	return 0;
 }
 
 struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
@@ -508,9 +511,11 @@ static int step_handshake(struct conn *c, short *want)
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
-		if (log_enabled(LOG_LVL_DEBUG)) {
+		/* A client says at info which name it verified, on every connection. */
+		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
-			log_debug("%s: TLS established: %s", c->desc, why);
+			log_msg(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				"%s: TLS established: %s", c->desc, why);
 		}
 		return 0;
 	case TS_WANT_READ:
@@ -607,17 +612,35 @@ static void note_eof(struct conn *c, ssize_t how)
 		log_info("%s: peer closed the connection without close_notify", c->desc);
 }
 
+/*
+ * The program's latest call family (conn_set_io), for the session's socket
+ * calls; unless WRITING (the program's own write), writes the session makes
+ * must not raise SIGPIPE (TS_IO_QUIET). Returns the family.
+ */
+static int use_io_family(struct conn *c, int writing)
+{
+	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+
+	if (c->ts != NULL)
+		E->set_io(c->ts, io | (writing ? 0 : TS_IO_QUIET));
+	return io;
+}
+
 static void hold_release(struct conn *c, short *kev);
 
 static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 0), rc = step_ready(c, want);
 	ssize_t r;
 
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
+		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
+		if (io == TS_IO_RW && flags == 0)
+			r = real.read(c->fd, buf, len);
+		else
+			r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLIN;
 			return -EAGAIN;
@@ -635,11 +658,12 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 
 		/*
 		 * A socket returns everything queued, up to LEN; TLS hands out one
-		 * record at a time. Take more records while they are already here
-		 * (decrypted, or buffered by OpenSSL's read-ahead): no extra syscall.
+		 * record at a time. Take more records while they can be had without
+		 * waiting: decrypted, buffered by OpenSSL's read-ahead, or still in
+		 * the kernel (the last socket read filled its buffer). Event loops
+		 * take a short read beside a hang-up for the end of the stream.
 		 */
-		while (!(flags & MSG_PEEK) && done < len &&
-		       (E->pending(c->ts) > 0 || E->buffered_input(c->ts))) {
+		while (!(flags & MSG_PEEK) && done < len && E->more_input(c->ts)) {
 			r = E->read(c->ts, (char *)buf + done, len - done, 0);
 			if (r <= 0) {
 				/* The end of the stream found on the way is the next read's 0. */
@@ -672,8 +696,12 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 }
 
-/* Seals LEN bytes into records: bytes taken, -EAGAIN (with *want) or -errno. */
-static ssize_t engine_write(struct conn *c, const void *buf, size_t len, short *want)
+/*
+ * Seals LEN bytes into records: bytes taken, -EAGAIN (with *want) or -errno.
+ * KERNEL_SIGNALS: the session writes with write()/writev(), which raise SIGPIPE.
+ */
+static ssize_t engine_write(struct conn *c, const void *buf, size_t len, int kernel_signals,
+			    short *want)
 {
 	ssize_t r = E->write(c->ts, buf, len);
 	int rc;
@@ -689,6 +717,9 @@ static ssize_t engine_write(struct conn *c, const void *buf, size_t len, short *
 		return -EAGAIN;
 	case TS_SYSERR:
 		rc = E->sys_errno(c->ts);
+		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
+		if (rc == EPIPE && kernel_signals)
+			c->epipe_signalled = 1;
 		return -(rc ? rc : EIO);
 	default:
 		return fail_rc(c, (int)r, "write");
@@ -701,12 +732,12 @@ static ssize_t engine_write(struct conn *c, const void *buf, size_t len, short *
  * Seals the held bytes (an OPEN connection, c->lock held): 0 when none are
  * left, -EAGAIN (with *want) while the socket cannot take them, or -errno.
  */
-static int hold_seal(struct conn *c, short *want)
+static int hold_seal(struct conn *c, int kernel_signals, short *want)
 {
 	ssize_t r;
 
 	while (c->hold_len > 0) {
-		r = engine_write(c, c->hold, c->hold_len, want);
+		r = engine_write(c, c->hold, c->hold_len, kernel_signals, want);
 		if (r < 0)
 			return (int)r;
 		c->hold_len -= (size_t)r;
@@ -724,43 +755,52 @@ static int hold_seal(struct conn *c, short *want)
  * under TCP_CORK). Held bytes count as sent, as in a corked socket's buffer.
  * Returns bytes taken, -EAGAIN (with *want) or -errno.
  */
-static ssize_t send_gathered(struct conn *c, const char *buf, size_t len, int more, short *want)
+static ssize_t send_gathered(struct conn *c, const char *buf, size_t len, int more,
+			     int kernel_signals, short *want)
 {
 	size_t n;
 	int rc;
 
 	if (c->hold_len == HOLD_MAX) {
-		rc = hold_seal(c, want);
+		rc = hold_seal(c, kernel_signals, want);
 		if (rc != 0)
 			return rc;
 	}
 	/* Whole records need no copy. */
 	if (c->hold_len == 0 && len >= HOLD_MAX)
-		return engine_write(c, buf, more ? len - len % HOLD_MAX : len, want);
+		return engine_write(c, buf, more ? len - len % HOLD_MAX : len, kernel_signals,
+				    want);
 	if (c->hold == NULL) {
 		c->hold = malloc(HOLD_MAX);
 		if (c->hold == NULL)
-			return engine_write(c, buf, len, want);
+			return engine_write(c, buf, len, kernel_signals, want);
 	}
 	n = len < HOLD_MAX - c->hold_len ? len : HOLD_MAX - c->hold_len;
 	memcpy(c->hold + c->hold_len, buf, n);
 	c->hold_len += n;
 	if (more && c->hold_len < HOLD_MAX)
 		return (ssize_t)n;
-	rc = hold_seal(c, want);
+	rc = hold_seal(c, kernel_signals, want);
 	return rc == 0 || rc == -EAGAIN ? (ssize_t)n : rc;
 }
 
-static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 1), rc = step_ready(c, want);
+	int kernel_signals = io == TS_IO_RW || io == TS_IO_VEC; /* no MSG_NOSIGNAL there */
 	int more = c->corked || (flags & MSG_MORE);
 	ssize_t r;
 
+	c->epipe_signalled = 0;
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (io == TS_IO_RW && flags == 0)
+			r = real.write(c->fd, buf, len);
+		else
+			r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && errno == EPIPE && io == TS_IO_RW && flags == 0)
+			c->epipe_signalled = 1;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLOUT;
 			return -EAGAIN;
@@ -772,8 +812,17 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 	if (len == 0)
 		return 0;
 	if (more || c->hold_len > 0)
-		return send_gathered(c, buf, len, more, want);
-	return engine_write(c, buf, len, want);
+		return send_gathered(c, buf, len, more, kernel_signals, want);
+	return engine_write(c, buf, len, kernel_signals, want);
+}
+
+/* The program's write: only its own writes may raise SIGPIPE (use_io_family). */
+static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+{
+	ssize_t r = step_send_io(c, buf, len, flags, want);
+
+	use_io_family(c, 0);
+	return r;
 }
 
 /* Before the program reads or waits: what it held back goes out (c->lock held). */
@@ -781,7 +830,7 @@ static void hold_release(struct conn *c, short *kev)
 {
 	short want = 0;
 
-	if (c->hold_len > 0 && c->state == CONN_OPEN && hold_seal(c, &want) == -EAGAIN &&
+	if (c->hold_len > 0 && c->state == CONN_OPEN && hold_seal(c, 0, &want) == -EAGAIN &&
 	    kev != NULL)
 		*kev |= want;
 }
@@ -1030,7 +1079,7 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
 	size_t done = 0;
 	ssize_t r;
-	int rc;
+	int rc, signalled;
 
 	for (;;) {
 		short want = 0;
@@ -1048,10 +1097,11 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 				done += (size_t)r;
 			}
 		}
+		signalled = c->epipe_signalled;
 		pthread_mutex_unlock(&c->lock);
 		if (done == len && len > 0)
 			break;
-		if (r == -EPIPE)
+		if (r == -EPIPE && !signalled)
 			raise_sigpipe(flags);
 		if (r != -EAGAIN && r < 0)
 			return done > 0 ? (ssize_t)done : r;
@@ -1072,7 +1122,7 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 		if (c->state == CONN_OPEN && c->ts != NULL && claim(c) == 0) {
 			/* Bytes held back on purpose stay; the ones the socket refused go. */
 			if (!c->corked && !(flags & MSG_MORE))
-				rc = hold_seal(c, &want) == -EAGAIN ? TS_WANT_WRITE : 0;
+				rc = hold_seal(c, 0, &want) == -EAGAIN ? TS_WANT_WRITE : 0;
 			if (rc == 0)
 				rc = E->flush(c->ts);
 		}
@@ -1177,7 +1227,7 @@ static void send_close_notify(struct conn *c, int wait_ms)
 	while (c->hold_len > 0) {
 		short want = 0;
 
-		if (hold_seal(c, &want) != -EAGAIN || wait_ms <= 0)
+		if (hold_seal(c, 0, &want) != -EAGAIN || wait_ms <= 0)
 			break;
 		pthread_mutex_unlock(&c->lock);
 		if (real.poll(&p, 1, wait_ms) <= 0)
@@ -1278,7 +1328,6 @@ int conn_close_fd(struct conn *c, int fd)
 
 int conn_readable_bytes(struct conn *c)
 {
-	char b;
 	short want;
 	int n = 0;
 
@@ -1288,9 +1337,8 @@ int conn_readable_bytes(struct conn *c)
 		return -ENOTTY; /* caller asks the kernel */
 	}
 	if (c->state == CONN_OPEN && !c->rd_eof) {
-		/* Decrypt one record if one is waiting, so the count is the truth. */
-		if (E->pending(c->ts) == 0)
-			step_recv(c, &b, 1, MSG_PEEK, &want);
+		/* Decrypt what has arrived, so the count is what a read would return. */
+		step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want);
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
 	}
 	pthread_mutex_unlock(&c->lock);
