@@ -211,6 +211,28 @@ static int load_policy(int secure)
 	return 0;
 }
 
+/*
+ * One copy of the library per process. With the system-wide mode on, a program
+ * started with another copy in LD_PRELOAD (a build tree's, another install's)
+ * has two: the first copy's hooks reach the second's through their table of
+ * real libc functions, and both would wrap each connection (TLS inside TLS;
+ * the peer sees garbage). Every copy's reference to this exported marker
+ * resolves to the first copy's definition (the loader's symbol order, the same
+ * order that decides whose hooks the program calls), so a later copy knows it
+ * is not first and passes everything through.
+ */
+__attribute__((visibility("default"))) const unsigned char tlsshim_instance = 1;
+extern const unsigned char tlsshim_instance_own
+    __attribute__((alias("tlsshim_instance"), visibility("hidden")));
+
+static int first_copy(void)
+{
+	/* Volatile: the comparison must use the loader's answer, not be folded. */
+	const unsigned char *volatile seen = &tlsshim_instance;
+
+	return seen == &tlsshim_instance_own;
+}
+
 __attribute__((constructor)) static void tlsshim_init(void)
 {
 	/*
@@ -220,6 +242,8 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	int secure = getauxval(AT_SECURE) != 0;
 
 	/* No real_init() here: symbols are resolved on first use (real.c). */
+	if (!first_copy())
+		return;
 	if (!secure && log_init() != 0) {
 		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
 		_exit(EX_CONFIG);
