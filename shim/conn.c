@@ -1023,10 +1023,42 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
 	return r;
 }
 
+/*
+ * A peek into several buffers: one peek of their total (at most TS_PEEK_MAX),
+ * scattered. Peeking each buffer in turn would show every one the same bytes.
+ */
+static ssize_t recvv_peek(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+{
+	size_t want = 0, off = 0;
+	unsigned char *tmp;
+	ssize_t r;
+
+	for (int i = 0; i < iovcnt && want < TS_PEEK_MAX; i++)
+		want += iov[i].iov_len;
+	if (want > TS_PEEK_MAX)
+		want = TS_PEEK_MAX;
+	if (want == 0)
+		return conn_recv(c, NULL, 0, flags);
+	tmp = malloc(want);
+	if (tmp == NULL)
+		return -ENOMEM;
+	r = conn_recv(c, tmp, want, flags);
+	for (int i = 0; i < iovcnt && r > 0 && off < (size_t)r; i++) {
+		size_t n = (size_t)r - off < iov[i].iov_len ? (size_t)r - off : iov[i].iov_len;
+
+		memcpy(iov[i].iov_base, tmp + off, n);
+		off += n;
+	}
+	free(tmp);
+	return r;
+}
+
 ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
 {
 	ssize_t total = 0;
 
+	if ((flags & MSG_PEEK) && iovcnt > 1)
+		return recvv_peek(c, iov, iovcnt, flags);
 	for (int i = 0; i < iovcnt; i++) {
 		ssize_t r;
 

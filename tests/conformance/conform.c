@@ -1965,8 +1965,11 @@ static void full_read_hup_c(void)
 	CALL("ioctl FIONREAD", ioctl(fd, FIONREAD, &n));
 	say("fionread = %d", n);
 	CALLD("recv MSG_PEEK 64k", recv(fd, b, sizeof(b), MSG_PEEK), b);
-	CALLD("readv 2x32k", readv(fd, iov, 2), b);
 	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	CALLD("recvmsg MSG_PEEK 2x32k", recvmsg(fd, &m, MSG_PEEK), b);
+	memset(b, 0, sizeof(b));
+	CALLD("readv 2x32k", readv(fd, iov, 2), b);
 	m.msg_iovlen = 1;
 	iov[0].iov_len = sizeof(b);
 	CALLD("recvmsg 64k", recvmsg(fd, &m, 0), b);
