@@ -31,12 +31,12 @@ static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
 	static const unsigned char zero[16];
 	const char *alt[8];
 
-	if (getsockname(lfd, (struct sockaddr *)&ss, &len) != 0 ||
+	if (real.getsockname(lfd, (struct sockaddr *)&ss, &len) != 0 ||
 	    ep_from_sockaddr(local, (struct sockaddr *)&ss, len) != 0)
 		return NULL;
 	if (memcmp(local->addr, zero, local->family == AF_INET ? 4 : 16) == 0) {
 		len = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+		if (real.getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
 		    ep_from_sockaddr(local, (struct sockaddr *)&ss, len) != 0)
 			return NULL;
 	}
@@ -63,7 +63,7 @@ static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *sa
 	if (sa != NULL && salen != NULL && *salen <= cap &&
 	    ep_from_sockaddr(&peer, sa, *salen) == 0)
 		ep_describe(&peer, NULL, p, sizeof(p));
-	else if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	else if (real.getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 		 ep_from_sockaddr(&peer, (struct sockaddr *)&ss, sl) == 0)
 		ep_describe(&peer, NULL, p, sizeof(p));
 	snprintf(buf, len, "accept %s from %s", l, p);

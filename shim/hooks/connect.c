@@ -15,6 +15,7 @@
 #include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
+#include "inherit.h"
 #include "log.h"
 #include "names.h"
 #include "shim.h"
@@ -176,6 +177,9 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	int rc;
 
 	NEED_REAL(setsockopt);
+	/* An fd standing for a TCP connection whose TLS session is in a relay (inherit.c). */
+	if (unlikely(inherit_any_relayed()) && inherit_setsockopt(fd, level, opt, val, len, &rc))
+		return (int)hook_ret(rc);
 	if (likely(level != IPPROTO_TCP || opt != TCP_NODELAY || !fdtab_maybe(fd)))
 		return real.setsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
@@ -197,6 +201,8 @@ HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	int e;
 
 	NEED_REAL(getsockopt);
+	if (unlikely(inherit_any_relayed()) && inherit_getsockopt(fd, level, opt, val, len, &e))
+		return (int)hook_ret(e);
 	if (likely(!fdtab_maybe(fd)) || !((level == SOL_SOCKET && opt == SO_ERROR) ||
 					  (level == IPPROTO_TCP && opt == TCP_NODELAY)))
 		return real.getsockopt(fd, level, opt, val, len);
