@@ -988,8 +988,29 @@ static const char *h_exec(char *buf, size_t len, const char *prog)
 	return buf;
 }
 
+static const char *h_spawn(char *buf, size_t len, const char *prog)
+{
+	snprintf(buf, len, "spawn of %s", prog);
+	return buf;
+}
+
+static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			    char *const envp[], int spawn);
+
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const argv[],
 			  char *const envp[])
+{
+	inherit_prepare(x, path, argv, envp, 0);
+}
+
+void inherit_spawn_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			   char *const envp[])
+{
+	inherit_prepare(x, path, argv, envp, 1);
+}
+
+static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			    char *const envp[], int spawn)
 {
 	char what[300];
 	struct group gs[16];
@@ -1010,7 +1031,15 @@ void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const 
 	for (int i = 0; i < ng; i++) {
 		struct group *g = &gs[i];
 
-		if (g->inherited) {
+		if (g->inherited && spawn) {
+			/* This process goes on with the connection: both use it through the relay.
+			 */
+			if (relay(g, h_spawn(what, sizeof(what), prog)) != 0)
+				log_warn(
+				    "%s: spawn of %s: no relay process: the child inherits fd %d "
+				    "without its TLS session",
+				    g->c->desc, prog, g->fds[0]);
+		} else if (g->inherited) {
 			if (adopts < 0)
 				adopts = child_adopts(path, envp);
 			if (adopts && not_started(g->c))
