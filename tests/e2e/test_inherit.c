@@ -274,17 +274,52 @@ static const char *echo_py = "import sys\n"
 			     "for line in sys.stdin:\n"
 			     "    sys.stdout.write('echo: ' + line); sys.stdout.flush()\n";
 
-/* systemd-socket-activate --accept --inetd on PORT running the echo under `tlsshim run -p RULE`. */
-static struct h_proc *activate(int port, const char *rule)
+/*
+ * The words that start a program under the shim with RULE (log at info):
+ * `tlsshim run --log info -p RULE --`. systemd-socket-activate passes the
+ * service no environment of its own, and under SAN=asan the sanitizer
+ * runtime must come first in LD_PRELOAD, which `run` does not do: then
+ * `env LD_PRELOAD=... TLSSHIM_POLICY=RULE TLSSHIM_LOG=info`.
+ */
+static int under_shim(char **w, const char *rule)
 {
 	struct h_env e;
+	int n = 0;
 
-	/* systemd-socket-activate passes the service no environment of its own: run --log. */
+	if (h_san() == NULL) {
+		w[n++] = (char *)h_cmd();
+		w[n++] = "run";
+		w[n++] = "--log";
+		w[n++] = "info";
+		w[n++] = "-p";
+		w[n++] = (char *)rule;
+		w[n++] = "--";
+		return n;
+	}
 	h_env_init(&e);
-	return start(ARGV("systemd-socket-activate", "--accept", "--inetd", "-l",
-			  h_fmt("127.0.0.1:%d", port), (char *)h_cmd(), "run", "--log", "info", "-p",
-			  (char *)rule, "--", PY, script("echo.py", echo_py, 0)),
-		     &e, port);
+	h_env_preload(&e);
+	w[n++] = "env";
+	w[n++] = h_fmt("LD_PRELOAD=%s", h_env_get(&e, "LD_PRELOAD"));
+	w[n++] = h_fmt("TLSSHIM_POLICY=%s", rule);
+	w[n++] = "TLSSHIM_LOG=info";
+	h_env_free(&e);
+	return n;
+}
+
+/* systemd-socket-activate --accept --inetd on PORT running the echo under the shim with RULE. */
+static struct h_proc *activate(int port, const char *rule)
+{
+	char *argv[20] = {"systemd-socket-activate", "--accept", "--inetd", "-l",
+			  h_fmt("127.0.0.1:%d", port)};
+	int n = 5;
+	struct h_env e;
+
+	n += under_shim(argv + n, rule);
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
+	h_env_init(&e);
+	return start(argv, &e, port);
 }
 
 /* A cleartext client: sends LINE, prints everything it gets until EOF (or 5 s). */
@@ -362,14 +397,24 @@ Test(inherit_activation, forged_hints_cannot_weaken_the_rule)
 	struct h_proc c;
 	int rc;
 
+	char *argv[24] = {"systemd-socket-activate",
+			  "--accept",
+			  "--inetd",
+			  "-l",
+			  h_fmt("127.0.0.1:%d", port),
+			  "/bin/sh",
+			  "-c",
+			  "i=$(stat -L -c %i /proc/self/fd/0); "
+			  "TLSSHIM_INHERIT=\"a 0 $i 0 p;a 1 $i 0 c evil.test\" exec \"$@\"",
+			  "sh"};
+	int n = 9;
+
+	n += under_shim(argv + n, accept_rule(port, "tls"));
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
 	h_env_init(&e);
-	start(ARGV("systemd-socket-activate", "--accept", "--inetd", "-l",
-		   h_fmt("127.0.0.1:%d", port), "/bin/sh", "-c",
-		   "i=$(stat -L -c %i /proc/self/fd/0); "
-		   "TLSSHIM_INHERIT=\"a 0 $i 0 p;a 1 $i 0 c evil.test\" exec \"$@\"",
-		   "sh", (char *)h_cmd(), "run", "-p", accept_rule(port, "tls"), "--", PY,
-		   script("echo.py", echo_py, 0)),
-	      &e, port);
+	start(argv, &e, port);
 	rc = tls_client(&c, port, "one", "=echo: one", NULL, NULL, NULL);
 	cr_expect_eq(rc, 0, "expected TLS despite the forged hints, got %d:\n%s%s", rc, c.out,
 		     c.err);
