@@ -476,7 +476,7 @@ static void wrap(const int *fds, size_t n, const struct policy_rule *r, int clie
 	if (client)
 		c = conn_new_client(fds[0], r, name, peer->text, peer->port, desc, &err);
 	else
-		c = conn_new_server(fds[0], r, desc, fl >= 0 && (fl & O_NONBLOCK), &err);
+		c = conn_new_server(fds[0], r, desc, fl >= 0 && (fl & O_NONBLOCK), -1, &err);
 	if (c == NULL) {
 		/* Never leave in cleartext a connection we could not protect. */
 		log_error("%s: cannot wrap the inherited connection (fd %d): %s", desc, fds[0],
@@ -534,7 +534,7 @@ static void refused(const int *fds, size_t n)
 	log_error("fd %d: inherited a connection whose TLS session stayed in the parent: "
 		  "its I/O fails with ECONNRESET",
 		  fds[0]);
-	c = conn_new_server(fds[0], &none, "inherited connection", 0, &err);
+	c = conn_new_server(fds[0], &none, "inherited connection", 0, -1, &err);
 	if (c == NULL)
 		return;
 	c->state = CONN_FAILED;

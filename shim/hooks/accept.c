@@ -21,9 +21,10 @@
  * The rule for connections accepted on LFD. The target is the listening
  * socket's address; for a wildcard listener (0.0.0.0, ::), the address the
  * connection arrived on, so that `accept 127.0.0.1:6379 ...` works for a
- * server bound to every interface.
+ * server bound to every interface. *NODELAY: the connection's TCP_NODELAY,
+ * learnt with the check that it is TCP (one system call for both).
  */
-static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
+static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local, int *nodelay)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -40,7 +41,8 @@ static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
 		    ep_from_sockaddr(local, (struct sockaddr *)&ss, len) != 0)
 			return NULL;
 	}
-	if (!fd_is_tcp(fd))
+	*nodelay = fd_tcp_nodelay(fd);
+	if (*nodelay < 0)
 		return NULL;
 	q.family = local->family;
 	memcpy(q.addr, local->addr, sizeof(q.addr));
@@ -77,14 +79,14 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 		struct conn *c;
 		struct ep local;
 		char desc[200];
-		int fd, err = 0, saved;
+		int fd, err = 0, saved, nodelay;
 		socklen_t cap = salen != NULL ? *salen : 0;
 
 		fd = real.accept4(lfd, sa, salen, flags);
 		if (fd < 0)
 			return fd;
 		saved = errno;
-		r = accept_rule(lfd, fd, &local);
+		r = accept_rule(lfd, fd, &local, &nodelay);
 		if (r == NULL || r->action == POLICY_PLAIN) {
 			errno = saved;
 			return fd;
@@ -95,7 +97,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 			real.close(fd);
 			continue; /* the program never sees it; a non-blocking accept says EAGAIN */
 		}
-		c = conn_new_server(fd, r, desc, (flags & SOCK_NONBLOCK) != 0, &err);
+		c = conn_new_server(fd, r, desc, (flags & SOCK_NONBLOCK) != 0, nodelay, &err);
 		if (c == NULL || fdtab_set(fd, c) != 0) {
 			/* Never hand over a connection we could not protect. */
 			log_error("%s: cannot wrap the connection: %s", desc,
