@@ -50,14 +50,11 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	c = fdtab_get(fd);
 	if (c != NULL) {
 		rc = conn_connect_again(c, &afresh);
-		/* After a TCP failure a socket may connect again: start afresh. */
-		if (afresh) {
-			conn_put(c);
+		conn_put(c);
+		/* After a TCP failure this connect() reports it, the next one starts afresh. */
+		if (afresh)
 			unwrap(fd);
-		} else {
-			conn_put(c);
-			return (int)hook_ret(rc);
-		}
+		return (int)hook_ret(rc);
 	}
 	if (ep_from_sockaddr(&ep, sa, len) != 0 || !fd_is_tcp(fd))
 		return real.connect(fd, sa, len);
@@ -94,8 +91,11 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	epreg_adopt(fd, c);
 	rc = conn_connect(c, sa, len);
-	/* A TCP-level failure leaves the socket as it was (it may be connected again). */
-	if (rc < 0 && rc != -EINPROGRESS && !c->tls_failed)
+	/*
+	 * A TCP-level failure leaves the socket unconnected (it may be connected
+	 * again). After EINTR the connection goes on, still ours to wrap.
+	 */
+	if (rc < 0 && rc != -EINPROGRESS && rc != -EINTR && !c->tls_failed)
 		unwrap(fd);
 	conn_put(c);
 	return (int)hook_ret(rc);
