@@ -185,12 +185,89 @@ static void print_common_tls(const struct policy_opts *o)
 
 	line("alpn", "%s", or_default(o->alpn, "none (no ALPN)"));
 	line("min-version", "%s", o->min_version == POLICY_TLS1_3 ? "1.3" : "1.2");
-	line("ciphers", "%s", or_default(o->ciphers, "OpenSSL's secure defaults (TLS 1.2)"));
+	line("ciphers", "%s",
+	     or_default(o->ciphers, "ECDHE with AES-GCM or ChaCha20-Poly1305 only (TLS 1.2)"));
 	line("ciphersuites", "%s",
 	     or_default(o->ciphersuites, "OpenSSL's secure defaults (TLS 1.3)"));
 	snprintf(t, sizeof(t), "%gs", o->handshake_timeout_ms / 1000.0);
 	line("handshake-timeout", "%s", t);
 	line("renegotiation", "off");
+}
+
+/*
+ * What the handshake of a connect will verify, in words: the name, the trust
+ * anchors, the pins and what is skipped. SNI is the name sent (NULL: none),
+ * ADDR the destination address as text.
+ */
+static void print_connect_checks(const struct policy_rule *r, const struct policy_query *q,
+				 const char *sni, const char *addr)
+{
+	const struct policy_opts *o = &r->opt;
+	int by_address = r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX;
+	char pins[32];
+
+	if (o->insecure)
+		line("verifies name", "nothing (insecure)");
+	else if (o->name)
+		line("verifies name", "%s, the rule's name=", o->name);
+	else if (o->sni)
+		line("verifies name", "%s, the rule's sni=", o->sni);
+	else if (by_address && !q->name)
+		line("verifies name",
+		     "the name the program resolved for %s: the connecting thread's own latest "
+		     "resolution, else the one name any thread resolved; several different names: "
+		     "the connection is refused (add name=); none: the address %s itself "
+		     "(an iPAddress in the certificate)",
+		     addr, addr);
+	else if (sni)
+		line("verifies name", "%s", sni);
+	else
+		line("verifies name", "the address %s (an iPAddress in the certificate)", addr);
+	if (o->insecure)
+		line("trust anchors", "none: the certificate chain is not verified (insecure)");
+	else
+		line("trust anchors", "%s", or_default(o->ca, "the system store"));
+	snprintf(pins, sizeof(pins), o->n_pins == 1 ? "the pin" : "one of the %zu pins", o->n_pins);
+	if (o->n_pins == 0)
+		line("verifies pins", "none");
+	else if (o->insecure)
+		line("verifies pins",
+		     "%s must be the server's own key (the end-entity certificate); no other "
+		     "certificate the server sends counts",
+		     pins);
+	else
+		line("verifies pins",
+		     "%s must be a key of the verified chain (server, intermediate or trust "
+		     "anchor); certificates the server only sends along never count",
+		     pins);
+	if (o->insecure)
+		line("skipped",
+		     "the certificate chain, its dates and the name (insecure: a warning "
+		     "is logged on every connection)%s",
+		     o->n_pins ? "; only the pin is checked" : "");
+	else
+		line("skipped", "nothing");
+}
+
+/* The same for an accept: the client certificate, or that no client is checked. */
+static void print_accept_checks(const struct policy_rule *r)
+{
+	const struct policy_opts *o = &r->opt;
+
+	if (o->client_ca)
+		line("verifies client",
+		     "a certificate is required, verified against client-ca "
+		     "%s only%s",
+		     o->client_ca, o->n_allow ? ", and matching one allow= pattern" : "");
+	else
+		line("verifies client", "nothing: no client certificate is asked for");
+	if (r->action == POLICY_AUTO)
+		line("skipped", "everything for a client that does not open with a TLS "
+				"ClientHello: it is served in cleartext");
+	else if (!o->client_ca)
+		line("skipped", "client identity (add client-ca= for mutual TLS)");
+	else
+		line("skipped", "nothing");
 }
 
 static void print_connect_tls(const struct policy_rule *r, const struct policy_query *q,
@@ -215,12 +292,19 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 		line("sni", "%s (the name the program resolved)", sni);
 	else if (sni)
 		line("sni", "%s (the rule's name, which resolves to %s)", sni, addr);
+	else if (r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX)
+		line("sni",
+		     "the name the program resolved for %s (see 'verifies name'), else none "
+		     "(IP literal: RFC 6066 allows no address in SNI)",
+		     addr);
 	else
 		line("sni", "none (IP literal: RFC 6066 allows no address in SNI)");
 	if (o->name)
 		line("name", "%s", o->name);
 	else if (sni)
 		line("name", "%s (the SNI name)", sni);
+	else if (r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX)
+		line("name", "the SNI name, else %s (the IP address)", addr);
 	else
 		line("name", "%s (the IP address)", addr);
 	if (o->n_pins == 0)
@@ -229,6 +313,7 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 		base64(o->pins[i].sha256, sizeof(o->pins[i].sha256), pin);
 		line("pin", "sha256/%s", pin);
 	}
+	print_connect_checks(r, q, sni, addr);
 	print_common_tls(o);
 }
 
@@ -239,13 +324,13 @@ static void print_accept_tls(const struct policy_rule *r)
 
 	line("cert", "%s", or_default(o->cert, "none"));
 	line("key", "%s", or_default(o->key, "none"));
-	line("ca", "%s", or_default(o->ca, "none"));
 	line("client-ca", "%s", or_default(o->client_ca, "none (no client certificate asked for)"));
 	if (o->n_allow == 0)
 		line("allow", "%s",
 		     o->client_ca ? "any client with a certificate under client-ca" : "any client");
 	for (i = 0; i < o->n_allow; i++)
 		line("allow", "%s", o->allow[i]);
+	print_accept_checks(r);
 	print_common_tls(o);
 }
 
@@ -328,6 +413,46 @@ static void print_rule_line(const char *label, const struct policy_rule *r)
 	free(t);
 }
 
+/*
+ * With a system policy under P: which of the two tables the winning rule W
+ * comes from, and why, when both have a rule for Q. Returns W's table.
+ */
+static const struct policy *floor_lines(const struct policy *p, const struct policy_query *q,
+					const struct policy_rule *w)
+{
+	const struct policy *sys = policy_floor(p);
+	const struct policy_rule *fr, *own = NULL;
+	char *t;
+
+	if (!sys)
+		return p;
+	fr = policy_match(sys, q, NULL);
+	/* policy_match(P) applies the floor: P's own best is the first of its match_all. */
+	if (policy_match_all(p, q, &own, 1) == 0)
+		own = NULL;
+	if (!fr) {
+		line("floor", "the system policy (%s) has no rule for this connection",
+		     CMD_SYSTEM_POLICY);
+		return p;
+	}
+	if (!own)
+		return sys;
+	t = cmd_rule_text(w == fr ? own : fr);
+	if (w == fr)
+		line("floor",
+		     "the system policy's rule applies: `%s` (%s:%u) cannot weaken it; a "
+		     "process's own rule applies only where it is stricter (deny over tls "
+		     "over auto over plain)",
+		     t ? t : "?", own->source, own->line);
+	else
+		line("floor",
+		     "stricter than the system policy's `%s` (%s:%u), so it applies (a "
+		     "process may tighten the system policy, never weaken it)",
+		     t ? t : "?", fr->source, fr->line);
+	free(t);
+	return w == fr ? sys : p;
+}
+
 /* NAMED: ENDPOINT was a DNS name, resolved to Q's address. */
 static void explain(const struct policy *p, struct policy_query *q, const char *endpoint, int named)
 {
@@ -346,9 +471,11 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 		puts("no rule matches: the connection is left alone");
 		return;
 	}
-	n = policy_match_all(p, q, all, MAX_MATCHES);
 	print_rule_line("rule", w);
-	line("from", "%s:%u:%u", w->source ? w->source : "?", w->line, w->col);
+	line("from", "%s:%u:%u%s", w->source ? w->source : "?", w->line, w->col,
+	     policy_floor(p) && policy_match(policy_floor(p), q, NULL) == w ? " (the system policy)"
+									    : "");
+	n = policy_match_all(floor_lines(p, q, w), q, all, MAX_MATCHES);
 	host_words(w, hw, sizeof(hw));
 	port_words(w, pw, sizeof(pw));
 	if (m.name && w->host_kind == POLICY_HOST_NAME && (!q->name || strcmp(m.name, q->name)))
@@ -375,8 +502,9 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 
 int cmd_explain(int argc, char **argv)
 {
+	enum cmd_system_state sys_state;
 	struct cmd_args a;
-	struct policy *p = NULL;
+	struct policy *p = NULL, *sys = NULL;
 	struct policy_query q;
 	const char *alt[MAX_ALT], *const *names;
 	char namebuf[256], err[256];
@@ -401,9 +529,16 @@ int cmd_explain(int argc, char **argv)
 				     a.pos[0]);
 		goto out;
 	}
+	/* As a process of this user would decide: the system policy is the floor. */
+	sys = cmd_system_load(0, &sys_state);
 	p = cmd_policy_load(&a.src);
 	if (!p) {
 		rc = CMD_EXIT_POLICY;
+		goto out;
+	}
+	if (sys && policy_set_floor(p, sys) != 0) {
+		cmd_err("out of memory");
+		rc = CMD_EXIT_SOFTWARE;
 		goto out;
 	}
 	if (policy_parse_endpoint(a.pos[1], &q, namebuf, sizeof(namebuf), err, sizeof(err)) != 0) {
@@ -445,6 +580,7 @@ int cmd_explain(int argc, char **argv)
 	rc = CMD_EXIT_OK;
 out:
 	policy_free(p);
+	policy_free(sys);
 	cmd_args_free(&a);
 	return rc < 0 ? CMD_EXIT_OK : rc;
 }

@@ -21,14 +21,15 @@
 #endif
 
 /*
- * Finds the preload library next to this executable (build tree), in ../lib
- * (installed), or in the LIBDIR it was built for (`make LIBDIR=...`, e.g. a
- * multiarch directory). Returns a malloc()ed absolute path, or NULL after
- * printing why.
+ * Finds the preload library next to this executable (build tree), in the
+ * LIBDIR it was built for (`make LIBDIR=...`: the Debian package's private
+ * /usr/lib/MULTIARCH/tlsshim), or in ../lib (a relocated install). LIBDIR goes
+ * before ../lib so that an installed command never picks up another copy left
+ * in PREFIX/lib. Returns a malloc()ed absolute path, or NULL after printing why.
  */
-static char *find_library(void)
+char *cmd_find_library(void)
 {
-	static const char *const rel[] = {SHIM_LIB, "../lib/" SHIM_LIB};
+	static const char *const rel[] = {SHIM_LIB, NULL, "../lib/" SHIM_LIB};
 	char self[PATH_MAX], cand[PATH_MAX + 32];
 	char *dir, *abs;
 	ssize_t n;
@@ -43,8 +44,8 @@ static char *find_library(void)
 	}
 	self[n] = '\0';
 	dir = dirname(self);
-	for (i = 0; i <= sizeof(rel) / sizeof(rel[0]); i++) {
-		if (i < sizeof(rel) / sizeof(rel[0]))
+	for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		if (rel[i] != NULL)
 			snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
 		else
 			snprintf(cand, sizeof(cand), "%s/%s", TLSSHIM_LIBDIR, SHIM_LIB);
@@ -55,9 +56,9 @@ static char *find_library(void)
 		if (abs)
 			return abs;
 	}
-	cmd_err("the preload library is missing: none of %s/%s, %s/../lib/%s, %s/%s exists; "
+	cmd_err("the preload library is missing: none of %s/%s, %s/%s, %s/../lib/%s exists; "
 		"reinstall tlsshim (or run 'make')",
-		dir, SHIM_LIB, dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB);
+		dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB, dir, SHIM_LIB);
 	return NULL;
 }
 
@@ -227,7 +228,7 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_CONFIG;
 		goto out;
 	}
-	lib = find_library();
+	lib = cmd_find_library();
 	if (!lib) {
 		rc = CMD_EXIT_SOFTWARE;
 		goto out;
@@ -251,6 +252,11 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_NOEXEC;
 		goto out;
 	}
+	if (r == -3) {
+		cmd_err("refusing to run %s: %s", prog, why);
+		rc = CMD_EXIT_NOEXEC;
+		goto out;
+	}
 	if (r < 0) {
 		cmd_err("cannot run %s: %s", prog, why);
 		rc = CMD_EXIT_NOEXEC;
@@ -262,7 +268,8 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_SOFTWARE;
 		goto out;
 	}
-	if (policy_count(p) == 0 && !quiet(&a))
+	/* With a system policy, its rules apply: no rules of its own is a normal case. */
+	if (policy_count(p) == 0 && !quiet(&a) && access(CMD_SYSTEM_POLICY, F_OK) != 0)
 		cmd_err("warning: the policy has no rules: %s runs with every connection left "
 			"alone (set -p/-f, or TLSSHIM_POLICY/TLSSHIM_POLICY_FILE)",
 			prog);

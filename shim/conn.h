@@ -49,6 +49,7 @@ struct conn {
 	atomic_int user_nodelay;  /* TCP_NODELAY as the program believes it is set */
 	atomic_uint rd_eagain;    /* reads that ended in EAGAIN (edge-triggered epoll) */
 	atomic_uint wr_eagain;    /* writes that ended in EAGAIN or short */
+	atomic_int io_family;     /* enum ts_io of the program's latest I/O call (conn_set_io) */
 	int err;                  /* errno of I/O once FAILED */
 	int so_error;             /* pending SO_ERROR (cleared when read), like a socket */
 	unsigned rd_eof : 1;      /* the peer ended the stream (read gives 0) */
@@ -64,7 +65,10 @@ struct conn {
 	unsigned shut_pending : 1;    /* shutdown(SHUT_WR) waits for the handshake and early */
 	unsigned hs_hangup : 1;       /* the peer left during the handshake: reads see EOF */
 	unsigned hangup_wrote : 1;    /* ... and the program's first write since was dropped */
-	unsigned created_gen, io_gen; /* fork generations (see conn_fork_child) */
+	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
+	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
+	uint64_t claim_gen;           /* the fork generation this process contends in */
+	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	uint64_t connect_wait_ns;     /* client: until when connect waits for the handshake */
 	unsigned char *early;         /* plaintext written before the handshake completed */
@@ -82,8 +86,15 @@ struct conn {
 /* Plaintext a client may write before its handshake completes. */
 #define CONN_EARLY_MAX (64 * 1024)
 
-/* Atomically counted generation of fork() in this process's history. */
-extern atomic_uint conn_fork_gen;
+/*
+ * One owner per TLS session across fork(): a process seals and opens records
+ * of a session only while it holds the claim. A conn created in this process
+ * is its OWNER. At fork() an owner's conn gets a shared word (MAP_SHARED,
+ * created at its first fork) and parent and child become CONTENDERs of a new
+ * generation: the first of them to do I/O (or readiness) on it claims it;
+ * the others are LOST: I/O gives ECONNRESET, close sends no close_notify.
+ */
+enum { CLAIM_OWNER = 0, CLAIM_CONTENDER = 1, CLAIM_LOST = 2 };
 
 void conn_ref(struct conn *c);
 /* Drops a reference; frees the conn (and its session) at zero. */
@@ -125,6 +136,18 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
  */
 int conn_connect_again(struct conn *c, int *afresh);
 
+/*
+ * The program's I/O call on C is of FAMILY (enum ts_io: read/write, readv/writev,
+ * recv/send, recvmsg/sendmsg). The hooks say so before conn_recv/conn_send;
+ * the shim's own socket calls for C then use the same family, so a seccomp
+ * filter that allows the program's calls allows ours. Readiness and close use
+ * the family of the latest call.
+ */
+static inline void conn_set_io(struct conn *c, int family)
+{
+	atomic_store_explicit(&c->io_family, family, memory_order_relaxed);
+}
+
 /* recv() semantics, FLAGS: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC. */
 ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags);
 /* send() semantics, FLAGS: MSG_DONTWAIT, MSG_NOSIGNAL (SIGPIPE otherwise, like a socket). */
@@ -152,6 +175,13 @@ int conn_close_fd(struct conn *c, int fd);
  * The caller then closes FD itself.
  */
 void conn_release_fd(int fd);
+
+/*
+ * connect(AF_UNSPEC) succeeded on the conn's socket: the connection is gone
+ * (reset, no close_notify) and the socket may connect again. Every fd of it
+ * is unwrapped, with the program's blocking mode and TCP_NODELAY restored.
+ */
+void conn_disconnect(struct conn *c);
 
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);

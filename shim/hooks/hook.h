@@ -6,6 +6,7 @@
 #define TLSSHIM_HOOK_H
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "real.h"
@@ -38,5 +39,27 @@ static inline ssize_t hook_ret(ssize_t r)
 	}
 	return r;
 }
+
+/*
+ * The policy decision for connecting FD to SA (connect(), and the implicit
+ * connect of sendto/sendmsg/sendmmsg with MSG_FASTOPEN). Returns 1 when the
+ * connection is not the shim's to decide (not TCP, an address the kernel
+ * rejects, no rule, a plain rule): the caller hands the call to libc.
+ * Otherwise it is done as the rule says: 0 (connected, and for tls the
+ * handshake done), -EINPROGRESS, -EACCES (deny), -ECONNREFUSED (several
+ * names for the address and the rule would have to guess one), or -errno.
+ * (hooks/connect.c)
+ */
+int connect_decide(int fd, const struct sockaddr *sa, socklen_t len);
+
+/*
+ * For a connect on FD that may already be wrapped: *DECIDE is set to 1 when
+ * FD is not and the connection is to be decided; else it is 0 and the
+ * result (-EALREADY, -EISCONN, 0 the first time after a non-blocking connect
+ * completed, or the failure) is returned. A TCP failure is returned once,
+ * as Linux does, and unwraps FD: the next connect is decided afresh.
+ * (hooks/connect.c)
+ */
+int connect_again(int fd, int *decide);
 
 #endif

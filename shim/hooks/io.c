@@ -16,6 +16,7 @@
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
+#include "shim.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
@@ -33,7 +34,8 @@ static int unsupported_flags(int flags)
 	return 0;
 }
 
-static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handled)
+/* IO: the program's call family (enum ts_io), which the shim's own socket calls then use. */
+static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -41,6 +43,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	if (r == 0)
 		r = conn_recv(c, buf, len, flags);
@@ -48,7 +51,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	return hook_ret(r);
 }
 
-static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int *handled)
+static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -56,6 +59,7 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	if (r == 0)
 		r = conn_send(c, buf, len, flags);
@@ -87,7 +91,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len
 		return syscall(SYS_read, fd, buf, len);
 	if (!fdtab_maybe(fd))
 		return real.read(fd, buf, len);
-	r = wrapped_recv(fd, buf, len, 0, &h);
+	r = wrapped_recv(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.read(fd, buf, len);
 }
 
@@ -119,7 +123,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return syscall(SYS_write, fd, buf, len);
 	if (!fdtab_maybe(fd))
 		return real.write(fd, buf, len);
-	r = wrapped_send(fd, buf, len, 0, &h);
+	r = wrapped_send(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.write(fd, buf, len);
 }
 
@@ -137,7 +141,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t len
 	NEED_REAL(recv);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recv(fd, buf, len, flags);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.recv(fd, buf, len, flags);
 }
 
@@ -167,7 +171,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	NEED_REAL(send);
 	if (!fdtab_maybe(fd))
 		return real.send(fd, buf, len, flags);
-	r = wrapped_send(fd, buf, len, flags, &h);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.send(fd, buf, len, flags);
 }
 
@@ -186,7 +190,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	NEED_REAL(recvfrom);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	if (!h)
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
 	/* TCP does not report a source address. */
@@ -216,6 +220,36 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
+/*
+ * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
+ * sends in one call (TCP Fast Open): the connection is decided as connect()
+ * decides it. Returns 1 when libc is to make the call as it is (not ours to
+ * decide, or no destination: the kernel's own error), 0 when FD is now
+ * wrapped and connected (send on it without the flag), or -errno: -EACCES
+ * (deny), -EINPROGRESS (non-blocking: like Fast Open without a cookie,
+ * nothing was sent and the program sends again once connected), a failure,
+ * or on a socket already wrapped what a second connect gives (-EISCONN).
+ */
+static int fastopen(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	int decide, rc;
+
+	if (!shim.has_connect && !fdtab_maybe(fd))
+		return 1;
+	rc = connect_again(fd, &decide);
+	if (!decide)
+		return rc;
+	if (sa == NULL || !shim.has_connect)
+		return 1;
+	return connect_decide(fd, sa, salen);
+}
+
+/* An address the kernel refuses to copy in, even where TCP then ignores it. */
+static int bad_addrlen(const void *sa, socklen_t salen)
+{
+	return sa != NULL && salen > (socklen_t)sizeof(struct sockaddr_storage);
+}
+
 static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, size_t len, int flags,
 						     const struct sockaddr *sa, socklen_t salen)
 {
@@ -223,17 +257,28 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	ssize_t r;
 
 	NEED_REAL(sendto);
+	if (unlikely(flags & MSG_FASTOPEN)) {
+		r = fastopen(fd, sa, salen);
+		if (r == 1)
+			return real.sendto(fd, buf, len, flags, sa, salen);
+		if (r < 0)
+			return hook_ret(r);
+		flags &= ~MSG_FASTOPEN;
+	}
 	if (!fdtab_maybe(fd))
 		return real.sendto(fd, buf, len, flags, sa, salen);
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
-	r = wrapped_send(fd, buf, len, flags, &h);
+	if (bad_addrlen(sa, salen))
+		return hook_ret(-EINVAL);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
 }
 
 HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
 		    socklen_t salen)
 {
-	PASS_THROUGH(sendto, fd, fd, buf, len, flags, sa, salen);
+	if (likely(!(flags & MSG_FASTOPEN)))
+		PASS_THROUGH(sendto, fd, fd, buf, len, flags, sa, salen);
 	return sendto_slow(fd, buf, len, flags, sa, salen);
 }
 
@@ -248,6 +293,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.readv(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_recvv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
@@ -270,6 +316,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.writev(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_sendv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
@@ -289,6 +336,7 @@ static ssize_t msg_recv(struct conn *c, struct msghdr *msg, int flags)
 		return r;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
+	conn_set_io(c, TS_IO_MSG);
 	r = conn_recvv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
 	if (r >= 0) {
 		msg->msg_namelen = 0;
@@ -304,8 +352,12 @@ static ssize_t msg_send(struct conn *c, const struct msghdr *msg, int flags)
 
 	if (r != 0)
 		return r;
+	/* The kernel clamps a long msg_namelen but refuses a negative one. */
+	if (msg->msg_name != NULL && (int)msg->msg_namelen < 0)
+		return -EINVAL;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
+	conn_set_io(c, TS_IO_MSG);
 	return conn_sendv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
 }
 
@@ -365,12 +417,32 @@ static int passes_wrapped_fd(int fd, const struct msghdr *msg)
 	return 0;
 }
 
+/* MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel would use. */
+static int msg_fastopen(int fd, const struct msghdr *msg)
+{
+	socklen_t len;
+
+	if (msg == NULL)
+		return 1;
+	len = msg->msg_namelen;
+	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
+		len = sizeof(struct sockaddr_storage);
+	return fastopen(fd, msg->msg_name, len);
+}
+
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(sendmsg);
+	if (unlikely(flags & MSG_FASTOPEN)) {
+		r = msg_fastopen(fd, msg);
+		if (r < 0)
+			return hook_ret(r);
+		if (r == 0)
+			flags &= ~MSG_FASTOPEN;
+	}
 	if (likely(!fdtab_maybe(fd))) {
 		if (unlikely(passes_wrapped_fd(fd, msg))) {
 			errno = EACCES;
@@ -393,6 +465,16 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	ssize_t r = 0;
 
 	NEED_REAL(sendmmsg);
+	if (unlikely(flags & MSG_FASTOPEN) && v != NULL && n > 0) {
+		r = msg_fastopen(fd, &v[0].msg_hdr);
+		if (r < 0)
+			return (int)hook_ret(r);
+		/* As the kernel: the next message's Fast Open finds the socket connected. */
+		if (r == 0) {
+			flags &= ~MSG_FASTOPEN;
+			n = 1;
+		}
+	}
 	if (likely(!fdtab_maybe(fd))) {
 		for (i = 0; v != NULL && i < n && fdtab_any(); i++) {
 			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {

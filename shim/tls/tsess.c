@@ -4,8 +4,9 @@
  * Each operation runs OpenSSL until it needs the socket and says which way
  * (TS_WANT_READ / TS_WANT_WRITE); the caller waits. OpenSSL's outcome is
  * mapped to TS_* and a short reason in one function, tsess_result(), so every
- * log line names failures the same way. The thread's ERR queue is left empty
- * after every operation: the program may use OpenSSL itself.
+ * log line names failures the same way. Every operation runs on an empty ERR
+ * queue and leaves the thread's queue as it found it: the program may use
+ * OpenSSL itself, even around our call (errq.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -255,6 +256,7 @@ static void tsess_free(struct tsess *s)
 		return;
 	SSL_free(s->ssl); /* frees the BIO, which frees kept ciphertext */
 	free(s->out);
+	free(s->pt);
 	free(s->cache_key);
 	free(s);
 	tls_err_clear();
@@ -316,6 +318,11 @@ static void tsess_set_fd(struct tsess *s, int fd)
 	s->fd = fd;
 }
 
+static void tsess_set_io(struct tsess *s, int family)
+{
+	s->io = family;
+}
+
 /*
  * Runs the handshake. Complete (0) only once our last flight has left, so a
  * caller that then waits to read never waits on a peer still waiting for us.
@@ -345,31 +352,135 @@ static int tsess_handshake(struct tsess *s)
 	return rc;
 }
 
-static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
+/* One SSL_read_ex() of at most LEN bytes into BUF: bytes > 0, or TS_*. */
+static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 {
 	size_t n = 0;
-	int ret;
+	int ret, rc;
 
-	if (len == 0)
-		return 0;
-	if (s->failed)
-		return TS_FATAL;
 	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
 	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
 		return TS_SYSERR;
+	/* Plaintext already decrypted is the program's; more from the peer waits (bio.c). */
+	if (tls_bio_held(s) && SSL_pending(s->ssl) <= 0)
+		return TS_WANT_WRITE;
 	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
-	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
+	s->in_read = 1;
+	ret = SSL_read_ex(s->ssl, buf, len, &n);
+	s->in_read = 0;
 	s->gather = 0;
 	/* Records the read produced (a key-update reply) go out now, in one piece. */
 	if (s->out != NULL)
 		tls_bio_flush(s);
 	if (ret == 1) {
+		s->replies = 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
-	return tsess_result(s, ret);
+	rc = tsess_result(s, ret);
+	if (rc == TS_WANT_READ && s->replies > TLS_MAX_REPLIES) {
+		tsess_set_reason(s,
+				 "the peer sent more than %d records that need a reply and no "
+				 "data (a key update flood)",
+				 TLS_MAX_REPLIES);
+		s->failed = 1;
+		return TS_FATAL;
+	}
+	/* Held back by our own unsent output: wait until the socket takes it. */
+	if (rc == TS_WANT_READ && tls_bio_held(s))
+		return TS_WANT_WRITE;
+	return rc;
+}
+
+static void pt_clear(struct tsess *s)
+{
+	free(s->pt);
+	s->pt = NULL;
+	s->pt_len = 0;
+	s->pt_off = 0;
+}
+
+/* Copies up to LEN bytes of the plaintext decrypted ahead to BUF (if not NULL); consumes them
+ * unless PEEK. Returns the count. */
+static size_t pt_take(struct tsess *s, void *buf, size_t len, int peek)
+{
+	size_t n = s->pt_len - s->pt_off;
+
+	if (n > len)
+		n = len;
+	if (buf != NULL)
+		memcpy(buf, s->pt + s->pt_off, n);
+	if (!peek) {
+		s->pt_off += n;
+		if (s->pt_off == s->pt_len)
+			pt_clear(s);
+	}
+	return n;
+}
+
+/*
+ * Decrypts ahead every record that is here, until WANT bytes are held. A
+ * socket's MSG_PEEK shows all that is queued; SSL_peek() only the current
+ * record. Returns the bytes held (> 0), or the TS_* result of the read that
+ * found none. The end of the stream met on the way is kept for after them.
+ */
+static ssize_t pt_fill(struct tsess *s, size_t want)
+{
+	ssize_t r = TS_WANT_READ;
+
+	while (s->pt_len - s->pt_off < want && s->pt_end == 0) {
+		size_t have = s->pt_len - s->pt_off, room = want - have;
+		unsigned char *n;
+
+		/* After the first record, go on only while more may be had without waiting. */
+		if (have > 0 && SSL_pending(s->ssl) <= 0 && !SSL_has_pending(s->ssl) && !s->in_more)
+			break;
+		if (room > TS_MAX_RECORD)
+			room = TS_MAX_RECORD;
+		if (s->pt_off > 0) {
+			memmove(s->pt, s->pt + s->pt_off, have);
+			s->pt_off = 0;
+			s->pt_len = have;
+		}
+		n = realloc(s->pt, have + room);
+		if (n == NULL)
+			break;
+		s->pt = n;
+		r = ssl_read_once(s, s->pt + have, room);
+		if (r > 0) {
+			s->pt_len = have + (size_t)r;
+			continue;
+		}
+		if (r == TS_CLOSED || r == TS_EOF)
+			s->pt_end = (int)r;
+		break;
+	}
+	if (s->pt_len > s->pt_off)
+		return (ssize_t)(s->pt_len - s->pt_off);
+	pt_clear(s);
+	return s->pt_end != 0 ? s->pt_end : r;
+}
+
+static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
+{
+	ssize_t r;
+
+	if (len == 0)
+		return 0;
+	if (s->failed)
+		return TS_FATAL;
+	if (peek) {
+		r = pt_fill(s, len < TS_PEEK_MAX ? len : TS_PEEK_MAX);
+		return r > 0 ? (ssize_t)pt_take(s, buf, len, 1) : r;
+	}
+	/* What a peek decrypted comes first; the caller reads on for the rest. */
+	if (s->pt != NULL)
+		return (ssize_t)pt_take(s, buf, len, 0);
+	if (s->pt_end != 0)
+		return s->pt_end;
+	return ssl_read_once(s, buf, len);
 }
 
 static int tsess_flush(struct tsess *s)
@@ -438,7 +549,7 @@ static size_t tsess_pending(const struct tsess *s)
 {
 	int n = SSL_pending(s->ssl);
 
-	return n > 0 ? (size_t)n : 0;
+	return (s->pt_len - s->pt_off) + (n > 0 ? (size_t)n : 0);
 }
 
 static int tsess_buffered_input(const struct tsess *s)
@@ -446,8 +557,16 @@ static int tsess_buffered_input(const struct tsess *s)
 	return SSL_has_pending(s->ssl);
 }
 
+static int tsess_more_input(const struct tsess *s)
+{
+	return s->pt_len > s->pt_off || SSL_pending(s->ssl) > 0 || SSL_has_pending(s->ssl) ||
+	       s->in_more;
+}
+
 static int tsess_output_pending(const struct tsess *s)
 {
+	if (tls_bio_held(s))
+		return 2;
 	return s->out != NULL && s->out_off < s->out_len;
 }
 
@@ -459,6 +578,33 @@ static const char *tsess_reason(const struct tsess *s)
 static int tsess_errno(const struct tsess *s)
 {
 	return s->sys_errno;
+}
+
+/* Client: what the handshake verified, as "; verified name api.internal, pin". */
+static void describe_verified(const struct tsess *s, char *buf, size_t len)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+	const struct policy_opts *o = &s->rule->opt;
+	const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+	const char *pins = o->n_pins == 0 ? ""
+			   : o->insecure  ? ", pin of the end-entity key"
+					  : ", pin";
+	char *ip = NULL;
+
+	if (o->insecure) {
+		snprintf(buf, len, "; certificate NOT verified (insecure)%s", pins);
+		return;
+	}
+	if (host != NULL) {
+		snprintf(buf, len, "; verified name %s%s", host, pins);
+		return;
+	}
+	ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
+	if (ip != NULL)
+		snprintf(buf, len, "; verified address %s%s", ip, pins);
+	else
+		snprintf(buf, len, "; verified chain only (no name)%s", pins);
+	OPENSSL_free(ip);
 }
 
 static void tsess_describe(const struct tsess *s, char *buf, size_t len)
@@ -473,7 +619,23 @@ static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 		     c != NULL ? SSL_CIPHER_get_name(c) : "(none)",
 		     SSL_session_reused(s->ssl) ? " resumed" : "");
 	if (alpn_len > 0 && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+		n += snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+	if (s->role == TLS_ROLE_CLIENT && n >= 0 && (size_t)n < len)
+		describe_verified(s, buf + n, len - (size_t)n);
+}
+
+/*
+ * Bytes read through the BIO (BIO_number_read() counts them for any method),
+ * and whether OpenSSL's state machine has left TLS_ST_BEFORE, which it does
+ * on the header of the first handshake message.
+ */
+static int tsess_peer_progress(const struct tsess *s)
+{
+	if (BIO_number_read(SSL_get_rbio(s->ssl)) == 0)
+		return TS_PEER_SILENT;
+	if (SSL_get_state(s->ssl) == TLS_ST_BEFORE)
+		return TS_PEER_PARTIAL;
+	return TS_PEER_SPOKE;
 }
 
 static void init_once_fn(void)
@@ -521,21 +683,61 @@ static int engine_init(const struct engine_host *host, char *err, size_t errlen)
 	return init_rc;
 }
 
+/*
+ * The operations that run OpenSSL, each on an empty ERR queue with the
+ * program's own queue set aside and given back (errq.c): the program may be
+ * inside its own OpenSSL call on this thread.
+ */
+#define ERRQ_OP(type, name, inner, params, args) \
+	static type name params                  \
+	{                                        \
+		struct tls_errq q;               \
+		type r;                          \
+                                                 \
+		tls_errq_enter(&q);              \
+		r = inner args;                  \
+		tls_errq_leave(&q);              \
+		return r;                        \
+	}
+
+ERRQ_OP(int, op_init, engine_init, (const struct engine_host *h, char *err, size_t errlen),
+	(h, err, errlen))
+ERRQ_OP(struct tsess *, op_sess_new, tsess_new,
+	(const struct tsess_params *p, char *err, size_t errlen), (p, err, errlen))
+ERRQ_OP(int, op_handshake, tsess_handshake, (struct tsess * s), (s))
+ERRQ_OP(ssize_t, op_read, tsess_read, (struct tsess * s, void *buf, size_t len, int peek),
+	(s, buf, len, peek))
+ERRQ_OP(ssize_t, op_write, tsess_write, (struct tsess * s, const void *buf, size_t len),
+	(s, buf, len))
+ERRQ_OP(int, op_close_notify, tsess_close_notify, (struct tsess * s), (s))
+
+static void op_sess_free(struct tsess *s)
+{
+	struct tls_errq q;
+
+	tls_errq_enter(&q);
+	tsess_free(s);
+	tls_errq_leave(&q);
+}
+
 __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_ops = {
     .abi = ENGINE_ABI,
-    .init = engine_init,
-    .sess_new = tsess_new,
-    .sess_free = tsess_free,
+    .init = op_init,
+    .sess_new = op_sess_new,
+    .sess_free = op_sess_free,
     .set_fd = tsess_set_fd,
-    .handshake = tsess_handshake,
-    .read = tsess_read,
-    .write = tsess_write,
+    .set_io = tsess_set_io,
+    .handshake = op_handshake,
+    .read = op_read,
+    .write = op_write,
     .flush = tsess_flush,
-    .close_notify = tsess_close_notify,
+    .close_notify = op_close_notify,
     .pending = tsess_pending,
     .buffered_input = tsess_buffered_input,
+    .more_input = tsess_more_input,
     .output_pending = tsess_output_pending,
     .reason = tsess_reason,
     .sys_errno = tsess_errno,
     .describe = tsess_describe,
+    .peer_progress = tsess_peer_progress,
 };
