@@ -389,8 +389,7 @@ static int out_flush(struct conn *c)
  * The list holds a reference to each; lock order: a conn's lock, then
  * own_lock (nothing takes a conn lock while holding own_lock).
  */
-#define OWN_MAX        16
-#define OWN_RECHECK_NS (5 * 1000000u)
+#define OWN_MAX 16
 static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conn *own_list[OWN_MAX];
 static atomic_int own_count;
@@ -651,14 +650,21 @@ static void connect_wait_check(struct conn *c, uint64_t now)
  * (the kernel would take it and the peer's reset would drop it: here it is
  * dropped, never sent), later ones fail with EPIPE.
  */
-static int hangup(struct conn *c)
+static int hangup(struct conn *c, int rc)
 {
-	log_info("%s: the peer closed the connection during the handshake", c->desc);
-	c->state = CONN_FAILED;
-	c->tls_failed = 1; /* not a TCP failure: the socket is connected */
+	int level = c->role == TLS_ROLE_SERVER ? handshake_fail_level(c, rc) : LOG_LVL_INFO;
+	char why[320];
+
+	if (rc == TS_SYSERR)
+		snprintf(why, sizeof(why), "handshake: %s", strerror(E->sys_errno(c->ts)));
+	else
+		snprintf(why, sizeof(why), "handshake: the peer closed the connection%s",
+			 level == LOG_LVL_DEBUG ? " before sending anything" : "");
+	fail_at(c, level, why);
 	c->hs_hangup = 1;
 	c->rd_eof = 1;
 	c->err = EPIPE;
+	c->so_error = 0;
 	return -EPIPE;
 }
 
@@ -700,9 +706,8 @@ static int step_handshake(struct conn *c, short *want)
 	case TS_SYSERR:
 		/* Bytes the program wrote and the peer will never see are a reset, as plain. */
 		if ((c->role == TLS_ROLE_SERVER || (c->early_open && early_held(c) == 0)) &&
-		    (rc == TS_EOF || E->sys_errno(c->ts) == ECONNRESET ||
-		     E->sys_errno(c->ts) == EPIPE))
-			return hangup(c);
+		    (rc == TS_EOF || peer_gone(E->sys_errno(c->ts))))
+			return hangup(c, rc);
 		return fail_rc(c, rc, "handshake");
 	default:
 		return fail_rc(c, rc, "handshake");
@@ -995,7 +1000,7 @@ static uint64_t deadline_locked(const struct conn *c)
 	 * the very bytes this thread's wait was for: such waits look again often.
 	 */
 	if (c->own_listed && (c->state == CONN_HANDSHAKE || early_held(c) > 0)) {
-		uint64_t soon = now_ns() + OWN_RECHECK_NS;
+		uint64_t soon = now_ns() + CONN_OWN_RECHECK_NS;
 
 		if (d == 0 || soon < d)
 			d = soon;
@@ -1084,6 +1089,20 @@ void conn_own_release(struct conn **o, const struct pollfd *p, int n)
 		}
 		conn_put(o[i]);
 	}
+}
+
+int conn_own_poke(void)
+{
+	struct conn *o[CONN_OWN_DRIVE];
+	struct pollfd p[CONN_OWN_DRIVE];
+	int n = conn_own_collect(NULL, 0, o, p, CONN_OWN_DRIVE);
+
+	for (int i = 0; i < n; i++) {
+		epreg_touch(o[i]);
+		p[i].revents = 0; /* advanced once is enough */
+	}
+	conn_own_release(o, p, n);
+	return n;
 }
 
 /*
@@ -1523,9 +1542,24 @@ static void drain_handshake(struct conn *c)
 
 	if (c->role != TLS_ROLE_SERVER || c->state != CONN_HANDSHAKE)
 		return;
-	for (int i = 0; i < 16; i++)
-		if (real.recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+	struct iovec v = {scratch, sizeof(scratch)};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+	ssize_t r;
+
+	/* The program's call family (a seccomp filter allows those); non-blocking underneath. */
+	for (int i = 0; i < 16; i++) {
+		if (io == TS_IO_RW)
+			r = real.read(c->fd, scratch, sizeof(scratch));
+		else if (io == TS_IO_VEC)
+			r = real.readv(c->fd, &v, 1);
+		else if (io == TS_IO_MSG)
+			r = real.recvmsg(c->fd, &m, MSG_DONTWAIT);
+		else
+			r = real.recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+		if (r <= 0)
 			break;
+	}
 }
 
 /*

@@ -222,6 +222,12 @@ short conn_poll_result(struct conn *c, short uev, short krev);
 int conn_own_collect(struct conn *const *skip, size_t nskip, struct conn **o, struct pollfd *p,
 		     int max);
 void conn_own_release(struct conn **o, const struct pollfd *p, int n);
+/*
+ * For waits that cannot add fds (epoll_wait): advances them once; returns how
+ * many are pending, and the caller looks again within CONN_OWN_RECHECK_NS.
+ */
+int conn_own_poke(void);
+#define CONN_OWN_RECHECK_NS (5 * 1000000)
 
 /*
  * The CLOCK_MONOTONIC time (ns) by which the handshake (or auto's first
