@@ -213,9 +213,9 @@ CONFORM(threads, 15)
 CONFORM(rcvtimeo, 17)
 CONFORM(eintr, 19)
 CONFORM(coalesce, 19)
-CONFORM(sockopts, 20)
+CONFORM(sockopts, 22)
 CONFORM(close_range, 23)
-CONFORM(server_nonblock, 21)
+CONFORM(server_nonblock, 23)
 CONFORM(own_listener, 63)
 
 /* Every pattern the program knows has a test here. */
