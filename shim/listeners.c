@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "listeners.h"
+#include "real.h"
 
 #define LISTENERS_MAX 64
 
@@ -25,7 +26,7 @@ void listeners_note(int fd)
 	struct ep ep;
 	int saved = errno;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	if (real.getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
 	    ep_from_sockaddr(&ep, (struct sockaddr *)&ss, len) == 0 && fd_is_tcp(fd)) {
 		pthread_mutex_lock(&lock);
 		ring[n_noted % LISTENERS_MAX] = ep;
