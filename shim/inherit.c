@@ -313,6 +313,7 @@ static void parse_env(const char *v, int *fds, size_t *nfd, struct hint *h, size
 /* The variables start-up reads, found in one pass over the environment. */
 struct start_env {
 	const char *policy, *policy_file, *inherit, *listen_pid, *listen_fds;
+	int ucspi_tcp; /* PROTO=TCP: started by a UCSPI tool (tcpclient: fds 6 and 7) */
 };
 
 extern char **environ;
@@ -341,6 +342,8 @@ static void start_env_scan(struct start_env *se)
 				se->policy_file = w;
 			else if ((w = after(v, "INHERIT=")) != NULL)
 				se->inherit = w;
+		} else if (t[0] == 'P' && after(t, "PROTO=TCP") != NULL) {
+			se->ucspi_tcp = 1;
 		} else if (t[0] == 'L' && (v = after(t, "LISTEN_")) != NULL) {
 			const char *w;
 
@@ -630,6 +633,11 @@ void inherit_startup(void)
 	policy_file_hash = hash_str(se.policy_file);
 	for (int fd = 0; fd < 3; fd++)
 		fds[nfd++] = fd;
+	/* ucspi-tcp's tcpclient runs its program with the connection on fds 6 and 7. */
+	if (se.ucspi_tcp) {
+		fds[nfd++] = 6;
+		fds[nfd++] = 7;
+	}
 	listen_fds(&se, fds, &nfd);
 	if (se.inherit != NULL && !getauxval(AT_SECURE))
 		parse_env(se.inherit, fds, &nfd, h, &nh);

@@ -426,6 +426,47 @@ Test(inherit_activation, forged_hints_cannot_weaken_the_rule)
 	h_proc_free(&c);
 }
 
+Test(inherit_activation, deny_rule_closes_the_inherited_connection)
+{
+	int port = h_free_port();
+	struct h_proc *srv, c;
+
+	srv = activate(port, h_fmt("accept 127.0.0.1:%d deny", port));
+	plain_client(&c, port, "hello");
+	cr_expect(strstr(c.out, "echo") == NULL, "expected a denied connection to get nothing, got:\n%s",
+		  c.out);
+	h_proc_free(&c);
+	h_collect(srv, 500);
+	cr_expect(strstr(srv->err, "inherited connection denied by policy") != NULL,
+		  "expected the denial to be logged, got:\n%s", srv->err);
+}
+
+/* ucspi-tcp: tcpserver (not under the shim) starts the service with the connection on 0/1. */
+Test(inherit_activation, tcpserver_service_serves_tls)
+{
+	int port = h_free_port();
+	char *argv[20] = {"tcpserver", "-q", "127.0.0.1", h_fmt("%d", port)};
+	int n = 4;
+	struct h_env e;
+	struct h_proc c;
+	int rc;
+
+	n += under_shim(argv + n, accept_rule(port, "tls"));
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
+	h_env_init(&e);
+	start(argv, &e, port);
+	rc = tls_client(&c, port, "one", "=echo: one", "two", "=echo: two", NULL);
+	cr_expect_eq(rc, 0, "expected the tcpserver service to answer over TLS, got %d:\n%s%s", rc,
+		     c.out, c.err);
+	h_proc_free(&c);
+	plain_client(&c, port, "cleartext");
+	cr_expect(strstr(c.out, "echo") == NULL,
+		  "expected a cleartext client to get nothing, got:\n%s", c.out);
+	h_proc_free(&c);
+}
+
 /* ---- git daemon ----------------------------------------------------------------- */
 
 static void sh(const char *cmd)
@@ -559,6 +600,31 @@ Test(inherit_client, proxycommand_style_helper_adopts_by_its_connect_rule)
 		  "expected the helper to talk TLS to the native server by its connect rule, "
 		  "got:\n%s",
 		  c.err);
+	h_proc_free(&c);
+}
+
+/* ucspi-tcp: tcpclient (not under the shim) runs its program with the connection on fds 6/7. */
+Test(inherit_client, tcpclient_program_adopts_fds_6_and_7)
+{
+	int port = low_port();
+	char *argv[20] = {"tcpclient", "127.0.0.1", h_fmt("%d", port)};
+	int n = 3;
+	struct h_proc c;
+	struct h_env e;
+	int rc;
+
+	start_tls_echo(port);
+	n += under_shim(argv + n, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")));
+	argv[n++] = "/bin/sh";
+	argv[n++] = "-c";
+	argv[n++] = "echo via-tcpclient >&7; read x <&6; echo \"helper got $x\" >&2";
+	argv[n] = NULL;
+	h_env_init(&e);
+	rc = h_run(&c, argv, &e, CLIENT_MS);
+	h_env_free(&e);
+	cr_expect_eq(rc, 0, "expected the program to run, got %d:\n%s", rc, c.err);
+	cr_expect(strstr(c.err, "helper got via-tcpclient") != NULL,
+		  "expected the program to talk TLS on fds 6/7 by its connect rule, got:\n%s", c.err);
 	h_proc_free(&c);
 }
 
