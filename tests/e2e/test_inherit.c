@@ -233,6 +233,50 @@ Test(inherit_inetd, super_server_under_shim_execs_cat_and_echo_is_exact)
 		  "expected cat's shim to keep the session in a relay (stdio), got:\n%s", srv->err);
 }
 
+/* A statically linked cat: the loader ignores LD_PRELOAD for it. */
+static const char *static_cat_c =
+    "#include <unistd.h>\n"
+    "int main(void)\n"
+    "{\n"
+    "\tchar b[65536];\n"
+    "\tssize_t n;\n"
+    "\twhile ((n = read(0, b, sizeof(b))) > 0)\n"
+    "\t\tfor (ssize_t o = 0, w; o < n; o += w)\n"
+    "\t\t\tif ((w = write(1, b + o, (size_t)(n - o))) <= 0)\n"
+    "\t\t\t\treturn 1;\n"
+    "\treturn 0;\n"
+    "}\n";
+
+/*
+ * The super-server execs a program that will not load the library: the
+ * connection cannot be left for it to adopt, so it goes through a relay
+ * (before, the static program got the TCP socket and echoed the TLS records).
+ */
+Test(inherit_inetd, static_program_gets_the_connection_through_a_relay)
+{
+	int port = h_free_port();
+	char *src = script("static_cat.c", static_cat_c, 0), *bin = h_fmt("%s.bin", src);
+	struct h_env e;
+	struct h_proc *srv, c;
+	int rc;
+
+	h_env_init(&e);
+	rc = h_run(&c, ARGV("cc", "-static", "-O2", "-o", bin, src), &e, 60000);
+	h_env_free(&e);
+	cr_assert_eq(rc, 0, "expected a static build of cat, got %d:\n%s", rc, c.err);
+	h_proc_free(&c);
+	shim_env(&e, accept_rule(port, "tls"), "info");
+	srv = start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), bin), &e, port);
+	rc = tls_client(&c, port, "@100000", "@7", NULL, NULL, NULL);
+	cr_expect_eq(rc, 0, "expected the static cat to echo over TLS, got %d:\n%s%s", rc, c.out,
+		     c.err);
+	h_proc_free(&c);
+	h_collect(srv, 200);
+	cr_expect(strstr(srv->err, "its TLS session moved to relay process") != NULL,
+		  "expected a relay for a program the library cannot be loaded into, got:\n%s",
+		  srv->err);
+}
+
 /* The service reads a line (the session carries data), then execs twice more. */
 static const char *after_sh =
     "#!/bin/sh\n"
