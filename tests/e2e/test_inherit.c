@@ -806,7 +806,7 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	const char *dir = h_tmpdir();
 	char *wire = h_fmt("%s/wire", dir), *got;
 	struct h_env e;
-	struct h_proc c;
+	struct h_proc c, *sshd;
 	size_t len = 0;
 	int rc;
 
@@ -817,7 +817,8 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 		 "PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' > sshd_config",
 		 dir, port, dir, dir));
 	shim_env(&e, accept_rule(port, "tls"), "info");
-	start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e, port);
+	sshd = start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e,
+		     port);
 	h_env_init(&e);
 	start(ARGV(PY, script("tap.py", tap_py, 0), h_fmt("%d", tport), h_fmt("%d", port), wire),
 	      &e, tport);
@@ -826,7 +827,7 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	rc = h_run(&c,
 		   ARGV("ssh", "-i", h_fmt("%s/userkey", dir), "-p", h_fmt("%d", tport), "-o",
 			"StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-			"BatchMode=yes", "-o", "ConnectTimeout=10", "root@127.0.0.1", "echo",
+			"BatchMode=yes", "-o", "ConnectTimeout=30", "root@127.0.0.1", "echo",
 			"hello-ssh"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
@@ -836,8 +837,11 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	 * seccomp sandbox, one forked after authentication) all use a local
 	 * socket, and getpeername() answers with the TCP addresses.
 	 */
-	cr_expect_eq(rc, 0, "expected ssh to sshd, both under the shim, to run a command, got %d:\n%s",
-		     rc, c.err);
+	h_collect(sshd, 200);
+	cr_expect_eq(rc, 0,
+		     "expected ssh to sshd, both under the shim, to run a command, got %d:\n%s\n"
+		     "sshd said:\n%s",
+		     rc, c.err, sshd->err);
 	cr_expect(strstr(c.out, "hello-ssh") != NULL, "expected the command's output, got:\n%s",
 		  c.out);
 	h_proc_free(&c);
