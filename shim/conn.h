@@ -66,6 +66,7 @@ struct conn {
 	uint64_t claim_gen;           /* the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
+	unsigned stats_mark;          /* stats_conn_new()'s mark, for stats_conn_end() */
 	const struct policy_rule *rule;
 	struct tsess *ts;
 	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
