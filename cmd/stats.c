@@ -22,9 +22,8 @@
 #include "cmd.h"
 #include "stats_layout.h"
 
-#define STATS_RUN_DIR  "/run/tlsshim"
-#define STALE_HIDDEN_S 10 /* a dot-file left by an exec that went on elsewhere */
-#define STALE_UNSET_S  10 /* a file whose writer never finished it */
+#define STATS_RUN_DIR "/run/tlsshim"
+#define STALE_UNSET_S 10 /* a file whose writer never finished it */
 
 /* One rule's counters, copied out of the file. */
 struct rule_snap {
@@ -84,6 +83,24 @@ static uint64_t proc_starttime(int pid)
 	for (i = 0; i < 20 && p != NULL; i++)
 		p = strchr(p + 1, ' ');
 	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/*
+ * Whether process PID now runs another program than the one that made H (it
+ * called exec: the counters were that program's). Unknown (no permission to
+ * look) counts as no.
+ */
+static int exec_since(int pid, const struct stats_head *h)
+{
+	char path[64];
+	struct stat st;
+
+	if (h->exe_ino == 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	if (stat(path, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_dev != h->exe_dev || (uint64_t)st.st_ino != h->exe_ino;
 }
 
 static int all_digits(const char *s)
@@ -169,12 +186,6 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	time_t now = time(NULL);
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (name[0] == '.') {
-		if (strstr(name, ".exec") != NULL && lstat(path, &st) == 0 &&
-		    now - st.st_mtime > STALE_HIDDEN_S)
-			prune(path);
-		return;
-	}
 	if (!all_digits(name))
 		return;
 	pid = atoi(name);
@@ -204,7 +215,7 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	    h->rule_size != sizeof(struct stats_rule) || h->pid != pid ||
 	    (uint64_t)st.st_size < h->head_size + (uint64_t)h->n_rules * h->rule_size)
 		goto out; /* another version's file: leave it to that version */
-	if (start == 0 || (h->starttime != 0 && start != h->starttime)) {
+	if (start == 0 || (h->starttime != 0 && start != h->starttime) || exec_since(pid, h)) {
 		prune(path);
 		goto out;
 	}

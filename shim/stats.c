@@ -37,7 +37,6 @@ static unsigned st_gen SHIM_LOAD_DATA = 1; /* bumped in a fork child: marks of c
 
 static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
 static char st_path[4096];
-static pid_t st_pid;
 static size_t st_size;
 static struct stats_head *st_head;
 static _Atomic uint32_t st_plain_early[STATS_EARLY_RULES];
@@ -192,14 +191,14 @@ static void map_locked(void)
 	uint32_t n = rules_total();
 	size_t size = sizeof(struct stats_head) + (size_t)n * sizeof(struct stats_rule);
 	struct stats_head *h;
+	struct stat exe;
 	void *m;
 	int fd, tries;
 
 	st_state = ST_NONE;
 	if (st_off || n == 0 || pick_dir(dir, sizeof(dir)) != 0)
 		return;
-	st_pid = getpid();
-	snprintf(st_path, sizeof(st_path), "%s/%d", dir, (int)st_pid);
+	snprintf(st_path, sizeof(st_path), "%s/%d", dir, (int)getpid());
 	for (tries = 0;; tries++) {
 		fd = open(st_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd >= 0 || errno != EEXIST || tries > 0)
@@ -226,10 +225,14 @@ static void map_locked(void)
 	h->head_size = sizeof(struct stats_head);
 	h->rule_size = sizeof(struct stats_rule);
 	h->n_rules = n;
-	h->pid = (int32_t)st_pid;
+	h->pid = (int32_t)getpid();
 	h->uid = (uint32_t)getuid();
 	h->starttime = self_starttime();
 	h->created = (int64_t)time(NULL);
+	if (stat("/proc/self/exe", &exe) == 0) {
+		h->exe_dev = (uint64_t)exe.st_dev;
+		h->exe_ino = (uint64_t)exe.st_ino;
+	}
 	copy_str(h->comm, sizeof(h->comm), program_invocation_short_name);
 	fill_rules((struct stats_rule *)(h + 1), n);
 	if (st_certs != NULL) {
@@ -419,43 +422,4 @@ void stats_fork_child(void)
 	st_state = ST_UNTRIED;
 	for (int i = 0; i < STATS_EARLY_RULES; i++)
 		atomic_store_explicit(&st_plain_early[i], 0, memory_order_relaxed);
-}
-
-static void hidden_path(char *buf, size_t len)
-{
-	const char *slash = strrchr(st_path, '/');
-
-	snprintf(buf, len, "%.*s/.%s.exec", (int)(slash - st_path), st_path, slash + 1);
-}
-
-void stats_exec_begin(void)
-{
-	char hidden[sizeof(st_path) + 8];
-
-	/* A vfork()ed child shares our memory: only the file's own process moves it. */
-	if (__atomic_load_n(&st_state, __ATOMIC_ACQUIRE) != ST_MAPPED || getpid() != st_pid)
-		return;
-	hidden_path(hidden, sizeof(hidden));
-	rename(st_path, hidden);
-}
-
-void stats_exec_failed(void)
-{
-	char hidden[sizeof(st_path) + 8];
-
-	if (__atomic_load_n(&st_state, __ATOMIC_ACQUIRE) != ST_MAPPED || getpid() != st_pid)
-		return;
-	hidden_path(hidden, sizeof(hidden));
-	rename(hidden, st_path);
-}
-
-/*
- * At exit the file goes. The mapping stays: other threads may still count
- * while the process ends. A process killed, or ending in _exit(), leaves its
- * file to the reader, which prunes it.
- */
-__attribute__((destructor)) static void stats_fini(void)
-{
-	if (st_state == ST_MAPPED && getpid() == st_pid)
-		unlink(st_path);
 }

@@ -5,8 +5,10 @@
  * takes over or denies, never at start-up: a process that wraps nothing pays
  * nothing. Directory: TLSSHIM_STATS_DIR, else /run/tlsshim when this process
  * can write there, else $XDG_RUNTIME_DIR/tlsshim; TLSSHIM_STATS=off: none.
- * Created 0600, removed at exit; no thread, no port. Updates are relaxed
- * atomic adds to the mapped file: a counter costs one locked add.
+ * Created 0600; no thread, no port, no system call after the file is made
+ * (not even at exit: the reader removes the files of processes that are
+ * gone). Updates are relaxed atomic adds to the mapped file: a counter costs
+ * one locked add.
  *
  * Every function is safe to call whether or not the file exists (they do
  * nothing then) and from any thread.
@@ -85,13 +87,5 @@ void stats_cert_loaded(const struct policy_rule *r, const char *subject, int64_t
 
 /* fork(): the child keeps its own counters, in a file of its own (made lazily). */
 void stats_fork_child(void);
-
-/*
- * exec: the file is set aside (renamed to a dot-name the reader prunes) so
- * that the new program is not shown under this one's counters; put back if
- * the exec fails.
- */
-void stats_exec_begin(void);
-void stats_exec_failed(void);
 
 #endif

@@ -9,7 +9,10 @@
  * is immutable after load); counters updated with relaxed atomic adds, read
  * with relaxed loads. No lock is shared between the two sides, so a reader
  * never waits for a writer and a writer that dies leaves a file the reader
- * can still read (then recognise as stale, by PID and start time, and prune).
+ * can still read (then recognise as stale, by PID, start time and program
+ * file, and prune). The writer makes no system call at exit or exec: a
+ * program that confined itself with seccomp after connecting would be killed
+ * by one; removing the files of processes that are gone is the reader's job.
  *
  * A file is valid once MAGIC reads STATS_MAGIC (stored last, with release
  * order); a reader skips it until then. Strings are NUL-terminated within
@@ -96,6 +99,8 @@ struct stats_head {
 	uint32_t uid;
 	uint64_t starttime; /* field 22 of /proc/PID/stat: with PID, names the process */
 	int64_t created;    /* Unix time the file was made */
+	uint64_t exe_dev;   /* the program's file (/proc/PID/exe): an exec changes it */
+	uint64_t exe_ino;
 	char comm[STATS_COMM];
 	/* struct stats_rule rules[n_rules] follows, at head_size */
 };

@@ -19,18 +19,14 @@
 #include "hook.h"
 #include "inherit.h"
 #include "shim.h"
-#include "stats.h"
 
 extern char **environ;
 
 /* exec with X's environment; on return (failure) undoes what only the new program needed. */
 #define EXEC_WITH(x, call)               \
 	do {                             \
-		int rc_, err_;           \
-		stats_exec_begin();      \
-		rc_ = (call);            \
-		err_ = errno;            \
-		stats_exec_failed();     \
+		int rc_ = (call);        \
+		int err_ = errno;        \
 		inherit_exec_done(&(x)); \
 		errno = err_;            \
 		return rc_;              \

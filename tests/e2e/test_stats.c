@@ -248,19 +248,24 @@ Test(stats, prometheus_output_passes_promtool)
 	free(text);
 }
 
-Test(stats, file_removed_at_exit_and_pruned_after_a_kill)
+/*
+ * The library makes no system call at exit (a program confined by seccomp
+ * after connecting would be killed by it): the reader removes the file of a
+ * process that has exited, was killed, or exec'd another program.
+ */
+Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 {
 	const char *dir = h_tmpdir();
 	int port = h_free_port();
 	struct h_proc *srv, p;
-	char *policy = h_fmt("connect 127.0.0.1:%d deny", port), *out;
+	char *out;
 	struct h_env env;
 	int rc;
 
-	/* A client that is denied: counted, and its file goes when it exits. */
+	/* A client that is denied: counted while it runs; its file is pruned once it exited. */
 	env_for(&env, dir);
 	h_env_preload(&env);
-	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
+	h_env_set(&env, "TLSSHIM_POLICY", "connect 127.0.0.1:%d deny", port);
 	h_env_set(&env, "PORT", "%d", port);
 	h_env_set(&env, "CMD", "%s", h_cmd());
 	rc = h_run(&p,
@@ -275,15 +280,39 @@ Test(stats, file_removed_at_exit_and_pruned_after_a_kill)
 			"                     env={'TLSSHIM_STATS_DIR': os.environ['TLSSHIM_STATS_DIR']})"
 			".stdout)\n"),
 		   &env, CLIENT_MS);
-	h_env_free(&env);
 	cr_expect_eq(rc, 0, "expected the client to run:\n%s", p.err);
 	cr_expect(strstr(p.out, "denied") != NULL, "expected EACCES:\n%s", p.out);
 	cr_expect(strstr(p.out, "0 total, 0 open, 1 denied") != NULL,
 		  "expected the denied connection counted while the process ran:\n%s", p.out);
 	h_proc_free(&p);
-	cr_expect_eq(stats_files(dir), 0, "expected the file removed at exit");
+	out = stats_out(dir, NULL);
+	cr_expect_eq(stats_files(dir), 0, "expected the exited process's file pruned");
+	free(out);
 
-	/* A server killed with SIGKILL leaves its file; the reader prunes it. */
+	/* One that execs a program not under the shim: its counters are not the new program's. */
+	h_env_set(&env, "PYTHONUNBUFFERED", "1");
+	cr_assert_eq(h_spawn(&p,
+			     ARGV(PY, "-c",
+				  "import os, socket\n"
+				  "try:\n"
+				  "    socket.create_connection(('127.0.0.1', int(os.environ['PORT'])))\n"
+				  "except PermissionError:\n"
+				  "    print('denied', flush=True)\n"
+				  "os.execve('/bin/sleep', ['sleep', '30'], {})\n"),
+			     &env, NULL, 0),
+		     0, "expected python to start");
+	cr_assert_eq(h_wait_output(&p, "denied", 10000), 0, "expected the denied line");
+	usleep(300000);
+	out = stats_out(dir, NULL);
+	cr_expect(strstr(out, h_fmt("%d ", p.pid)) == NULL,
+		  "expected a process that exec'd sleep not listed:\n%s", out);
+	cr_expect_eq(stats_files(dir), 0, "expected its file pruned");
+	free(out);
+	h_kill(&p);
+	h_proc_free(&p);
+	h_env_free(&env);
+
+	/* A server killed with SIGKILL: pruned too. */
 	srv = start_http(port,
 			 h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server.pem"),
 			       pki("server.key")),
