@@ -81,8 +81,9 @@ static void env_for(struct h_env *env, const char *dir)
 	h_env_set(env, "TLSSHIM_STATS_DIR", "%s", dir);
 }
 
-/* python3 -m http.server on 127.0.0.1:PORT under the shim with POLICY, counting into DIR. */
-static struct h_proc *start_http(int port, const char *policy, const char *dir)
+/* PYTHON -m http.server on 127.0.0.1:PORT under the shim with POLICY, counting into DIR. */
+static struct h_proc *start_http_as(const char *python, int port, const char *policy,
+				    const char *dir)
 {
 	struct h_proc *p = &servers[n_servers];
 	struct h_env env;
@@ -90,8 +91,8 @@ static struct h_proc *start_http(int port, const char *policy, const char *dir)
 	env_for(&env, dir);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
-	cr_assert_eq(h_spawn(p, ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
-				     (char *)h_tmpdir(), h_fmt("%d", port)),
+	cr_assert_eq(h_spawn(p, ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1",
+				     "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
 			     &env, NULL, 0),
 		     0, "expected http.server to start");
 	n_servers++;
@@ -99,6 +100,11 @@ static struct h_proc *start_http(int port, const char *policy, const char *dir)
 	cr_assert_eq(h_wait_port(port, 10000), 0, "expected http.server on %d; it said:\n%s", port,
 		     p->err);
 	return p;
+}
+
+static struct h_proc *start_http(int port, const char *policy, const char *dir)
+{
+	return start_http_as(PY, port, policy, dir);
 }
 
 /* Runs ARGV with ENV-less defaults plus TLSSHIM_STATS_DIR=DIR; returns its exit code. */
@@ -205,6 +211,37 @@ Test(stats, server_counts_by_rule_and_in_the_table)
 	cr_expect(strstr(table, "days)") != NULL, "expected the nearest expiry:\n%s", table);
 	cr_assert_eq(stat(h_fmt("%s/%d", dir, srv->pid), &st), 0, "expected the file DIR/PID");
 	cr_expect_eq(st.st_mode & 07777, 0600, "expected mode 0600, got %o", st.st_mode & 07777);
+	free(out);
+	free(table);
+}
+
+/*
+ * A statistics file says what its process wrote, and root's `tlsshim stats`
+ * reads every user's: a command name with terminal controls (here an OSC
+ * that sets the window title) is printed escaped, never as the controls.
+ */
+Test(stats, text_a_process_wrote_is_printed_escaped)
+{
+	const char *dir = h_tmpdir();
+	const char *py = h_fmt("%s/py\x1b]2;owned\x07", h_tmpdir());
+	int port = h_free_port();
+	struct h_proc *srv;
+	char *out, *table;
+
+	cr_assert_eq(symlink(PY, py), 0, "expected to make %s: %s", py, strerror(errno));
+	srv = start_http_as(py, port,
+			    h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port,
+				  pki("server.pem"), pki("server.key")),
+			    dir);
+	curl_https(port, 1);
+	out = wait_stats(dir, srv->pid, "1 full");
+	table = stats_out(dir, NULL);
+	cr_expect(strpbrk(out, "\x1b\x07") == NULL && strpbrk(table, "\x1b\x07") == NULL,
+		  "expected no terminal control in the output, got:\n%s\n%s", out, table);
+	cr_expect(strstr(out, "(py\\x1b]2;owned\\x07)") != NULL,
+		  "expected the command name escaped by PID:\n%s", out);
+	cr_expect(strstr(table, "py\\x1b]2;owned\\x07") != NULL,
+		  "expected the command name escaped in the table:\n%s", table);
 	free(out);
 	free(table);
 }
