@@ -392,7 +392,8 @@ static void read_all(int only_pid, struct snaps *out)
 	}
 	for (size_t i = 0; i < nseen; i++)
 		free(seen[i]);
-	qsort(out->v, out->n, sizeof(*out->v), by_pid);
+	if (out->n > 1) /* out->v is NULL when nothing was found */
+		qsort(out->v, out->n, sizeof(*out->v), by_pid);
 }
 
 static void snaps_free(struct snaps *s)
