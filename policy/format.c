@@ -290,6 +290,8 @@ static void put_opts(struct out *o, const struct policy_opts *op)
 			frac[--n] = '\0';
 		putf(o, " handshake-timeout=%u%s%s", ms / 1000, n ? "." : "", frac);
 	}
+	if (op->starttls != POLICY_STARTTLS_NONE)
+		putf(o, " starttls=%s", policy_starttls_str(op->starttls));
 }
 
 int policy_format_rule(const struct policy_rule *r, char *buf, size_t len)
