@@ -1167,8 +1167,8 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 		report(c, at[POLICY_OPT_ALLOW]->col,
 		       "'allow' needs 'client-ca' (client certificates are checked only with it)");
 	/* Server sides not built: say so rather than fail every connection. */
-	if (r->dir == POLICY_ACCEPT && (o->starttls == POLICY_STARTTLS_IMAP ||
-					o->starttls == POLICY_STARTTLS_SMTP))
+	if (r->dir == POLICY_ACCEPT &&
+	    (o->starttls == POLICY_STARTTLS_IMAP || o->starttls == POLICY_STARTTLS_SMTP))
 		report(c, at[POLICY_OPT_STARTTLS]->vcol,
 		       "starttls=%s applies to connect rules only (accept rules support "
 		       "postgres)",

@@ -8,9 +8,9 @@
  * by the handshake deadline. A non-blocking caller gets EAGAIN instead of the
  * wait.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -779,8 +779,8 @@ static int step_starttls(struct conn *c, short *want)
 		case STLS_WANT_READ: {
 			size_t room = sizeof(s->in) - s->in_len;
 
-			n = real.recv(c->fd, s->in + s->in_len, s->read_max < room ? s->read_max : room,
-				      MSG_DONTWAIT);
+			n = real.recv(c->fd, s->in + s->in_len,
+				      s->read_max < room ? s->read_max : room, MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 				*want = POLLIN;
 				return -EAGAIN;
@@ -788,7 +788,8 @@ static int step_starttls(struct conn *c, short *want)
 			if (n < 0)
 				return starttls_fail(c, LOG_LVL_INFO, strerror(errno));
 			if (n == 0)
-				return starttls_fail(c, s->in_len == 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+				return starttls_fail(c,
+						     s->in_len == 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO,
 						     "the peer closed the connection");
 			s->in_len += (size_t)n;
 			continue;
@@ -1329,8 +1330,7 @@ static uint64_t deadline_locked(const struct conn *c)
 {
 	uint64_t d = 0;
 
-	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT ||
-	    c->state == CONN_STARTTLS)
+	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT || c->state == CONN_STARTTLS)
 		d = c->hs_deadline_ns;
 	if (c->state == CONN_HANDSHAKE && !c->early_open && c->connect_wait_ns != 0 &&
 	    (d == 0 || c->connect_wait_ns < d))

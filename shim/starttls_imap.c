@@ -176,10 +176,11 @@ static int client_step(struct stls *s)
 			return stls_fail(s, "the server refused STARTTLS: \"%s\"", q);
 		if (n != s->in_len) {
 			stls_quote(s->in + n, s->in_len - n, 120, q, sizeof(q));
-			return stls_fail(s,
-					 "the server sent data after its STARTTLS answer and before "
-					 "the TLS handshake (an injection?): \"%s\"",
-					 q);
+			return stls_fail(
+			    s,
+			    "the server sent data after its STARTTLS answer and before "
+			    "the TLS handshake (an injection?): \"%s\"",
+			    q);
 		}
 		stls_consume(s, n);
 		return STLS_TLS;

@@ -63,7 +63,8 @@ static int client_step(struct stls *s)
 					 "handshake (an injection?): \"%s\"",
 					 q);
 		if (s->in[0] == 'N')
-			return stls_fail(s, "the server refused TLS: it answered 'N' to SSLRequest");
+			return stls_fail(s,
+					 "the server refused TLS: it answered 'N' to SSLRequest");
 		return stls_fail(s, "the server did not accept SSLRequest; it answered \"%s\"", q);
 	default:
 		return stls_fail(s, "postgres: bad client state %d", s->phase);

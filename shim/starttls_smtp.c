@@ -115,8 +115,8 @@ static int client_step(struct stls *s)
 		if (code != 250)
 			return stls_fail(s, "the server refused EHLO: \"%s\"", q);
 		if (!offers_starttls(s, (size_t)len))
-			return stls_fail(s, "the server does not offer STARTTLS; its EHLO answer: \"%s\"",
-					 q);
+			return stls_fail(
+			    s, "the server does not offer STARTTLS; its EHLO answer: \"%s\"", q);
 		stls_consume(s, (size_t)len);
 		stls_send(s, "STARTTLS\r\n", 10);
 		s->phase = SMTP_STARTTLS;
@@ -126,10 +126,11 @@ static int client_step(struct stls *s)
 			return stls_fail(s, "the server refused STARTTLS: \"%s\"", q);
 		if ((size_t)len != s->in_len) {
 			stls_quote(s->in + len, s->in_len - (size_t)len, 120, q, sizeof(q));
-			return stls_fail(s,
-					 "the server sent data after its STARTTLS answer and before "
-					 "the TLS handshake (an injection?): \"%s\"",
-					 q);
+			return stls_fail(
+			    s,
+			    "the server sent data after its STARTTLS answer and before "
+			    "the TLS handshake (an injection?): \"%s\"",
+			    q);
 		}
 		stls_consume(s, (size_t)len);
 		return STLS_TLS;

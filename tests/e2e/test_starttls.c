@@ -23,11 +23,11 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...)  ((char *[]){__VA_ARGS__, NULL})
-#define CLIENT_MS  30000
-#define CANARY     "canary7f3a"
-#define PG_BIN     "/usr/lib/postgresql/15/bin/"
-#define PYTHON     "/usr/bin/python3"
+#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
+#define CLIENT_MS 30000
+#define CANARY    "canary7f3a"
+#define PG_BIN    "/usr/lib/postgresql/15/bin/"
+#define PYTHON    "/usr/bin/python3"
 
 /* h_run with a plain environment. */
 static int run(struct h_proc *p, char *const argv[], int timeout_ms)
@@ -108,8 +108,8 @@ static struct h_proc *start_server(char *const argv[], struct h_env *env, int po
 	n_servers++;
 	if (h_wait_port(port, 20000) != 0) {
 		h_kill(p);
-		cr_assert_fail("%s did not listen on %d: %s %s", argv[0], port, p->out ? p->out : "",
-			 p->err ? p->err : "");
+		cr_assert_fail("%s did not listen on %d: %s %s", argv[0], port,
+			       p->out ? p->out : "", p->err ? p->err : "");
 	}
 	return p;
 }
@@ -126,9 +126,10 @@ static const char *pg_initdb(void)
 
 	cr_assert(pw != NULL);
 	rc = run(&p,
-		   ARGV("setpriv", h_fmt("--reuid=%u", (unsigned)pw->pw_uid),
-			h_fmt("--regid=%u", (unsigned)pw->pw_gid), "--clear-groups", PG_BIN "initdb",
-			"-D", (char *)data, "-A", "trust", "-U", "postgres", "--no-sync"), 60000);
+		 ARGV("setpriv", h_fmt("--reuid=%u", (unsigned)pw->pw_uid),
+		      h_fmt("--regid=%u", (unsigned)pw->pw_gid), "--clear-groups", PG_BIN "initdb",
+		      "-D", (char *)data, "-A", "trust", "-U", "postgres", "--no-sync"),
+		 60000);
 	cr_assert_eq(rc, 0, "initdb: %s %s", p.out, p.err);
 	h_proc_free(&p);
 	/* PostgreSQL wants its key owned by its user, mode 0600; so does the shim in it. */
@@ -222,12 +223,11 @@ Test(starttls_pg, client_side_refuses_a_server_certificate_it_cannot_verify)
 
 	make_work();
 	pg_start(pg_initdb(), port, 1, NULL);
-	rc = psql(&p,
-		  h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port,
-			pki("other-ca.pem")),
-		  h_fmt("host=127.0.0.1 port=%d user=" CANARY " dbname=postgres sslmode=disable",
-			port),
-		  "select 1");
+	rc = psql(
+	    &p,
+	    h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port, pki("other-ca.pem")),
+	    h_fmt("host=127.0.0.1 port=%d user=" CANARY " dbname=postgres sslmode=disable", port),
+	    "select 1");
 	cr_assert_neq(rc, 0, "psql must fail: %s", p.out);
 	cr_assert(strstr(p.err, "certificate verify failed") != NULL, "log: %s", p.err);
 	h_proc_free(&p);
@@ -258,9 +258,9 @@ static struct h_proc *refusing_server(int port, const char *greeting, const char
 	    "  except Exception: pass\n"
 	    "  print('GOT:'+repr(got), flush=True); c.close()\n";
 
-	return start_server(ARGV(PYTHON, "-c", (char *)script, h_fmt("%d", port), (char *)greeting,
-				 (char *)answer),
-			    NULL, port);
+	return start_server(
+	    ARGV(PYTHON, "-c", (char *)script, h_fmt("%d", port), (char *)greeting, (char *)answer),
+	    NULL, port);
 }
 
 Test(starttls_pg, client_side_server_answering_N_never_gets_the_programs_data)
@@ -270,10 +270,10 @@ Test(starttls_pg, client_side_server_answering_N_never_gets_the_programs_data)
 	int rc;
 
 	srv = refusing_server(port, "", "N");
-	rc = psql(&p, h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port, pki("ca.pem")),
-		  h_fmt("host=127.0.0.1 port=%d user=" CANARY " dbname=postgres sslmode=disable",
-			port),
-		  "select 1");
+	rc = psql(
+	    &p, h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port, pki("ca.pem")),
+	    h_fmt("host=127.0.0.1 port=%d user=" CANARY " dbname=postgres sslmode=disable", port),
+	    "select 1");
 	cr_assert_neq(rc, 0, "psql must fail");
 	cr_assert(strstr(p.err, "starttls=postgres: the server refused TLS: it answered 'N'") !=
 		      NULL,
@@ -312,10 +312,10 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 	cr_assert_str_eq(p.out, "42\n");
 	h_proc_free(&p);
 	/* A client that does not ask for TLS is refused with a message psql shows. */
-	rc = psql(&p, NULL,
-		  h_fmt("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable",
-			port),
-		  "select 1");
+	rc = psql(
+	    &p, NULL,
+	    h_fmt("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port),
+	    "select 1");
 	cr_assert_neq(rc, 0, "sslmode=disable must be refused: %s", p.out);
 	cr_assert(strstr(p.err, "requires TLS") != NULL, "psql: %s", p.err);
 	h_proc_free(&p);
@@ -332,7 +332,8 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 	{
 		char *l = h_read_file(log, NULL);
 
-		cr_assert(l != NULL && strstr(l, "starttls=postgres: the client did not ask for TLS"),
+		cr_assert(l != NULL &&
+			      strstr(l, "starttls=postgres: the client did not ask for TLS"),
 			  "shim log: %s", l ? l : "(none)");
 		free(l);
 	}
@@ -376,16 +377,17 @@ Test(starttls_policy, check_and_explain_name_the_protocol_and_errors_point_at_it
 	int rc;
 
 	rc = run(&p,
-		   ARGV((char *)h_cmd(), "explain", "-p",
-			"connect 127.0.0.1:5432 tls starttls=postgres", "connect",
-			"127.0.0.1:5432"), 10000);
+		 ARGV((char *)h_cmd(), "explain", "-p",
+		      "connect 127.0.0.1:5432 tls starttls=postgres", "connect", "127.0.0.1:5432"),
+		 10000);
 	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
 	cr_assert(strstr(p.out, "starttls:") && strstr(p.out, "postgres: tlsshim sends SSLRequest"),
 		  "%s", p.out);
 	h_proc_free(&p);
 	rc = run(&p,
-		   ARGV((char *)h_cmd(), "check", "-p",
-			"connect *:25 tls starttls=smtp; connect *:143 tls starttls=imap"), 10000);
+		 ARGV((char *)h_cmd(), "check", "-p",
+		      "connect *:25 tls starttls=smtp; connect *:143 tls starttls=imap"),
+		 10000);
 	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
 	cr_assert(strstr(p.out, "starttls=smtp") && strstr(p.out, "starttls=imap"), "%s", p.out);
 	h_proc_free(&p);

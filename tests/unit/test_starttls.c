@@ -276,7 +276,8 @@ Test(starttls_smtp, client_fails_when_starttls_is_not_offered)
 
 Test(starttls_smtp, client_fails_on_a_refusal_quoting_it)
 {
-	static const char peer[] = "220 mx\r\n250-mx\r\n250 STARTTLS\r\n454 4.7.0 TLS not \x07 now\r\n";
+	static const char peer[] =
+	    "220 mx\r\n250-mx\r\n250 STARTTLS\r\n454 4.7.0 TLS not \x07 now\r\n";
 	struct stls s;
 
 	stls_init(&s, POLICY_STARTTLS_SMTP, TLS_ROLE_CLIENT, 0, NULL);
