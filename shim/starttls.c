@@ -76,29 +76,10 @@ void stls_quote(const unsigned char *p, size_t n, size_t limit, char *out, size_
 
 	if (outlen == 0)
 		return;
-	for (size_t i = 0; i < n && i < limit; i++) {
-		char e[8];
-		size_t k;
-
-		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') {
-			snprintf(e, sizeof(e), "\\r\\n");
-			i++;
-		} else if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\' && p[i] != '"') {
-			e[0] = (char)p[i];
-			e[1] = '\0';
-		} else {
-			snprintf(e, sizeof(e), "\\x%02x", p[i]);
-		}
-		k = strlen(e);
-		if (o + k + 4 >= outlen) {
-			memcpy(out + o, "...", 3);
-			o += 3;
-			break;
-		}
-		memcpy(out + o, e, k);
-		o += k;
-	}
-	if (n > limit && o + 4 < outlen) {
+	/* The log escapes control bytes and backslashes (log.c); only NUL would cut the line. */
+	for (size_t i = 0; i < n && i < limit && o + 4 < outlen; i++)
+		out[o++] = p[i] == '\0' ? '.' : (char)p[i];
+	if (n > limit || o + 4 >= outlen) {
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}

@@ -90,7 +90,10 @@ void stls_send(struct stls *s, const void *text, size_t len);
 /* Fails with a message printf-style, returning STLS_FAIL. */
 int stls_fail(struct stls *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Peer text, escaped for a log line (control bytes and non-ASCII as \xHH), at most LIMIT bytes. */
+/*
+ * Peer text for a log line: at most LIMIT bytes (then "..."), NUL as '.'; the
+ * log escapes control bytes and backslashes itself (log.c).
+ */
 void stls_quote(const unsigned char *p, size_t n, size_t limit, char *out, size_t outlen);
 
 /*

@@ -407,3 +407,184 @@ Test(starttls_policy, check_and_explain_name_the_protocol_and_errors_point_at_it
 		h_proc_free(&p);
 	}
 }
+
+/* ---- SMTP -------------------------------------------------------------------------- */
+
+/* aiosmtpd requiring STARTTLS: prints each message with whether it came over TLS. */
+static const char smtp_server_py[] =
+    "import ssl, sys, time\n"
+    "from aiosmtpd.controller import Controller\n"
+    "class H:\n"
+    "    async def handle_DATA(self, server, session, envelope):\n"
+    "        print('GOT tls=%s helo=%s from=%s data=%r' % (session.ssl is not None,\n"
+    "              session.host_name, envelope.mail_from, envelope.content), flush=True)\n"
+    "        return '250 OK'\n"
+    "ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)\n"
+    "ctx.load_cert_chain(sys.argv[2], sys.argv[3])\n"
+    "c = Controller(H(), hostname='127.0.0.1', port=int(sys.argv[1]), tls_context=ctx,\n"
+    "               require_starttls=True)\n"
+    "c.start(); print('READY', flush=True)\n"
+    "time.sleep(3600)\n";
+
+/* smtplib without starttls(): prints the greeting, whether STARTTLS is offered, and sends. */
+static const char smtp_client_py[] =
+    "import smtplib, sys\n"
+    "s = smtplib.SMTP(timeout=20)\n"
+    "code, msg = s.connect('127.0.0.1', int(sys.argv[1]))\n"
+    "print('GREETING', code, msg.decode(), flush=True)\n"
+    "s.ehlo('client.test')\n"
+    "print('STARTTLS offered:', s.has_extn('starttls'), flush=True)\n"
+    "s.sendmail('" CANARY "@client.test', ['to@x.test'], 'Subject: hi\\r\\n\\r\\nbody\\r\\n')\n"
+    "s.quit()\n"
+    "print('SENT', flush=True)\n";
+
+static int smtp_client(struct h_proc *p, int port, const char *policy)
+{
+	struct h_env env;
+	int rc;
+
+	shim_env(&env, policy, NULL);
+	rc = h_run(p, ARGV(PYTHON, "-c", (char *)smtp_client_py, h_fmt("%d", port)), &env,
+		   CLIENT_MS);
+	h_env_free(&env);
+	return rc;
+}
+
+Test(starttls_smtp, client_side_smtplib_without_starttls_delivers_over_tls)
+{
+	int port = h_free_port();
+	struct h_proc p, *srv;
+	int rc;
+
+	srv = start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
+				pki("server.pem"), pki("server.key")),
+			   NULL, port);
+	/* name=: smtplib resolves the machine's own name before it connects (getfqdn). */
+	rc = smtp_client(&p, port,
+			 h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
+			       pki("ca.pem")));
+	cr_assert_eq(rc, 0, "smtplib: %s %s", p.out, p.err);
+	/* The greeting from before TLS; the EHLO answer from inside it (no STARTTLS). */
+	cr_assert(strstr(p.out, "GREETING 220 localhost Python SMTP") != NULL, "%s", p.out);
+	cr_assert(strstr(p.out, "STARTTLS offered: False\nSENT\n") != NULL, "%s", p.out);
+	h_proc_free(&p);
+	cr_assert_eq(h_wait_output(srv, "GOT ", 10000), 0, "%s", srv->err);
+	cr_assert(strstr(srv->out, "GOT tls=True helo=client.test from=" CANARY "@client.test") !=
+		      NULL,
+		  "the server saw: %s", srv->out);
+}
+
+Test(starttls_smtp, client_side_server_without_starttls_never_gets_the_programs_data)
+{
+	int port = h_free_port();
+	struct h_proc p, *srv;
+	int rc;
+
+	srv = refusing_server(port, "220 mx.test ESMTP\\r\\n", "250-mx.test\\r\\n250 SIZE\\r\\n");
+	rc = smtp_client(&p, port,
+			 h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
+			       pki("ca.pem")));
+	cr_assert_neq(rc, 0, "smtplib must fail: %s", p.out);
+	cr_assert(strstr(p.err, "starttls=smtp: the server does not offer STARTTLS; its EHLO "
+				"answer: \"250-mx.test\\x0d\\x0a250 SIZE\\x0d\\x0a\"") != NULL,
+		  "log: %s", p.err);
+	h_proc_free(&p);
+	cr_assert_eq(h_wait_output(srv, "GOT:", 10000), 0);
+	cr_assert(strstr(srv->out, "GOT:b'EHLO [127.0.0.1]\\r\\n'\n") != NULL, "the server got: %s",
+		  srv->out);
+	cr_assert(strstr(srv->out, CANARY) == NULL && strstr(srv->out, "client.test") == NULL);
+}
+
+/* ---- IMAP -------------------------------------------------------------------------- */
+
+/* dovecot with a throwaway configuration in WORK: STARTTLS required for LOGIN. */
+static struct h_proc *dovecot(int port)
+{
+	const char *conf = h_fmt("%s/dovecot.conf", work);
+	const char *text = h_fmt(
+	    "base_dir = %s/run\nstate_dir = %s/state\nlog_path = /dev/stderr\n"
+	    "info_log_path = /dev/stderr\nprotocols = imap\nlisten = 127.0.0.1\n"
+	    "ssl = required\nssl_cert = <%s\nssl_key = <%s\ndisable_plaintext_auth = yes\n"
+	    "auth_mechanisms = plain\n"
+	    "passdb {\n  driver = static\n  args = password=secret\n}\n"
+	    "userdb {\n  driver = static\n  args = uid=nobody gid=nogroup home=%s/home/%%u\n}\n"
+	    "mail_location = maildir:~/Maildir\n"
+	    "service imap-login {\n  chroot =\n  inet_listener imap {\n    address = 127.0.0.1\n"
+	    "    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
+	    "service anvil {\n  chroot =\n}\n",
+	    work, work, pki("server.pem"), pki("server.key"), work, port);
+
+	if (access("/usr/sbin/dovecot", X_OK) != 0)
+		cr_skip_test(
+		    "dovecot is not installed (scripts/setup-deps installs dovecot-imapd)");
+	cr_assert_eq(h_write_file(conf, text, strlen(text)), 0);
+	cr_assert_eq(mkdir(h_fmt("%s/home", work), 0755), 0);
+	cr_assert_eq(chown(h_fmt("%s/home", work), getpwnam("nobody")->pw_uid, 0), 0);
+	return start_server(ARGV("/usr/sbin/dovecot", "-F", "-c", (char *)conf), NULL, port);
+}
+
+static const char imap_client_py[] =
+    "import imaplib, sys\n"
+    "M = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]), timeout=20)\n"
+    "print('WELCOME', M.welcome.decode(), flush=True)\n"
+    "print('CAPS', ' '.join(M.capabilities), flush=True)\n"
+    "print('LOGIN', M.login('" CANARY "', 'secret')[0], flush=True)\n"
+    "print('SELECT', M.select('INBOX')[0], flush=True)\n"
+    "M.logout()\n";
+
+static int imap_client(struct h_proc *p, int port, const char *policy)
+{
+	struct h_env env;
+	int rc;
+
+	shim_env(&env, policy, NULL);
+	rc = h_run(p, ARGV(PYTHON, "-c", (char *)imap_client_py, h_fmt("%d", port)), &env,
+		   CLIENT_MS);
+	h_env_free(&env);
+	return rc;
+}
+
+Test(starttls_imap, client_side_imaplib_without_starttls_logs_in_over_tls)
+{
+	int port = h_free_port();
+	struct h_proc p, *srv;
+	int rc;
+
+	make_work();
+	srv = dovecot(port);
+	rc = imap_client(&p, port,
+			 h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
+			       pki("ca.pem")));
+	cr_assert_eq(rc, 0, "imaplib: %s %s", p.out, p.err);
+	/* The greeting without its pre-TLS capabilities; those read inside TLS. */
+	cr_assert(strstr(p.out, "WELCOME * OK Dovecot") != NULL, "%s", p.out);
+	cr_assert(strstr(p.out, "CAPS IMAP4REV1") != NULL, "%s", p.out);
+	cr_assert(strstr(p.out, "STARTTLS") == NULL && strstr(p.out, "LOGINDISABLED") == NULL,
+		  "capabilities from before TLS: %s", p.out);
+	cr_assert(strstr(p.out, "LOGIN OK\nSELECT OK\n") != NULL, "%s", p.out);
+	h_proc_free(&p);
+	h_collect(srv, 300);
+	cr_assert(strstr(srv->err, "Login: user=<" CANARY ">") && strstr(srv->err, ", TLS, "),
+		  "dovecot saw: %s", srv->err);
+}
+
+Test(starttls_imap, client_side_server_refusing_starttls_never_gets_the_programs_data)
+{
+	int port = h_free_port();
+	struct h_proc p, *srv;
+	int rc;
+
+	srv = refusing_server(port, "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\\r\\n",
+			      "tlsshim2 NO \\x1b[31mnot now\\r\\n");
+	rc = imap_client(&p, port,
+			 h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
+			       pki("ca.pem")));
+	cr_assert_neq(rc, 0, "imaplib must fail: %s", p.out);
+	cr_assert(strstr(p.err, "starttls=imap: the server refused STARTTLS: \"tlsshim2 NO "
+				"\\x1b[31mnot now\\x0d\\x0a\"") != NULL,
+		  "log (escaped): %s", p.err);
+	h_proc_free(&p);
+	cr_assert_eq(h_wait_output(srv, "GOT:", 10000), 0);
+	cr_assert(strstr(srv->out, "GOT:b'tlsshim2 STARTTLS\\r\\n'\n") != NULL,
+		  "the server got: %s", srv->out);
+}

@@ -102,7 +102,7 @@ Test(starttls_pg, client_refuses_bytes_injected_after_S)
 
 	cr_assert_eq(r.rc, STLS_FAIL);
 	cr_assert(strstr(s.why, "injection") != NULL, "%s", s.why);
-	cr_assert(strstr(s.why, "\\x1b[31m") != NULL, "peer text escaped: %s", s.why);
+	cr_assert(strstr(s.why, "\"SE\x1b[31m\"") != NULL, "peer text quoted: %s", s.why);
 }
 
 Test(starttls_pg, client_quotes_an_error_answer_escaped)
@@ -114,8 +114,8 @@ Test(starttls_pg, client_quotes_an_error_answer_escaped)
 	struct run r = drive(&s, err, sizeof(err) - 1, 4096);
 
 	cr_assert_eq(r.rc, STLS_FAIL);
-	cr_assert(strstr(s.why, "E\\x00\\x00\\x00\\x10SFATAL\\x00Mno\\x0a") != NULL, "%s", s.why);
-	cr_assert(strchr(s.why, '\n') == NULL);
+	cr_assert(strstr(s.why, "\"E...\x10SFATAL.Mno\n.\"") != NULL, "NUL shown as '.': %s",
+		  s.why);
 }
 
 /* ---- postgres, server ------------------------------------------------------------- */
@@ -269,7 +269,7 @@ Test(starttls_smtp, client_fails_when_starttls_is_not_offered)
 
 		cr_assert_eq(r.rc, STLS_FAIL, "chunk %zu", chunks[i]);
 		cr_assert(strstr(s.why, "does not offer STARTTLS") != NULL, "%s", s.why);
-		cr_assert(strstr(s.why, "250-mx\\r\\n250-STARTTLSX") != NULL, "%s", s.why);
+		cr_assert(strstr(s.why, "250-mx\r\n250-STARTTLSX") != NULL, "%s", s.why);
 		cr_assert(memmem(r.sent, r.sent_len, "STARTTLS", 8) == NULL, "never asked");
 	}
 }
@@ -284,7 +284,7 @@ Test(starttls_smtp, client_fails_on_a_refusal_quoting_it)
 	struct run r = drive(&s, peer, strlen(peer), 1);
 
 	cr_assert_eq(r.rc, STLS_FAIL);
-	cr_assert(strstr(s.why, "refused STARTTLS: \"454 4.7.0 TLS not \\x07 now\\r\\n\"") != NULL,
+	cr_assert(strstr(s.why, "refused STARTTLS: \"454 4.7.0 TLS not \x07 now\r\n\"") != NULL,
 		  "%s", s.why);
 }
 
@@ -372,11 +372,11 @@ Test(starttls_imap, client_fails_closed_on_refusals)
 		const char *peer, *why;
 	} cases[] = {
 	    {"* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n", "pre-authenticated"},
-	    {"* BYE busy\r\n", "not OK: \"* BYE busy\\r\\n\""},
+	    {"* BYE busy\r\n", "not OK: \"* BYE busy\r\n\""},
 	    {"* OK [CAPABILITY IMAP4rev1] hi\r\n", "does not offer STARTTLS"},
 	    {"* OK hi\r\n* CAPABILITY IMAP4rev1\r\ntlsshim1 OK\r\n", "does not offer STARTTLS"},
 	    {"* OK [CAPABILITY STARTTLS] hi\r\ntlsshim2 NO \x1b]0;x\x07\r\n",
-	     "refused STARTTLS: \"tlsshim2 NO \\x1b]0;x\\x07\\r\\n\""},
+	     "refused STARTTLS: \"tlsshim2 NO \x1b]0;x\x07\r\n\""},
 	    {"* OK [CAPABILITY STARTTLS] hi\r\ntlsshim2 OK\r\n* injected\r\n", "injection"},
 	};
 
