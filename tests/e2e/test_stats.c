@@ -160,6 +160,24 @@ static void curl_plain(int port)
 	h_proc_free(&p);
 }
 
+/* Waits up to MS until process PID runs a program whose path ends in SUFFIX (it exec'd). */
+static int runs_program(int pid, const char *suffix, int ms)
+{
+	char exe[4096];
+
+	for (int waited = 0; waited < ms; waited += 20) {
+		ssize_t n = readlink(h_fmt("/proc/%d/exe", pid), exe, sizeof(exe) - 1);
+
+		if (n > 0) {
+			exe[n] = '\0';
+			if (n >= (ssize_t)strlen(suffix) && strcmp(exe + n - strlen(suffix), suffix) == 0)
+				return 1;
+		}
+		usleep(20000);
+	}
+	return 0;
+}
+
 /* Waits until `tlsshim stats PID` reading DIR contains NEEDLE; returns the last output. */
 static char *wait_stats(const char *dir, int pid, const char *needle)
 {
@@ -339,7 +357,7 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 			     &env, NULL, 0),
 		     0, "expected python to start");
 	cr_assert_eq(h_wait_output(&p, "denied", 10000), 0, "expected the denied line");
-	usleep(300000);
+	cr_assert(runs_program(p.pid, "/sleep", 15000), "expected python to exec sleep");
 	out = stats_out(dir, NULL);
 	cr_expect(strstr(out, h_fmt("%d ", p.pid)) == NULL,
 		  "expected a process that exec'd sleep not listed:\n%s", out);
