@@ -28,7 +28,7 @@
 
 #define CTX_FILES         4 /* cert, key, ca, client-ca */
 #define CTX_RECHECK_NS    1000000000LL
-#define CTX_BUILD_TRIES   3 /* reads of a rule's files that were replaced meanwhile */
+#define CTX_BUILD_TRIES   3   /* reads of a rule's files that were replaced meanwhile */
 #define SERVER_CACHE_SIZE 256 /* TLS 1.2 session-id resumption; tickets need no state */
 #define SCACHE_SIZE       64  /* client sessions kept, least recently used evicted */
 #define TICKET_KEYS_LEN   80  /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
