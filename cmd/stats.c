@@ -248,16 +248,33 @@ static void snap_rule(struct rule_snap *d, struct stats_rule *s)
 	}
 }
 
+/* A directory of statistics files, opened once: every file is looked up in it. */
+struct sdir {
+	int fd;
+	int others; /* another user's (root reads every user's): read, never prune */
+	uid_t owner;
+};
+
 /* A file of a process that is gone: removed (when we may), never shown. */
-static void prune(const char *path)
+static void prune(const struct sdir *d, const char *name)
 {
-	unlink(path);
+	if (!d->others)
+		unlinkat(d->fd, name, 0);
 }
 
-/* Reads DIR/NAME into OUT->v (a new entry) if it belongs to a live process. */
-static void read_one(const char *dir, const char *name, int only_pid, struct snaps *out)
+/* The owner of process PID (of /proc/PID), or (uid_t)-1. */
+static uid_t proc_owner(int pid)
 {
-	char path[4200];
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	return stat(path, &st) == 0 ? st.st_uid : (uid_t)-1;
+}
+
+/* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
+static void read_one(const struct sdir *d, const char *name, int only_pid, struct snaps *out)
+{
 	struct stat st;
 	struct stats_head *h;
 	struct proc_snap *p;
@@ -267,17 +284,18 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	uint64_t start;
 	time_t now = time(NULL);
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (!all_digits(name))
 		return;
 	pid = atoi(name);
 	if (only_pid > 0 && pid != only_pid)
 		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return; /* another user's, or gone */
+	/* In another user's directory, only that user's file about that user's process. */
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size < sizeof(struct stats_head)) {
+	    (size_t)st.st_size < sizeof(struct stats_head) ||
+	    (d->others && (st.st_uid != d->owner || proc_owner(pid) != d->owner))) {
 		close(fd);
 		return;
 	}
@@ -290,7 +308,7 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	if (atomic_load_explicit(&h->magic, memory_order_acquire) != STATS_MAGIC) {
 		/* Being made (show it next time), or left half made by a dead writer. */
 		if (start == 0 || now - st.st_mtime > STALE_UNSET_S)
-			prune(path);
+			prune(d, name);
 		goto out;
 	}
 	/* Read once: the file's writer may change it while we look (never trust a second read). */
@@ -301,7 +319,7 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 		sizeof(struct stats_head) + (uint64_t)n_rules * sizeof(struct stats_rule))
 		goto out; /* another version's file: leave it to that version */
 	if (start == 0 || (h->starttime != 0 && start != h->starttime) || exec_since(pid, h)) {
-		prune(path);
+		prune(d, name);
 		goto out;
 	}
 	if (out->n == out->cap) {
@@ -332,9 +350,18 @@ out:
 	munmap(m, (size_t)st.st_size);
 }
 
-static void read_dir(const char *dir, int only_pid, struct snaps *out, char **seen, size_t *nseen)
+/*
+ * Reads the files of DIR. OTHERS: a directory of another user's processes
+ * (root reads every user's): its files are only read, never removed, so that
+ * a directory swapped for a link while we look cannot make root delete
+ * files elsewhere, and only its owner's files about its owner's processes count.
+ */
+static void read_dir(const char *dir, int others, int only_pid, struct snaps *out, char **seen,
+		     size_t *nseen)
 {
 	char *real_dir = realpath(dir, NULL);
+	struct sdir sd = {.others = others};
+	struct stat st;
 	DIR *d;
 	struct dirent *e;
 
@@ -348,13 +375,21 @@ static void read_dir(const char *dir, int only_pid, struct snaps *out, char **se
 	}
 	if (*nseen < 64)
 		seen[(*nseen)++] = real_dir;
-	d = opendir(real_dir);
+	sd.fd = open(real_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sd.fd >= 0 && fstat(sd.fd, &st) == 0) {
+		sd.owner = st.st_uid;
+		if (st.st_uid != geteuid())
+			sd.others = 1;
+	}
+	d = sd.fd >= 0 ? fdopendir(dup(sd.fd)) : NULL;
 	if (d != NULL) {
 		while ((e = readdir(d)) != NULL)
 			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-				read_one(real_dir, e->d_name, only_pid, out);
+				read_one(&sd, e->d_name, only_pid, out);
 		closedir(d);
 	}
+	if (sd.fd >= 0)
+		close(sd.fd);
 	if (*nseen >= 64)
 		free(real_dir);
 }
@@ -378,16 +413,16 @@ static void read_all(int only_pid, struct snaps *out)
 	glob_t g;
 
 	if (v != NULL && v[0] != '\0')
-		read_dir(v, only_pid, out, seen, &nseen);
-	read_dir(STATS_RUN_DIR, only_pid, out, seen, &nseen);
+		read_dir(v, 0, only_pid, out, seen, &nseen);
+	read_dir(STATS_RUN_DIR, 0, only_pid, out, seen, &nseen);
 	v = getenv("XDG_RUNTIME_DIR");
 	if (v != NULL && v[0] == '/') {
 		snprintf(buf, sizeof(buf), "%s/tlsshim", v);
-		read_dir(buf, only_pid, out, seen, &nseen);
+		read_dir(buf, 0, only_pid, out, seen, &nseen);
 	}
 	if (geteuid() == 0 && glob("/run/user/*/tlsshim", GLOB_NOSORT, NULL, &g) == 0) {
 		for (size_t i = 0; i < g.gl_pathc; i++)
-			read_dir(g.gl_pathv[i], only_pid, out, seen, &nseen);
+			read_dir(g.gl_pathv[i], 1, only_pid, out, seen, &nseen);
 		globfree(&g);
 	}
 	for (size_t i = 0; i < nseen; i++)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "e2e/harness.h"
+#include "stats_layout.h"
 
 #define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 20000
@@ -263,6 +264,67 @@ Test(stats, text_a_process_wrote_is_printed_escaped)
 		  "expected the command name escaped in the table:\n%s", table);
 	free(out);
 	free(table);
+}
+
+/* Field 22 of /proc/PID/stat (the process's start time), or 0. */
+static unsigned long long starttime_of(int pid)
+{
+	size_t len;
+	char *stat = h_read_file(h_fmt("/proc/%d/stat", pid), &len), *p;
+	unsigned long long t = 0;
+
+	p = stat != NULL ? strrchr(stat, ')') : NULL;
+	for (int i = 0; i < 20 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL)
+		t = strtoull(p + 1, NULL, 10);
+	free(stat);
+	return t;
+}
+
+/* Writes a statistics file DIR/PID owned by UID: complete (with COMM) or half made. */
+static void forge(const char *dir, int pid, uid_t uid, int complete, const char *comm)
+{
+	struct stats_head h;
+	const char *path = h_fmt("%s/%d", dir, pid);
+
+	memset(&h, 0, sizeof(h));
+	if (complete)
+		atomic_store(&h.magic, STATS_MAGIC);
+	h.version = STATS_VERSION;
+	h.head_size = sizeof(h);
+	h.rule_size = sizeof(struct stats_rule);
+	h.pid = pid;
+	h.uid = uid;
+	h.starttime = starttime_of(pid);
+	snprintf(h.comm, sizeof(h.comm), "%s", comm);
+	cr_assert_eq(h_write_file(path, &h, sizeof(h)), 0, "expected to write %s", path);
+	cr_assert_eq(chown(path, uid, uid), 0, "expected to chown %s", path);
+}
+
+/*
+ * Root's `tlsshim stats` reads every user's directory. A file there speaks
+ * for that user's processes only (one naming a root process is not shown),
+ * and root removes nothing there: a directory swapped for a link while it
+ * looks would otherwise make root delete files elsewhere.
+ */
+Test(stats, another_users_directory_is_read_not_trusted)
+{
+	const char *dir = h_tmpdir();
+	char *out;
+	struct stat st;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root: a directory and files of another user");
+	cr_assert_eq(chown(dir, 65534, 65534), 0, "expected to chown %s", dir);
+	forge(dir, getpid(), 65534, 1, "forged");
+	forge(dir, 4194304, 65534, 0, "stale"); /* no such process: PID_MAX_LIMIT */
+	out = stats_out(dir, NULL);
+	cr_expect(strstr(out, "forged") == NULL,
+		  "expected another user's file about a root process not shown:\n%s", out);
+	cr_expect_eq(stat(h_fmt("%s/4194304", dir), &st), 0,
+		     "expected root to leave another user's stale file in place");
+	free(out);
 }
 
 Test(stats, prometheus_output_passes_promtool)
