@@ -301,10 +301,8 @@ out:
  * The connection is dead for TLS reasons: log why, make every later I/O fail
  * with ECONNRESET, and end the TCP stream so that nothing more can be sent.
  */
-static int fail(struct conn *c, const char *reason)
+static int fail_at(struct conn *c, int level, const char *reason)
 {
-	int level = c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : LOG_LVL_WARN;
-
 	log_msg(level, "%s: %s", c->desc, reason);
 	if (c->ts != NULL)
 		E->flush(c->ts); /* best effort: let the alert reach the peer */
@@ -316,23 +314,64 @@ static int fail(struct conn *c, const char *reason)
 	return -ECONNRESET;
 }
 
+static int fail(struct conn *c, const char *reason)
+{
+	return fail_at(c, c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : LOG_LVL_WARN, reason);
+}
+
+static int peer_gone(int err)
+{
+	return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
+}
+
+/*
+ * The level of a failed accept handshake (engine result RC; our client failing
+ * is always an error). What clients do routinely is not a warning: going away before sending
+ * anything (port checks, a load generator stopping) is debug; going away in the middle of a
+ * handshake, or sending bytes that are not TLS, is info. A failure once the client's first
+ * handshake message arrived (verification, no common version or cipher, an
+ * alert) stays a warning, as does any other socket error.
+ */
+static int handshake_fail_level(struct conn *c, int rc)
+{
+	int progress = E->peer_progress(c->ts);
+
+	switch (rc) {
+	case TS_SYSERR:
+		if (!peer_gone(E->sys_errno(c->ts)))
+			return LOG_LVL_WARN;
+		return progress == TS_PEER_SILENT ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	case TS_EOF:
+	case TS_CLOSED:
+		return progress == TS_PEER_SILENT ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	case TS_FATAL:
+		return progress == TS_PEER_SPOKE ? LOG_LVL_WARN : LOG_LVL_INFO;
+	default:
+		return LOG_LVL_WARN;
+	}
+}
+
 static int fail_rc(struct conn *c, int rc, const char *during)
 {
+	int level = c->role == TLS_ROLE_CLIENT   ? LOG_LVL_ERROR
+		    : c->state == CONN_HANDSHAKE ? handshake_fail_level(c, rc)
+						 : LOG_LVL_WARN;
 	char why[320];
 
 	switch (rc) {
 	case TS_FATAL:
-		return fail(c, E->reason(c->ts));
+		return fail_at(c, level, E->reason(c->ts));
 	case TS_SYSERR:
 		snprintf(why, sizeof(why), "%s: %s", during, strerror(E->sys_errno(c->ts)));
-		return fail(c, why);
+		return fail_at(c, level, why);
 	case TS_EOF:
 	case TS_CLOSED:
-		snprintf(why, sizeof(why), "%s: the peer closed the connection", during);
-		return fail(c, why);
+		snprintf(why, sizeof(why), "%s: the peer closed the connection%s", during,
+			 level == LOG_LVL_DEBUG ? " before sending anything" : "");
+		return fail_at(c, level, why);
 	default:
 		snprintf(why, sizeof(why), "%s: unexpected engine result %d", during, rc);
-		return fail(c, why);
+		return fail_at(c, level, why);
 	}
 }
 
@@ -459,9 +498,11 @@ static int step_handshake(struct conn *c, short *want)
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
-		if (log_enabled(LOG_LVL_DEBUG)) {
+		/* A client says at info which name it verified, on every connection. */
+		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
-			log_debug("%s: TLS established: %s", c->desc, why);
+			log_msg(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				"%s: TLS established: %s", c->desc, why);
 		}
 		return 0;
 	case TS_WANT_READ:
@@ -505,7 +546,10 @@ static int step_auto(struct conn *c, short *want)
 		return 0;
 	}
 	c->state = CONN_PLAIN;
-	log_info("%s: cleartext client (auto)", c->desc);
+	if (n == 0)
+		log_debug("%s: the client closed before sending anything (auto)", c->desc);
+	else
+		log_info("%s: cleartext client (auto)", c->desc);
 	return 0;
 }
 

@@ -50,6 +50,13 @@ enum {
 	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
 };
 
+/* How far the peer got in the handshake (engine_ops.peer_progress). */
+enum {
+	TS_PEER_SILENT = 0,  /* it sent nothing at all */
+	TS_PEER_PARTIAL = 1, /* bytes, but not one whole handshake message (or not TLS) */
+	TS_PEER_SPOKE = 2,   /* at least one handshake message */
+};
+
 struct engine_host {
 	const struct real_fns *real;
 	/* printf-style logger; LEVEL is LOG_LVL_*. Thread-safe. */
@@ -132,6 +139,9 @@ struct engine_ops {
 
 	/* One line for debug logs: "TLSv1.3 TLS_AES_128_GCM_SHA256 resumed alpn=h2". */
 	void (*describe)(const struct tsess *s, char *buf, size_t len);
+
+	/* TS_PEER_*: what the peer has sent so far (to log a failed handshake at its level). */
+	int (*peer_progress)(const struct tsess *s);
 };
 
 /* The only symbol libtlsshim-tls.so exports. */

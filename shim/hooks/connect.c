@@ -39,7 +39,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	struct policy_match m;
 	const struct policy_rule *r;
 	const char *alt[8];
-	char name[NAMES_MAX_NAME];
+	char name[NAMES_MAX_NAME], why[NAMES_MAX_CANDIDATES * NAMES_MAX_NAME + 200];
 	char desc[NAMES_MAX_NAME + 80];
 	const char *peer;
 	struct conn *c;
@@ -52,19 +52,22 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	q.family = ep.family;
 	memcpy(q.addr, ep.addr, sizeof(q.addr));
 	q.port = ep.port;
-	if (names_lookup(ep.family, ep.addr, name))
-		q.name = name;
 	q.alt_names = alt;
 	q.n_alt = names_self(shim.policy, POLICY_CONNECT, ep.family, ep.addr, alt, 8);
-	r = policy_match(shim.policy, &q, &m);
+	/* The name the rule is about: SNI and the name the certificate must carry. */
+	r = names_match_connect(shim.policy, &q, &m, &peer, name, why, sizeof(why));
+	if (why[0] != '\0') {
+		/* Never a guess between names: refused before a packet leaves. */
+		ep_describe(&ep, NULL, desc, sizeof(desc));
+		log_error("connect %s: refused: %s", desc, why);
+		return -ECONNREFUSED;
+	}
 	if (r == NULL || r->action == POLICY_PLAIN) {
 		if (r != NULL)
 			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source,
 				  r->line);
 		return 1;
 	}
-	/* The name the rule is about: SNI and the name the certificate must carry. */
-	peer = (m.host_kind == POLICY_HOST_NAME && m.name != NULL) ? m.name : q.name;
 	memcpy(desc, "connect ", 8);
 	ep_describe(&ep, peer, desc + 8, sizeof(desc) - 8);
 	if (r->action == POLICY_DENY) {

@@ -46,7 +46,9 @@ static inline ssize_t hook_ret(ssize_t r)
  * connection is not the shim's to decide (not TCP, an address the kernel
  * rejects, no rule, a plain rule): the caller hands the call to libc.
  * Otherwise it is done as the rule says: 0 (connected, and for tls the
- * handshake done), -EINPROGRESS, -EACCES (deny), or -errno. (hooks/connect.c)
+ * handshake done), -EINPROGRESS, -EACCES (deny), -ECONNREFUSED (several
+ * names for the address and the rule would have to guess one), or -errno.
+ * (hooks/connect.c)
  */
 int connect_decide(int fd, const struct sockaddr *sa, socklen_t len);
 

@@ -482,6 +482,33 @@ static int tsess_errno(const struct tsess *s)
 	return s->sys_errno;
 }
 
+/* Client: what the handshake verified, as "; verified name api.internal, pin". */
+static void describe_verified(const struct tsess *s, char *buf, size_t len)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+	const struct policy_opts *o = &s->rule->opt;
+	const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+	const char *pins = o->n_pins == 0 ? ""
+			   : o->insecure  ? ", pin of the end-entity key"
+					  : ", pin";
+	char *ip = NULL;
+
+	if (o->insecure) {
+		snprintf(buf, len, "; certificate NOT verified (insecure)%s", pins);
+		return;
+	}
+	if (host != NULL) {
+		snprintf(buf, len, "; verified name %s%s", host, pins);
+		return;
+	}
+	ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
+	if (ip != NULL)
+		snprintf(buf, len, "; verified address %s%s", ip, pins);
+	else
+		snprintf(buf, len, "; verified chain only (no name)%s", pins);
+	OPENSSL_free(ip);
+}
+
 static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 {
 	const unsigned char *alpn = NULL;
@@ -494,7 +521,23 @@ static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 		     c != NULL ? SSL_CIPHER_get_name(c) : "(none)",
 		     SSL_session_reused(s->ssl) ? " resumed" : "");
 	if (alpn_len > 0 && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+		n += snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+	if (s->role == TLS_ROLE_CLIENT && n >= 0 && (size_t)n < len)
+		describe_verified(s, buf + n, len - (size_t)n);
+}
+
+/*
+ * Bytes read through the BIO (BIO_number_read() counts them for any method),
+ * and whether OpenSSL's state machine has left TLS_ST_BEFORE, which it does
+ * on the header of the first handshake message.
+ */
+static int tsess_peer_progress(const struct tsess *s)
+{
+	if (BIO_number_read(SSL_get_rbio(s->ssl)) == 0)
+		return TS_PEER_SILENT;
+	if (SSL_get_state(s->ssl) == TLS_ST_BEFORE)
+		return TS_PEER_PARTIAL;
+	return TS_PEER_SPOKE;
 }
 
 static void init_once_fn(void)
@@ -596,4 +639,5 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .reason = tsess_reason,
     .sys_errno = tsess_errno,
     .describe = tsess_describe,
+    .peer_progress = tsess_peer_progress,
 };
