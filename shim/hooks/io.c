@@ -35,7 +35,8 @@ static int unsupported_flags(int flags)
 	return 0;
 }
 
-static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handled)
+/* IO: the program's call family (enum ts_io), which the shim's own socket calls then use. */
+static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -43,6 +44,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	if (r == 0)
 		r = conn_recv(c, buf, len, flags);
@@ -50,7 +52,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	return hook_ret(r);
 }
 
-static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int *handled)
+static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -58,6 +60,7 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	if (r == 0)
 		r = conn_send(c, buf, len, flags);
@@ -89,7 +92,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len
 		return syscall(SYS_read, fd, buf, len);
 	if (!fdtab_maybe(fd))
 		return real.read(fd, buf, len);
-	r = wrapped_recv(fd, buf, len, 0, &h);
+	r = wrapped_recv(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.read(fd, buf, len);
 }
 
@@ -121,7 +124,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return syscall(SYS_write, fd, buf, len);
 	if (!fdtab_maybe(fd))
 		return real.write(fd, buf, len);
-	r = wrapped_send(fd, buf, len, 0, &h);
+	r = wrapped_send(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.write(fd, buf, len);
 }
 
@@ -139,7 +142,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t len
 	NEED_REAL(recv);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recv(fd, buf, len, flags);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.recv(fd, buf, len, flags);
 }
 
@@ -169,7 +172,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	NEED_REAL(send);
 	if (!fdtab_maybe(fd))
 		return real.send(fd, buf, len, flags);
-	r = wrapped_send(fd, buf, len, flags, &h);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.send(fd, buf, len, flags);
 }
 
@@ -188,7 +191,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	NEED_REAL(recvfrom);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	if (!h)
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
 	/* TCP does not report a source address. */
@@ -276,7 +279,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
 	if (bad_addrlen(sa, salen))
 		return hook_ret(-EINVAL);
-	r = wrapped_send(fd, buf, len, flags, &h);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
 }
 
@@ -299,6 +302,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.readv(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_recvv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
@@ -321,6 +325,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.writev(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_sendv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
@@ -340,6 +345,7 @@ static ssize_t msg_recv(struct conn *c, struct msghdr *msg, int flags)
 		return r;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
+	conn_set_io(c, TS_IO_MSG);
 	r = conn_recvv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
 	if (r >= 0) {
 		msg->msg_namelen = 0;
@@ -360,6 +366,7 @@ static ssize_t msg_send(struct conn *c, const struct msghdr *msg, int flags)
 		return -EINVAL;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
+	conn_set_io(c, TS_IO_MSG);
 	return conn_sendv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
 }
 
