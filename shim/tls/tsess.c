@@ -376,11 +376,9 @@ static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 		tls_bio_flush(s);
 	if (ret == 1) {
 		/* Each record of application data read earns the peer one reply. */
-		if (!peek) {
-			size_t earned = 1 + n / TS_MAX_RECORD;
+		size_t earned = 1 + n / TS_MAX_RECORD;
 
-			s->replies = s->replies > earned ? s->replies - (unsigned)earned : 0;
-		}
+		s->replies = s->replies > earned ? s->replies - (unsigned)earned : 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
