@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "epreg.h"
 #include "fdtab.h"
+#include "inherit.h"
 #include "log.h"
 #include "policy.h"
 #include "real.h"
@@ -104,6 +105,7 @@ static void fork_child(void)
 	fdtab_fork_child();
 	conn_fork_child();
 	epreg_fork_child();
+	inherit_fork_child();
 }
 
 /*
@@ -211,6 +213,28 @@ static int load_policy(int secure)
 	return 0;
 }
 
+/*
+ * One copy of the library per process. With the system-wide mode on, a program
+ * started with another copy in LD_PRELOAD (a build tree's, another install's)
+ * has two: the first copy's hooks reach the second's through their table of
+ * real libc functions, and both would wrap each connection (TLS inside TLS;
+ * the peer sees garbage). Every copy's reference to this exported marker
+ * resolves to the first copy's definition (the loader's symbol order, the same
+ * order that decides whose hooks the program calls), so a later copy knows it
+ * is not first and passes everything through.
+ */
+__attribute__((visibility("default"))) const unsigned char tlsshim_instance = 1;
+extern const unsigned char tlsshim_instance_own
+    __attribute__((alias("tlsshim_instance"), visibility("hidden")));
+
+static int first_copy(void)
+{
+	/* Volatile: the comparison must use the loader's answer, not be folded. */
+	const unsigned char *volatile seen = &tlsshim_instance;
+
+	return seen == &tlsshim_instance_own;
+}
+
 __attribute__((constructor)) static void tlsshim_init(void)
 {
 	/*
@@ -220,6 +244,8 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	int secure = getauxval(AT_SECURE) != 0;
 
 	/* No real_init() here: symbols are resolved on first use (real.c). */
+	if (!first_copy())
+		return;
 	if (!secure && log_init() != 0) {
 		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
 		_exit(EX_CONFIG);
@@ -234,4 +260,5 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	shim.keylog = secure ? NULL : getenv("TLSSHIM_KEYLOG");
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	inherit_startup();
 }

@@ -333,3 +333,33 @@ Test(system_mode, unreadable_file_of_a_system_rule_fails_closed, .fini = stop_se
 	cr_expect(strstr(p.out, page_marker), "%s", p.out);
 	h_proc_free(&p);
 }
+
+/* ---- two copies of the library in one process -------------------------------------- */
+
+/*
+ * The system-wide mode's copy plus another in LD_PRELOAD (a build tree's, another
+ * install's): only the first wraps, or the server would get TLS inside TLS.
+ */
+Test(system_mode, second_copy_of_the_library_stays_out_of_the_way, .fini = stop_server)
+{
+	int port = h_free_port();
+	struct h_proc p;
+	int rc;
+
+	skip_unless_usable();
+	start_tls_server(port);
+	rc = in_namespace(
+	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    h_fmt("mkdir $T/lib2 && cp $LIB $(dirname $LIB)/libtlsshim-tls.so $T/lib2/\n"
+		  "env -i PATH=/usr/bin:/bin LD_PRELOAD=$T/lib2/libtlsshim.so "
+		  "curl -sS -m 15 http://localhost:%d/; echo \"== curl $?\"\n"
+		  "env -i PATH=/usr/bin:/bin LD_PRELOAD=$T/lib2/libtlsshim.so "
+		  "TLSSHIM_POLICY='connect localhost:%d plain' "
+		  "curl -sS -m 15 http://localhost:%d/; echo \"== weaken $?\"\n",
+		  port, port, port));
+	cr_assert_eq(rc, 0, "%s", p.err);
+	cr_expect(strstr(p.out, "== curl 0"), "one TLS layer, not two:\n%s\n%s", p.out, p.err);
+	cr_expect(strstr(p.out, "== weaken 0"), "the copy that wraps keeps the floor:\n%s\n%s",
+		  p.out, p.err);
+	h_proc_free(&p);
+}
