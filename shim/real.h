@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -85,6 +86,12 @@
 	REQ(execvp, int, (const char *, char *const[]))                                          \
 	OPT(execvpe, int, (const char *, char *const[], char *const[]))                          \
 	OPT(fexecve, int, (int, char *const[], char *const[]))                                   \
+	REQ(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,        \
+			       const posix_spawnattr_t *, char *const[], char *const[]))         \
+	REQ(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
+				const posix_spawnattr_t *, char *const[], char *const[]))        \
+	REQ(system, int, (const char *))                                                         \
+	REQ(popen, FILE *, (const char *, const char *))                                         \
 	REQ(__read_chk, ssize_t, (int, void *, size_t, size_t))                                  \
 	REQ(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                             \
 	REQ(__recvfrom_chk, ssize_t,                                                             \
