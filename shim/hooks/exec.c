@@ -39,7 +39,7 @@ static int shim_execve(const char *path, char *const argv[], char *const envp[])
 	NEED_REAL(execve);
 	if (shim.policy == NULL)
 		return real.execve(path, argv, envp);
-	inherit_exec_prepare(&x, path, argv, envp);
+	inherit_exec_prepare(&x, path, 0, argv, envp);
 	EXEC_WITH(x, real.execve(path, argv, x.envp));
 }
 
@@ -64,7 +64,7 @@ static int shim_execvpe(const char *file, char *const argv[], char *const envp[]
 	}
 	if (shim.policy == NULL)
 		return real.execvpe(file, argv, envp);
-	inherit_exec_prepare(&x, file, argv, envp);
+	inherit_exec_prepare(&x, file, 1, argv, envp);
 	EXEC_WITH(x, real.execvpe(file, argv, x.envp));
 }
 
@@ -89,7 +89,7 @@ HOOK int fexecve(int fd, char *const argv[], char *const envp[])
 	}
 	if (shim.policy == NULL)
 		return real.fexecve(fd, argv, envp);
-	inherit_exec_prepare(&x, NULL, argv, envp);
+	inherit_exec_prepare(&x, NULL, 0, argv, envp);
 	EXEC_WITH(x, real.fexecve(fd, argv, x.envp));
 }
 
