@@ -820,6 +820,7 @@ static int step_starttls(struct conn *c, short *want)
 			log_info("%s: cleartext client (auto, starttls=%s)", c->desc,
 				 policy_starttls_str(s->proto));
 			c->state = CONN_PLAIN;
+			stats_decided(c->rule, POLICY_PLAIN);
 			return 0;
 		default:
 			return starttls_fail(c, LOG_LVL_WARN, s->why);
@@ -933,9 +934,11 @@ static ssize_t smtp_srv_recv(struct conn *c, void *buf, size_t len, int flags, s
 		case STLS_PLAIN:
 			if (greet_pending(c) > 0)
 				continue;
-			free(
-			    c->st); /* auto: the client went on in cleartext, unfiltered from now */
+			/* auto: the client went on in cleartext, unfiltered from now on. */
+			free(c->st);
 			c->st = NULL;
+			stats_decided(c->rule, POLICY_PLAIN);
+			log_info("%s: cleartext client (auto, starttls=smtp)", c->desc);
 			return -EALREADY;
 		case STLS_TLS:
 			log_debug("%s: starttls=smtp: the client sent STARTTLS; TLS handshake next",
