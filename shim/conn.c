@@ -1182,9 +1182,11 @@ static void own_advance(struct conn *o, struct pollfd *p)
 	p->fd = -1;
 	p->events = 0;
 	p->revents = 0;
-	/* After fork(), only the process that uses a session moves it on. */
-	if (o->claim != CLAIM_OWNER)
+	/* After fork(), only the process that uses a session moves it on (its own I/O does). */
+	if (o->claim != CLAIM_OWNER) {
+		own_remove(o);
 		return;
+	}
 	rc = step_ready(o, &want);
 	if (rc == 0 && o->state == CONN_OPEN && out_pending(o)) {
 		rc = out_flush(o);
