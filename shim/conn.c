@@ -410,7 +410,8 @@ static int out_flush(struct conn *c)
  * before their handshake completed. Their peer is a thread of this process,
  * maybe the very thread that will not call on the client again until the
  * server side has answered (connect, write, accept, read). So every thread
- * that waits in conn_wait() also moves these on (own_collect/own_step).
+ * that waits on a wrapped socket also moves these on (conn_own_collect(),
+ * conn_own_release(), conn_own_poke(); see conn.h).
  * The list holds a reference to each; lock order: a conn's lock, then
  * own_lock (nothing takes a conn lock while holding own_lock).
  */
