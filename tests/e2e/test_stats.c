@@ -459,6 +459,7 @@ Test(stats, forked_child_counts_in_its_own_file)
 	struct h_proc *srv = &servers[n_servers];
 	struct h_env env;
 	char *out, *line, *child;
+	int child_pid;
 
 	env_for(&env, dir);
 	h_env_preload(&env);
@@ -490,8 +491,9 @@ Test(stats, forked_child_counts_in_its_own_file)
 		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid)
 			child = l + 1;
 	cr_assert(child != NULL, "expected the forked child in the table:\n%s", out);
+	child_pid = atoi(child);
 	free(out);
-	out = stats_out(dir, ARGV(h_fmt("%d", atoi(child))));
+	out = stats_out(dir, ARGV(h_fmt("%d", child_pid)));
 	cr_expect(strstr(out, "1 full, 0 resumed") != NULL && strstr(out, "bytes        in 0 B") == NULL,
 		  "expected the child's handshake and bytes in its own file:\n%s", out);
 	free(out);
