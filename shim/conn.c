@@ -432,7 +432,8 @@ static int out_flush(struct conn *c)
  * before their handshake completed. Their peer is a thread of this process,
  * maybe the very thread that will not call on the client again until the
  * server side has answered (connect, write, accept, read). So every thread
- * that waits in conn_wait() also moves these on (own_collect/own_step).
+ * that waits on a wrapped socket also moves these on (conn_own_collect(),
+ * conn_own_release(), conn_own_poke(); see conn.h).
  * The list holds a reference to each; lock order: a conn's lock, then
  * own_lock (nothing takes a conn lock while holding own_lock).
  */
@@ -1515,9 +1516,11 @@ static void own_advance(struct conn *o, struct pollfd *p)
 	p->fd = -1;
 	p->events = 0;
 	p->revents = 0;
-	/* After fork(), only the process that uses a session moves it on. */
-	if (o->claim != CLAIM_OWNER)
+	/* After fork(), only the process that uses a session moves it on (its own I/O does). */
+	if (o->claim != CLAIM_OWNER) {
+		own_remove(o);
 		return;
+	}
 	rc = step_ready(o, &want);
 	if (rc == 0 && o->state == CONN_OPEN && out_pending(o)) {
 		rc = out_flush(o);
