@@ -556,7 +556,7 @@ Test(stats, forked_child_counts_in_its_own_file)
 		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid)
 			child = l + 1;
 	cr_assert(child != NULL, "expected the forked child in the table:\n%s", out);
-	child_pid = atoi(child); /* CHILD points into OUT */
+	child_pid = atoi(child);
 	free(out);
 	out = stats_out(dir, ARGV(h_fmt("%d", child_pid)));
 	cr_expect(strstr(out, "1 full, 0 resumed") != NULL && strstr(out, "bytes        in 0 B") == NULL,
