@@ -185,6 +185,19 @@ static int psql(struct h_proc *p, const char *policy, const char *conninfo, cons
 	return rc;
 }
 
+/*
+ * psql and postgres run with the ASan runtime preloaded (SAN=asan: the shim is
+ * ASan-built, these binaries are not) deadlock in a futex, with or without the
+ * shim: postgres before it listens, psql at exit (checked with LD_PRELOAD of
+ * libasan alone). Under SAN=asan the tests that load the shim into them skip.
+ */
+static void skip_if_asan_postgres(void)
+{
+	if (h_san() != NULL && strcmp(h_san(), "asan") == 0)
+		cr_skip_test("psql and postgres deadlock with the ASan runtime preloaded "
+			     "(without the shim too)");
+}
+
 #define SSL_OF_ME "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"
 
 Test(starttls_pg, client_side_psql_without_tls_is_encrypted_to_the_server)
@@ -193,6 +206,7 @@ Test(starttls_pg, client_side_psql_without_tls_is_encrypted_to_the_server)
 	struct h_proc p;
 	const char *policy;
 
+	skip_if_asan_postgres();
 	make_work();
 	pg_start(pg_initdb(), port, 1, NULL);
 	policy = h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port, pki("ca.pem"));
@@ -300,6 +314,7 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 	const char *data, *log = h_fmt("%s/shim.log", (make_work(), work));
 	int rc;
 
+	skip_if_asan_postgres();
 	data = pg_initdb();
 	shim_env(&env,
 		 h_fmt("accept 127.0.0.1:%d tls starttls=postgres cert=%s/server.pem "
@@ -352,6 +367,7 @@ Test(starttls_pg, server_side_auto_serves_cleartext_clients_too)
 	struct h_proc p;
 	const char *data;
 
+	skip_if_asan_postgres();
 	make_work();
 	data = pg_initdb();
 	shim_env(&env,
