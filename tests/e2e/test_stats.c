@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,6 +495,20 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 	h_kill(&p);
 	h_proc_free(&p);
 	h_env_free(&env);
+
+	/* A file of another layout (an older tlsshim's) whose process is gone: pruned too. */
+	{
+		unsigned char old_file[1224] = {0};
+		uint64_t magic = 0x31746174736c7374ULL;
+		uint32_t version_head[2] = {1, 80};
+
+		memcpy(old_file, &magic, 8);
+		memcpy(old_file + 8, version_head, 8);
+		cr_assert_eq(h_write_file(h_fmt("%s/999999999", dir), old_file, sizeof(old_file)),
+			     0, "expected to write an old-layout file");
+		free(stats_out(dir, NULL));
+		cr_expect_eq(stats_files(dir), 0, "expected a dead process's old-layout file pruned");
+	}
 
 	/* A server killed with SIGKILL: pruned too. */
 	srv = start_http(port,
