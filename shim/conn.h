@@ -130,6 +130,15 @@ int conn_close_fd(struct conn *c, int fd);
  */
 void conn_release_fd(int fd);
 
+/*
+ * FD has just been handed out by the kernel (open, socket, accept, pipe, dup,
+ * ...): an entry under its number is stale (its socket was closed behind the
+ * shim's back). Drops it and its epoll registrations without any I/O on FD,
+ * and logs it at debug. errno is preserved. Callers test fdtab_maybe(FD) or
+ * epreg_active() first (fd_new() in hooks/hook.h).
+ */
+void conn_drop_stale(int fd);
+
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);
 void conn_set_nodelay(struct conn *c, int on);

@@ -109,6 +109,8 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return shim_connect(fd, sa, len);
 	return real.connect(fd, sa, len);
 }
+HOOK_ALIAS(connect, __connect)
+HOOK_INTERNAL(connect)
 
 /* TCP_NODELAY as the program set it (the wrapped socket always has it on). */
 static int nodelay_get(struct conn *c, void *val, socklen_t *len)
@@ -170,3 +172,5 @@ HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	*len = sizeof(int);
 	return 0;
 }
+HOOK_INTERNAL(setsockopt)
+HOOK_INTERNAL(getsockopt)
