@@ -9,6 +9,7 @@
 #   make demo            an unmodified plaintext client made to speak TLS
 #   make audit           testssl.sh against a server under the shim (slow)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make deb             build/tlsshim_VERSION_ARCH.deb (lintian-clean); deb-test tests it
 #   make compdb          compile_commands.json for clangd / clang-tidy
 #   V=1                  show the commands
 
@@ -19,6 +20,11 @@ DESTDIR    ?=
 LIBDIR     ?= $(PREFIX)/lib
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
+# Where the system policy lives (SYSCONFDIR/tlsshim/policy): fixed at build time.
+SYSCONFDIR ?= /etc
+# Installs the packages the build and the tests need; debian/rules sets it to `true`
+# (the package's Build-Depends are the build's dependencies).
+SETUP_DEPS ?= scripts/setup-deps
 FUZZ_SECONDS ?= 60
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
@@ -27,6 +33,7 @@ OPT        ?= -O2 -g
 WARN       := -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wvla -Wstrict-prototypes \
               -Wmissing-prototypes -Wno-missing-field-initializers
 CPPFLAGS   += -D_GNU_SOURCE -DTLSSHIM_VERSION='"$(VERSION)"' -DTLSSHIM_LIBDIR='"$(LIBDIR)"' \
+              -DTLSSHIM_SYSCONFDIR='"$(SYSCONFDIR)"' \
               -Ipolicy -Ishim
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread $(CFLAGS)
 LDLIBS_SSL := -lssl -lcrypto
@@ -98,7 +105,7 @@ TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
 .PHONY: all deps test unit e2e asan tsan bench fuzz demo audit install compdb lint format \
-        format-check check-exports clean
+        format-check check-exports clean deb deb-test
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
 
@@ -108,7 +115,7 @@ all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
 DEPS_STAMP := $(BUILD)/.deps-installed
 $(DEPS_STAMP): scripts/setup-deps
 	@mkdir -p $(@D)
-	$(Q)scripts/setup-deps
+	$(Q)$(SETUP_DEPS)
 	@touch $@
 
 deps: $(DEPS_STAMP)
@@ -138,12 +145,14 @@ $(LIBENGINE): $(TLS_OBJ)
 #  - -z norelro: the writable data fits one page (one fault, one mprotect and a VMA split
 #    fewer; -0.02x). Partial RELRO would only guard .got/.data.rel.ro: with lazy binding
 #    .got.plt, and our table of real libc pointers, are writable whatever we choose.
+# The layout comes after $(LDFLAGS), so distribution defaults (dpkg-buildflags' -z relro)
+# do not undo it: in the system-wide mode this library starts with every process.
 # The TLS engine below keeps the default hardening: it is loaded once, when wrapping.
 SHIM_LAYOUT := -Wl,-z,noseparate-code -Wl,-z,norelro
 $(SHIM_SO): $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) shim/exports.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(CFLAGS_ALL) $(SANFLAGS) -Wl,--version-script=shim/exports.map \
-	   $(SHIM_LAYOUT) -o $@ $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) -ldl $(LDFLAGS)
+	   -o $@ $(HOOK_OBJ) $(SHIM_OBJ) $(LIBPOLICY) -ldl $(LDFLAGS) $(SHIM_LAYOUT)
 
 # The TLS engine, dlopen()ed by the preload library on the first wrapped connection.
 $(TLS_SO): $(TLS_OBJ) $(LIBPOLICY) shim/tls/exports.map
@@ -244,6 +253,16 @@ demo: deps all
 # testssl.sh against a server under the shim; fails on a HIGH/CRITICAL finding (slow: not in test).
 audit: all
 	$(Q)TLSSHIM_AUDIT=1 scripts/setup-deps && BUILD=$(BUILD) scripts/audit
+
+# The Debian package, built from a copy of the tree (dpkg-buildpackage writes next to
+# the source): build/tlsshim_VERSION_ARCH.deb, checked with lintian.
+deb:
+	$(Q)TLSSHIM_DEB=1 scripts/setup-deps
+	$(Q)scripts/build-deb
+
+# The package installed, used and purged inside a private mount namespace (root).
+deb-test: deb
+	$(Q)scripts/test-deb
 
 check-exports: all
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map

@@ -84,8 +84,9 @@ char *exe_find(const char *program, const char *path_env);
  * Decides whether the dynamic loader would honour LD_PRELOAD for PATH: not
  * statically linked, not setuid/setgid, no file capabilities; for a "#!"
  * script, the same for its interpreter. Returns 0 if it would, else -1 with a
- * reason in WHY ("statically linked", ...), or -2 if PATH cannot be read or
- * is not a program (WHY says why; exec would fail anyway).
+ * reason in WHY ("statically linked", ...); -3 if the loader would, but the
+ * program makes its socket calls without libc (Go; WHY says so); -2 if PATH
+ * cannot be read or is not a program (WHY says why; exec would fail anyway).
  */
 int exe_preloadable(const char *path, char *why, size_t whylen);
 

@@ -1,7 +1,8 @@
 /*
  * exe.c - find PROGRAM as execvp(3) would, and tell whether the dynamic loader
  * would honour LD_PRELOAD for it. If it would not (static, setuid/setgid, file
- * capabilities), `run` must refuse: the program would talk in cleartext.
+ * capabilities), or the program would bypass libc (Go), `run` must refuse:
+ * the program would talk in cleartext.
  */
 #include <elf.h>
 #include <errno.h>
@@ -106,11 +107,50 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
 	return n == (ssize_t)len ? 0 : -1;
 }
 
-/*
- * Whether the ELF file FD has a PT_INTERP program header (a dynamic loader
- * that reads LD_PRELOAD). Returns 1 yes, 0 no, -1 if the headers are broken.
- */
-static int elf_has_interp(int fd)
+/* What the program headers of an ELF file say about how it will run. */
+struct elf_facts {
+	int interp; /* has PT_INTERP: a dynamic loader that reads LD_PRELOAD */
+	int go;     /* built by the Go toolchain (its build ID note) */
+};
+
+/* The Go linker's build ID note (cmd/link: ".note.go.buildid", owner "Go", type 4). */
+#define GO_NOTE_BUILD_ID 4
+#define NOTE_SEGMENT_MAX 65536 /* larger PT_NOTE segments are not looked into */
+
+/* Whether the PT_NOTE segment at OFF (LEN bytes) holds the Go build ID note. */
+static int notes_have_go(int fd, uint64_t off, uint64_t len, int be)
+{
+	unsigned char *buf;
+	size_t pos = 0;
+	int found = 0;
+
+	if (len < 12 || len > NOTE_SEGMENT_MAX)
+		return 0;
+	buf = malloc((size_t)len);
+	if (buf == NULL || read_at(fd, buf, (size_t)len, off) != 0) {
+		free(buf);
+		return 0;
+	}
+	/* Each note: namesz, descsz, type, then name and desc, each padded to 4 bytes. */
+	while (!found && pos + 12 <= len) {
+		uint32_t namesz = rd32(buf + pos, be), descsz = rd32(buf + pos + 4, be);
+		uint32_t type = rd32(buf + pos + 8, be);
+		uint64_t name_pad = ((uint64_t)namesz + 3) & ~3ull,
+			 desc_pad = ((uint64_t)descsz + 3) & ~3ull;
+
+		if (pos + 12 + name_pad + desc_pad > len)
+			break;
+		/* Go writes the name as "Go\0\0" (namesz 4); "Go\0" is the usual ELF form. */
+		found = type == GO_NOTE_BUILD_ID && (namesz == 3 || namesz == 4) &&
+			memcmp(buf + pos + 12, "Go", 3) == 0;
+		pos += 12 + (size_t)name_pad + (size_t)desc_pad;
+	}
+	free(buf);
+	return found;
+}
+
+/* Reads the program headers of the ELF file FD into F. Returns 0, or -1 if they are broken. */
+static int elf_inspect(int fd, struct elf_facts *f)
 {
 	unsigned char eh[64], ph[56], sh[64];
 	int is64, be;
@@ -118,6 +158,7 @@ static int elf_has_interp(int fd)
 	uint32_t phnum, i;
 	uint16_t phentsize, shentsize;
 
+	memset(f, 0, sizeof(*f));
 	if (read_at(fd, eh, 52, 0) != 0)
 		return -1;
 	is64 = eh[EI_CLASS] == ELFCLASS64;
@@ -151,10 +192,19 @@ static int elf_has_interp(int fd)
 		phnum = rd32(sh + (is64 ? 44 : 28), be);
 	}
 	for (i = 0; i < phnum; i++) {
+		uint32_t type;
+
 		if (read_at(fd, ph, is64 ? 56 : 32, phoff + (uint64_t)i * phentsize) != 0)
 			return -1;
-		if (rd32(ph, be) == PT_INTERP)
-			return 1;
+		type = rd32(ph, be);
+		if (type == PT_INTERP)
+			f->interp = 1;
+		if (type == PT_NOTE && !f->go) {
+			uint64_t off = is64 ? rd64(ph + 8, be) : rd32(ph + 4, be);
+			uint64_t len = is64 ? rd64(ph + 32, be) : rd32(ph + 16, be);
+
+			f->go = notes_have_go(fd, off, len, be);
+		}
 	}
 	return 0;
 }
@@ -222,7 +272,7 @@ static int check(const char *path, char *why, size_t whylen, int depth)
 	unsigned char head[EXE_SHEBANG_MAX + 1];
 	struct stat st;
 	ssize_t n;
-	int fd, rc = -2, r;
+	int fd, rc = -2;
 
 	if (depth > EXE_MAX_DEPTH) {
 		snprintf(why, whylen, "%s: too many levels of '#!' interpreters", path);
@@ -264,12 +314,23 @@ static int check(const char *path, char *why, size_t whylen, int depth)
 		goto out;
 	}
 	if (n >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0) {
-		r = elf_has_interp(fd);
-		if (r < 0) {
+		struct elf_facts f;
+
+		if (elf_inspect(fd, &f) != 0) {
 			snprintf(why, whylen, "%s: broken ELF headers", path);
 			goto out;
 		}
-		if (r == 0 && !is_loader(path)) {
+		/* Go's runtime makes its system calls itself, with or without cgo. */
+		if (f.go) {
+			snprintf(why, whylen,
+				 "%s is a Go program: Go makes its socket system calls directly, "
+				 "not through libc: tlsshim would never see its connections, "
+				 "and they would go out in cleartext",
+				 path);
+			rc = -3;
+			goto out;
+		}
+		if (!f.interp && !is_loader(path)) {
 			snprintf(why, whylen, "%s is statically linked (it has no ELF interpreter)",
 				 path);
 			rc = -1;

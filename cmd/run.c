@@ -21,14 +21,15 @@
 #endif
 
 /*
- * Finds the preload library next to this executable (build tree), in ../lib
- * (installed), or in the LIBDIR it was built for (`make LIBDIR=...`, e.g. a
- * multiarch directory). Returns a malloc()ed absolute path, or NULL after
- * printing why.
+ * Finds the preload library next to this executable (build tree), in the
+ * LIBDIR it was built for (`make LIBDIR=...`: the Debian package's private
+ * /usr/lib/MULTIARCH/tlsshim), or in ../lib (a relocated install). LIBDIR goes
+ * before ../lib so that an installed command never picks up another copy left
+ * in PREFIX/lib. Returns a malloc()ed absolute path, or NULL after printing why.
  */
 static char *find_library(void)
 {
-	static const char *const rel[] = {SHIM_LIB, "../lib/" SHIM_LIB};
+	static const char *const rel[] = {SHIM_LIB, NULL, "../lib/" SHIM_LIB};
 	char self[PATH_MAX], cand[PATH_MAX + 32];
 	char *dir, *abs;
 	ssize_t n;
@@ -43,8 +44,8 @@ static char *find_library(void)
 	}
 	self[n] = '\0';
 	dir = dirname(self);
-	for (i = 0; i <= sizeof(rel) / sizeof(rel[0]); i++) {
-		if (i < sizeof(rel) / sizeof(rel[0]))
+	for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		if (rel[i] != NULL)
 			snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
 		else
 			snprintf(cand, sizeof(cand), "%s/%s", TLSSHIM_LIBDIR, SHIM_LIB);
@@ -55,9 +56,9 @@ static char *find_library(void)
 		if (abs)
 			return abs;
 	}
-	cmd_err("the preload library is missing: none of %s/%s, %s/../lib/%s, %s/%s exists; "
+	cmd_err("the preload library is missing: none of %s/%s, %s/%s, %s/../lib/%s exists; "
 		"reinstall tlsshim (or run 'make')",
-		dir, SHIM_LIB, dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB);
+		dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB, dir, SHIM_LIB);
 	return NULL;
 }
 
@@ -248,6 +249,11 @@ int cmd_run(int argc, char **argv)
 		cmd_err("refusing to run %s: %s; the dynamic loader ignores LD_PRELOAD for it, so "
 			"its connections would go out in cleartext",
 			prog, why);
+		rc = CMD_EXIT_NOEXEC;
+		goto out;
+	}
+	if (r == -3) {
+		cmd_err("refusing to run %s: %s", prog, why);
 		rc = CMD_EXIT_NOEXEC;
 		goto out;
 	}

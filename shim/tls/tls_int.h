@@ -30,6 +30,18 @@ static inline void tls_err_clear(void)
 		ERR_clear_error();
 }
 
+/*
+ * The program's OpenSSL error queue, set aside while the engine works on the
+ * same thread (errq.c). Every engine operation that calls OpenSSL runs
+ * between tls_errq_enter() and tls_errq_leave().
+ */
+struct tls_errq {
+	ERR_STATE saved;
+	int held; /* the program's queue was not empty: SAVED holds it */
+};
+void tls_errq_enter(struct tls_errq *q);
+void tls_errq_leave(struct tls_errq *q);
+
 #define TS_REASON_MAX 256 /* room for "client certificate not allowed: <identities>" */
 
 /* One TLS session: the engine's per-connection state (kept small: see tsess_new()). */

@@ -4,8 +4,9 @@
  * Each operation runs OpenSSL until it needs the socket and says which way
  * (TS_WANT_READ / TS_WANT_WRITE); the caller waits. OpenSSL's outcome is
  * mapped to TS_* and a short reason in one function, tsess_result(), so every
- * log line names failures the same way. The thread's ERR queue is left empty
- * after every operation: the program may use OpenSSL itself.
+ * log line names failures the same way. Every operation runs on an empty ERR
+ * queue and leaves the thread's queue as it found it: the program may use
+ * OpenSSL itself, even around our call (errq.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -521,17 +522,54 @@ static int engine_init(const struct engine_host *host, char *err, size_t errlen)
 	return init_rc;
 }
 
+/*
+ * The operations that run OpenSSL, each on an empty ERR queue with the
+ * program's own queue set aside and given back (errq.c): the program may be
+ * inside its own OpenSSL call on this thread.
+ */
+#define ERRQ_OP(type, name, inner, params, args) \
+	static type name params                  \
+	{                                        \
+		struct tls_errq q;               \
+		type r;                          \
+                                                 \
+		tls_errq_enter(&q);              \
+		r = inner args;                  \
+		tls_errq_leave(&q);              \
+		return r;                        \
+	}
+
+ERRQ_OP(int, op_init, engine_init, (const struct engine_host *h, char *err, size_t errlen),
+	(h, err, errlen))
+ERRQ_OP(struct tsess *, op_sess_new, tsess_new,
+	(const struct tsess_params *p, char *err, size_t errlen), (p, err, errlen))
+ERRQ_OP(int, op_handshake, tsess_handshake, (struct tsess * s), (s))
+ERRQ_OP(ssize_t, op_read, tsess_read, (struct tsess * s, void *buf, size_t len, int peek),
+	(s, buf, len, peek))
+ERRQ_OP(ssize_t, op_write, tsess_write, (struct tsess * s, const void *buf, size_t len),
+	(s, buf, len))
+ERRQ_OP(int, op_close_notify, tsess_close_notify, (struct tsess * s), (s))
+
+static void op_sess_free(struct tsess *s)
+{
+	struct tls_errq q;
+
+	tls_errq_enter(&q);
+	tsess_free(s);
+	tls_errq_leave(&q);
+}
+
 __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_ops = {
     .abi = ENGINE_ABI,
-    .init = engine_init,
-    .sess_new = tsess_new,
-    .sess_free = tsess_free,
+    .init = op_init,
+    .sess_new = op_sess_new,
+    .sess_free = op_sess_free,
     .set_fd = tsess_set_fd,
-    .handshake = tsess_handshake,
-    .read = tsess_read,
-    .write = tsess_write,
+    .handshake = op_handshake,
+    .read = op_read,
+    .write = op_write,
     .flush = tsess_flush,
-    .close_notify = tsess_close_notify,
+    .close_notify = op_close_notify,
     .pending = tsess_pending,
     .buffered_input = tsess_buffered_input,
     .output_pending = tsess_output_pending,

@@ -813,6 +813,69 @@ Test(run, refuses_static_program, .timeout = 60)
 	expect_refused(static_prog(), "statically linked");
 }
 
+/*
+ * Builds a tiny Go program with Debian's go (golang-go) in the temp dir, with
+ * cgo (dynamically linked to libc: the loader would preload the library, but
+ * Go's net package still makes its own system calls) or without (static).
+ * Returns NULL when go is not installed.
+ */
+static const char *go_prog(int cgo)
+{
+	static char paths[2][PATH_MAX];
+	char *path = paths[cgo != 0], cmd[4 * PATH_MAX];
+	const char *dir;
+	char *src;
+
+	if (path[0])
+		return path;
+	if (access("/usr/bin/go", X_OK) != 0)
+		return NULL;
+	dir = h_tmpdir();
+	src = tmp_in(dir, cgo ? "cgo.go" : "nocgo.go",
+		     cgo ? "package main\n// #include <stdlib.h>\nimport \"C\"\n"
+			   "func main() { C.abs(1) }\n"
+			 : "package main\nfunc main() { println(\"hi\") }\n",
+		     0644);
+	snprintf(path, PATH_MAX, "%s/go-%s", dir, cgo ? "cgo" : "static");
+	/* A private cache and no network: the build must not depend on the machine's state. */
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && HOME='%s' GOCACHE='%s/gocache' GOPATH='%s/gopath' GOPROXY=off "
+		 "GOFLAGS= GO111MODULE=off CGO_ENABLED=%d /usr/bin/go build -o '%s' '%s' 2>&1",
+		 dir, dir, dir, dir, cgo != 0, path, src);
+	cr_assert_eq(system(cmd), 0, "cannot build a Go program: %s", cmd);
+	free(src);
+	return path;
+}
+
+static void expect_go_refused(int cgo)
+{
+	const char *prog = go_prog(cgo);
+	struct h_env env;
+	struct h_proc p;
+	int rc;
+
+	if (prog == NULL)
+		cr_skip_test("/usr/bin/go is not installed (Debian golang-go): no Go program to run");
+	run_env(&env);
+	rc = run_cmd(&p, &env, "run", "-p", "connect *:443 tls", "--", prog, NULL);
+	cr_expect_eq(rc, 126, "run %s: exit %d, want 126; err: %s", prog, rc, p.err);
+	cr_expect(strstr(p.err, "is a Go program") && strstr(p.err, "not through libc"),
+		  "run %s: the message says why: %s", prog, p.err);
+	cr_expect(p.out == NULL || p.out[0] == '\0', "run %s: the program ran: %s", prog, p.out);
+	h_proc_free(&p);
+	h_env_free(&env);
+}
+
+Test(run, refuses_go_program_with_cgo, .timeout = 180)
+{
+	expect_go_refused(1);
+}
+
+Test(run, refuses_static_go_program, .timeout = 180)
+{
+	expect_go_refused(0);
+}
+
 /* A minimal 32-bit little-endian ELF executable with one PT_LOAD and no PT_INTERP. */
 Test(run, refuses_static_elf32, .timeout = 30)
 {
