@@ -207,6 +207,7 @@ test: deps
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map
 	$(Q)scripts/check-exports $(TLS_SO) shim/tls/exports.map
 	$(Q)scripts/check-hooks
+	$(Q)scripts/check-fd-surface
 	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(TEST_BIN)
 
 unit: deps
@@ -270,6 +271,7 @@ check-exports: all
 
 lint: check-exports
 	$(Q)scripts/check-hooks
+	$(Q)scripts/check-fd-surface
 
 format:
 	$(Q)clang-format -i $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \

@@ -1079,19 +1079,18 @@ static int conn_forget_fd(struct conn *c, int fd)
 
 void conn_drop_stale(int fd)
 {
-	int saved = errno;
+	int saved = errno, last = 0;
 	struct conn *c = fdtab_take(fd);
 
-	if (epreg_active())
-		epreg_fd_closed(fd, c);
 	if (c != NULL) {
 		log_debug("%s: fd %d was closed without the shim (raw system call or another "
 			  "library) and now names a new file: its entry is dropped",
 			  c->desc, fd);
-		if (conn_forget_fd(c, fd))
-			epreg_conn_closed(c);
-		conn_put(c);
+		last = conn_forget_fd(c, fd);
 	}
+	epreg_fd_stale(fd, c, last);
+	if (c != NULL)
+		conn_put(c);
 	errno = saved;
 }
 

@@ -7,8 +7,10 @@
 #ifndef TLSSHIM_REAL_H
 #define TLSSHIM_REAL_H
 
+#include <aio.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <mqueue.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pty.h>
@@ -127,6 +129,19 @@
 	    (int *, int *, char *, const struct termios *, const struct winsize *))              \
 	OPT(login_tty, int, (int))                                                               \
 	OPT(forkpty, pid_t, (int *, char *, const struct termios *, const struct winsize *))     \
+	OPT(mq_open, mqd_t, (const char *, int, ...))                                            \
+	OPT(__mq_open_2, mqd_t, (const char *, int))                                             \
+	OPT(rcmd_af, int,                                                                        \
+	    (char **, unsigned short, const char *, const char *, const char *, int *,           \
+	     sa_family_t))                                                                       \
+	OPT(rexec_af, int,                                                                       \
+	    (char **, int, const char *, const char *, const char *, int *, sa_family_t))        \
+	OPT(rresvport_af, int, (int *, sa_family_t))                                             \
+	OPT(aio_read, int, (struct aiocb *))                                                     \
+	OPT(aio_write, int, (struct aiocb *))                                                    \
+	OPT(lio_listio, int, (int, struct aiocb *const[], int, struct sigevent *))               \
+	OPT(backtrace_symbols_fd, void, (void *const *, int, int))                               \
+	OPT(execveat, int, (int, const char *, char *const[], char *const[], int))               \
 	REQ(fopen, FILE *, (const char *, const char *))                                         \
 	REQ(freopen, FILE *, (const char *, const char *, FILE *))                               \
 	REQ(tmpfile, FILE *, (void))                                                             \

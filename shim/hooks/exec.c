@@ -79,3 +79,14 @@ HOOK int fexecve(int fd, char *const argv[], char *const envp[])
 	}
 	return real.fexecve(fd, argv, envp);
 }
+
+HOOK int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	NEED_REAL_OPT(execveat);
+	check_inherited(path);
+	if (real.execveat == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real.execveat(dirfd, path, argv, envp, flags);
+}

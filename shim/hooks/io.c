@@ -5,6 +5,7 @@
  * table probe and goes straight to libc; a wrapped one goes to conn.c.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -751,3 +752,24 @@ HOOK_INTERNAL(sendmsg)
 HOOK_INTERNAL(recvmsg)
 HOOK_INTERNAL(sendmmsg)
 HOOK_INTERNAL(recvmmsg)
+
+/* backtrace_symbols_fd writes with libc's internal write: on a wrapped fd, through TLS. */
+HOOK void backtrace_symbols_fd(void *const *frames, int n, int fd)
+{
+	char **lines;
+	int h;
+
+	NEED_REAL_OPT(backtrace_symbols_fd);
+	if (likely(!fdtab_maybe(fd))) {
+		if (real.backtrace_symbols_fd != NULL)
+			real.backtrace_symbols_fd(frames, n, fd);
+		return;
+	}
+	lines = backtrace_symbols(frames, n);
+	for (int i = 0; lines != NULL && i < n; i++) {
+		wrapped_send(fd, lines[i], strlen(lines[i]), MSG_NOSIGNAL, &h);
+		wrapped_send(fd, "\n", 1, MSG_NOSIGNAL, &h);
+	}
+	free(lines);
+}
+HOOK_ALIAS(backtrace_symbols_fd, __backtrace_symbols_fd)

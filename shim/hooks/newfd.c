@@ -9,9 +9,12 @@
  * accept, dup and fcntl(F_DUPFD) do the same in their own files, and so do
  * recvmsg/recvmmsg for fds received over SCM_RIGHTS.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <mqueue.h>
+#include <netdb.h>
 #include <pty.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,11 +34,14 @@
 #include <utmp.h>
 
 #include "hook.h"
+#include "log.h"
+#include "shim.h"
 
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
+mqd_t __mq_open_2(const char *name, int flags);
 
 /* The mode argument of open-like calls: read only when the flags say it is there. */
 #define OPEN_MODE(flags, mode)                                    \
@@ -356,6 +362,16 @@ HOOK pid_t forkpty(int *amaster, char *name, const struct termios *t, const stru
 
 /* ---- streams and directories: glibc opens their fds internally ---------------------- */
 
+/* A stream call made inside dlsym(), before its real function is known: ENOSYS. */
+#define NEED_STREAM(name)                \
+	do {                             \
+		NEED_REAL(name);         \
+		if (real.name == NULL) { \
+			errno = ENOSYS;  \
+			return NULL;     \
+		}                        \
+	} while (0)
+
 static FILE *new_stream(FILE *f)
 {
 	if (f != NULL)
@@ -365,28 +381,28 @@ static FILE *new_stream(FILE *f)
 
 HOOK FILE *fopen(const char *path, const char *mode)
 {
-	NEED_REAL(fopen);
+	NEED_STREAM(fopen);
 	return new_stream(real.fopen(path, mode));
 }
 HOOK_ALIAS(fopen, fopen64)
 
 HOOK FILE *freopen(const char *path, const char *mode, FILE *f)
 {
-	NEED_REAL(freopen);
+	NEED_STREAM(freopen);
 	return new_stream(real.freopen(path, mode, f));
 }
 HOOK_ALIAS(freopen, freopen64)
 
 HOOK FILE *tmpfile(void)
 {
-	NEED_REAL(tmpfile);
+	NEED_STREAM(tmpfile);
 	return new_stream(real.tmpfile());
 }
 HOOK_ALIAS(tmpfile, tmpfile64)
 
 HOOK FILE *popen(const char *cmd, const char *mode)
 {
-	NEED_REAL(popen);
+	NEED_STREAM(popen);
 	return new_stream(real.popen(cmd, mode));
 }
 
@@ -394,9 +410,99 @@ HOOK DIR *opendir(const char *path)
 {
 	DIR *d;
 
-	NEED_REAL(opendir);
+	NEED_STREAM(opendir);
 	d = real.opendir(path);
 	if (d != NULL)
 		fd_new(dirfd(d));
 	return d;
+}
+
+HOOK mqd_t mq_open(const char *name, int flags, ...)
+{
+	struct mq_attr *attr = NULL;
+	mode_t mode = 0;
+
+	if (flags & O_CREAT) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, unsigned int);
+		attr = va_arg(ap, struct mq_attr *);
+		va_end(ap);
+	}
+	CALL_NEWFD(mq_open, name, flags, mode, attr);
+}
+
+HOOK mqd_t __mq_open_2(const char *name, int flags)
+{
+	CALL_NEWFD(__mq_open_2, name, flags);
+}
+
+/* ---- rcmd, rexec: TCP connections libc makes itself ---------------------------------- */
+
+/*
+ * rcmd()/rexec() resolve and connect inside libc, where no hook sees the
+ * connect: the policy cannot wrap or deny it (a known limit, README). With
+ * connect rules in force the call is logged; its fds are new numbers.
+ */
+static void warn_internal_connect(const char *call, const char *host, int port)
+{
+	if (shim.has_connect)
+		log_warn("%s %s:%d: libc connects inside %s, where the policy cannot decide the "
+			 "connection: it is neither wrapped nor denied (a known limit)",
+			 call, host != NULL ? host : "?", port, call);
+}
+
+static int new_pair_ptr(int fd, const int *fd2p)
+{
+	fd_new(fd);
+	if (fd >= 0 && fd2p != NULL)
+		fd_new(*fd2p);
+	return fd;
+}
+
+HOOK int rcmd_af(char **ahost, unsigned short port, const char *locuser, const char *remuser,
+		 const char *cmd, int *fd2p, sa_family_t af)
+{
+	NEED_REAL_OPT(rcmd_af);
+	if (real.rcmd_af == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	warn_internal_connect("rcmd", ahost != NULL ? *ahost : NULL, ntohs(port));
+	return new_pair_ptr(real.rcmd_af(ahost, port, locuser, remuser, cmd, fd2p, af), fd2p);
+}
+
+HOOK int rcmd(char **ahost, unsigned short port, const char *locuser, const char *remuser,
+	      const char *cmd, int *fd2p)
+{
+	return rcmd_af(ahost, port, locuser, remuser, cmd, fd2p, AF_INET);
+}
+
+HOOK int rexec_af(char **ahost, int port, const char *user, const char *pass, const char *cmd,
+		  int *fd2p, sa_family_t af)
+{
+	NEED_REAL_OPT(rexec_af);
+	if (real.rexec_af == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	warn_internal_connect("rexec", ahost != NULL ? *ahost : NULL, ntohs((uint16_t)port));
+	return new_pair_ptr(real.rexec_af(ahost, port, user, pass, cmd, fd2p, af), fd2p);
+}
+
+HOOK int rexec(char **ahost, int port, const char *user, const char *pass, const char *cmd,
+	       int *fd2p)
+{
+	return rexec_af(ahost, port, user, pass, cmd, fd2p, AF_INET);
+}
+
+HOOK int rresvport_af(int *port, sa_family_t af)
+{
+	CALL_NEWFD(rresvport_af, port, af);
+}
+
+HOOK int rresvport(int *port)
+{
+	CALL_NEWFD(rresvport_af, port, AF_INET);
 }

@@ -262,6 +262,9 @@ Test(conformance, every_pattern_has_a_test)
 	    "sockopts",
 	    "close_range",
 	    "server_nonblock",
+	    "rwv2",
+	    "syscall_rw",
+	    "iov_errors",
 	};
 	struct h_proc p;
 	struct h_env env;

@@ -75,8 +75,9 @@ static int run_shim(struct h_proc *p, const char *policy, char *const argv[])
 /*
  * Every path in tests/progs/canary sends its line through TLS: a relay that
  * records what the client puts on the wire never sees the canary, and the
- * TLS echo server (which decrypts it) sends each line back. Before pwritev2,
- * syscall() and dprintf were hooked, each of them sent the line in cleartext.
+ * TLS echo server (which decrypts it) sends each line back; POSIX AIO, which
+ * glibc runs with its internal calls, is refused. Before pwritev2, syscall(),
+ * dprintf and aio_write were hooked, each of them sent the line in cleartext.
  */
 Test(surface, canary_never_on_the_wire_by_pwritev2_syscall_or_dprintf)
 {
@@ -99,9 +100,14 @@ Test(surface, canary_never_on_the_wire_by_pwritev2_syscall_or_dprintf)
 	cr_expect_eq(rc, 0, "expected canary to exit 0, got %d; stderr:\n%s", rc, p.err);
 	cr_expect_str_eq(p.out,
 			 "pwritev2: echoed\npwritev2-nowait: echoed\nsyscall-write: echoed\n"
-			 "syscall-pwritev2: echoed\nsyscall-sendto: echoed\ndprintf: echoed\n",
-			 "expected every line echoed through TLS, got:\n%s\nstderr:\n%s", p.out,
-			 p.err);
+			 "syscall-pwritev2: echoed\nsyscall-sendto: echoed\ndprintf: echoed\n"
+			 "aio_write: refused: EOPNOTSUPP\n",
+			 "expected every line echoed through TLS and AIO refused, got:\n%s\n"
+			 "stderr:\n%s",
+			 p.out, p.err);
+	cr_expect(strstr(p.err, "aio_write on fd") != NULL,
+		  "expected an error line naming the connection AIO was refused on, stderr:\n%s",
+		  p.err);
 	got = h_read_file(wire, &len);
 	cr_assert_not_null(got, "expected the relay's record %s", wire);
 	cr_expect(len > 0 && (unsigned char)got[0] == 0x16,
@@ -164,5 +170,35 @@ Test(surface, node_echoes_and_files_after_libuv_raw_close)
 			 "echo 3 ok\nfile 3 ok\necho 4 ok\nfile 4 ok\necho 5 ok\nfile 5 ok\ndone\n",
 			 "expected every echo and every file exact, got:\n%s\nstderr:\n%s", p.out,
 			 p.err);
+	h_proc_free(&p);
+}
+
+/*
+ * A connection closed behind libc's back (tests/progs/stale closes it with a
+ * system call instruction of its own, as a library that was not preloaded
+ * would): each call that hands out its number next gives a file, pipe,
+ * socket pair, eventfd, memfd or dup that works as one, and a pipe in the
+ * epoll set that watched the connection is reported with its own data.
+ */
+Test(surface, fd_closed_behind_the_shims_back_is_reused_cleanly)
+{
+	int port = h_free_port();
+	struct h_proc p;
+	int rc;
+
+	start_echo(port);
+	rc = run_shim(&p,
+		      h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port,
+			    h_pki_file("ca.pem")),
+		      ARGV((char *)h_prog("stale"), h_fmt("%d", port)));
+	cr_expect_eq(rc, 0, "expected stale to exit 0, got %d; stdout:\n%s\nstderr:\n%s", rc, p.out,
+		     p.err);
+	cr_expect_str_eq(p.out,
+			 "open: reused=1 ok\nfopen: reused=1 ok\nsyscall(SYS_openat): reused=1 ok\n"
+			 "pipe: reused=1 ok\nsocketpair: reused=1 ok\neventfd: reused=1 ok\n"
+			 "memfd_create: reused=1 ok\ndup: reused=1 ok\n"
+			 "pipe in an epoll set: reused=1 ok\n",
+			 "expected each new fd to reuse the number and work, got:\n%s\nstderr:\n%s",
+			 p.out, p.err);
 	h_proc_free(&p);
 }

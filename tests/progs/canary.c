@@ -6,10 +6,13 @@
  *   canary HOST PORT CANARY
  *
  * For each METHOD it sends "CANARY METHOD\n" and prints "METHOD: echoed" when
- * the same line comes back, or "METHOD: CALL failed: ENAME". It knows
+ * the same line comes back, or "METHOD: send failed: ENAME"; last, it submits
+ * the line with aio_write and prints "aio_write: echoed" or "aio_write:
+ * refused: ENAME" (the shim refuses AIO on a wrapped fd). It knows
  * nothing of TLS: under the shim with a `tls` rule, a recording relay between
  * it and the server must never see CANARY.
  */
+#include <aio.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -114,6 +117,17 @@ int main(int argc, char **argv)
 	n = snprintf(line, sizeof(line), "%s dprintf\n", canary);
 	check(fd, "dprintf", dprintf(fd, "%s dprintf\n", canary), (size_t)n);
 
+	n = snprintf(line, sizeof(line), "%s aio_write\n", canary);
+	struct aiocb cb = {.aio_fildes = fd, .aio_buf = line, .aio_nbytes = (size_t)n};
+	if (aio_write(&cb) != 0) {
+		printf("aio_write: refused: %s\n", en(errno));
+	} else {
+		const struct aiocb *list[1] = {&cb};
+
+		while (aio_error(&cb) == EINPROGRESS)
+			aio_suspend(list, 1, NULL);
+		check(fd, "aio_write", aio_return(&cb), (size_t)n);
+	}
 	close(fd);
 	return 0;
 }
