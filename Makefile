@@ -5,6 +5,7 @@
 #   make SAN=asan test   the same under AddressSanitizer + UBSan, in build-asan/
 #   make SAN=tsan test   the same under ThreadSanitizer, in build-tsan/
 #   make bench           benchmarks (ratios against native OpenSSL and stunnel)
+#   make bench-apps      nginx and redis: native TLS, the shim, hitch, haproxy, stunnel
 #   make fuzz            run the fuzzers for FUZZ_SECONDS each
 #   make demo            an unmodified plaintext client made to speak TLS
 #   make audit           testssl.sh against a server under the shim (slow)
@@ -104,7 +105,7 @@ CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
-.PHONY: all deps test unit e2e asan tsan bench fuzz demo audit install compdb lint format \
+.PHONY: all deps test unit e2e asan tsan bench bench-apps fuzz demo audit install compdb lint format \
         format-check check-exports clean deb deb-test
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
@@ -233,6 +234,11 @@ $(EMPTY_SO): tests/bench/preload/empty_preload.c Makefile | $(DEPS_STAMP)
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN) $(EMPTY_SO)
 	$(Q)BUILD=$(BUILD) tests/bench/run
+
+# Real servers (nginx, redis) side by side under wrk and redis-benchmark (~8 min; quick
+# ~2 with BENCH_QUICK=1); installs the servers, terminators and load generators it needs.
+bench-apps: all
+	$(Q)TLSSHIM_BENCH_APPS=1 scripts/setup-deps && BUILD=$(BUILD) tests/bench/apps
 
 # libFuzzer needs clang; fuzzers always build with ASan + UBSan in build-fuzz/.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ipolicy -Ishim

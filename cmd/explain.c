@@ -185,12 +185,89 @@ static void print_common_tls(const struct policy_opts *o)
 
 	line("alpn", "%s", or_default(o->alpn, "none (no ALPN)"));
 	line("min-version", "%s", o->min_version == POLICY_TLS1_3 ? "1.3" : "1.2");
-	line("ciphers", "%s", or_default(o->ciphers, "OpenSSL's secure defaults (TLS 1.2)"));
+	line("ciphers", "%s",
+	     or_default(o->ciphers, "ECDHE with AES-GCM or ChaCha20-Poly1305 only (TLS 1.2)"));
 	line("ciphersuites", "%s",
 	     or_default(o->ciphersuites, "OpenSSL's secure defaults (TLS 1.3)"));
 	snprintf(t, sizeof(t), "%gs", o->handshake_timeout_ms / 1000.0);
 	line("handshake-timeout", "%s", t);
 	line("renegotiation", "off");
+}
+
+/*
+ * What the handshake of a connect will verify, in words: the name, the trust
+ * anchors, the pins and what is skipped. SNI is the name sent (NULL: none),
+ * ADDR the destination address as text.
+ */
+static void print_connect_checks(const struct policy_rule *r, const struct policy_query *q,
+				 const char *sni, const char *addr)
+{
+	const struct policy_opts *o = &r->opt;
+	int by_address = r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX;
+	char pins[32];
+
+	if (o->insecure)
+		line("verifies name", "nothing (insecure)");
+	else if (o->name)
+		line("verifies name", "%s, the rule's name=", o->name);
+	else if (o->sni)
+		line("verifies name", "%s, the rule's sni=", o->sni);
+	else if (by_address && !q->name)
+		line("verifies name",
+		     "the name the program resolved for %s: the connecting thread's own latest "
+		     "resolution, else the one name any thread resolved; several different names: "
+		     "the connection is refused (add name=); none: the address %s itself "
+		     "(an iPAddress in the certificate)",
+		     addr, addr);
+	else if (sni)
+		line("verifies name", "%s", sni);
+	else
+		line("verifies name", "the address %s (an iPAddress in the certificate)", addr);
+	if (o->insecure)
+		line("trust anchors", "none: the certificate chain is not verified (insecure)");
+	else
+		line("trust anchors", "%s", or_default(o->ca, "the system store"));
+	snprintf(pins, sizeof(pins), o->n_pins == 1 ? "the pin" : "one of the %zu pins", o->n_pins);
+	if (o->n_pins == 0)
+		line("verifies pins", "none");
+	else if (o->insecure)
+		line("verifies pins",
+		     "%s must be the server's own key (the end-entity certificate); no other "
+		     "certificate the server sends counts",
+		     pins);
+	else
+		line("verifies pins",
+		     "%s must be a key of the verified chain (server, intermediate or trust "
+		     "anchor); certificates the server only sends along never count",
+		     pins);
+	if (o->insecure)
+		line("skipped",
+		     "the certificate chain, its dates and the name (insecure: a warning "
+		     "is logged on every connection)%s",
+		     o->n_pins ? "; only the pin is checked" : "");
+	else
+		line("skipped", "nothing");
+}
+
+/* The same for an accept: the client certificate, or that no client is checked. */
+static void print_accept_checks(const struct policy_rule *r)
+{
+	const struct policy_opts *o = &r->opt;
+
+	if (o->client_ca)
+		line("verifies client",
+		     "a certificate is required, verified against client-ca "
+		     "%s only%s",
+		     o->client_ca, o->n_allow ? ", and matching one allow= pattern" : "");
+	else
+		line("verifies client", "nothing: no client certificate is asked for");
+	if (r->action == POLICY_AUTO)
+		line("skipped", "everything for a client that does not open with a TLS "
+				"ClientHello: it is served in cleartext");
+	else if (!o->client_ca)
+		line("skipped", "client identity (add client-ca= for mutual TLS)");
+	else
+		line("skipped", "nothing");
 }
 
 static void print_connect_tls(const struct policy_rule *r, const struct policy_query *q,
@@ -215,12 +292,19 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 		line("sni", "%s (the name the program resolved)", sni);
 	else if (sni)
 		line("sni", "%s (the rule's name, which resolves to %s)", sni, addr);
+	else if (r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX)
+		line("sni",
+		     "the name the program resolved for %s (see 'verifies name'), else none "
+		     "(IP literal: RFC 6066 allows no address in SNI)",
+		     addr);
 	else
 		line("sni", "none (IP literal: RFC 6066 allows no address in SNI)");
 	if (o->name)
 		line("name", "%s", o->name);
 	else if (sni)
 		line("name", "%s (the SNI name)", sni);
+	else if (r->host_kind != POLICY_HOST_NAME && r->host_kind != POLICY_HOST_SUFFIX)
+		line("name", "the SNI name, else %s (the IP address)", addr);
 	else
 		line("name", "%s (the IP address)", addr);
 	if (o->n_pins == 0)
@@ -229,6 +313,7 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 		base64(o->pins[i].sha256, sizeof(o->pins[i].sha256), pin);
 		line("pin", "sha256/%s", pin);
 	}
+	print_connect_checks(r, q, sni, addr);
 	print_common_tls(o);
 }
 
@@ -239,13 +324,13 @@ static void print_accept_tls(const struct policy_rule *r)
 
 	line("cert", "%s", or_default(o->cert, "none"));
 	line("key", "%s", or_default(o->key, "none"));
-	line("ca", "%s", or_default(o->ca, "none"));
 	line("client-ca", "%s", or_default(o->client_ca, "none (no client certificate asked for)"));
 	if (o->n_allow == 0)
 		line("allow", "%s",
 		     o->client_ca ? "any client with a certificate under client-ca" : "any client");
 	for (i = 0; i < o->n_allow; i++)
 		line("allow", "%s", o->allow[i]);
+	print_accept_checks(r);
 	print_common_tls(o);
 }
 

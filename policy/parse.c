@@ -562,7 +562,8 @@ static const struct opt_def {
 	int flag;   /* takes no value */
 	int repeat; /* may be given more than once (values accumulate) */
 } opt_defs[POLICY_OPT_COUNT] = {
-    [POLICY_OPT_CA] = {"ca", ON_CONNECT | ON_ACCEPT, 0, 0},
+    /* Not on accept: client certificates verify only against client-ca. */
+    [POLICY_OPT_CA] = {"ca", ON_CONNECT, 0, 0},
     [POLICY_OPT_CERT] = {"cert", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_KEY] = {"key", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_SNI] = {"sni", ON_CONNECT, 0, 0},
@@ -1083,6 +1084,15 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 		if (!at[id])
 			at[id] = tk;
 		*seen |= 1u << id;
+		if (dir_ok && id == POLICY_OPT_CA && r->dir == POLICY_ACCEPT) {
+			/* Trusting it for clients too would widen client-ca behind the user's back.
+			 */
+			report(
+			    c, tk->col,
+			    "'ca' applies to connect rules only: client certificates verify only "
+			    "against client-ca; did you mean 'client-ca='?");
+			continue;
+		}
 		if (dir_ok &&
 		    !(opt_defs[id].dirs & (r->dir == POLICY_CONNECT ? ON_CONNECT : ON_ACCEPT))) {
 			report(c, tk->col, "'%s' applies to %s rules only", opt_defs[id].name,
@@ -1118,6 +1128,14 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 	if (r->dir == POLICY_ACCEPT && at[POLICY_OPT_ALLOW] && !at[POLICY_OPT_CLIENT_CA])
 		report(c, at[POLICY_OPT_ALLOW]->col,
 		       "'allow' needs 'client-ca' (client certificates are checked only with it)");
+	/* A cleartext client has no certificate: auto would serve it unauthenticated. */
+	for (i = POLICY_OPT_CLIENT_CA; i <= POLICY_OPT_ALLOW; i++) {
+		if (r->action == POLICY_AUTO && at[i])
+			report(c, at[i]->col,
+			       "'%s' cannot be used with 'auto' (a cleartext client cannot be "
+			       "authenticated); use 'tls' to require client certificates",
+			       opt_defs[i].name);
+	}
 	return c->errors == before ? 0 : -1;
 }
 

@@ -9,9 +9,13 @@
 #include "addr.h"
 #include "real.h"
 
+/* The shortest IPv6 address Linux accepts: RFC 2133's, without sin6_scope_id. */
+#define SIN6_LEN_RFC2133 24
+
+/* The lengths Linux accepts: at least the family's address, at most a sockaddr_storage. */
 int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len)
 {
-	if (sa == NULL)
+	if (sa == NULL || len > (socklen_t)sizeof(struct sockaddr_storage))
 		return -1;
 	memset(ep, 0, sizeof(*ep));
 	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
@@ -20,7 +24,7 @@ int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len)
 		ep->family = AF_INET;
 		memcpy(ep->addr, &s->sin_addr, 4);
 		ep->port = ntohs(s->sin_port);
-	} else if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+	} else if (sa->sa_family == AF_INET6 && len >= (socklen_t)SIN6_LEN_RFC2133) {
 		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
 
 		ep->port = ntohs(s->sin6_port);
@@ -63,4 +67,20 @@ int fd_is_tcp(int fd)
 	     (proto == IPPROTO_TCP || proto == 262);
 	errno = saved;
 	return ok;
+}
+
+int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep *ep)
+{
+	int domain = 0, saved = errno;
+	socklen_t dlen = sizeof(domain);
+
+	if (ep_from_sockaddr(ep, sa, len) != 0 || !fd_is_tcp(fd))
+		return -1;
+	/* An IPv4 address on an IPv6 socket (or the reverse) is the kernel's error to give. */
+	if (real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) != 0 ||
+	    domain != sa->sa_family) {
+		errno = saved;
+		return -1;
+	}
+	return 0;
 }

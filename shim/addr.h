@@ -16,7 +16,10 @@ struct ep {
 	char text[48]; /* numeric address, no brackets */
 };
 
-/* Fills EP from SA. Returns 0, or -1 if SA is not an AF_INET/AF_INET6 address. */
+/*
+ * Fills EP from SA. Returns 0, or -1 if SA is not an AF_INET/AF_INET6 address
+ * of a length the kernel accepts (IPv6: 24 bytes, RFC 2133, or more).
+ */
 int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len);
 
 /* "NAME:PORT (ADDR)" or "ADDR:PORT" / "[ADDR6]:PORT" into BUF. */
@@ -24,5 +27,13 @@ void ep_describe(const struct ep *ep, const char *name, char *buf, size_t len);
 
 /* Whether FD is a TCP stream socket (not UNIX, UDP, SCTP, raw). */
 int fd_is_tcp(int fd);
+
+/*
+ * Whether connecting TCP socket FD to (SA, LEN) is a connection the kernel
+ * would try: 0 with EP filled, else -1 (not TCP, a family other than the
+ * socket's, a length the kernel rejects: the kernel gives its own error).
+ * errno is preserved.
+ */
+int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep *ep);
 
 #endif

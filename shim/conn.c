@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,8 +29,6 @@
 #include "fdtab.h"
 #include "log.h"
 #include "real.h"
-
-atomic_uint conn_fork_gen;
 
 /* Every live conn, for the fork handlers. */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -86,6 +85,8 @@ void conn_put(struct conn *c)
 		E->sess_free(c->ts);
 	if (c->fds != c->fds_inline)
 		free(c->fds);
+	if (c->claim_word != NULL)
+		munmap((void *)c->claim_word, sizeof(*c->claim_word));
 	pthread_mutex_destroy(&c->lock);
 	free(c->peer_name);
 	free(c->desc);
@@ -115,7 +116,6 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
 	c->nfds = 1;
 	c->capfds = 2;
 	c->rule = rule;
-	c->created_gen = c->io_gen = atomic_load(&conn_fork_gen);
 	p->link.c = c;
 	pthread_mutex_lock(&all_lock);
 	p->link.next = all_head.next;
@@ -301,10 +301,8 @@ out:
  * The connection is dead for TLS reasons: log why, make every later I/O fail
  * with ECONNRESET, and end the TCP stream so that nothing more can be sent.
  */
-static int fail(struct conn *c, const char *reason)
+static int fail_at(struct conn *c, int level, const char *reason)
 {
-	int level = c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : LOG_LVL_WARN;
-
 	log_msg(level, "%s: %s", c->desc, reason);
 	if (c->ts != NULL)
 		E->flush(c->ts); /* best effort: let the alert reach the peer */
@@ -316,24 +314,143 @@ static int fail(struct conn *c, const char *reason)
 	return -ECONNRESET;
 }
 
+static int fail(struct conn *c, const char *reason)
+{
+	return fail_at(c, c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : LOG_LVL_WARN, reason);
+}
+
+static int peer_gone(int err)
+{
+	return err == ECONNRESET || err == EPIPE || err == ECONNABORTED;
+}
+
+/*
+ * The level of a failed accept handshake (engine result RC; our client failing
+ * is always an error). What clients do routinely is not a warning: going away before sending
+ * anything (port checks, a load generator stopping) is debug; going away in the middle of a
+ * handshake, or sending bytes that are not TLS, is info. A failure once the client's first
+ * handshake message arrived (verification, no common version or cipher, an
+ * alert) stays a warning, as does any other socket error.
+ */
+static int handshake_fail_level(struct conn *c, int rc)
+{
+	int progress = E->peer_progress(c->ts);
+
+	switch (rc) {
+	case TS_SYSERR:
+		if (!peer_gone(E->sys_errno(c->ts)))
+			return LOG_LVL_WARN;
+		return progress == TS_PEER_SILENT ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	case TS_EOF:
+	case TS_CLOSED:
+		return progress == TS_PEER_SILENT ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	case TS_FATAL:
+		return progress == TS_PEER_SPOKE ? LOG_LVL_WARN : LOG_LVL_INFO;
+	default:
+		return LOG_LVL_WARN;
+	}
+}
+
 static int fail_rc(struct conn *c, int rc, const char *during)
 {
+	int level = c->role == TLS_ROLE_CLIENT   ? LOG_LVL_ERROR
+		    : c->state == CONN_HANDSHAKE ? handshake_fail_level(c, rc)
+						 : LOG_LVL_WARN;
 	char why[320];
 
 	switch (rc) {
 	case TS_FATAL:
-		return fail(c, E->reason(c->ts));
+		return fail_at(c, level, E->reason(c->ts));
 	case TS_SYSERR:
 		snprintf(why, sizeof(why), "%s: %s", during, strerror(E->sys_errno(c->ts)));
-		return fail(c, why);
+		return fail_at(c, level, why);
 	case TS_EOF:
 	case TS_CLOSED:
-		snprintf(why, sizeof(why), "%s: the peer closed the connection", during);
-		return fail(c, why);
+		snprintf(why, sizeof(why), "%s: the peer closed the connection%s", during,
+			 level == LOG_LVL_DEBUG ? " before sending anything" : "");
+		return fail_at(c, level, why);
 	default:
 		snprintf(why, sizeof(why), "%s: unexpected engine result %d", during, rc);
-		return fail(c, why);
+		return fail_at(c, level, why);
 	}
+}
+
+/* ---- one owner across fork (conn.h) ------------------------------------------------- */
+
+/* Whether the session may be used in STATE at all (cleartext and failed ones need no owner). */
+static int claim_needed(const struct conn *c)
+{
+	return c->state != CONN_PLAIN && c->state != CONN_FAILED;
+}
+
+/*
+ * Whether this process may seal and open the session's records (c->lock
+ * held): 0, or -ECONNRESET once another process has claimed it since the
+ * fork. A loser fails as a plain socket whose connection is gone: every I/O
+ * gets ECONNRESET, readiness reports an error, and it never writes to the
+ * socket again (no alert, no close_notify: the records are the owner's).
+ */
+static int claim(struct conn *c)
+{
+	uint64_t want;
+
+	if (c->claim == CLAIM_OWNER)
+		return 0;
+	if (c->claim == CLAIM_CONTENDER) {
+		want = c->claim_gen << 1;
+		if (atomic_compare_exchange_strong(c->claim_word, &want, want | 1)) {
+			c->claim = CLAIM_OWNER;
+			return 0;
+		}
+		c->claim = CLAIM_LOST;
+		log_warn("%s: another process has used this connection since fork(): "
+			 "this one gets ECONNRESET",
+			 c->desc);
+	}
+	if (claim_needed(c)) {
+		c->state = CONN_FAILED;
+		c->err = ECONNRESET;
+	}
+	return -ECONNRESET;
+}
+
+/* fork(), in the parent before it (c->lock held): an owner's conn becomes contended. */
+static void claim_fork_prepare(struct conn *c)
+{
+	uint64_t gen;
+	void *m;
+
+	if (c->closed || c->claim != CLAIM_OWNER || !claim_needed(c))
+		return;
+	if (c->claim_word == NULL) {
+		m = mmap(NULL, sizeof(*c->claim_word), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED) {
+			/* Without shared memory the parent keeps it; the child loses (child
+			 * handler). */
+			log_warn("%s: no shared memory for fork(): %s; the child cannot use it",
+				 c->desc, strerror(errno));
+			return;
+		}
+		c->claim_word = m;
+		atomic_init(c->claim_word, 0);
+	}
+	gen = (atomic_load(c->claim_word) >> 1) + 1;
+	atomic_store(c->claim_word, gen << 1);
+	c->claim_gen = gen;
+	c->claim = CLAIM_CONTENDER;
+}
+
+/*
+ * In the child: an OWNER here is one the parent claimed between prepare and
+ * fork (the child then loses the race it finds already run) or one that
+ * could not be shared (the child loses).
+ */
+static void claim_fork_child(struct conn *c)
+{
+	if (c->claim != CLAIM_OWNER || !claim_needed(c) || c->closed)
+		return;
+	c->claim = c->claim_word != NULL ? CLAIM_CONTENDER : CLAIM_LOST;
 }
 
 /* ---- steps (called with c->lock held; never wait) ---------------------------------- */
@@ -381,10 +498,11 @@ static int step_handshake(struct conn *c, short *want)
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
-		c->io_gen = atomic_load(&conn_fork_gen);
-		if (log_enabled(LOG_LVL_DEBUG)) {
+		/* A client says at info which name it verified, on every connection. */
+		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
-			log_debug("%s: TLS established: %s", c->desc, why);
+			log_msg(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				"%s: TLS established: %s", c->desc, why);
 		}
 		return 0;
 	case TS_WANT_READ:
@@ -428,7 +546,10 @@ static int step_auto(struct conn *c, short *want)
 		return 0;
 	}
 	c->state = CONN_PLAIN;
-	log_info("%s: cleartext client (auto)", c->desc);
+	if (n == 0)
+		log_debug("%s: the client closed before sending anything (auto)", c->desc);
+	else
+		log_info("%s: cleartext client (auto)", c->desc);
 	return 0;
 }
 
@@ -440,6 +561,9 @@ static int step_ready(struct conn *c, short *want)
 	for (;;) {
 		if (c->closed)
 			return -EBADF;
+		if (c->claim != CLAIM_OWNER && c->state != CONN_AUTO_DETECT && claim_needed(c) &&
+		    claim(c) != 0)
+			return -ECONNRESET;
 		switch (c->state) {
 		case CONN_OPEN:
 		case CONN_PLAIN:
@@ -498,7 +622,6 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	if (r > 0) {
 		size_t done = (size_t)r;
 
-		c->io_gen = atomic_load_explicit(&conn_fork_gen, memory_order_relaxed);
 		/*
 		 * A socket returns everything queued, up to LEN; TLS hands out one
 		 * record at a time. Take more records while they are already here
@@ -557,10 +680,8 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 	if (len == 0)
 		return 0;
 	r = E->write(c->ts, buf, len);
-	if (r > 0) {
-		c->io_gen = atomic_load_explicit(&conn_fork_gen, memory_order_relaxed);
+	if (r > 0)
 		return r;
-	}
 	switch (r) {
 	case TS_WANT_WRITE:
 		*want = POLLOUT;
@@ -829,7 +950,8 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 	/* Blocking: like a socket, return once the kernel has it (flush our record). */
 	while (!nonblock) {
 		pthread_mutex_lock(&c->lock);
-		rc = (c->state == CONN_OPEN && c->ts != NULL) ? E->flush(c->ts) : 0;
+		rc =
+		    (c->state == CONN_OPEN && c->ts != NULL && claim(c) == 0) ? E->flush(c->ts) : 0;
 		pthread_mutex_unlock(&c->lock);
 		if (rc != TS_WANT_WRITE)
 			break;
@@ -943,7 +1065,7 @@ int conn_shutdown(struct conn *c, int how)
 
 	pthread_mutex_lock(&c->lock);
 	if (how == SHUT_WR || how == SHUT_RDWR) {
-		if (c->state == CONN_OPEN && !c->wr_shut)
+		if (c->state == CONN_OPEN && !c->wr_shut && claim(c) == 0)
 			send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
 		c->wr_shut = 1;
 	}
@@ -983,8 +1105,6 @@ static void close_like_plain(struct conn *c)
 
 int conn_close_fd(struct conn *c, int fd)
 {
-	unsigned gen = atomic_load(&conn_fork_gen);
-
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < c->nfds; i++) {
 		if (c->fds[i] == fd) {
@@ -1003,10 +1123,11 @@ int conn_close_fd(struct conn *c, int fd)
 		return 0;
 	}
 	/*
-	 * The last fd in this process. After fork(), a process that has not used
-	 * the connection since must not end the session its sibling still uses.
+	 * The last fd in this process. After fork(), only the process that has
+	 * claimed the session may end it: one that has not used it since must
+	 * not end the session its sibling uses (a forking server's parent).
 	 */
-	if (c->io_gen == gen || c->created_gen == gen) {
+	if (c->claim == CLAIM_OWNER) {
 		close_like_plain(c);
 		send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
 	}
@@ -1094,6 +1215,36 @@ void conn_drop_stale(int fd)
 	errno = saved;
 }
 
+void conn_disconnect(struct conn *c)
+{
+	int fds[64], n;
+
+	pthread_mutex_lock(&c->lock);
+	/* Threads still inside the conn see the reset a plain socket would report. */
+	c->state = CONN_FAILED;
+	c->err = ECONNRESET;
+	c->notify_sent = 1;
+	n = c->nfds < 64 ? c->nfds : 64;
+	memcpy(fds, c->fds, (size_t)n * sizeof(int));
+	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < n; i++) {
+		struct conn *t = fdtab_take(fds[i]);
+
+		if (t == NULL)
+			continue;
+		if (t == c) {
+			int fl = real.fcntl(fds[i], F_GETFL), off = 0;
+
+			if (fl >= 0 && !conn_nonblock(c))
+				real.fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK);
+			if (!conn_nodelay(c))
+				real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off,
+						sizeof(off));
+		}
+		conn_put(t);
+	}
+}
+
 uint64_t conn_deadline(struct conn *c)
 {
 	uint64_t d = 0;
@@ -1148,6 +1299,8 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 		goto out;
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
+	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
+		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {
 		char b;
 
@@ -1156,13 +1309,13 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 			step_recv(c, &b, 1, MSG_PEEK, &want);
 		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
+		else if (E->output_pending(c->ts) > 1)
+			*kev |= POLLOUT; /* reading waits until the peer takes our output */
 		else
 			*kev |= POLLIN;
 	}
 	if (c->rd_eof)
 		ready |= uev & POLLRDHUP;
-	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
-		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ready;
@@ -1225,19 +1378,25 @@ out:
 void conn_fork_prepare(void)
 {
 	pthread_mutex_lock(&all_lock);
+	/* Each conn's lock only briefly: a thread using it never waits while holding it. */
+	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next) {
+		pthread_mutex_lock(&l->c->lock);
+		claim_fork_prepare(l->c);
+		pthread_mutex_unlock(&l->c->lock);
+	}
 }
 
 void conn_fork_parent(void)
 {
 	pthread_mutex_unlock(&all_lock);
-	atomic_fetch_add(&conn_fork_gen, 1);
 }
 
 void conn_fork_child(void)
 {
 	/* Only this thread exists in the child: fresh locks are the simplest truth. */
-	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next)
+	for (struct conn_link *l = all_head.next; l != &all_head; l = l->next) {
 		pthread_mutex_init(&l->c->lock, NULL);
+		claim_fork_child(l->c);
+	}
 	pthread_mutex_init(&all_lock, NULL);
-	atomic_fetch_add(&conn_fork_gen, 1);
 }

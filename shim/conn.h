@@ -58,7 +58,9 @@ struct conn {
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
-	unsigned created_gen, io_gen; /* fork generations (see conn_fork_child) */
+	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
+	uint64_t claim_gen;           /* the fork generation this process contends in */
+	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	const struct policy_rule *rule;
 	struct tsess *ts;
@@ -68,8 +70,15 @@ struct conn {
 	uint16_t port;
 };
 
-/* Atomically counted generation of fork() in this process's history. */
-extern atomic_uint conn_fork_gen;
+/*
+ * One owner per TLS session across fork(): a process seals and opens records
+ * of a session only while it holds the claim. A conn created in this process
+ * is its OWNER. At fork() an owner's conn gets a shared word (MAP_SHARED,
+ * created at its first fork) and parent and child become CONTENDERs of a new
+ * generation: the first of them to do I/O (or readiness) on it claims it;
+ * the others are LOST: I/O gives ECONNRESET, close sends no close_notify.
+ */
+enum { CLAIM_OWNER = 0, CLAIM_CONTENDER = 1, CLAIM_LOST = 2 };
 
 void conn_ref(struct conn *c);
 /* Drops a reference; frees the conn (and its session) at zero. */
@@ -138,6 +147,13 @@ void conn_release_fd(int fd);
  * epreg_active() first (fd_new() in hooks/hook.h).
  */
 void conn_drop_stale(int fd);
+
+/*
+ * connect(AF_UNSPEC) succeeded on the conn's socket: the connection is gone
+ * (reset, no close_notify) and the socket may connect again. Every fd of it
+ * is unwrapped, with the program's blocking mode and TCP_NODELAY restored.
+ */
+void conn_disconnect(struct conn *c);
 
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);

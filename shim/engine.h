@@ -50,6 +50,13 @@ enum {
 	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
 };
 
+/* How far the peer got in the handshake (engine_ops.peer_progress). */
+enum {
+	TS_PEER_SILENT = 0,  /* it sent nothing at all */
+	TS_PEER_PARTIAL = 1, /* bytes, but not one whole handshake message (or not TLS) */
+	TS_PEER_SPOKE = 2,   /* at least one handshake message */
+};
+
 struct engine_host {
 	const struct real_fns *real;
 	/* printf-style logger; LEVEL is LOG_LVL_*. Thread-safe. */
@@ -117,7 +124,11 @@ struct engine_ops {
 	/* Whether undecrypted input is already buffered inside the engine. */
 	int (*buffered_input)(const struct tsess *s);
 
-	/* Whether ciphertext is waiting to be flushed. */
+	/*
+	 * Whether ciphertext is waiting to be flushed: 0 none, 1 some, 2 so much
+	 * that reading from the peer is held back until it drains (read then
+	 * gives TS_WANT_WRITE): readiness must wait for POLLOUT, not POLLIN.
+	 */
 	int (*output_pending)(const struct tsess *s);
 
 	/* Why the last TS_FATAL happened ("certificate verify failed: hostname mismatch"). */
@@ -128,6 +139,9 @@ struct engine_ops {
 
 	/* One line for debug logs: "TLSv1.3 TLS_AES_128_GCM_SHA256 resumed alpn=h2". */
 	void (*describe)(const struct tsess *s, char *buf, size_t len);
+
+	/* TS_PEER_*: what the peer has sent so far (to log a failed handshake at its level). */
+	int (*peer_progress)(const struct tsess *s);
 };
 
 /* The only symbol libtlsshim-tls.so exports. */

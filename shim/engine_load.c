@@ -67,8 +67,7 @@ static void load(void)
 	host.keylog_path = shim.keylog;
 	if (ops->init(&host, load_error, sizeof(load_error)) != 0)
 		return;
-	if (shim.keylog != NULL)
-		log_warn("TLSSHIM_KEYLOG is set: TLS secrets are written to %s", shim.keylog);
+	/* The engine says whether TLSSHIM_KEYLOG is in use or refused (keylog.c). */
 	loaded = ops;
 }
 

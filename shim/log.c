@@ -2,7 +2,8 @@
  * log.c - "tlsshim[PID]: LEVEL: message" lines, to stderr or TLSSHIM_LOG_FILE.
  *
  * One write(2) per line (O_APPEND for the file), so lines from threads and
- * from processes sharing the file never interleave. The file is opened on
+ * from processes sharing the file never interleave. The message is escaped
+ * (log_escape): a peer cannot forge a line or send terminal controls. The file is opened on
  * first use and reopened if the program closes our descriptor (daemons often
  * close every fd above 2).
  */
@@ -54,7 +55,8 @@ static int open_log_file(void)
 
 	if (fd >= 0)
 		return fd;
-	nfd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* Lines name peers and files: 0600, and never through a planted symlink. */
+	nfd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (nfd < 0)
 		return 2; /* fall back to stderr rather than lose the line */
 	fd = -1;
@@ -78,9 +80,95 @@ void log_forget_fd(int fd)
 		atomic_compare_exchange_strong(&log_file_fd, &cur, -1);
 }
 
+/* Length of the well-formed UTF-8 sequence at S (N bytes left), or 0 if there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1fu;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0fu;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07u;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	/* Overlong forms, surrogates, beyond U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	/* C1 controls and the bidirectional overrides/isolates that reorder a line. */
+	if (cp <= 0x9f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+		return 0;
+	return len;
+}
+
+/* Contract in log.h. */
+size_t log_escape(char *out, size_t cap, const char *in, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0, i = 0;
+
+	if (cap == 0)
+		return 0;
+	while (i < n) {
+		size_t u = s[i] >= 0x80 ? utf8_len(s + i, n - i) : 0;
+		char esc[4];
+		size_t elen;
+
+		if (u > 0) {
+			if (o + u > cap - 1)
+				break;
+			memcpy(out + o, s + i, u);
+			o += u;
+			i += u;
+			continue;
+		}
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
+			esc[0] = (char)s[i];
+			elen = 1;
+		} else if (s[i] == '\\') {
+			esc[0] = '\\', esc[1] = '\\';
+			elen = 2;
+		} else {
+			esc[0] = '\\', esc[1] = 'x', esc[2] = hex[s[i] >> 4],
+			esc[3] = hex[s[i] & 15];
+			elen = 4;
+		}
+		if (o + elen > cap - 1)
+			break;
+		memcpy(out + o, esc, elen);
+		o += elen;
+		i++;
+	}
+	/* Say that something was cut rather than let a truncated name pass as whole. */
+	if (i < n && cap > 4) {
+		size_t written = o;
+
+		while (o + 3 > cap - 1)
+			o--;
+		/* Never leave half a UTF-8 sequence before the marker. */
+		while (o > 0 && o < written && ((unsigned char)out[o] & 0xc0) == 0x80)
+			o--;
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
-	char line[1024];
+	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX];
 	int saved = errno;
 	va_list ap;
 	int n, m;
@@ -95,13 +183,18 @@ void log_msg(int level, const char *fmt, ...)
 		level = LOG_LVL_ERROR;
 	n = snprintf(line, sizeof(line), "tlsshim[%d]: %s: ", (int)getpid(), level_names[level]);
 	va_start(ap, fmt);
-	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (m < 0)
 		m = 0;
-	n += m;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+	if (m > (int)sizeof(msg) - 1)
+		m = (int)sizeof(msg) - 1;
+	/*
+	 * The message carries peer- and file-supplied text (certificate names,
+	 * reasons, paths): escaped as a whole, so that no byte of it can end this
+	 * line, start a forged one or reach a terminal as a control sequence.
+	 */
+	n += (int)log_escape(line + n, sizeof(line) - (size_t)n - 1, msg, (size_t)m);
 	line[n++] = '\n';
 	if (wr(log_path ? open_log_file() : 2, line, (size_t)n) < 0 && log_path) {
 		/* Our fd may have been closed behind our back: reopen once. */

@@ -13,6 +13,19 @@
 /* Reads TLSSHIM_LOG / TLSSHIM_LOG_FILE. Returns 0, or -1 if TLSSHIM_LOG is invalid. */
 int log_init(void);
 
+#include <stddef.h>
+
+#define LOG_MSG_MAX  1024 /* a message as formatted, before escaping */
+#define LOG_LINE_MAX 2048 /* the whole line as written, escapes included */
+
+/*
+ * Copies IN[0..N) to OUT (CAP bytes, NUL-terminated) as log text: printable
+ * ASCII and well-formed UTF-8 as they are; control characters (C0, DEL, C1),
+ * bidirectional overrides and bytes that are not UTF-8 as \xNN; a backslash
+ * as \\. Text that does not fit ends in "...". Returns the length written.
+ */
+size_t log_escape(char *out, size_t cap, const char *in, size_t n);
+
 /* Whether LEVEL would be written (to skip building expensive messages). */
 int log_enabled(int level);
 

@@ -13,7 +13,9 @@
  *    touches it.
  *  - global: NAMES_GLOBAL_CAP entries as a set-associative cache (G_SETS sets
  *    of G_WAYS ways, the set chosen by a seeded hash of the address); one
- *    entry per address, the least recently used way of a full set is replaced.
+ *    entry per (address, name), so every name of an address is in one set
+ *    (at most G_WAYS of them) and a lookup sees all of them, not only the
+ *    latest; the least recently used way of a full set is replaced.
  *    Sets are guarded by G_SHARDS mutexes (set i by shard i % G_SHARDS), each
  *    held only for a short copy, never across a call out.
  *
@@ -335,6 +337,7 @@ static int tl_get(const struct nkey *k, char out[NAMES_MAX_NAME])
 	return 0;
 }
 
+/* Records (K, NAME): one entry per address and name (see the top of the file). */
 static void g_put(const struct nkey *k, const char *name, size_t len)
 {
 	size_t set = key_set(k);
@@ -344,7 +347,7 @@ static void g_put(const struct nkey *k, const char *name, size_t len)
 
 	pthread_mutex_lock(&sh->lock);
 	for (size_t i = 0; i < G_WAYS; i++) {
-		if (ways[i].stamp && key_eq(&ways[i].key, k)) {
+		if (ways[i].stamp && key_eq(&ways[i].key, k) && strcmp(ways[i].name, name) == 0) {
 			victim = &ways[i];
 			break;
 		}
@@ -357,24 +360,32 @@ static void g_put(const struct nkey *k, const char *name, size_t len)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-static int g_get(const struct nkey *k, char out[NAMES_MAX_NAME])
+/* Every name the table holds for K, most recent first, at most MAX; returns how many. */
+static size_t g_get_all(const struct nkey *k, char (*out)[NAMES_MAX_NAME], size_t max)
 {
 	size_t set = key_set(k);
 	struct shard *sh = &g_shard[set % G_SHARDS];
 	struct entry *ways = g_tab[set];
-	int found = 0;
+	uint64_t stamp[G_WAYS];
+	size_t n = 0;
 
 	pthread_mutex_lock(&sh->lock);
-	for (size_t i = 0; i < G_WAYS; i++) {
-		if (ways[i].stamp && key_eq(&ways[i].key, k)) {
-			ways[i].stamp = ++sh->clock;
-			strcpy(out, ways[i].name);
-			found = 1;
-			break;
+	for (size_t i = 0; i < G_WAYS && n < max; i++) {
+		size_t j;
+
+		if (!ways[i].stamp || !key_eq(&ways[i].key, k))
+			continue;
+		/* Insertion by stamp: at most G_WAYS entries. */
+		for (j = n; j > 0 && stamp[j - 1] < ways[i].stamp; j--) {
+			stamp[j] = stamp[j - 1];
+			memcpy(out[j], out[j - 1], NAMES_MAX_NAME);
 		}
+		stamp[j] = ways[i].stamp;
+		strcpy(out[j], ways[i].name);
+		n++;
 	}
 	pthread_mutex_unlock(&sh->lock);
-	return found;
+	return n;
 }
 
 static void put_both(const struct nkey *k, const char *name, size_t len)
@@ -466,21 +477,110 @@ size_t names_remember_hostent(const char *name, const struct hostent *he)
 }
 
 /* Contract in names.h. */
-int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME])
+size_t names_candidates(int family, const unsigned char *addr, char (*out)[NAMES_MAX_NAME],
+			size_t max, int *own)
 {
 	int saved = errno;
 	struct nkey k;
-	int found;
+	size_t n = 0;
 
-	if (!addr || key_make(&k, family, addr) < 0)
+	*own = 0;
+	if (!addr || max == 0 || key_make(&k, family, addr) < 0)
 		return 0;
-	found = tl_get(&k, out);
-	if (!found) {
+	if (tl_get(&k, out[0])) {
+		*own = 1;
+		n = 1;
+	} else {
 		names_init();
-		found = g_get(&k, out);
+		n = g_get_all(&k, out, max);
 	}
 	errno = saved;
-	return found;
+	return n;
+}
+
+/* Contract in names.h. */
+int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME])
+{
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	int own;
+
+	if (names_candidates(family, addr, cand, NAMES_MAX_CANDIDATES, &own) != 1)
+		return 0;
+	memcpy(out, cand[0], NAMES_MAX_NAME);
+	return 1;
+}
+
+/* Contract in names.h. */
+const struct policy_rule *names_match_connect(const struct policy *p, struct policy_query *q,
+					      struct policy_match *m, const char **peer,
+					      char *namebuf, char *why, size_t whylen)
+{
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	const struct policy_rule *r = NULL, *ri;
+	struct policy_match mi;
+	size_t n, i, used;
+	int own, agree = 1;
+
+	why[0] = '\0';
+	*peer = NULL;
+	n = names_candidates(q->family, q->addr, cand, NAMES_MAX_CANDIDATES, &own);
+	if (n <= 1) {
+		if (n == 1) {
+			memcpy(namebuf, cand[0], NAMES_MAX_NAME);
+			q->name = namebuf;
+		}
+		r = policy_match(p, q, m);
+		/* The name the rule is about: SNI and the name the certificate must carry. */
+		if (r != NULL)
+			*peer = (m->host_kind == POLICY_HOST_NAME && m->name != NULL) ? m->name
+										      : q->name;
+		return r;
+	}
+	/*
+	 * Several threads resolved different names to this address and this one
+	 * resolved none: whichever the program meant, it is not known. Decide
+	 * only what every candidate decides alike, and never verify a guess.
+	 */
+	for (i = 0; i < n; i++) {
+		q->name = cand[i];
+		ri = policy_match(p, q, &mi);
+		if (i == 0) {
+			r = ri;
+			*m = mi;
+		} else if (ri != r) {
+			agree = 0;
+		}
+	}
+	q->name = NULL;
+	if (agree && (r == NULL || r->action == POLICY_PLAIN || r->action == POLICY_DENY))
+		return r;
+	if (agree && r->host_kind == POLICY_HOST_NAME) {
+		/* Every candidate chose this exact-name rule: its name is the one. */
+		*peer = r->host;
+		m->name = r->host;
+		return r;
+	}
+	if (agree && (r->opt.name != NULL || r->opt.sni != NULL)) {
+		*peer = r->opt.name != NULL ? r->opt.name : r->opt.sni;
+		m->name = NULL;
+		return r;
+	}
+	used = (size_t)snprintf(why, whylen, "several names were resolved to this address (");
+	for (i = 0; i < n && used < whylen; i++)
+		used += (size_t)snprintf(why + used, whylen - used, "%s%s", i ? ", " : "", cand[i]);
+	if (used < whylen) {
+		if (agree)
+			snprintf(why + used, whylen - used,
+				 ") and the rule (%s:%u) has no name=: the name to verify would "
+				 "be a guess; add name=NAME to the rule",
+				 r->source, r->line);
+		else
+			snprintf(why + used, whylen - used,
+				 ") and they match different rules: which applies would be a "
+				 "guess; add a rule with name=NAME for this address");
+	}
+	*m = (struct policy_match){0};
+	return NULL;
 }
 
 /* ---- the shim's own resolution ------------------------------------------------------- */

@@ -2,8 +2,10 @@
  * names.h - which name the program resolved to reach an address.
  *
  * The resolver hooks record name -> addresses; connect asks address -> name.
- * The most recent resolution by the calling thread wins, else the most recent
- * by any thread (event loops resolve on one thread and connect on another).
+ * The most recent resolution by the calling thread wins, else the one name
+ * any thread resolved to the address (event loops resolve on one thread and
+ * connect on another); several different names there are never guessed
+ * between (names_match_connect).
  * Memory is bounded; all functions are thread-safe and fork-safe (names.c
  * registers its own pthread_atfork handlers; callers need do nothing in the
  * child).
@@ -50,12 +52,41 @@ size_t names_remember_addrinfo(const char *name, const struct addrinfo *res);
  */
 size_t names_remember_hostent(const char *name, const struct hostent *he);
 
+/* At most this many candidate names per address (the global table's ways). */
+#define NAMES_MAX_CANDIDATES 8
+
 /*
- * Copies to OUT the name the program most recently resolved to (FAMILY, ADDR)
- * (ADDR: 4 or 16 bytes, network order; IPv4-mapped IPv6 is looked up as IPv4).
- * Returns 1 if found, 0 if not. Never allocates; preserves errno.
+ * The names the program may have meant for (FAMILY, ADDR) (4 or 16 bytes,
+ * network order; IPv4-mapped IPv6 is looked up as IPv4): the calling thread's
+ * own most recent resolution of it (returns 1, *OWN = 1); else every name any
+ * thread resolved to it that the bounded global table still holds, most
+ * recent first (at most MAX; *OWN = 0). Returns 0 when none is known. Never
+ * allocates; preserves errno.
+ */
+size_t names_candidates(int family, const unsigned char *addr, char (*out)[NAMES_MAX_NAME],
+			size_t max, int *own);
+
+/*
+ * As names_candidates() when it finds exactly one name: copies it to OUT and
+ * returns 1; returns 0 when there is none or several.
  */
 int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]);
+
+/*
+ * Decides the connect Q (family, address, port and alt names set; Q->name is
+ * set here, to NAMEBUF or NULL): finds the candidate names of Q's address,
+ * matches the policy P, and sets *PEER to the one name to send as SNI and to
+ * verify (NULL: none, verify the address). With several candidates (the
+ * calling thread resolved none, other threads resolved different names), the
+ * rule is the one every candidate matches, and the name comes from the rule
+ * (an exact-name rule, or its name=/sni=); when the candidates disagree, or
+ * a tls rule would have to guess the name, returns NULL with WHY (never
+ * empty then) saying so: the caller refuses the connection. Otherwise WHY is
+ * "" and the result is policy_match()'s (NULL: no rule). M is filled in.
+ */
+const struct policy_rule *names_match_connect(const struct policy *p, struct policy_query *q,
+					      struct policy_match *m, const char **peer,
+					      char *namebuf, char *why, size_t whylen);
 
 /*
  * The exact names of P's DIR rules that resolve (by the shim's own look-up,

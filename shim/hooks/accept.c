@@ -50,7 +50,8 @@ static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
 	return policy_match(shim.policy, &q, NULL);
 }
 
-static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *salen,
+/* CAP: the size of the program's address buffer (the kernel reports the full length). */
+static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *salen, socklen_t cap,
 			  const struct ep *local, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
@@ -59,7 +60,8 @@ static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *sa
 	char l[80], p[80] = "?";
 
 	ep_describe(local, NULL, l, sizeof(l));
-	if (sa != NULL && salen != NULL && ep_from_sockaddr(&peer, sa, *salen) == 0)
+	if (sa != NULL && salen != NULL && *salen <= cap &&
+	    ep_from_sockaddr(&peer, sa, *salen) == 0)
 		ep_describe(&peer, NULL, p, sizeof(p));
 	else if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 		 ep_from_sockaddr(&peer, (struct sockaddr *)&ss, sl) == 0)
@@ -76,6 +78,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 		struct ep local;
 		char desc[200];
 		int fd, err = 0, saved;
+		socklen_t cap = salen != NULL ? *salen : 0;
 
 		fd = real.accept4(lfd, sa, salen, flags);
 		if (fd < 0)
@@ -87,7 +90,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 			errno = saved;
 			return fd;
 		}
-		describe_peer(fd, sa, salen, &local, desc, sizeof(desc));
+		describe_peer(fd, sa, salen, cap, &local, desc, sizeof(desc));
 		if (r->action == POLICY_DENY) {
 			log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
 			real.close(fd);

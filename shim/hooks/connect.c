@@ -33,64 +33,60 @@ static void unwrap(int fd)
 	conn_put(c);
 }
 
-static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
+int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct policy_query q = {.dir = POLICY_CONNECT};
 	struct policy_match m;
 	const struct policy_rule *r;
 	const char *alt[8];
-	char name[NAMES_MAX_NAME];
+	char name[NAMES_MAX_NAME], why[NAMES_MAX_CANDIDATES * NAMES_MAX_NAME + 200];
 	char desc[NAMES_MAX_NAME + 80];
 	const char *peer;
 	struct conn *c;
 	struct ep ep;
-	int rc, err = 0, afresh;
+	int rc, err = 0, off = 0;
 
 	real_init(); /* wrapped work ahead: the whole table */
-	c = fdtab_get(fd);
-	if (c != NULL) {
-		rc = conn_connect_again(c, &afresh);
-		/* After a TCP failure a socket may connect again: start afresh. */
-		if (afresh) {
-			conn_put(c);
-			unwrap(fd);
-		} else {
-			conn_put(c);
-			return (int)hook_ret(rc);
-		}
-	}
-	if (ep_from_sockaddr(&ep, sa, len) != 0 || !fd_is_tcp(fd))
-		return real.connect(fd, sa, len);
+	if (tcp_destination(fd, sa, len, &ep) != 0)
+		return 1;
 	q.family = ep.family;
 	memcpy(q.addr, ep.addr, sizeof(q.addr));
 	q.port = ep.port;
-	if (names_lookup(ep.family, ep.addr, name))
-		q.name = name;
 	q.alt_names = alt;
 	q.n_alt = names_self(shim.policy, POLICY_CONNECT, ep.family, ep.addr, alt, 8);
-	r = policy_match(shim.policy, &q, &m);
+	/* The name the rule is about: SNI and the name the certificate must carry. */
+	r = names_match_connect(shim.policy, &q, &m, &peer, name, why, sizeof(why));
+	if (why[0] != '\0') {
+		/* Never a guess between names: refused before a packet leaves. */
+		ep_describe(&ep, NULL, desc, sizeof(desc));
+		log_error("connect %s: refused: %s", desc, why);
+		return -ECONNREFUSED;
+	}
 	if (r == NULL || r->action == POLICY_PLAIN) {
 		if (r != NULL)
 			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source,
 				  r->line);
-		return real.connect(fd, sa, len);
+		return 1;
 	}
-	/* The name the rule is about: SNI and the name the certificate must carry. */
-	peer = (m.host_kind == POLICY_HOST_NAME && m.name != NULL) ? m.name : q.name;
 	memcpy(desc, "connect ", 8);
 	ep_describe(&ep, peer, desc + 8, sizeof(desc) - 8);
 	if (r->action == POLICY_DENY) {
 		log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
-		errno = EACCES;
-		return -1;
+		return -EACCES;
 	}
+	/*
+	 * TCP Fast Open would put our first flight in the SYN, and with
+	 * TCP_FASTOPEN_CONNECT make connect() return before there is a
+	 * connection: the shim connects first, then speaks TLS.
+	 */
+	real.setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &off, sizeof(off));
 	c = conn_new_client(fd, r, peer, ep.text, ep.port, desc, &err);
 	if (c == NULL)
-		return (int)hook_ret(-err);
+		return -err;
 	rc = fdtab_set(fd, c);
 	if (rc != 0) {
 		conn_put(c);
-		return (int)hook_ret(rc);
+		return rc;
 	}
 	epreg_adopt(fd, c);
 	rc = conn_connect(c, sa, len);
@@ -98,7 +94,59 @@ static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (rc < 0 && rc != -EINPROGRESS && !c->tls_failed)
 		unwrap(fd);
 	conn_put(c);
+	return rc;
+}
+
+int connect_again(int fd, int *decide)
+{
+	struct conn *c = fdtab_get(fd);
+	int rc, afresh;
+
+	*decide = 1;
+	if (c == NULL)
+		return 0;
+	rc = conn_connect_again(c, &afresh);
+	conn_put(c);
+	/* After a TCP failure a socket may connect again: start afresh. */
+	if (afresh) {
+		unwrap(fd);
+		return 0;
+	}
+	*decide = 0;
+	return rc;
+}
+
+static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	int rc, decide;
+
+	rc = connect_again(fd, &decide);
+	if (!decide)
+		return (int)hook_ret(rc);
+	rc = connect_decide(fd, sa, len);
+	if (rc == 1)
+		return real.connect(fd, sa, len);
 	return (int)hook_ret(rc);
+}
+
+/*
+ * connect(AF_UNSPEC) dissolves the association (the kernel resets the
+ * connection), and the socket may then connect anywhere: the session ends
+ * with it, without close_notify (the plain socket sends a reset), and the
+ * next connect() is decided afresh.
+ */
+static int shim_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct conn *c = fdtab_get(fd);
+	int rc;
+
+	if (c == NULL)
+		return real.connect(fd, sa, len);
+	rc = real.connect(fd, sa, len);
+	if (rc == 0)
+		conn_disconnect(c);
+	conn_put(c);
+	return rc;
 }
 
 HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
@@ -107,6 +155,8 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (shim.has_connect && sa != NULL &&
 	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
 		return shim_connect(fd, sa, len);
+	if (sa != NULL && sa->sa_family == AF_UNSPEC && fdtab_maybe(fd))
+		return shim_disconnect(fd, sa, len);
 	return real.connect(fd, sa, len);
 }
 HOOK_ALIAS(connect, __connect)

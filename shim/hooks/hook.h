@@ -6,6 +6,7 @@
 #define TLSSHIM_HOOK_H
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "conn.h"
@@ -65,5 +66,26 @@ static inline void fd_new(int fd)
 #define HOOK_INTERNAL(name)                 \
 	extern __typeof__(name) hook_##name \
 	    __attribute__((alias(#name), copy(name), visibility("hidden")));
+
+/*
+ * The policy decision for connecting FD to SA (connect(), and the implicit
+ * connect of sendto/sendmsg/sendmmsg with MSG_FASTOPEN). Returns 1 when the
+ * connection is not the shim's to decide (not TCP, an address the kernel
+ * rejects, no rule, a plain rule): the caller hands the call to libc.
+ * Otherwise it is done as the rule says: 0 (connected, and for tls the
+ * handshake done), -EINPROGRESS, -EACCES (deny), -ECONNREFUSED (several
+ * names for the address and the rule would have to guess one), or -errno.
+ * (hooks/connect.c)
+ */
+int connect_decide(int fd, const struct sockaddr *sa, socklen_t len);
+
+/*
+ * For a connect on FD that may already be wrapped: *DECIDE is set to 1 when
+ * FD is not (or no longer: a TCP failure unwraps it) and the connection is
+ * to be decided; else it is 0 and the result (-EALREADY, -EISCONN, 0 the
+ * first time after a non-blocking connect completed, or the failure) is
+ * returned. (hooks/connect.c)
+ */
+int connect_again(int fd, int *decide);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -23,16 +24,55 @@
 
 #define EX_CONFIG 78
 
+/* Writes "tlsshim: WHAT" on stderr in one write, WHAT escaped (it quotes files). */
 static void die_config(const char *what)
 {
-	char buf[1200];
+	char buf[LOG_LINE_MAX];
+	size_t n;
 
 	real_init();
-	int n = snprintf(buf, sizeof(buf), "tlsshim: %s\n", what);
+	memcpy(buf, "tlsshim: ", 9);
+	n = 9 + log_escape(buf + 9, sizeof(buf) - 10, what, strlen(what));
+	buf[n++] = '\n';
+	real.write(2, buf, n);
+}
 
-	if (n > (int)sizeof(buf) - 1)
-		n = (int)sizeof(buf) - 1;
-	real.write(2, buf, (size_t)n);
+/*
+ * A secure-execution process (setuid, setgid, file capabilities): its
+ * environment comes from a less privileged user, so none of TLSSHIM_* is read
+ * and nothing is wrapped, as the loader itself ignores LD_PRELOAD there. Says
+ * so on stderr, in one line, if any TLSSHIM_* variable was set.
+ */
+static void secure_exec_note(void)
+{
+	char names[512], line[LOG_LINE_MAX];
+	size_t used = 0, n;
+
+	names[0] = '\0';
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		const char *eq;
+		size_t nlen;
+		int w;
+
+		if (strncmp(*e, "TLSSHIM_", 8) != 0)
+			continue;
+		eq = strchr(*e, '=');
+		nlen = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+		w = snprintf(names + used, sizeof(names) - used, "%s%.*s", used ? ", " : "",
+			     (int)(nlen < 64 ? nlen : 64), *e);
+		if (w < 0 || (size_t)w >= sizeof(names) - used)
+			break;
+		used += (size_t)w;
+	}
+	if (used == 0)
+		return;
+	n = (size_t)snprintf(line, sizeof(line), "%s ignored: ", names);
+	if (n > sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	snprintf(line + n, sizeof(line) - n,
+		 "this is a secure-execution process (setuid, setgid or file capabilities), "
+		 "whose environment a less privileged user controls; nothing is wrapped");
+	die_config(line);
 }
 
 static void fork_prepare(void)
@@ -103,6 +143,10 @@ static int load_policy(void)
 __attribute__((constructor)) static void tlsshim_init(void)
 {
 	/* No real_init() here: symbols are resolved on first use (real.c). */
+	if (getauxval(AT_SECURE) != 0) {
+		secure_exec_note();
+		return;
+	}
 	if (log_init() != 0) {
 		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
 		_exit(EX_CONFIG);

@@ -22,6 +22,7 @@
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
+#include "shim.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
 int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap);
@@ -224,6 +225,36 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
+/*
+ * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
+ * sends in one call (TCP Fast Open): the connection is decided as connect()
+ * decides it. Returns 1 when libc is to make the call as it is (not ours to
+ * decide, or no destination: the kernel's own error), 0 when FD is now
+ * wrapped and connected (send on it without the flag), or -errno: -EACCES
+ * (deny), -EINPROGRESS (non-blocking: like Fast Open without a cookie,
+ * nothing was sent and the program sends again once connected), a failure,
+ * or on a socket already wrapped what a second connect gives (-EISCONN).
+ */
+static int fastopen(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	int decide, rc;
+
+	if (!shim.has_connect && !fdtab_maybe(fd))
+		return 1;
+	rc = connect_again(fd, &decide);
+	if (!decide)
+		return rc;
+	if (sa == NULL || !shim.has_connect)
+		return 1;
+	return connect_decide(fd, sa, salen);
+}
+
+/* An address the kernel refuses to copy in, even where TCP then ignores it. */
+static int bad_addrlen(const void *sa, socklen_t salen)
+{
+	return sa != NULL && salen > (socklen_t)sizeof(struct sockaddr_storage);
+}
+
 static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, size_t len, int flags,
 						     const struct sockaddr *sa, socklen_t salen)
 {
@@ -231,9 +262,19 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	ssize_t r;
 
 	NEED_REAL(sendto);
+	if (unlikely(flags & MSG_FASTOPEN)) {
+		r = fastopen(fd, sa, salen);
+		if (r == 1)
+			return real.sendto(fd, buf, len, flags, sa, salen);
+		if (r < 0)
+			return hook_ret(r);
+		flags &= ~MSG_FASTOPEN;
+	}
 	if (!fdtab_maybe(fd))
 		return real.sendto(fd, buf, len, flags, sa, salen);
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
+	if (bad_addrlen(sa, salen))
+		return hook_ret(-EINVAL);
 	r = wrapped_send(fd, buf, len, flags, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
 }
@@ -241,7 +282,8 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
 		    socklen_t salen)
 {
-	PASS_THROUGH(sendto, fd, fd, buf, len, flags, sa, salen);
+	if (likely(!(flags & MSG_FASTOPEN)))
+		PASS_THROUGH(sendto, fd, fd, buf, len, flags, sa, salen);
 	return sendto_slow(fd, buf, len, flags, sa, salen);
 }
 
@@ -355,6 +397,9 @@ static int msg_check(const struct msghdr *umsg, struct msghdr *msg)
 
 	if (r != 0)
 		return r;
+	/* The kernel clamps a long msg_namelen but refuses a negative one. */
+	if (msg->msg_name != NULL && (int)msg->msg_namelen < 0)
+		return -EINVAL;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
 	return iov_check(msg->msg_iov, (int)msg->msg_iovlen);
@@ -473,12 +518,32 @@ static int passes_wrapped_fd(int fd, const struct msghdr *msg)
 	return 0;
 }
 
+/* MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel would use. */
+static int msg_fastopen(int fd, const struct msghdr *msg)
+{
+	socklen_t len;
+
+	if (msg == NULL)
+		return 1;
+	len = msg->msg_namelen;
+	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
+		len = sizeof(struct sockaddr_storage);
+	return fastopen(fd, msg->msg_name, len);
+}
+
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(sendmsg);
+	if (unlikely(flags & MSG_FASTOPEN)) {
+		r = msg_fastopen(fd, msg);
+		if (r < 0)
+			return hook_ret(r);
+		if (r == 0)
+			flags &= ~MSG_FASTOPEN;
+	}
 	if (likely(!fdtab_maybe(fd))) {
 		if (unlikely(passes_wrapped_fd(fd, msg))) {
 			errno = EACCES;
@@ -501,6 +566,16 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	ssize_t r = 0;
 
 	NEED_REAL(sendmmsg);
+	if (unlikely(flags & MSG_FASTOPEN) && v != NULL && n > 0) {
+		r = msg_fastopen(fd, &v[0].msg_hdr);
+		if (r < 0)
+			return (int)hook_ret(r);
+		/* As the kernel: the next message's Fast Open finds the socket connected. */
+		if (r == 0) {
+			flags &= ~MSG_FASTOPEN;
+			n = 1;
+		}
+	}
 	if (likely(!fdtab_maybe(fd))) {
 		for (i = 0; v != NULL && i < n && fdtab_any(); i++) {
 			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {

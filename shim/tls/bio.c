@@ -8,7 +8,10 @@
  * BIO's write always reports success: it sends what the kernel takes and
  * keeps the rest in the session (allocated only while non-empty) until
  * tls_bio_flush() drains it. tsess_write() flushes before encrypting more,
- * which bounds what is kept to about one record plus a handshake flight.
+ * which bounds what is kept to about one record plus a handshake flight;
+ * records OpenSSL writes while reading (replies to the peer's key update
+ * requests, alerts) are bounded by TLS_OUT_HOLD: past it the BIO reads
+ * nothing until the peer has taken our output.
  *
  * In gather mode (S->gather) the BIO only collects: the operation then sends
  * everything with one send(). Used where OpenSSL writes records the program
@@ -27,22 +30,35 @@
 
 static BIO_METHOD *bio_method;
 
-/* Appends LEN bytes to S's kept ciphertext. Returns 0, or -1 if out of memory. */
+/*
+ * Appends LEN bytes to S's kept ciphertext. Returns 0, or -1 if out of memory.
+ * O(1) amortised: the buffer doubles, and sent bytes at its front are reclaimed
+ * only when that makes room, so a peer whose every record draws a reply (key
+ * update requests) never makes us copy everything kept on each append.
+ */
 static int out_append(struct tsess *s, const void *buf, size_t len)
 {
 	size_t keep = s->out_len - s->out_off;
 	unsigned char *n;
 
-	n = malloc(keep + len);
-	if (n == NULL)
-		return -1;
-	if (keep > 0)
-		memcpy(n, s->out + s->out_off, keep);
-	memcpy(n + keep, buf, len);
-	free(s->out);
-	s->out = n;
-	s->out_off = 0;
-	s->out_len = keep + len;
+	if (s->out_len + len > s->out_cap && s->out_off > 0) {
+		memmove(s->out, s->out + s->out_off, keep);
+		s->out_off = 0;
+		s->out_len = keep;
+	}
+	if (s->out_len + len > s->out_cap) {
+		size_t cap = s->out_cap > 0 ? s->out_cap : 4096;
+
+		while (cap < s->out_len + len)
+			cap *= 2;
+		n = realloc(s->out, cap);
+		if (n == NULL)
+			return -1;
+		s->out = n;
+		s->out_cap = cap;
+	}
+	memcpy(s->out + s->out_len, buf, len);
+	s->out_len += len;
 	return 0;
 }
 
@@ -52,6 +68,7 @@ static void out_clear(struct tsess *s)
 	s->out = NULL;
 	s->out_len = 0;
 	s->out_off = 0;
+	s->out_cap = 0;
 }
 
 /*
@@ -103,6 +120,8 @@ static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 
 	BIO_clear_retry_flags(b);
 	*written = 0;
+	if (s->in_read)
+		s->replies++;
 	/* Kept bytes go first: new ones queue behind them to keep the stream in order. */
 	if (s->out == NULL && !s->gather) {
 		n = send_some(s, buf, len);
@@ -126,6 +145,16 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
 
 	BIO_clear_retry_flags(b);
 	*readbytes = 0;
+	/*
+	 * Back-pressure: while more than a few records of ours wait for the
+	 * peer to take them, read nothing more from it, as the kernel stops
+	 * acknowledging a peer that does not drain. Otherwise each record that
+	 * draws a reply (KeyUpdate requests) would grow our output without bound.
+	 */
+	if (tls_bio_held(s) || s->replies > TLS_MAX_REPLIES) {
+		BIO_set_retry_read(b);
+		return 0;
+	}
 	do {
 		n = tls_host.real->recv(s->fd, buf, len, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);

@@ -52,13 +52,15 @@ struct tsess {
 	const struct policy_rule *rule;
 	int sys_errno;      /* errno of the last failed socket call in the BIO, or 0 */
 	unsigned char *out; /* ciphertext the kernel did not take yet; NULL when empty */
-	size_t out_len, out_off;
+	size_t out_len, out_off, out_cap;
 	char *cache_key; /* client: session cache key; NULL when not caching */
 	unsigned shutdown_sent : 1;
 	unsigned tickets_sent : 1; /* server: TLS 1.3 tickets queued with the first write */
 	unsigned gather : 1;       /* BIO keeps all output for one send() at the end of an op */
 	unsigned failed : 1;       /* a TS_FATAL happened: the session is dead */
 	unsigned cb_reason : 1;    /* REASON was set by a callback during the handshake */
+	unsigned in_read : 1;      /* inside SSL_read: records written now are replies */
+	unsigned replies;          /* records our reads produced since the last data read */
 	char reason[TS_REASON_MAX];
 };
 
@@ -80,6 +82,28 @@ BIO *tls_bio_new(struct tsess *s);
 
 /* Sends S's kept ciphertext: 0 when none is left, TS_WANT_WRITE, TS_SYSERR. */
 int tls_bio_flush(struct tsess *s);
+
+/*
+ * Unsent ciphertext past which the session reads nothing more from the peer
+ * until it drains: a few records (RFC 8446 section 5.2: at most 2^14 + 256
+ * bytes of ciphertext each).
+ */
+#define TLS_OUT_HOLD (4 * (16384 + 256 + 5))
+
+/*
+ * Records the peer may make us send in reply (KeyUpdate with update_requested,
+ * alerts) without sending application data in between. A real peer sends one
+ * now and then; a flood of them costs a key derivation each and fills the
+ * kernel's send buffer (megabytes) before back-pressure can stop it, so past
+ * this the session fails, as Go's crypto/tls does after 16 such records.
+ */
+#define TLS_MAX_REPLIES 64
+
+/* Whether S holds so much unsent ciphertext that reading from the peer waits. */
+static inline int tls_bio_held(const struct tsess *s)
+{
+	return s->out != NULL && s->out_len - s->out_off > TLS_OUT_HOLD;
+}
 
 /* ---- tlsctx.c ---- */
 

@@ -29,6 +29,17 @@
 #define SCACHE_SIZE       64  /* client sessions kept, least recently used evicted */
 #define TICKET_KEYS_LEN   80  /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
 
+/*
+ * TLS 1.2 suites unless the rule says ciphers=: forward secrecy (ECDHE) and
+ * AEAD only, Mozilla's "intermediate" list without DHE. OpenSSL's own default
+ * still offers static-RSA key exchange and CBC with SHA-1. TLS 1.3 keeps
+ * OpenSSL's suites (all AEAD, all forward-secret).
+ */
+#define TLS12_DEFAULT_CIPHERS                                        \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 struct file_stamp {
 	int err; /* stat()'s errno, or 0 */
 	dev_t dev;
@@ -85,9 +96,9 @@ static void ssl_fail(char *err, size_t errlen, const char *what, const char *pat
 /*
  * The secure defaults, all in one place: TLS 1.2 or later (min-version=1.3
  * raises it), no renegotiation, no compression (CRIME), peer verification on
- * the client, buffers released while idle, OpenSSL's default cipher lists
- * unless the rule names its own. Unexpected EOF stays an error so that a
- * truncation attack is seen (RFC 8446 section 6.1). Returns 0 or -1 with ERR.
+ * the client, buffers released while idle, ECDHE+AEAD suites for TLS 1.2
+ * and OpenSSL's TLS 1.3 suites unless the rule names its own. Unexpected EOF stays an error so that
+ * a truncation attack is seen (RFC 8446 section 6.1). Returns 0 or -1 with ERR.
  */
 static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role role, char *err,
 			size_t errlen)
@@ -111,7 +122,8 @@ static int ctx_defaults(SSL_CTX *ctx, const struct policy_rule *r, enum tls_role
 	 * SSL_has_pending() for the bytes this leaves buffered.
 	 */
 	SSL_CTX_set_read_ahead(ctx, 1);
-	if (o->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, o->ciphers)) {
+	if (!SSL_CTX_set_cipher_list(ctx,
+				     o->ciphers != NULL ? o->ciphers : TLS12_DEFAULT_CIPHERS)) {
 		ssl_fail(err, errlen, "invalid ciphers", o->ciphers);
 		return -1;
 	}
@@ -258,8 +270,10 @@ static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, c
 	}
 	if (load_cert_key(ctx, o, err, errlen) != 0)
 		return -1;
-	if (o->ca != NULL && load_trust(ctx, "ca", o->ca, err, errlen) != 0)
-		return -1;
+	/*
+	 * The trust store holds client-ca and nothing else (the parser refuses
+	 * ca= on accept): a client certificate verifies only against it.
+	 */
 	if (o->client_ca != NULL) {
 		STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
 		struct stat st;

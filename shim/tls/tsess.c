@@ -349,7 +349,7 @@ static int tsess_handshake(struct tsess *s)
 static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 {
 	size_t n = 0;
-	int ret;
+	int ret, rc;
 
 	if (len == 0)
 		return 0;
@@ -358,19 +358,37 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
 	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
 		return TS_SYSERR;
+	/* Plaintext already decrypted is the program's; more from the peer waits (bio.c). */
+	if (tls_bio_held(s) && SSL_pending(s->ssl) <= 0)
+		return TS_WANT_WRITE;
 	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
+	s->in_read = 1;
 	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
+	s->in_read = 0;
 	s->gather = 0;
 	/* Records the read produced (a key-update reply) go out now, in one piece. */
 	if (s->out != NULL)
 		tls_bio_flush(s);
 	if (ret == 1) {
+		s->replies = 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
-	return tsess_result(s, ret);
+	rc = tsess_result(s, ret);
+	if (rc == TS_WANT_READ && s->replies > TLS_MAX_REPLIES) {
+		tsess_set_reason(s,
+				 "the peer sent more than %d records that need a reply and no "
+				 "data (a key update flood)",
+				 TLS_MAX_REPLIES);
+		s->failed = 1;
+		return TS_FATAL;
+	}
+	/* Held back by our own unsent output: wait until the socket takes it. */
+	if (rc == TS_WANT_READ && tls_bio_held(s))
+		return TS_WANT_WRITE;
+	return rc;
 }
 
 static int tsess_flush(struct tsess *s)
@@ -449,6 +467,8 @@ static int tsess_buffered_input(const struct tsess *s)
 
 static int tsess_output_pending(const struct tsess *s)
 {
+	if (tls_bio_held(s))
+		return 2;
 	return s->out != NULL && s->out_off < s->out_len;
 }
 
@@ -460,6 +480,33 @@ static const char *tsess_reason(const struct tsess *s)
 static int tsess_errno(const struct tsess *s)
 {
 	return s->sys_errno;
+}
+
+/* Client: what the handshake verified, as "; verified name api.internal, pin". */
+static void describe_verified(const struct tsess *s, char *buf, size_t len)
+{
+	X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+	const struct policy_opts *o = &s->rule->opt;
+	const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+	const char *pins = o->n_pins == 0 ? ""
+			   : o->insecure  ? ", pin of the end-entity key"
+					  : ", pin";
+	char *ip = NULL;
+
+	if (o->insecure) {
+		snprintf(buf, len, "; certificate NOT verified (insecure)%s", pins);
+		return;
+	}
+	if (host != NULL) {
+		snprintf(buf, len, "; verified name %s%s", host, pins);
+		return;
+	}
+	ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
+	if (ip != NULL)
+		snprintf(buf, len, "; verified address %s%s", ip, pins);
+	else
+		snprintf(buf, len, "; verified chain only (no name)%s", pins);
+	OPENSSL_free(ip);
 }
 
 static void tsess_describe(const struct tsess *s, char *buf, size_t len)
@@ -474,7 +521,23 @@ static void tsess_describe(const struct tsess *s, char *buf, size_t len)
 		     c != NULL ? SSL_CIPHER_get_name(c) : "(none)",
 		     SSL_session_reused(s->ssl) ? " resumed" : "");
 	if (alpn_len > 0 && n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+		n += snprintf(buf + n, len - (size_t)n, " alpn=%.*s", (int)alpn_len, alpn);
+	if (s->role == TLS_ROLE_CLIENT && n >= 0 && (size_t)n < len)
+		describe_verified(s, buf + n, len - (size_t)n);
+}
+
+/*
+ * Bytes read through the BIO (BIO_number_read() counts them for any method),
+ * and whether OpenSSL's state machine has left TLS_ST_BEFORE, which it does
+ * on the header of the first handshake message.
+ */
+static int tsess_peer_progress(const struct tsess *s)
+{
+	if (BIO_number_read(SSL_get_rbio(s->ssl)) == 0)
+		return TS_PEER_SILENT;
+	if (SSL_get_state(s->ssl) == TLS_ST_BEFORE)
+		return TS_PEER_PARTIAL;
+	return TS_PEER_SPOKE;
 }
 
 static void init_once_fn(void)
@@ -576,4 +639,5 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .reason = tsess_reason,
     .sys_errno = tsess_errno,
     .describe = tsess_describe,
+    .peer_progress = tsess_peer_progress,
 };

@@ -54,12 +54,21 @@ out:
 	return ok;
 }
 
-static int chain_has_pin(const struct policy_opts *o, X509 *leaf, STACK_OF(X509) * chain)
+/*
+ * Whether a pin matches a key the verification vouches for: without insecure,
+ * any certificate of the verified chain (leaf up to the trust anchor); under
+ * insecure nothing was verified, so only the end-entity key counts. The
+ * certificates the peer merely sent are never looked at: a self-signed leaf
+ * with the real CA appended must not match the CA's pin.
+ */
+static int chain_has_pin(const struct policy_opts *o, X509_STORE_CTX *x)
 {
+	STACK_OF(X509) * chain;
 	int i;
 
-	if (leaf != NULL && pin_matches(o, leaf))
-		return 1;
+	if (o->insecure)
+		return pin_matches(o, X509_STORE_CTX_get0_cert(x));
+	chain = X509_STORE_CTX_get0_chain(x);
 	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
 		if (pin_matches(o, sk_X509_value(chain, i)))
 			return 1;
@@ -182,7 +191,7 @@ static int allow_matches(const struct policy_opts *o, X509 *cert, char *ids, siz
  * The certificate-verify callback of every engine SSL_CTX (ARG unused).
  * Verifies the chain as OpenSSL would, then:
  *  - client with pins: one pin must match a certificate of the verified chain
- *    (of the peer's chain when insecure);
+ *    (only the end-entity certificate when insecure);
  *  - client insecure: chain and name errors are ignored (pins still apply);
  *  - server with allow=: the verified client leaf must match a pattern.
  * Returns 1 to go on, 0 to abort the handshake (the session's reason says
@@ -203,17 +212,11 @@ int tls_verify_cb(X509_STORE_CTX *x, void *arg)
 		return ok;
 	o = &s->rule->opt;
 	if (s->role == TLS_ROLE_CLIENT) {
-		STACK_OF(X509) * chain;
-
-		if (o->insecure) {
+		if (o->insecure)
 			ok = 1;
-			chain = X509_STORE_CTX_get0_untrusted(x);
-		} else {
-			chain = X509_STORE_CTX_get0_chain(x);
-		}
 		if (!ok || o->n_pins == 0)
 			return ok;
-		if (chain_has_pin(o, X509_STORE_CTX_get0_cert(x), chain))
+		if (chain_has_pin(o, x))
 			return 1;
 		tsess_set_reason(s, "certificate pin mismatch");
 		s->cb_reason = 1;

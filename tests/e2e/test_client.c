@@ -1296,3 +1296,191 @@ Test(client_log, warns_when_exec_inherits_a_wrapped_connection)
 		  "expected no warning for a close-on-exec socket, got stderr:\n%s", p.err);
 	h_proc_free(&p);
 }
+
+/* ---- connections made without a plain connect() ----------------------------------- */
+
+TestSuite(client_implicit, .fini = teardown, .timeout = 90);
+
+/*
+ * tests/progs/fastopen MODE reaches the server by TCP Fast Open (sendto,
+ * sendmsg, sendmmsg with MSG_FASTOPEN; TCP_FASTOPEN_CONNECT), or names it in
+ * an unusual form (IPv4-mapped IPv6, a 24-byte sockaddr_in6). Each must be
+ * decided as connect() is: tls to a plain server that answers in cleartext
+ * fails as connect() would and the canary never reaches the wire; deny fails
+ * with EACCES and no connection is made; tls to a TLS server carries the data.
+ */
+static void check_implicit(const char *mode)
+{
+	int port = h_free_port(), tport = h_free_port();
+	const char *file = h_fmt("%s/recorded-%s", h_tmpdir(), mode);
+	const char *canary = "CANARY-5d1e-implicit-connect";
+	int nonblocking = strcmp(mode, "sendto-nb") == 0;
+	struct h_proc p, *rec;
+	size_t len = 0;
+	char *got;
+	int rc;
+
+	rec = start_recorder(port, file, "HTTP/1.0 200 OK\\n\\nhello\\n");
+	/* tls to a server that answers in cleartext: refused, nothing of ours on the wire. */
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port),
+			   (char *)canary));
+	cr_expect_eq(rc, 1, "expected fastopen %s to fail against a plain server, got %d:\n%s%s",
+		     mode, rc, p.out, p.err);
+	cr_expect(strstr(p.err, nonblocking ? "(ECONNRESET)" : "(ECONNREFUSED)"),
+		  "expected fastopen %s to see %s, as connect() under a tls rule, stderr:\n%s",
+		  mode, nonblocking ? "ECONNRESET" : "ECONNREFUSED", p.err);
+	h_proc_free(&p);
+	/* deny: EACCES, and no connection at all. */
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d deny", port),
+		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port),
+			   (char *)canary));
+	cr_expect_eq(rc, 1, "expected fastopen %s to fail under deny, got %d:\n%s%s", mode, rc,
+		     p.out, p.err);
+	cr_expect(strstr(p.err, "(EACCES)"), "expected fastopen %s to see EACCES, stderr:\n%s",
+		  mode, p.err);
+	h_proc_free(&p);
+	h_wait_output(rec, "closed 1", 3000);
+	h_collect(rec, 200);
+	cr_expect(!strstr(rec->out, "accepted 2"),
+		  "expected one connection (the refused tls one) and none under deny, recorder "
+		  "said:\n%s",
+		  rec->out);
+	got = h_read_file(file, &len);
+	cr_assert_not_null(got, "expected the recorder's file %s", file);
+	cr_expect(!memmem(got, len, canary, strlen(canary)),
+		  "expected the canary never to reach the plain server (fastopen %s), it received "
+		  "%zu bytes containing it",
+		  mode, len);
+	cr_expect(len == 0 || (unsigned char)got[0] == 0x16,
+		  "expected at most a TLS handshake record (fastopen %s), got first byte 0x%02x",
+		  mode, len ? (unsigned char)got[0] : 0);
+	free(got);
+	/* tls to a TLS server: the data goes through, inside TLS. */
+	start_sink(tport, "server.pem", "server.key", NULL, NULL);
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", tport, pki("ca.pem")),
+		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", tport),
+			   (char *)canary));
+	cr_expect_eq(rc, 0, "expected fastopen %s to talk TLS to tls_sink, got %d:\n%s%s", mode, rc,
+		     p.out, p.err);
+	cr_expect(strstr(p.out, sha256_hex(canary, strlen(canary))),
+		  "expected sha256 of the canary back (fastopen %s), got \"%s\"", mode, p.out);
+	if (nonblocking)
+		cr_expect(strstr(p.out, "sendto: EINPROGRESS"),
+			  "expected a non-blocking Fast Open to give EINPROGRESS (as without a "
+			  "cookie), got \"%s\"",
+			  p.out);
+	h_proc_free(&p);
+}
+
+Test(client_implicit, sendto_msg_fastopen)
+{
+	check_implicit("sendto");
+}
+
+Test(client_implicit, sendmsg_msg_fastopen)
+{
+	check_implicit("sendmsg");
+}
+
+Test(client_implicit, sendmmsg_msg_fastopen)
+{
+	check_implicit("sendmmsg");
+}
+
+Test(client_implicit, nonblocking_sendto_msg_fastopen)
+{
+	check_implicit("sendto-nb");
+}
+
+Test(client_implicit, sendto_fastopen_to_ipv4_mapped_ipv6)
+{
+	check_implicit("sendto-v6");
+}
+
+Test(client_implicit, tcp_fastopen_connect_then_write)
+{
+	check_implicit("connectopt");
+}
+
+Test(client_implicit, connect_with_a_24_byte_sockaddr_in6)
+{
+	check_implicit("connect24");
+}
+
+/* connect(AF_UNSPEC) ends the session (a reset, as the plain socket); the next connect is new. */
+Test(client_implicit, af_unspec_disconnect_then_connect_again)
+{
+	int port = h_free_port();
+	struct h_proc p, *sink;
+	int rc;
+
+	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("fastopen"), "unspec", h_fmt("%d", port), "again"));
+	cr_expect_eq(rc, 0, "expected fastopen unspec to exit 0, got %d:\n%s%s", rc, p.out, p.err);
+	cr_expect(strstr(p.out, sha256_hex("again", 5)),
+		  "expected the second connection's digest back, got \"%s\"", p.out);
+	sink_wait(sink, 2);
+	cr_expect(strstr(sink->out, "conn 1: received 5 bytes") &&
+		      strstr(sink->out, "conn 2: handshake ok"),
+		  "expected tls_sink to get \"again\" on a first TLS connection, then a second "
+		  "handshake, it said:\n%s",
+		  sink->out);
+	h_proc_free(&p);
+}
+
+/* ---- one owner per session across fork --------------------------------------------- */
+
+TestSuite(client_fork, .fini = teardown, .timeout = 60);
+
+/*
+ * After fork() both processes write to a wrapped connection (tests/progs/
+ * forkwrite). Only the first to use it may: the other gets ECONNRESET for
+ * its write and read and sends nothing, so the TLS peer decrypts every record
+ * it receives (two records sealed with one key and nonce would fail with
+ * bad record mac) and the first process's close_notify ends the stream.
+ */
+static void check_fork_owner(const char *order, const char *first, const char *second)
+{
+	int port = h_free_port();
+	const char *got_want = h_fmt("before\n%s\n", first);
+	struct h_proc p, *sink;
+	char *line;
+	int rc;
+
+	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
+	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
+		      ARGV((char *)h_prog("forkwrite"), (char *)order, h_fmt("%d", port)));
+	cr_expect_eq(rc, 0, "expected forkwrite %s to exit 0, got %d:\n%s%s", order, rc, p.out,
+		     p.err);
+	cr_expect(strstr(p.out, h_fmt("%s write: ok", first)),
+		  "expected the first process (%s) to write, it said:\n%s", first, p.out);
+	cr_expect(strstr(p.out, h_fmt("%s write: ECONNRESET", second)) &&
+		      strstr(p.out, h_fmt("%s read: ECONNRESET", second)),
+		  "expected the other process (%s) to get ECONNRESET for write and read, "
+		  "it said:\n%s",
+		  second, p.out);
+	cr_expect(strstr(p.err, "another process has used this connection since fork()"),
+		  "expected a warn line about the losing process, stderr:\n%s", p.err);
+	sink_wait(sink, 1);
+	line = line_with(sink->out, "conn 1: received");
+	cr_expect(line && strstr(line, h_fmt("received %zu bytes sha256=%s end=close_notify",
+					     strlen(got_want),
+					     sha256_hex(got_want, strlen(got_want)))),
+		  "expected the TLS peer to decrypt exactly \"before\\n%s\\n\" and a "
+		  "close_notify (no bad record mac), tls_sink said:\n%s",
+		  first, sink->out);
+	free(line);
+	h_proc_free(&p);
+}
+
+Test(client_fork, child_writes_first_and_keeps_the_session)
+{
+	check_fork_owner("child-first", "child", "parent");
+}
+
+Test(client_fork, parent_writes_first_and_keeps_the_session)
+{
+	check_fork_owner("parent-first", "parent", "child");
+}

@@ -561,8 +561,9 @@ Test(explain, longest_prefix_and_ip_literal_defaults, .timeout = 30)
 		"connect", "10.1.2.3:443", 0);
 	expect_out(&p, "rule:              connect 10.1.0.0/16:443 tls min-version=1.3\n");
 	expect_out(&p, "/16 is a longer prefix than /8");
-	expect_out(&p, "sni:               none (IP literal");
-	expect_out(&p, "name:              10.1.2.3 (the IP address)");
+	expect_out(&p, "sni:               the name the program resolved for 10.1.2.3 (see "
+		       "'verifies name'), else none (IP literal");
+	expect_out(&p, "name:              the SNI name, else 10.1.2.3 (the IP address)");
 	expect_out(&p, "min-version:       1.3\n");
 	h_proc_free(&p);
 }

@@ -285,14 +285,15 @@ Test(server_http, fifty_requests_in_a_row)
 	h_proc_free(&p);
 }
 
-Test(server_http, cleartext_client_is_refused_with_a_warning)
+/* Bytes that are not TLS are a client's mistake, not the server's problem: info. */
+Test(server_http, cleartext_client_is_refused_and_logged_at_info)
 {
 	int port = h_free_port();
 	struct h_proc p, *srv;
 	char *line;
 	int rc;
 
-	srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
+	srv = start_http(port, tls_rule(port, "tls", NULL), "info");
 	rc = run_client(
 	    &p, ARGV("curl", "-sS", "--max-time", "10", h_fmt("http://localhost:%d/file", port)));
 	cr_expect_neq(rc, 0, "expected plain http:// to a tls port to fail, got 0 with:\n%.200s",
@@ -300,13 +301,17 @@ Test(server_http, cleartext_client_is_refused_with_a_warning)
 	cr_expect(!strstr(p.out, "tlsshim server e2e"),
 		  "expected no file in cleartext, got:\n%.200s", p.out);
 	h_proc_free(&p);
-	cr_expect(wait_count(srv, h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d", srv->pid, port),
+	cr_expect(wait_count(srv, h_fmt("tlsshim[%d]: info: accept 127.0.0.1:%d", srv->pid, port),
 			     1, 3000),
-		  "expected a warn line for the cleartext client, server stderr:\n%s", srv->err);
-	line = line_with(srv->err, "warn: accept");
-	cr_expect(line && strstr(line, " from 127.0.0.1:"),
-		  "expected the warn line to name the client address, got: %s", line ? line : "");
+		  "expected an info line for the cleartext client, server stderr:\n%s", srv->err);
+	line = line_with(srv->err, "info: accept");
+	cr_expect(line && strstr(line, " from 127.0.0.1:") && strstr(line, "not speaking TLS"),
+		  "expected the info line to name the client address and say \"not speaking "
+		  "TLS\", got: %s",
+		  line ? line : "");
 	free(line);
+	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning for a cleartext client:\n%s",
+		  srv->err);
 	cr_expect(!strstr(srv->err, "\"GET /file"),
 		  "expected the server to log no request, got:\n%s", srv->err);
 	expect_served(port, NULL, "after a cleartext client");
@@ -716,9 +721,11 @@ static void raw_result(const struct h_proc *p, char *end, size_t endlen, double 
 /*
  * MODE costs the server only that connection: it is ended (not left to the
  * client's own time-out) within LIMIT_S seconds, with at most a TLS alert
- * sent back; a warn line names REASON; the next real client is served.
+ * sent back; a line at LEVEL ("warn", "info") names REASON; the next real
+ * client is served.
  */
-static void check_bad_input(const char *mode, const char *reason, double limit_s)
+static void check_bad_input(const char *mode, const char *level, const char *reason,
+			    double limit_s)
 {
 	int port = h_free_port();
 	char end[16];
@@ -729,8 +736,8 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 	struct h_proc p, *srv;
 	int rc;
 
-	srv = start_http(port, tls_rule(port, "tls", " handshake-timeout=2"), NULL);
-	warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
+	srv = start_http(port, tls_rule(port, "tls", " handshake-timeout=2"), level);
+	warn = h_fmt("tlsshim[%d]: %s: accept 127.0.0.1:%d from ", srv->pid, level, port);
 	raw_start(&p, mode, port, 10);
 	rc = h_wait(&p, CLIENT_MS);
 	cr_expect_eq(rc, 0, "expected the %s client to exit 0, got %d:\n%s%s", mode, rc, p.out,
@@ -747,14 +754,14 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 	    "expected at most a TLS alert (0x15...) back for %s, got %zu bytes starting 0x%02x",
 	    mode, bytes, first);
 	h_proc_free(&p);
-	cr_expect(wait_count(srv, warn, 1, 3000), "expected a warn line for %s, server stderr:\n%s",
-		  mode, srv->err);
+	cr_expect(wait_count(srv, warn, 1, 3000), "expected a %s line for %s, server stderr:\n%s",
+		  level, mode, srv->err);
 	{
 		char *line = line_with(srv->err, warn);
 
 		cr_expect(line && strstr(line, reason),
-			  "expected the warn line for %s to say \"%s\", got: %s", mode, reason,
-			  line ? line : "(none)");
+			  "expected the %s line for %s to say \"%s\", got: %s", level, mode,
+			  reason, line ? line : "(none)");
 		free(line);
 	}
 	cr_expect(!srv->reaped, "expected the server to survive %s, it exited:\n%s", mode,
@@ -767,17 +774,97 @@ static void check_bad_input(const char *mode, const char *reason, double limit_s
 
 Test(server_badinput, random_bytes_cost_only_that_connection)
 {
-	check_bad_input("random", "not speaking TLS", 1.5);
+	check_bad_input("random", "info", "not speaking TLS", 1.5);
 }
 
 Test(server_badinput, truncated_client_hello_is_timed_out)
 {
-	check_bad_input("truncated", "timed out", 5.0);
+	check_bad_input("truncated", "warn", "timed out", 5.0);
 }
 
 Test(server_badinput, huge_record_length_is_refused)
 {
-	check_bad_input("huge", "not speaking TLS", 1.5);
+	check_bad_input("huge", "info", "not speaking TLS", 1.5);
+}
+
+/*
+ * Clients that go away during the handshake: QUIET closes and QUIET resets
+ * (SO_LINGER 0) without sending a byte, then PARTIAL that send half a
+ * ClientHello and close. Prints "done".
+ */
+static const char *goaway_script =
+    "import socket, ssl, struct, sys\n"
+    "port, quiet, partial = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+    "ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+    "i, o = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
+    "t = ctx.wrap_bio(i, o, server_hostname='localhost')\n"
+    "try: t.do_handshake()\n"
+    "except ssl.SSLWantReadError: pass\n"
+    "hello = o.read()\n"
+    "for _ in range(quiet):\n"
+    "    socket.create_connection(('127.0.0.1', port)).close()\n"
+    "    s = socket.create_connection(('127.0.0.1', port))\n"
+    "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n"
+    "    s.close()\n"
+    "for _ in range(partial):\n"
+    "    s = socket.create_connection(('127.0.0.1', port))\n"
+    "    s.sendall(hello[:len(hello) // 2]); s.close()\n"
+    "print('done', flush=True)\n";
+
+static void goaway(int port, int quiet, int partial)
+{
+	struct h_proc p;
+	int rc = run_client(&p, ARGV(PY, "-c", (char *)goaway_script, h_fmt("%d", port),
+				     h_fmt("%d", quiet), h_fmt("%d", partial)));
+
+	cr_assert(rc == 0 && strstr(p.out, "done"),
+		  "expected the go-away client to finish, it exited %d:\n%s%s", rc, p.out, p.err);
+	h_proc_free(&p);
+}
+
+/*
+ * Load generators stopping, health checks and port scanners connect and go
+ * away: at the default level that is not worth a line, and nothing else is.
+ */
+Test(server_badinput, clients_going_away_during_the_handshake_log_nothing_by_default)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
+
+	goaway(port, 10, 5);
+	/* served after the others: the threaded server has read (and failed) them all */
+	expect_served(port, NULL, "after clients that went away");
+	h_collect(srv, 500);
+	cr_expect(!strstr(srv->err, "tlsshim["),
+		  "expected no shim line at the default level for clients that went away, got:\n%s",
+		  srv->err);
+	cr_expect(!srv->reaped, "expected the server to keep running");
+}
+
+/* The same clients, at debug: each is accounted for, at its level. */
+Test(server_badinput, clients_going_away_are_logged_at_debug_or_info)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_http(port, tls_rule(port, "tls", NULL), "debug");
+	char *from = h_fmt("tlsshim[%d]: debug: accept 127.0.0.1:%d from ", srv->pid, port);
+	char *info = h_fmt("tlsshim[%d]: info: accept 127.0.0.1:%d from ", srv->pid, port);
+	int silent, partial;
+
+	goaway(port, 4, 3);
+	expect_served(port, NULL, "after clients that went away");
+	wait_count(srv, info, 3, 3000);
+	silent = count(srv->err, "before sending anything") + count(srv->err, "reset by peer");
+	partial = count(srv->err, info);
+	cr_expect(silent >= 8 && strstr(srv->err, from),
+		  "expected 8 debug lines for clients that closed or reset without a byte, got "
+		  "%d:\n%s",
+		  silent, srv->err);
+	cr_expect_eq(partial, 3,
+		     "expected 3 info lines for clients that sent half a ClientHello, got "
+		     "%d:\n%s",
+		     partial, srv->err);
+	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning, got:\n%s", srv->err);
 }
 
 /*
@@ -1260,4 +1347,89 @@ Test(server_options, serves_a_chain_through_an_intermediate)
 		  "expected 2 certificates (leaf and intermediate) sent, got:\n%.3000s", p.out);
 	cr_expect(strstr(p.out, "Verify return code: 0 (ok)"), "expected verification ok");
 	h_proc_free(&p);
+}
+
+/* ---- a peer whose every record needs a reply ------------------------------------- */
+
+/* CPU seconds (user + system) and resident KB of process PID, from /proc. */
+static void proc_usage(pid_t pid, double *cpu_s, long *rss_kb)
+{
+	char *stat = h_read_file(h_fmt("/proc/%d/stat", (int)pid), NULL);
+	char *status = h_read_file(h_fmt("/proc/%d/status", (int)pid), NULL);
+	unsigned long ut = 0, st = 0;
+	const char *p;
+
+	cr_assert(stat && status, "expected to read /proc/%d", (int)pid);
+	/* Fields after the command name "(...)": state is field 3, utime 14, stime 15. */
+	p = strrchr(stat, ')');
+	cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			      &st) == 2,
+		  "expected to parse /proc/%d/stat: %s", (int)pid, stat);
+	*cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	p = strstr(status, "VmRSS:");
+	*rss_kb = p ? atol(p + 6) : 0;
+	free(stat);
+	free(status);
+}
+
+/*
+ * A TLS 1.3 client that floods KeyUpdate requests for 10 s and never reads
+ * (tests/progs/keyupdate_flood) costs the server bounded CPU and memory: the
+ * shim stops reading from it once a few records of replies wait to be sent,
+ * as the kernel stops acknowledging a peer that does not drain. Meanwhile
+ * another client (CHECK) is served each second.
+ */
+static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(int port))
+{
+	struct h_proc flood;
+	struct h_env e;
+	double cpu0, cpu1;
+	long rss0, rss1;
+	int rc;
+
+	check(port); /* the engine loaded, first handshake done: the baseline */
+	proc_usage(srv->pid, &cpu0, &rss0);
+	h_env_init(&e);
+	cr_assert_eq(h_spawn(&flood,
+			     ARGV((char *)h_prog("keyupdate_flood"), "10", h_fmt("%d", port),
+				  pki("ca.pem")),
+			     &e, NULL, 0),
+		     0, "expected keyupdate_flood to start");
+	h_env_free(&e);
+	cr_assert_eq(h_wait_output(&flood, "handshake ok", 10000), 0,
+		     "expected the flooding client to complete its handshake, it said:\n%s%s",
+		     flood.out, flood.err);
+	for (int i = 0; i < 8; i++) {
+		sleep(1);
+		check(port);
+	}
+	rc = h_wait(&flood, 30000);
+	cr_expect_eq(rc, 0, "expected keyupdate_flood to finish, it exited %d:\n%s%s", rc,
+		     flood.out, flood.err);
+	proc_usage(srv->pid, &cpu1, &rss1);
+	cr_expect(cpu1 - cpu0 < 2.0,
+		  "expected the server to spend under 2 s of CPU on a 10 s KeyUpdate flood, it "
+		  "spent %.2f s (flooder: %s)",
+		  cpu1 - cpu0, flood.out);
+	cr_expect(rss1 - rss0 < 64 * 1024,
+		  "expected the server's RSS to grow by under 64 MB, it grew %ld KB (flooder: %s)",
+		  rss1 - rss0, flood.out);
+	cr_expect(!srv->reaped, "expected the server to keep running, it said:\n%s", srv->err);
+	h_proc_free(&flood);
+}
+
+Test(server_badinput, keyupdate_flood_is_bounded_in_a_threaded_server, .timeout = 90)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
+
+	check_keyupdate_flood(srv, port, http_check);
+}
+
+Test(server_badinput, keyupdate_flood_is_bounded_in_an_event_loop_server, .timeout = 90)
+{
+	int port = h_free_port();
+	struct h_proc *srv = start_redis(port, tls_rule(port, "tls", NULL));
+
+	check_keyupdate_flood(srv, port, redis_check);
 }

@@ -1124,10 +1124,61 @@ Test(engine_server, alpn_without_overlap_fails)
 	connect_pair(&e, &peer, TLS_ROLE_SERVER, r, NULL);
 	cr_assert_eq(e.rc, TS_FATAL);
 	cr_assert_str_eq(ops.reason(e.s), "no common application protocol (ALPN)");
+	cr_assert_eq(ops.peer_progress(e.s), TS_PEER_SPOKE,
+		     "a client whose ClientHello arrived has spoken");
 	e_abort(&e);
 	peer_join(&peer);
 	cr_assert_eq(peer.hs_ok, 0);
 	cr_assert(strstr(peer.err, "no application protocol") != NULL, "peer: %s", peer.err);
+}
+
+/*
+ * How far a client got before the handshake failed: the shim logs a client
+ * that sent nothing at debug, one that sent part of a handshake or bytes that
+ * are not TLS at info, and a failure after its ClientHello at warn.
+ */
+Test(engine_server, peer_progress_says_how_far_the_client_got)
+{
+	static const struct {
+		const char *what;
+		const char *bytes;
+		size_t len;
+		int rc, progress;
+	} cases[] = {
+	    {"nothing, then close", "", 0, TS_EOF, TS_PEER_SILENT},
+	    {"half a record header, then close", "\x16\x03", 2, TS_EOF, TS_PEER_PARTIAL},
+	    {"a record header, then close", "\x16\x03\x01\x00\x80", 5, TS_EOF, TS_PEER_PARTIAL},
+	    {"an HTTP request", "GET / HTTP/1.0\r\n\r\n", 18, TS_FATAL, TS_PEER_PARTIAL},
+	};
+	struct policy_rule *r = server_rule(1);
+
+	engine_up(NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tsess_params p = {
+		    .role = TLS_ROLE_SERVER, .rule = r, .peer_addr = "127.0.0.1"};
+		char err[256];
+		struct tsess *s;
+		int a, b, rc;
+
+		p.port = tcp_pair(&a, &b);
+		set_nonblock(b);
+		p.fd = b;
+		s = ops.sess_new(&p, err, sizeof(err));
+		cr_assert(s != NULL, "sess_new: %s", err);
+		cr_assert_eq(ops.peer_progress(s), TS_PEER_SILENT, "%s: before any I/O",
+			     cases[i].what);
+		if (cases[i].len > 0)
+			cr_assert_eq(write(a, cases[i].bytes, cases[i].len), (ssize_t)cases[i].len);
+		close(a);
+		rc = drive_handshake(s, b);
+		cr_assert_eq(rc, cases[i].rc, "%s: handshake gave %d (%s), expected %d",
+			     cases[i].what, rc, ops.reason(s), cases[i].rc);
+		cr_assert_eq(ops.peer_progress(s), cases[i].progress,
+			     "%s: peer_progress %d, expected %d", cases[i].what,
+			     ops.peer_progress(s), cases[i].progress);
+		ops.sess_free(s);
+		close(b);
+	}
 }
 
 Test(engine_server, client_without_alpn_is_fine)

@@ -278,15 +278,32 @@ Test(names, ignores_other_families)
 	cr_assert_eq(names_lookup(AF_INET, NULL, out), 0);
 }
 
-Test(names, most_recent_wins)
+Test(names, most_recent_wins_on_the_resolving_thread)
 {
 	remember("first.internal", "10.0.0.1");
 	remember("second.internal", "10.0.0.1");
 	cr_assert_str_eq(lookup("10.0.0.1"), "second.internal");
-	cr_assert_str_eq(lookup_elsewhere("10.0.0.1"), "second.internal");
 	remember("first.internal", "10.0.0.1");
 	cr_assert_str_eq(lookup("10.0.0.1"), "first.internal");
-	cr_assert_str_eq(lookup_elsewhere("10.0.0.1"), "first.internal");
+}
+
+Test(names, another_thread_never_guesses_between_names)
+{
+	struct pair p = {.name = "only.internal", .ip = "10.0.0.2"};
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	unsigned char a[4] = {10, 0, 0, 1};
+	int own = 1;
+
+	remember("first.internal", "10.0.0.1");
+	remember("second.internal", "10.0.0.1");
+	/* Two names for one address: no single name for a thread that resolved none. */
+	cr_assert_str_eq(lookup_elsewhere("10.0.0.1"), "");
+	cr_assert_eq(names_candidates(AF_INET, a, cand, NAMES_MAX_CANDIDATES, &own), 1);
+	cr_assert_eq(own, 1, "this thread's own resolution");
+	/* One name: found from any thread. */
+	on_thread(remember_thread, &p);
+	cr_assert_str_eq(lookup_elsewhere("10.0.0.2"), "only.internal");
+	cr_assert_str_eq(lookup("10.0.0.2"), "only.internal");
 }
 
 Test(names, finds_another_threads_resolution)
@@ -297,15 +314,99 @@ Test(names, finds_another_threads_resolution)
 	cr_assert_str_eq(lookup("10.0.0.9"), "helper.internal");
 }
 
+static void *candidates_thread(void *arg)
+{
+	size_t *n = arg;
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	unsigned char a[4] = {10, 0, 0, 1};
+	int own = 1;
+
+	n[0] = names_candidates(AF_INET, a, cand, NAMES_MAX_CANDIDATES, &own);
+	n[1] = (size_t)own;
+	n[2] = n[0] >= 2 && strcmp(cand[0], "theirs.internal") == 0 &&
+	       strcmp(cand[1], "mine.internal") == 0;
+	return NULL;
+}
+
 Test(names, own_thread_beats_more_recent_other_thread)
 {
 	struct pair p = {.name = "theirs.internal", .ip = "10.0.0.1"};
+	size_t got[3];
 
 	remember("mine.internal", "10.0.0.1");
 	on_thread(remember_thread, &p); /* later, on another thread */
 	cr_assert_str_eq(lookup("10.0.0.1"), "mine.internal");
-	/* A third thread, with no resolution of its own, sees the most recent. */
-	cr_assert_str_eq(lookup_elsewhere("10.0.0.1"), "theirs.internal");
+	/* A third thread, with no resolution of its own, sees both, most recent first. */
+	on_thread(candidates_thread, got);
+	cr_assert_eq(got[0], 2, "candidates: %zu", got[0]);
+	cr_assert_eq(got[1], 0, "not its own");
+	cr_assert(got[2], "expected theirs.internal, then mine.internal");
+}
+
+/* names_match_connect() for a connect to 10.0.0.1:443 under POLICY, from a new thread. */
+struct decide {
+	const char *policy;
+	const struct policy_rule *r;
+	const char *peer;
+	char why[600];
+};
+
+static void *decide_thread(void *arg)
+{
+	struct decide *d = arg;
+	struct policy_diags diags = {0};
+	struct policy *p = policy_new();
+	struct policy_query q = {.dir = POLICY_CONNECT, .family = AF_INET, .port = 443};
+	struct policy_match m;
+	static char namebuf[NAMES_MAX_NAME];
+
+	q.addr[0] = 10, q.addr[3] = 1;
+	policy_add_text(p, "T", d->policy, &diags);
+	cr_assert_eq(policy_finish(p, &diags), 0, "%s", d->policy);
+	d->r = names_match_connect(p, &q, &m, &d->peer, namebuf, d->why, sizeof(d->why));
+	/* The policy is leaked on purpose: R and PEER point into it. */
+	return NULL;
+}
+
+Test(names, several_candidates_refuse_a_rule_that_would_guess)
+{
+	struct pair a = {.name = "api.internal", .ip = "10.0.0.1"};
+	struct pair b = {.name = "evil.example", .ip = "10.0.0.1"};
+	struct decide d = {.policy = "connect 10.0.0.0/8:443 tls"};
+
+	on_thread(remember_thread, &a);
+	on_thread(remember_thread, &b);
+	on_thread(decide_thread, &d);
+	cr_assert_null(d.r);
+	cr_assert_str_eq(d.why,
+			 "several names were resolved to this address (evil.example, "
+			 "api.internal) and the rule (T:1) has no name=: the name to verify "
+			 "would be a guess; add name=NAME to the rule");
+
+	/* name= settles it; plain and deny need no name; one name is no guess. */
+	d = (struct decide){.policy = "connect 10.0.0.0/8:443 tls name=api.internal"};
+	on_thread(decide_thread, &d);
+	cr_assert_not_null(d.r, "%s", d.why);
+	cr_assert_str_eq(d.peer, "api.internal");
+	d = (struct decide){.policy = "connect 10.0.0.0/8:443 plain"};
+	on_thread(decide_thread, &d);
+	cr_assert(d.r != NULL && d.r->action == POLICY_PLAIN && d.why[0] == '\0', "%s", d.why);
+	d = (struct decide){.policy = "connect evil.example:443 plain; connect *:443 tls"};
+	on_thread(decide_thread, &d);
+	cr_assert_null(d.r, "candidates matching different rules must not pick one");
+	cr_assert(strstr(d.why, "match different rules"), "%s", d.why);
+}
+
+Test(names, one_candidate_is_the_name)
+{
+	struct pair a = {.name = "api.internal", .ip = "10.0.0.1"};
+	struct decide d = {.policy = "connect 10.0.0.0/8:443 tls"};
+
+	on_thread(remember_thread, &a);
+	on_thread(decide_thread, &d);
+	cr_assert_not_null(d.r, "%s", d.why);
+	cr_assert_str_eq(d.peer, "api.internal");
+	cr_assert_str_eq(d.why, "");
 }
 
 Test(names, ipv4_mapped_ipv6_is_ipv4)

@@ -617,3 +617,80 @@ Test(policy_errors, fails_finish_again_after_a_failed_finish)
 	policy_diags_free(&d);
 	policy_free(p);
 }
+
+/*
+ * Combinations that would skip a check are errors, with the exact message: a
+ * cleartext client under auto cannot be authenticated, and a ca= on accept
+ * would let its CA's certificates in as clients.
+ */
+/* The 1-based column of option OPT ("ca" finds " ca=", not "client-ca=") in IN. */
+static unsigned opt_col(const char *in, const char *opt)
+{
+	char pat[32];
+	const char *hit;
+
+	snprintf(pat, sizeof(pat), " %s=", opt);
+	hit = strstr(in, pat);
+	cr_assert_not_null(hit, "%s: no '%s'", in, pat);
+	return (unsigned)(hit - in) + 2;
+}
+
+Test(policy_errors, refuses_combinations_that_would_skip_a_check)
+{
+	static const char *const auto_msg =
+	    "'%s' cannot be used with 'auto' (a cleartext client cannot be authenticated); use "
+	    "'tls' to require client certificates";
+	char in[1024], want[256];
+	struct {
+		const char *fmt; /* cert, key, then the option's file */
+		const char *opt, *msg;
+	} cases[] = {
+	    {"accept *:1 auto cert=%s key=%s client-ca=%s", "client-ca", auto_msg},
+	    {"accept *:1 auto cert=%s key=%s client-ca=%s allow=dns:*.internal", "allow",
+	     auto_msg},
+	    {"accept *:1 tls cert=%s key=%s ca=%s", "ca",
+	     "'ca' applies to connect rules only: client certificates verify only against "
+	     "client-ca; did you mean 'client-ca='?"},
+	    {"accept *:1 auto cert=%s key=%s ca=%s", "ca",
+	     "'ca' applies to connect rules only: client certificates verify only against "
+	     "client-ca; did you mean 'client-ca='?"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct policy_diags d = {0};
+		struct policy *p;
+		size_t k;
+
+		/* The formats are the table's own literals. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		snprintf(in, sizeof(in), cases[i].fmt, f_pem, f_pem, f_pem);
+		snprintf(want, sizeof(want), cases[i].msg, cases[i].opt);
+#pragma GCC diagnostic pop
+		p = tp_load(in, &d);
+		cr_expect_null(p, "%s: loaded", in);
+		policy_free(p);
+		/* The last diagnostic is the check's (client-ca+allow: both are reported). */
+		cr_assert_geq(d.n, 1, "%s: no diagnostic", in);
+		k = d.n - 1;
+		cr_expect_str_eq(d.v[k].msg, want, "%s", in);
+		cr_expect_eq(d.v[k].line, 1, "%s", in);
+		cr_expect_eq(d.v[k].col, opt_col(in, cases[i].opt), "%s: column, got %s", in,
+			     tp_diags_str(&d));
+		policy_diags_free(&d);
+	}
+	/* The safe forms load. */
+	{
+		struct policy_diags d = {0};
+		struct policy *p;
+
+		snprintf(in, sizeof(in),
+			 "accept *:1 tls cert=%s key=%s client-ca=%s allow=dns:*.internal\n"
+			 "accept *:2 auto cert=%s key=%s",
+			 f_pem, f_pem, f_pem, f_pem, f_pem);
+		p = tp_load(in, &d);
+		cr_expect_not_null(p, "%s: %s", in, tp_diags_str(&d));
+		policy_free(p);
+		policy_diags_free(&d);
+	}
+}

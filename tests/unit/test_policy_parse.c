@@ -253,10 +253,12 @@ Test(policy_parse, reads_file_options_of_both_directions)
 	policy_free(p);
 
 	/* A CA directory (c_rehash layout) is fine for ca= and client-ca=. */
-	snprintf(buf, sizeof(buf), "accept *:1 tls ca=%s cert=%s key=%s client-ca=%s", dir, f_cert,
-		 f_key, dir);
+	snprintf(buf, sizeof(buf), "connect a.com tls ca=%s", dir);
 	r = one_rule(buf, &p);
 	cr_expect_str_eq(r->opt.ca, dir, "%s", buf);
+	policy_free(p);
+	snprintf(buf, sizeof(buf), "accept *:1 tls cert=%s key=%s client-ca=%s", f_cert, f_key, dir);
+	r = one_rule(buf, &p);
 	cr_expect_str_eq(r->opt.client_ca, dir, "%s", buf);
 	policy_free(p);
 }
@@ -562,7 +564,7 @@ Test(policy_parse, formats_rules_that_parse_back_to_the_same_table)
 		 "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= alpn=h2,http/1.1\n"
 		 "connect [2001:db8::]/32 tls min-version=1.3 ciphers=\"A B\" ciphersuites=\\x\n"
 		 "connect *.svc.local:* tls handshake-timeout=0.250 min-version=1.2\n"
-		 "accept [::1]:8443 auto cert=%s key=%s client-ca=%s allow=dns:*.a,cn:b "
+		 "accept [::1]:8443 tls cert=%s key=%s client-ca=%s allow=dns:*.a,cn:b "
 		 "allow=uri:u handshake-timeout=7\n"
 		 "accept *:1 plain\n",
 		 f_space, f_ca, f_cert, f_key, f_cert, f_key, dir);
@@ -762,7 +764,7 @@ Test(policy_parse, relative_file_paths_are_made_absolute)
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	/* Text: the working directory. */
 	cr_assert_eq(chdir(dir), 0);
-	r = one_rule("accept *:1 tls cert=cert.pem key=./key.pem ca=ca.pem", &p);
+	r = one_rule("accept *:1 tls cert=cert.pem key=./key.pem client-ca=ca.pem", &p);
 	snprintf(want, sizeof(want), "%s/cert.pem", dir);
 	cr_expect_str_eq(r->opt.cert, want, "cert= in text");
 	snprintf(want, sizeof(want), "%s/./key.pem", dir);
