@@ -51,6 +51,9 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	if (c == NULL)
 		return 0;
 	r = unsupported_flags(flags);
+	/* The kernel's copy faults (TCP's MSG_TRUNC copies nothing); OpenSSL's would crash. */
+	if (r == 0 && buf == NULL && len > 0 && !(flags & MSG_TRUNC))
+		r = -EFAULT;
 	if (r == 0)
 		r = conn_recv(c, buf, len, flags);
 	conn_put(c);
@@ -66,6 +69,8 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	if (c == NULL)
 		return 0;
 	r = unsupported_flags(flags);
+	if (r == 0 && buf == NULL && len > 0)
+		r = -EFAULT;
 	if (r == 0)
 		r = conn_send(c, buf, len, flags);
 	conn_put(c);
@@ -296,7 +301,20 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct
  * system call, on wrapped fds only). Where it is unavailable (seccomp), the
  * checks that need no memory access are done here. Returns 0 or -errno.
  */
-static int iov_check(const struct iovec *iov, int cnt)
+/* Bytes an iovec array (already checked) describes, saturating at SSIZE_MAX. */
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+	size_t sum = 0;
+
+	for (int i = 0; i < cnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - sum)
+			return SSIZE_MAX;
+		sum += iov[i].iov_len;
+	}
+	return sum;
+}
+
+static int iov_check_kernel(const struct iovec *iov, int cnt)
 {
 	if (cnt < 0 || cnt > IOV_MAX)
 		return -EINVAL;
@@ -314,6 +332,21 @@ static int iov_check(const struct iovec *iov, int cnt)
 	return 0;
 }
 
+/*
+ * As iov_check_kernel, and a buffer at NULL is EFAULT, where OpenSSL would
+ * crash. The kernel copies a small write in one piece and fails it whole; a
+ * large one may go out in part first (a difference of count, not of bytes).
+ */
+static int iov_check(const struct iovec *iov, int cnt)
+{
+	int r = iov_check_kernel(iov, cnt);
+
+	for (int i = 0; r == 0 && i < cnt; i++)
+		if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+			return -EFAULT;
+	return r;
+}
+
 /* Copies a structure the program passed (a msghdr) or fails with -EFAULT, as the kernel. */
 static int copy_from_user(void *dst, const void *src, size_t n)
 {
@@ -327,19 +360,6 @@ static int copy_from_user(void *dst, const void *src, size_t n)
 		return -EFAULT;
 	memcpy(dst, src, n); /* no process_vm_readv (seccomp): trust the pointer */
 	return 0;
-}
-
-/* Bytes an iovec array (already checked) describes, saturating at SSIZE_MAX. */
-static size_t iov_total(const struct iovec *iov, int cnt)
-{
-	size_t sum = 0;
-
-	for (int i = 0; i < cnt; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - sum)
-			return SSIZE_MAX;
-		sum += iov[i].iov_len;
-	}
-	return sum;
 }
 
 static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)

@@ -1482,8 +1482,17 @@ static void iov_errors_c(void)
 	m.msg_iovlen = 2;
 	CALL("recvmsg sum wraps", recvmsg(fd, &m, MSG_DONTWAIT));
 	CALL("writev zero count", writev(fd, &ok, 0));
-	CALL("writev ok", writev(fd, &ok, 1));
+	CALL("write NULL", write(fd, NULL, 10));
+	CALL("send NULL", send(fd, NULL, 10, 0));
+	struct iovec nul[2] = { { NULL, 5 }, { "x", 1 } };
+	CALL("writev NULL first", writev(fd, nul, 2));
+	struct iovec part[2] = { { "ok", 2 }, { NULL, 5 } };
+	CALL("writev ok, then NULL", writev(fd, part, 2));
+	CALL("writev ok", writev(fd, part, 1));
 	sync_send('a');
+	sync_wait('b');
+	CALL("read NULL", read(fd, NULL, 4));
+	CALL("readv NULL first", readv(fd, nul, 2));
 	CALLD("read", read_exact(fd, buf, 4), buf);
 	CALL("close", close(fd));
 }
@@ -1497,6 +1506,8 @@ static void iov_errors_s(void)
 	sync_wait('a');
 	CALLD("read_exact 2", read_exact(fd, buf, 2), buf);
 	CALL("write back", write(fd, "back", 4));
+	msleep(100); /* "back" is in the client's socket before it reads */
+	sync_send('b');
 	expect_eof(fd);
 	close(fd);
 }
