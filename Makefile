@@ -191,9 +191,10 @@ $(BUILD)/tests/stress/%: tests/stress/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY) |
 	   $(LIBPOLICY) $(LDLIBS_SSL) -ldl $(LDFLAGS)
 
 # Helper programs the e2e tests run (plain clients/servers that know nothing of TLS).
+$(BUILD)/tests/progs/seccomp_io: PROG_LDLIBS := -lseccomp
 $(BUILD)/tests/progs/%: tests/progs/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDLIBS_SSL) $(LDFLAGS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDLIBS_SSL) $(PROG_LDLIBS) $(LDFLAGS)
 
 $(BUILD)/tests/conformance/%: tests/conformance/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)

@@ -19,6 +19,14 @@
 #define CMD_EXIT_NOEXEC   126 /* run: PROGRAM found but would not be wrapped / runnable */
 #define CMD_EXIT_NOTFOUND 127 /* run: PROGRAM not found */
 
+#ifndef TLSSHIM_SYSCONFDIR
+#define TLSSHIM_SYSCONFDIR "/etc"
+#endif
+/* The system policy (the library reads the same path, fixed at build time). */
+#define CMD_SYSTEM_POLICY TLSSHIM_SYSCONFDIR "/tlsshim/policy"
+/* The dynamic loader's own list of libraries preloaded into every program. */
+#define CMD_PRELOAD_FILE "/etc/ld.so.preload"
+
 /* The SOURCE of -p text in diagnostics: what `run` puts into the environment. */
 #define CMD_POLICY_SOURCE "TLSSHIM_POLICY"
 
@@ -59,6 +67,20 @@ void cmd_args_free(struct cmd_args *a);
  * stderr as SOURCE:LINE:COL: message (or a message on allocation failure).
  */
 struct policy *cmd_policy_load(const struct cmd_policy_src *src);
+/* What the system policy is, as a process would find it. */
+enum cmd_system_state {
+	CMD_SYSTEM_ABSENT = 0, /* no file: nothing applies */
+	CMD_SYSTEM_OK,         /* trusted and without errors */
+	CMD_SYSTEM_REFUSED,    /* writable by someone other than root, or not a file */
+	CMD_SYSTEM_ERRORS,     /* trusted, but with errors */
+};
+/*
+ * Loads the system policy (CMD_SYSTEM_POLICY) as the library does, with its
+ * cert/key/CA files checked too when CHECK_FILES is set. Returns the table
+ * when *STATE is CMD_SYSTEM_OK, else NULL; a refusal or each error is printed
+ * to stderr (as SOURCE:LINE:COL: message for errors).
+ */
+struct policy *cmd_system_load(int check_files, enum cmd_system_state *state);
 /* Prints P's rules to stdout, one a line, aligned, each with "# SOURCE:LINE:COL". */
 void cmd_policy_print(const struct policy *p);
 /* The rule's normalized text in a malloc()ed string, or NULL on allocation failure. */
@@ -90,9 +112,17 @@ char *exe_find(const char *program, const char *path_env);
  */
 int exe_preloadable(const char *path, char *why, size_t whylen);
 
+/* run.c */
+/*
+ * The preload library's absolute path (next to this executable, in LIBDIR,
+ * or in ../lib), malloc()ed; NULL after printing why it is missing.
+ */
+char *cmd_find_library(void);
+
 /* The subcommands; each returns the exit status. */
 int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_system(int argc, char **argv);
 
 #endif

@@ -413,6 +413,46 @@ static void print_rule_line(const char *label, const struct policy_rule *r)
 	free(t);
 }
 
+/*
+ * With a system policy under P: which of the two tables the winning rule W
+ * comes from, and why, when both have a rule for Q. Returns W's table.
+ */
+static const struct policy *floor_lines(const struct policy *p, const struct policy_query *q,
+					const struct policy_rule *w)
+{
+	const struct policy *sys = policy_floor(p);
+	const struct policy_rule *fr, *own = NULL;
+	char *t;
+
+	if (!sys)
+		return p;
+	fr = policy_match(sys, q, NULL);
+	/* policy_match(P) applies the floor: P's own best is the first of its match_all. */
+	if (policy_match_all(p, q, &own, 1) == 0)
+		own = NULL;
+	if (!fr) {
+		line("floor", "the system policy (%s) has no rule for this connection",
+		     CMD_SYSTEM_POLICY);
+		return p;
+	}
+	if (!own)
+		return sys;
+	t = cmd_rule_text(w == fr ? own : fr);
+	if (w == fr)
+		line("floor",
+		     "the system policy's rule applies: `%s` (%s:%u) cannot weaken it; a "
+		     "process's own rule applies only where it is stricter (deny over tls "
+		     "over auto over plain)",
+		     t ? t : "?", own->source, own->line);
+	else
+		line("floor",
+		     "stricter than the system policy's `%s` (%s:%u), so it applies (a "
+		     "process may tighten the system policy, never weaken it)",
+		     t ? t : "?", fr->source, fr->line);
+	free(t);
+	return w == fr ? sys : p;
+}
+
 /* NAMED: ENDPOINT was a DNS name, resolved to Q's address. */
 static void explain(const struct policy *p, struct policy_query *q, const char *endpoint, int named)
 {
@@ -431,9 +471,11 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 		puts("no rule matches: the connection is left alone");
 		return;
 	}
-	n = policy_match_all(p, q, all, MAX_MATCHES);
 	print_rule_line("rule", w);
-	line("from", "%s:%u:%u", w->source ? w->source : "?", w->line, w->col);
+	line("from", "%s:%u:%u%s", w->source ? w->source : "?", w->line, w->col,
+	     policy_floor(p) && policy_match(policy_floor(p), q, NULL) == w ? " (the system policy)"
+									    : "");
+	n = policy_match_all(floor_lines(p, q, w), q, all, MAX_MATCHES);
 	host_words(w, hw, sizeof(hw));
 	port_words(w, pw, sizeof(pw));
 	if (m.name && w->host_kind == POLICY_HOST_NAME && (!q->name || strcmp(m.name, q->name)))
@@ -460,8 +502,9 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 
 int cmd_explain(int argc, char **argv)
 {
+	enum cmd_system_state sys_state;
 	struct cmd_args a;
-	struct policy *p = NULL;
+	struct policy *p = NULL, *sys = NULL;
 	struct policy_query q;
 	const char *alt[MAX_ALT], *const *names;
 	char namebuf[256], err[256];
@@ -486,9 +529,16 @@ int cmd_explain(int argc, char **argv)
 				     a.pos[0]);
 		goto out;
 	}
+	/* As a process of this user would decide: the system policy is the floor. */
+	sys = cmd_system_load(0, &sys_state);
 	p = cmd_policy_load(&a.src);
 	if (!p) {
 		rc = CMD_EXIT_POLICY;
+		goto out;
+	}
+	if (sys && policy_set_floor(p, sys) != 0) {
+		cmd_err("out of memory");
+		rc = CMD_EXIT_SOFTWARE;
 		goto out;
 	}
 	if (policy_parse_endpoint(a.pos[1], &q, namebuf, sizeof(namebuf), err, sizeof(err)) != 0) {
@@ -530,6 +580,7 @@ int cmd_explain(int argc, char **argv)
 	rc = CMD_EXIT_OK;
 out:
 	policy_free(p);
+	policy_free(sys);
 	cmd_args_free(&a);
 	return rc < 0 ? CMD_EXIT_OK : rc;
 }

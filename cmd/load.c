@@ -2,9 +2,11 @@
  * load.c - load the policy the way the preload library will, report its
  * errors as SOURCE:LINE:COL, and print the normalized rule table (`check`).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -63,6 +65,44 @@ struct policy *cmd_policy_load(const struct cmd_policy_src *src)
 	}
 	policy_diags_free(&d);
 	return p;
+}
+
+struct policy *cmd_system_load(int check_files, enum cmd_system_state *state)
+{
+	struct policy_diags d = {0};
+	struct policy *p;
+	char why[600];
+	int rc;
+
+	rc = policy_file_trusted(CMD_SYSTEM_POLICY, why, sizeof(why));
+	*state = rc == -ENOENT ? CMD_SYSTEM_ABSENT : CMD_SYSTEM_REFUSED;
+	if (rc == -ENOENT)
+		return NULL;
+	if (rc != 0) {
+		cmd_err("system policy refused: %s (it must be a file owned by root and writable "
+			"by root only, in a directory that is too); its rules do not apply",
+			why);
+		return NULL;
+	}
+	p = policy_new();
+	if (!p) {
+		cmd_err("out of memory");
+		*state = CMD_SYSTEM_ERRORS;
+		return NULL;
+	}
+	if (!check_files)
+		policy_defer_file_checks(p);
+	if (policy_add_file(p, CMD_SYSTEM_POLICY, &d) == 0)
+		policy_finish(p, &d);
+	if (d.n == 0) {
+		*state = CMD_SYSTEM_OK;
+		return p;
+	}
+	*state = CMD_SYSTEM_ERRORS;
+	print_diags(&d);
+	policy_diags_free(&d);
+	policy_free(p);
+	return NULL;
 }
 
 char *cmd_rule_text(const struct policy_rule *r)
@@ -147,8 +187,9 @@ void cmd_policy_print(const struct policy *p)
 
 int cmd_check(int argc, char **argv)
 {
+	enum cmd_system_state sys_state;
+	struct policy *sys = NULL, *p;
 	struct cmd_args a;
-	struct policy *p;
 	int rc;
 
 	rc = cmd_args_parse(&a, argc, argv, 0);
@@ -159,14 +200,30 @@ int cmd_check(int argc, char **argv)
 				     a.pos[0]);
 		goto out;
 	}
+	/*
+	 * The system policy, as every process sees it: a problem with it is an error
+	 * here. Root also gets its files checked (processes check them on use).
+	 */
+	sys = cmd_system_load(geteuid() == 0, &sys_state);
 	p = cmd_policy_load(&a.src);
-	if (!p) {
+	if (!p || sys_state == CMD_SYSTEM_REFUSED || sys_state == CMD_SYSTEM_ERRORS) {
 		rc = CMD_EXIT_POLICY;
+		policy_free(p);
 		goto out;
 	}
-	cmd_policy_print(p);
+	if (sys) {
+		printf("# the system policy, %s: a floor (the rules after it may tighten it, never "
+		       "weaken it)\n",
+		       CMD_SYSTEM_POLICY);
+		cmd_policy_print(sys);
+		if (policy_count(p) > 0)
+			puts("# this process's own rules");
+	}
+	if (!sys || policy_count(p) > 0)
+		cmd_policy_print(p);
 	policy_free(p);
 out:
+	policy_free(sys);
 	cmd_args_free(&a);
 	return rc < 0 ? CMD_EXIT_OK : rc;
 }

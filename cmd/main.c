@@ -4,6 +4,7 @@
  *   tlsshim run [-p RULES]... [-f FILE] [--log LEVEL] -- PROGRAM [ARG...]
  *   tlsshim check [-p RULES]... [-f FILE]
  *   tlsshim explain [-p RULES]... [-f FILE] connect|accept HOST:PORT
+ *   tlsshim system enable|disable|status
  *   tlsshim version | help
  */
 #include <stdarg.h>
@@ -19,6 +20,7 @@ static const char usage_short[] =
     "usage: tlsshim run [-p RULES]... [-f FILE] [--log LEVEL] -- PROGRAM [ARG...]\n"
     "       tlsshim check [-p RULES]... [-f FILE]\n"
     "       tlsshim explain [-p RULES]... [-f FILE] connect|accept HOST:PORT\n"
+    "       tlsshim system enable|disable|status\n"
     "       tlsshim version | help\n";
 
 static const char usage_long[] =
@@ -28,6 +30,8 @@ static const char usage_long[] =
     "  run      check the policy, then run PROGRAM with the tlsshim library preloaded\n"
     "  check    print the policy as a normalized rule table, or its errors\n"
     "  explain  show which rule a connection would match, why, and its options\n"
+    "  system   enable|disable|status: the system policy " TLSSHIM_SYSCONFDIR "/tlsshim/policy\n"
+    "           in every program (through /etc/ld.so.preload), or not\n"
     "  version  print the version\n"
     "  help     print this help\n"
     "\n"
@@ -219,7 +223,8 @@ int main(int argc, char **argv)
 	const char *sub;
 
 	if (argc < 2)
-		return cmd_usage_error("a command is needed: run, check, explain, version or help");
+		return cmd_usage_error(
+		    "a command is needed: run, check, explain, system, version or help");
 	sub = argv[1];
 	argc -= 2;
 	argv += 2;
@@ -229,6 +234,8 @@ int main(int argc, char **argv)
 		return cmd_check(argc, argv);
 	if (strcmp(sub, "explain") == 0)
 		return cmd_explain(argc, argv);
+	if (strcmp(sub, "system") == 0)
+		return cmd_system(argc, argv);
 	if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0 ||
 	    strcmp(sub, "-V") == 0) {
 		if (argc > 0)

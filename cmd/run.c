@@ -27,7 +27,7 @@
  * before ../lib so that an installed command never picks up another copy left
  * in PREFIX/lib. Returns a malloc()ed absolute path, or NULL after printing why.
  */
-static char *find_library(void)
+char *cmd_find_library(void)
 {
 	static const char *const rel[] = {SHIM_LIB, NULL, "../lib/" SHIM_LIB};
 	char self[PATH_MAX], cand[PATH_MAX + 32];
@@ -228,7 +228,7 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_CONFIG;
 		goto out;
 	}
-	lib = find_library();
+	lib = cmd_find_library();
 	if (!lib) {
 		rc = CMD_EXIT_SOFTWARE;
 		goto out;
@@ -268,7 +268,8 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_SOFTWARE;
 		goto out;
 	}
-	if (policy_count(p) == 0 && !quiet(&a))
+	/* With a system policy, its rules apply: no rules of its own is a normal case. */
+	if (policy_count(p) == 0 && !quiet(&a) && access(CMD_SYSTEM_POLICY, F_OK) != 0)
 		cmd_err("warning: the policy has no rules: %s runs with every connection left "
 			"alone (set -p/-f, or TLSSHIM_POLICY/TLSSHIM_POLICY_FILE)",
 			prog);

@@ -78,7 +78,7 @@ int policy_has_dir(const struct policy *p, enum policy_dir dir)
 {
 	if (!p || (unsigned)dir > POLICY_ACCEPT)
 		return 0;
-	return p->idx[dir].present;
+	return p->idx[dir].present || (p->floor && p->floor->idx[dir].present);
 }
 
 size_t policy_exact_names(const struct policy *p, enum policy_dir dir, const char *const **names)
@@ -86,6 +86,10 @@ size_t policy_exact_names(const struct policy *p, enum policy_dir dir, const cha
 	if (!p || (unsigned)dir > POLICY_ACCEPT || !p->finished) {
 		*names = NULL;
 		return 0;
+	}
+	if (p->floor) {
+		*names = (const char *const *)p->layered_names[dir];
+		return p->n_layered_names[dir];
 	}
 	*names = (const char *const *)p->idx[dir].exact_names;
 	return p->idx[dir].n_exact;
@@ -578,8 +582,8 @@ static void walk(const struct policy *p, struct walk *w)
 	offer(w, x->any, POLICY_HOST_ANY, NULL);
 }
 
-const struct policy_rule *policy_match(const struct policy *p, const struct policy_query *q,
-				       struct policy_match *m)
+const struct policy_rule *policy_match_own(const struct policy *p, const struct policy_query *q,
+					   struct policy_match *m)
 {
 	struct walk w = {.q = q, .port = q ? q->port : 0};
 

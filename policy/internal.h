@@ -67,6 +67,12 @@ struct policy {
 	unsigned n_errors; /* diagnostics added by the parser; finish() fails if any */
 	int finished;      /* 0 loading, 1 finished, -1 finish failed */
 	struct dir_index idx[2];
+	/* system.c: the system policy under this table (policy_set_floor()), not owned;
+	 * the exact names of both tables, the floor's first, for policy_exact_names(). */
+	const struct policy *floor;
+	const char **layered_names[2];
+	size_t n_layered_names[2];
+	int defer_file_checks; /* cert/key/CA files are checked when used, not at load */
 };
 
 /* parse.c */
@@ -94,6 +100,10 @@ int policy_looks_numeric(const char *s, size_t n);
 
 /* A as dotted-quad text, NUL-terminated; returns its length. */
 size_t policy_ipv4_text(const unsigned char a[4], char out[16]);
+
+/* index.c: policy_match() on P's own rules, ignoring its floor. */
+const struct policy_rule *policy_match_own(const struct policy *p, const struct policy_query *q,
+					   struct policy_match *m);
 
 /* format.c */
 /* Writes S (N bytes) to OUT for a message: long text cut, control bytes as \xNN. */

@@ -195,7 +195,9 @@ struct policy_match {
 
 /*
  * Returns the rule that applies to Q by the contract's precedence, or NULL if
- * none does (the connection is left alone). M, if not NULL, is filled in.
+ * none does (the connection is left alone); with a floor (policy_set_floor()),
+ * the floor rule decides between the two tables' matches. M, if not NULL, is
+ * filled in.
  * Lock-free; cost independent of the number of rules for exact names and
  * addresses, O(labels) for suffixes, O(distinct prefix lengths) for CIDRs.
  */
@@ -209,6 +211,51 @@ const struct policy_rule *policy_match(const struct policy *p, const struct poli
  */
 size_t policy_match_all(const struct policy *p, const struct policy_query *q,
 			const struct policy_rule **out, size_t max);
+
+/* ---- the system policy (system.c) ---------------------------------------------------- */
+
+/*
+ * Whether the file PATH may hold the system policy: a regular file (not a
+ * symbolic link) owned by root and writable by no one else, in a directory
+ * with the same properties, under directories only root can change (a
+ * sticky directory such as /tmp counts). Returns 0; -ENOENT (or another
+ * -errno) if PATH cannot be examined; -EPERM if it must not be trusted. WHY
+ * gets the reason ("file /etc/tlsshim/policy is group-writable (mode 0664)").
+ * stat() only; the common case, no file, costs one lstat().
+ */
+int policy_file_trusted(const char *path, char *why, size_t len);
+
+/*
+ * Makes P skip the readability check of cert/key/CA files at load (call it
+ * before adding rules): for the system policy, read by every process, whose
+ * files (a client key) may be readable by some users only. A connection whose
+ * rule names a file this process cannot read then fails closed.
+ */
+void policy_defer_file_checks(struct policy *p);
+
+/*
+ * Puts FLOOR (the system policy) under P (a process's own policy); both must
+ * be finished, and FLOOR must outlive P (policy_free(P) does not free it).
+ * From then on policy_match(P) decides by the floor rule (policy_floor_wins),
+ * policy_has_dir() and policy_exact_names() cover both tables, and P's rule
+ * ids follow FLOOR's (ids stay unique across both). policy_count(),
+ * policy_rule_at() and policy_match_all() still see P's own rules only.
+ * Returns 0, or -1 (not finished, already layered, out of memory).
+ */
+int policy_set_floor(struct policy *p, const struct policy *floor);
+
+/* The table under P (policy_set_floor()), or NULL. */
+const struct policy *policy_floor(const struct policy *p);
+
+/*
+ * The floor rule, for one connection matched by FLOOR_RULE in the system
+ * policy and by OWN in the process's own (either may be NULL): whether the
+ * system rule applies. The process's rule applies only when it is stricter:
+ * deny over tls over auto over plain. With the same action the system rule
+ * applies as written, so its checks (ca, name, pins, versions...) cannot be
+ * changed by the process.
+ */
+int policy_floor_wins(const struct policy_rule *floor_rule, const struct policy_rule *own);
 
 /*
  * Writes the normalized form of R ("connect *.example.com:443 tls ca=/x") to

@@ -184,7 +184,10 @@ static int session_new(struct conn *c, char *err, size_t errlen)
 					    __ATOMIC_ACQUIRE);
 	}
 	c->ts = e->sess_new(&p, err, errlen);
-	return c->ts != NULL ? 0 : -1;
+	if (c->ts == NULL)
+		return -1;
+	e->set_io(c->ts, atomic_load_explicit(&c->io_family, memory_order_relaxed) | TS_IO_QUIET);
+	return 0;
 }
 
 struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
@@ -599,15 +602,33 @@ static void note_eof(struct conn *c, ssize_t how)
 		log_info("%s: peer closed the connection without close_notify", c->desc);
 }
 
+/*
+ * The program's latest call family (conn_set_io), for the session's socket
+ * calls; unless WRITING (the program's own write), writes the session makes
+ * must not raise SIGPIPE (TS_IO_QUIET). Returns the family.
+ */
+static int use_io_family(struct conn *c, int writing)
+{
+	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+
+	if (c->ts != NULL)
+		E->set_io(c->ts, io | (writing ? 0 : TS_IO_QUIET));
+	return io;
+}
+
 static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 0), rc = step_ready(c, want);
 	ssize_t r;
 
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
+		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
+		if (io == TS_IO_RW && flags == 0)
+			r = real.read(c->fd, buf, len);
+		else
+			r = real.recv(c->fd, buf, len, flags | MSG_DONTWAIT);
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLIN;
 			return -EAGAIN;
@@ -624,11 +645,12 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 
 		/*
 		 * A socket returns everything queued, up to LEN; TLS hands out one
-		 * record at a time. Take more records while they are already here
-		 * (decrypted, or buffered by OpenSSL's read-ahead): no extra syscall.
+		 * record at a time. Take more records while they can be had without
+		 * waiting: decrypted, buffered by OpenSSL's read-ahead, or still in
+		 * the kernel (the last socket read filled its buffer). Event loops
+		 * take a short read beside a hang-up for the end of the stream.
 		 */
-		while (!(flags & MSG_PEEK) && done < len &&
-		       (E->pending(c->ts) > 0 || E->buffered_input(c->ts))) {
+		while (!(flags & MSG_PEEK) && done < len && E->more_input(c->ts)) {
 			r = E->read(c->ts, (char *)buf + done, len - done, 0);
 			if (r <= 0) {
 				/* The end of the stream found on the way is the next read's 0. */
@@ -660,15 +682,22 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 }
 
-static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int flags, short *want)
 {
-	int rc = step_ready(c, want);
+	int io = use_io_family(c, 1), rc = step_ready(c, want);
+	int kernel_signals = io == TS_IO_RW || io == TS_IO_VEC; /* no MSG_NOSIGNAL there */
 	ssize_t r;
 
+	c->epipe_signalled = 0;
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
-		r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (io == TS_IO_RW && flags == 0)
+			r = real.write(c->fd, buf, len);
+		else
+			r = real.send(c->fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && errno == EPIPE && io == TS_IO_RW && flags == 0)
+			c->epipe_signalled = 1;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			*want = POLLOUT;
 			return -EAGAIN;
@@ -691,10 +720,22 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 		return -EAGAIN;
 	case TS_SYSERR:
 		rc = E->sys_errno(c->ts);
+		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
+		if (rc == EPIPE && kernel_signals)
+			c->epipe_signalled = 1;
 		return -(rc ? rc : EIO);
 	default:
 		return fail_rc(c, (int)r, "write");
 	}
+}
+
+/* The program's write: only its own writes may raise SIGPIPE (use_io_family). */
+static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags, short *want)
+{
+	ssize_t r = step_send_io(c, buf, len, flags, want);
+
+	use_io_family(c, 0);
+	return r;
 }
 
 /* ---- waiting ---------------------------------------------------------------------- */
@@ -914,7 +955,7 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
 	size_t done = 0;
 	ssize_t r;
-	int rc;
+	int rc, signalled;
 
 	for (;;) {
 		short want = 0;
@@ -932,10 +973,11 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 				done += (size_t)r;
 			}
 		}
+		signalled = c->epipe_signalled;
 		pthread_mutex_unlock(&c->lock);
 		if (done == len && len > 0)
 			break;
-		if (r == -EPIPE)
+		if (r == -EPIPE && !signalled)
 			raise_sigpipe(flags);
 		if (r != -EAGAIN && r < 0)
 			return done > 0 ? (ssize_t)done : r;
@@ -1138,7 +1180,6 @@ int conn_close_fd(struct conn *c, int fd)
 
 int conn_readable_bytes(struct conn *c)
 {
-	char b;
 	short want;
 	int n = 0;
 
@@ -1148,9 +1189,8 @@ int conn_readable_bytes(struct conn *c)
 		return -ENOTTY; /* caller asks the kernel */
 	}
 	if (c->state == CONN_OPEN && !c->rd_eof) {
-		/* Decrypt one record if one is waiting, so the count is the truth. */
-		if (E->pending(c->ts) == 0)
-			step_recv(c, &b, 1, MSG_PEEK, &want);
+		/* Decrypt what has arrived, so the count is what a read would return. */
+		step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want);
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
 	}
 	pthread_mutex_unlock(&c->lock);

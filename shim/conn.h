@@ -49,6 +49,7 @@ struct conn {
 	atomic_int user_nodelay;  /* TCP_NODELAY as the program believes it is set */
 	atomic_uint rd_eagain;    /* reads that ended in EAGAIN (edge-triggered epoll) */
 	atomic_uint wr_eagain;    /* writes that ended in EAGAIN or short */
+	atomic_int io_family;     /* enum ts_io of the program's latest I/O call (conn_set_io) */
 	int err;                  /* errno of I/O once FAILED */
 	int so_error;             /* pending SO_ERROR (cleared when read), like a socket */
 	unsigned rd_eof : 1;      /* the peer ended the stream (read gives 0) */
@@ -58,6 +59,7 @@ struct conn {
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
+	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
 	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
 	uint64_t claim_gen;           /* the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
@@ -110,6 +112,18 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
  * failure was at the TCP level: the socket may then be connected again.
  */
 int conn_connect_again(struct conn *c, int *afresh);
+
+/*
+ * The program's I/O call on C is of FAMILY (enum ts_io: read/write, readv/writev,
+ * recv/send, recvmsg/sendmsg). The hooks say so before conn_recv/conn_send;
+ * the shim's own socket calls for C then use the same family, so a seccomp
+ * filter that allows the program's calls allows ours. Readiness and close use
+ * the family of the latest call.
+ */
+static inline void conn_set_io(struct conn *c, int family)
+{
+	atomic_store_explicit(&c->io_family, family, memory_order_relaxed);
+}
 
 /* recv() semantics, FLAGS: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC. */
 ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags);

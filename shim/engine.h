@@ -35,7 +35,7 @@
 struct real_fns;
 struct tsess; /* opaque: one TLS session */
 
-#define ENGINE_ABI 1
+#define ENGINE_ABI 3
 
 /* Log levels, shared with shim/log.h. */
 enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
@@ -49,6 +49,27 @@ enum {
 	TS_FATAL = -5,      /* TLS failure; tsess_reason() says why; the session is dead */
 	TS_SYSERR = -6,     /* socket error; tsess_errno() has errno (ECONNRESET, EPIPE, ...) */
 };
+
+/*
+ * Which system calls the engine's socket I/O uses: those of the program's own
+ * call (read/write, readv/writev, recvfrom/sendto, recvmsg/sendmsg), so that a
+ * seccomp filter allowing the program's calls allows ours (engine_ops.set_io).
+ */
+enum ts_io {
+	TS_IO_SOCK = 0, /* recv/send (recvfrom/sendto): the default */
+	TS_IO_RW = 1,   /* read/write */
+	TS_IO_VEC = 2,  /* readv/writev */
+	TS_IO_MSG = 3,  /* recvmsg/sendmsg */
+	/*
+	 * Or-ed in: the program's call is not a write, so a write the session
+	 * makes now (a handshake flight, close_notify, a key-update reply) must
+	 * not raise SIGPIPE, which write()/writev() cannot be told.
+	 */
+	TS_IO_QUIET = 0x10,
+};
+
+/* The most plaintext a peek decrypts ahead (kept in the session until read). */
+#define TS_PEEK_MAX (256 * 1024)
 
 /* How far the peer got in the handshake (engine_ops.peer_progress). */
 enum {
@@ -100,12 +121,19 @@ struct engine_ops {
 	/* Points the session at another fd of the same socket (after dup + close). */
 	void (*set_fd)(struct tsess *s, int fd);
 
+	/* Makes the session's socket I/O use the calls of FAMILY (enum ts_io) from now on. */
+	void (*set_io)(struct tsess *s, int family);
+
 	/* Advances the handshake: 0 when complete, TS_WANT_*, TS_FATAL, TS_SYSERR, TS_EOF. */
 	int (*handshake)(struct tsess *s);
 
 	/*
 	 * Reads plaintext (PEEK: leave it queued). Returns bytes > 0, or
 	 * TS_WANT_READ, TS_CLOSED, TS_EOF, TS_FATAL, TS_SYSERR. LEN 0 returns 0.
+	 * A read returns at most one record's worth beyond what is queued; a peek
+	 * decrypts every record that is here, up to LEN (at most TS_PEEK_MAX), so
+	 * it shows what a read of LEN would return (a socket's MSG_PEEK). With
+	 * PEEK, BUF may be NULL: decrypt ahead, copy nothing (FIONREAD).
 	 */
 	ssize_t (*read)(struct tsess *s, void *buf, size_t len, int peek);
 
@@ -123,6 +151,14 @@ struct engine_ops {
 
 	/* Whether undecrypted input is already buffered inside the engine. */
 	int (*buffered_input)(const struct tsess *s);
+
+	/*
+	 * Whether a read may find more without waiting: plaintext or input is
+	 * buffered in the engine, or the last socket read filled its buffer (the
+	 * kernel may hold more). False means a read would now ask the kernel and
+	 * find it empty, so a caller filling a buffer can stop without a syscall.
+	 */
+	int (*more_input)(const struct tsess *s);
 
 	/*
 	 * Whether ciphertext is waiting to be flushed: 0 none, 1 some, 2 so much

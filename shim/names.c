@@ -519,7 +519,7 @@ const struct policy_rule *names_match_connect(const struct policy *p, struct pol
 	const struct policy_rule *r = NULL, *ri;
 	struct policy_match mi;
 	size_t n, i, used;
-	int own, agree = 1;
+	int own, agree = 1, wraps = 0;
 
 	why[0] = '\0';
 	*peer = NULL;
@@ -550,8 +550,16 @@ const struct policy_rule *names_match_connect(const struct policy *p, struct pol
 		} else if (ri != r) {
 			agree = 0;
 		}
+		wraps |= ri != NULL && ri->action != POLICY_PLAIN;
 	}
 	q->name = NULL;
+	/* Left alone whichever name was meant: nothing to verify, nothing to refuse. */
+	if (!wraps) {
+		if (agree)
+			return r;
+		*m = (struct policy_match){0};
+		return NULL;
+	}
 	if (agree && (r == NULL || r->action == POLICY_PLAIN || r->action == POLICY_DENY))
 		return r;
 	if (agree && r->host_kind == POLICY_HOST_NAME) {

@@ -79,9 +79,10 @@ int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]
  * verify (NULL: none, verify the address). With several candidates (the
  * calling thread resolved none, other threads resolved different names), the
  * rule is the one every candidate matches, and the name comes from the rule
- * (an exact-name rule, or its name=/sni=); when the candidates disagree, or
- * a tls rule would have to guess the name, returns NULL with WHY (never
- * empty then) saying so: the caller refuses the connection. Otherwise WHY is
+ * (an exact-name rule, or its name=/sni=); when no candidate's rule would
+ * wrap or deny it, returns NULL (left alone); when the candidates disagree
+ * otherwise, or a tls rule would have to guess the name, returns NULL with
+ * WHY (never empty then) saying so: the caller refuses the connection. Otherwise WHY is
  * "" and the result is policy_match()'s (NULL: no rule). M is filled in.
  */
 const struct policy_rule *names_match_connect(const struct policy *p, struct policy_query *q,

@@ -160,6 +160,7 @@ static ssize_t cookie_read(void *cookie, char *buf, size_t len)
 
 	if (c == NULL)
 		return real.read(fd, buf, len);
+	conn_set_io(c, TS_IO_RW); /* a stdio stream reads with read() */
 	r = conn_recv(c, buf, len, 0);
 	conn_put(c);
 	return hook_ret(r);
@@ -173,6 +174,7 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
 
 	if (c == NULL)
 		return real.write(fd, buf, len);
+	conn_set_io(c, TS_IO_RW);
 	r = conn_send(c, buf, len, 0);
 	conn_put(c);
 	/* stdio treats 0 as an error; a socket write error is what it should see. */

@@ -3,10 +3,12 @@
  *
  * A policy that does not parse stops the program here, with the contract's
  * message and status 78 (EX_CONFIG): running it would silently send in
- * cleartext what the user asked to protect. Nothing else happens at load
+ * cleartext what the user asked to protect. The system policy, when there is
+ * one, goes under the process's own as a floor (policy_set_floor). Nothing else happens at load
  * (OpenSSL is loaded on the first wrapped connection), so a process that
  * wraps nothing starts as fast as without the shim.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,12 @@
 
 #define EX_CONFIG 78
 
+#ifndef TLSSHIM_SYSCONFDIR
+#define TLSSHIM_SYSCONFDIR "/etc"
+#endif
+/* The system policy: fixed at build time, so no environment can point elsewhere. */
+#define SYSTEM_POLICY TLSSHIM_SYSCONFDIR "/tlsshim/policy"
+
 /* Writes "tlsshim: WHAT" on stderr in one write, WHAT escaped (it quotes files). */
 static void die_config(const char *what)
 {
@@ -39,11 +47,12 @@ static void die_config(const char *what)
 
 /*
  * A secure-execution process (setuid, setgid, file capabilities): its
- * environment comes from a less privileged user, so none of TLSSHIM_* is read
- * and nothing is wrapped, as the loader itself ignores LD_PRELOAD there. Says
- * so on stderr, in one line, if any TLSSHIM_* variable was set.
+ * environment comes from a less privileged user, so none of TLSSHIM_* is read;
+ * only the system policy applies (SYSTEM_APPLIES), else nothing is wrapped, as
+ * the loader itself ignores LD_PRELOAD there. Says so on stderr, in one line,
+ * if any TLSSHIM_* variable was set.
  */
-static void secure_exec_note(void)
+static void secure_exec_note(int system_applies)
 {
 	char names[512], line[LOG_LINE_MAX];
 	size_t used = 0, n;
@@ -71,7 +80,8 @@ static void secure_exec_note(void)
 		n = sizeof(line) - 1;
 	snprintf(line + n, sizeof(line) - n,
 		 "this is a secure-execution process (setuid, setgid or file capabilities), "
-		 "whose environment a less privileged user controls; nothing is wrapped");
+		 "whose environment a less privileged user controls; %s",
+		 system_applies ? "only the system policy applies" : "nothing is wrapped");
 	die_config(line);
 }
 
@@ -101,17 +111,76 @@ static void fork_child(void)
  * wraps nothing then starts without initialising malloc on our account.
  */
 static unsigned char policy_mem[16384] __attribute__((aligned(64)));
+static unsigned char system_mem[8192] __attribute__((aligned(64)));
 
-static int load_policy(void)
+/*
+ * The system policy, or NULL when there is none or it cannot be used. A file
+ * someone other than root could have written, or one with errors, is refused
+ * with an error line, and its rules do not apply in this process: stopping
+ * here would stop every program on the machine (sudo and sshd included), and
+ * rules from an untrusted file could point connections anywhere. Its files
+ * (a client key readable by some users only) are checked when a connection
+ * uses them: such a connection fails closed.
+ */
+static struct policy *load_system_policy(void)
 {
-	const char *text = getenv("TLSSHIM_POLICY");
-	const char *file = getenv("TLSSHIM_POLICY_FILE");
+	struct policy_diags d = {0};
+	struct policy *p;
+	char why[600];
+	int rc;
+
+	rc = policy_file_trusted(SYSTEM_POLICY, why, sizeof(why));
+	if (rc == -ENOENT)
+		return NULL;
+	if (rc != 0) {
+		log_error("system policy refused: %s; its rules do not apply in this process", why);
+		return NULL;
+	}
+	p = policy_new_in(system_mem, sizeof(system_mem));
+	if (p == NULL) {
+		log_error("system policy %s: out of memory; its rules do not apply", SYSTEM_POLICY);
+		return NULL;
+	}
+	policy_defer_file_checks(p);
+	if (policy_add_file(p, SYSTEM_POLICY, &d) == 0)
+		policy_finish(p, &d);
+	if (d.n == 0)
+		return p;
+	for (size_t i = 0; i < d.n; i++)
+		log_error("system policy refused: %s:%u:%u: %s; its rules do not apply in this "
+			  "process",
+			  d.v[i].source, d.v[i].line, d.v[i].col, d.v[i].msg);
+	policy_diags_free(&d);
+	policy_free(p);
+	return NULL;
+}
+
+static void set_policy(struct policy *p)
+{
+	shim.policy = p;
+	shim.has_connect = policy_has_dir(p, POLICY_CONNECT);
+	shim.has_accept = policy_has_dir(p, POLICY_ACCEPT);
+}
+
+/*
+ * The system policy, and unless SECURE the process's own (TLSSHIM_POLICY,
+ * TLSSHIM_POLICY_FILE) on top of it. Returns 0, or -1 when the process's own
+ * policy has errors (printed).
+ */
+static int load_policy(int secure)
+{
+	const char *text = secure ? NULL : getenv("TLSSHIM_POLICY");
+	const char *file = secure ? NULL : getenv("TLSSHIM_POLICY_FILE");
+	struct policy *sys = load_system_policy();
 	struct policy_diags d = {0};
 	struct policy *p;
 	char msg[1100];
 
-	if ((text == NULL || text[0] == '\0') && (file == NULL || file[0] == '\0'))
+	if ((text == NULL || text[0] == '\0') && (file == NULL || file[0] == '\0')) {
+		if (sys != NULL)
+			set_policy(sys);
 		return 0;
+	}
 	p = policy_new_in(policy_mem, sizeof(policy_mem));
 	if (p == NULL) {
 		die_config("out of memory reading the policy");
@@ -127,36 +196,66 @@ static int load_policy(void)
 			snprintf(msg, sizeof(msg), "%s:%u:%u: %s", d.v[i].source, d.v[i].line,
 				 d.v[i].col, d.v[i].msg);
 			die_config(msg);
-			if (getenv("TLSSHIM_LOG_FILE") != NULL)
+			if (!secure && getenv("TLSSHIM_LOG_FILE") != NULL)
 				log_error("%s", msg);
 		}
 		policy_diags_free(&d);
 		policy_free(p);
 		return -1;
 	}
-	shim.policy = p;
-	shim.has_connect = policy_has_dir(p, POLICY_CONNECT);
-	shim.has_accept = policy_has_dir(p, POLICY_ACCEPT);
+	if (sys != NULL && policy_set_floor(p, sys) != 0) {
+		die_config("out of memory combining the policy with the system policy");
+		return -1;
+	}
+	set_policy(p);
 	return 0;
+}
+
+/*
+ * One copy of the library per process. With the system-wide mode on, a program
+ * started with another copy in LD_PRELOAD (a build tree's, another install's)
+ * has two: the first copy's hooks reach the second's through their table of
+ * real libc functions, and both would wrap each connection (TLS inside TLS;
+ * the peer sees garbage). Every copy's reference to this exported marker
+ * resolves to the first copy's definition (the loader's symbol order, the same
+ * order that decides whose hooks the program calls), so a later copy knows it
+ * is not first and passes everything through.
+ */
+__attribute__((visibility("default"))) const unsigned char tlsshim_instance = 1;
+extern const unsigned char tlsshim_instance_own
+    __attribute__((alias("tlsshim_instance"), visibility("hidden")));
+
+static int first_copy(void)
+{
+	/* Volatile: the comparison must use the loader's answer, not be folded. */
+	const unsigned char *volatile seen = &tlsshim_instance;
+
+	return seen == &tlsshim_instance_own;
 }
 
 __attribute__((constructor)) static void tlsshim_init(void)
 {
+	/*
+	 * A secure-execution process (setuid, setgid, file capabilities) got its
+	 * environment from a less privileged user: only the system policy applies.
+	 */
+	int secure = getauxval(AT_SECURE) != 0;
+
 	/* No real_init() here: symbols are resolved on first use (real.c). */
-	if (getauxval(AT_SECURE) != 0) {
-		secure_exec_note();
+	if (!first_copy())
 		return;
-	}
-	if (log_init() != 0) {
+	if (!secure && log_init() != 0) {
 		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
 		_exit(EX_CONFIG);
 	}
-	if (load_policy() != 0)
+	if (load_policy(secure) != 0)
 		_exit(EX_CONFIG);
+	if (secure)
+		secure_exec_note(shim.policy != NULL);
 	if (shim.policy == NULL)
 		return;
 	/* Copied: programs that set their process title (redis) overwrite environ. */
-	shim.keylog = getenv("TLSSHIM_KEYLOG");
+	shim.keylog = secure ? NULL : getenv("TLSSHIM_KEYLOG");
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

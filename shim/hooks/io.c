@@ -42,7 +42,8 @@ static int unsupported_flags(int flags)
 	return 0;
 }
 
-static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handled)
+/* IO: the program's call family (enum ts_io), which the shim's own socket calls then use. */
+static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -50,6 +51,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	/* The kernel's copy faults (TCP's MSG_TRUNC copies nothing); OpenSSL's would crash. */
 	if (r == 0 && buf == NULL && len > 0 && !(flags & MSG_TRUNC))
@@ -60,7 +62,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int *handl
 	return hook_ret(r);
 }
 
-static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int *handled)
+static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int io, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
 	ssize_t r;
@@ -68,6 +70,7 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, io);
 	r = unsupported_flags(flags);
 	if (r == 0 && buf == NULL && len > 0)
 		r = -EFAULT;
@@ -101,7 +104,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len
 		return real_sys(SYS_read, fd, (long)buf, (long)len, 0);
 	if (!fdtab_maybe(fd))
 		return real.read(fd, buf, len);
-	r = wrapped_recv(fd, buf, len, 0, &h);
+	r = wrapped_recv(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.read(fd, buf, len);
 }
 
@@ -133,7 +136,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return real_sys(SYS_write, fd, (long)buf, (long)len, 0);
 	if (!fdtab_maybe(fd))
 		return real.write(fd, buf, len);
-	r = wrapped_send(fd, buf, len, 0, &h);
+	r = wrapped_send(fd, buf, len, 0, TS_IO_RW, &h);
 	return h ? r : real.write(fd, buf, len);
 }
 
@@ -151,7 +154,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t len
 	NEED_REAL(recv);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recv(fd, buf, len, flags);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.recv(fd, buf, len, flags);
 }
 
@@ -181,7 +184,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	NEED_REAL(send);
 	if (!fdtab_maybe(fd))
 		return real.send(fd, buf, len, flags);
-	r = wrapped_send(fd, buf, len, flags, &h);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.send(fd, buf, len, flags);
 }
 
@@ -200,7 +203,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	NEED_REAL(recvfrom);
 	if (!fdtab_maybe(fd) || (flags & MSG_ERRQUEUE))
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
-	r = wrapped_recv(fd, buf, len, flags, &h);
+	r = wrapped_recv(fd, buf, len, flags, TS_IO_SOCK, &h);
 	if (!h)
 		return real.recvfrom(fd, buf, len, flags, sa, salen);
 	/* TCP does not report a source address. */
@@ -280,7 +283,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	/* A connected TCP socket ignores the address, so does the wrapped one. */
 	if (bad_addrlen(sa, salen))
 		return hook_ret(-EINVAL);
-	r = wrapped_send(fd, buf, len, flags, &h);
+	r = wrapped_send(fd, buf, len, flags, TS_IO_SOCK, &h);
 	return h ? r : real.sendto(fd, buf, len, flags, sa, salen);
 }
 
@@ -373,6 +376,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.readv(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iov_check(iov, iovcnt);
 	if (r == 0)
 		r = conn_recvv(c, iov, iovcnt, 0);
@@ -397,6 +401,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.writev(fd, iov, iovcnt);
+	conn_set_io(c, TS_IO_VEC);
 	r = iov_check(iov, iovcnt);
 	if (r == 0)
 		r = conn_sendv(c, iov, iovcnt, 0);
@@ -434,6 +439,7 @@ static ssize_t msg_recv(struct conn *c, struct msghdr *umsg, int flags)
 		r = unsupported_flags(flags);
 	if (r != 0)
 		return r;
+	conn_set_io(c, TS_IO_MSG);
 	r = conn_recvv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
 	if (r >= 0) {
 		umsg->msg_namelen = 0;
@@ -452,6 +458,7 @@ static ssize_t msg_send(struct conn *c, const struct msghdr *umsg, int flags)
 		r = unsupported_flags(flags);
 	if (r != 0)
 		return r;
+	conn_set_io(c, TS_IO_MSG);
 	return conn_sendv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
 }
 
@@ -678,6 +685,7 @@ static ssize_t rwv2_wrapped(int fd, const struct iovec *iov, int cnt, int flags,
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
+	conn_set_io(c, TS_IO_VEC);
 	r = iov_check(iov, cnt);
 	if (r == 0 && iov_total(iov, cnt) > 0) {
 		int mf = (flags & RWF_NOWAIT) ? MSG_DONTWAIT : 0;
@@ -751,6 +759,7 @@ static int vdprintf_wrapped(int fd, const char *fmt, va_list ap, int *handled)
 		errno = ENOMEM;
 		return -1;
 	}
+	conn_set_io(c, TS_IO_RW);
 	r = n > 0 ? conn_send(c, text, (size_t)n, 0) : 0;
 	conn_put(c);
 	free(text);
@@ -807,8 +816,8 @@ HOOK int __dprintf_chk(int fd, int flag, const char *fmt, ...)
 static int eventfd_io(int fd, eventfd_t *value, int write)
 {
 	int h;
-	ssize_t r = write ? wrapped_send(fd, value, sizeof(*value), 0, &h)
-			  : wrapped_recv(fd, value, sizeof(*value), 0, &h);
+	ssize_t r = write ? wrapped_send(fd, value, sizeof(*value), 0, TS_IO_RW, &h)
+			  : wrapped_recv(fd, value, sizeof(*value), 0, TS_IO_RW, &h);
 
 	if (!h)
 		return write ? real.eventfd_write(fd, *value) : real.eventfd_read(fd, value);
@@ -862,8 +871,8 @@ HOOK void backtrace_symbols_fd(void *const *frames, int n, int fd)
 	}
 	lines = backtrace_symbols(frames, n);
 	for (int i = 0; lines != NULL && i < n; i++) {
-		wrapped_send(fd, lines[i], strlen(lines[i]), MSG_NOSIGNAL, &h);
-		wrapped_send(fd, "\n", 1, MSG_NOSIGNAL, &h);
+		wrapped_send(fd, lines[i], strlen(lines[i]), MSG_NOSIGNAL, TS_IO_RW, &h);
+		wrapped_send(fd, "\n", 1, MSG_NOSIGNAL, TS_IO_RW, &h);
 	}
 	free(lines);
 }

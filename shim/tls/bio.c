@@ -21,9 +21,13 @@
  * would have succeeded.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include "real.h"
 #include "tls_int.h"
@@ -72,17 +76,89 @@ static void out_clear(struct tsess *s)
 }
 
 /*
- * One send() of LEN bytes. MSG_NOSIGNAL: a dead peer gives EPIPE here, never
- * SIGPIPE to the program; MSG_DONTWAIT: the engine never blocks, whatever the
- * file status flags of the socket say. Returns bytes sent, 0 if the kernel
- * took nothing (EAGAIN), or -errno.
+ * The socket calls of the program's own call (S->io, enum ts_io): a seccomp
+ * filter that allows the program's read/write must allow ours (sshd's
+ * pre-auth child, systemd's SystemCallFilter=). The socket is non-blocking
+ * underneath, so read/write/readv/writev need no MSG_DONTWAIT. They cannot say
+ * MSG_NOSIGNAL: under them a write to a socket shut for writing raises
+ * SIGPIPE as the program's own write would; the engine writes nothing after
+ * its close_notify or a reset it has seen, where that could happen.
+ */
+/*
+ * write() or writev() (VEC) of IOV for a write the program did not make: SIGPIPE
+ * is blocked around it and, if the call raised it (EPIPE), taken back, unless
+ * the program had one pending already. Two rt_sigprocmask calls; rare: the
+ * program's own writes and steady-state reads need none.
+ */
+static ssize_t quiet_write(const struct tsess *s, const struct iovec *iov, int vec)
+{
+	static const struct timespec now = {0, 0};
+	const struct real_fns *r = tls_host.real;
+	sigset_t pipe, old, pending;
+	int had = 0, e;
+	ssize_t n;
+
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, &old);
+	if (sigismember(&old, SIGPIPE) && sigpending(&pending) == 0)
+		had = sigismember(&pending, SIGPIPE);
+	n = vec ? r->writev(s->fd, iov, 1) : r->write(s->fd, iov->iov_base, iov->iov_len);
+	e = errno;
+	if (n < 0 && e == EPIPE && !had)
+		sigtimedwait(&pipe, NULL, &now);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return n;
+}
+
+static ssize_t io_send(const struct tsess *s, const void *buf, size_t len)
+{
+	const struct real_fns *r = tls_host.real;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	switch (s->io & ~TS_IO_QUIET) {
+	case TS_IO_RW:
+		return (s->io & TS_IO_QUIET) ? quiet_write(s, &iov, 0) : r->write(s->fd, buf, len);
+	case TS_IO_VEC:
+		return (s->io & TS_IO_QUIET) ? quiet_write(s, &iov, 1) : r->writev(s->fd, &iov, 1);
+	case TS_IO_MSG:
+		return r->sendmsg(s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	default:
+		return r->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+}
+
+static ssize_t io_recv(const struct tsess *s, void *buf, size_t len)
+{
+	const struct real_fns *r = tls_host.real;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	switch (s->io & ~TS_IO_QUIET) {
+	case TS_IO_RW:
+		return r->read(s->fd, buf, len);
+	case TS_IO_VEC:
+		return r->readv(s->fd, &iov, 1);
+	case TS_IO_MSG:
+		return r->recvmsg(s->fd, &m, MSG_DONTWAIT);
+	default:
+		return r->recv(s->fd, buf, len, MSG_DONTWAIT);
+	}
+}
+
+/*
+ * One send of LEN bytes (io_send()). A dead peer gives EPIPE here; the engine
+ * never blocks, whatever the file status flags of the socket say. Returns
+ * bytes sent, 0 if the kernel took nothing (EAGAIN), or -errno.
  */
 static ssize_t send_some(struct tsess *s, const void *buf, size_t len)
 {
 	ssize_t n;
 
 	do {
-		n = tls_host.real->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = io_send(s, buf, len);
 	} while (n < 0 && errno == EINTR);
 	if (n >= 0)
 		return n;
@@ -156,8 +232,10 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
 		return 0;
 	}
 	do {
-		n = tls_host.real->recv(s->fd, buf, len, MSG_DONTWAIT);
+		n = io_recv(s, buf, len);
 	} while (n < 0 && errno == EINTR);
+	/* A short read emptied the kernel's queue: the caller need not ask again (more_input). */
+	s->in_more = n > 0 && (size_t)n == len;
 	if (n > 0) {
 		*readbytes = (size_t)n;
 		return 1;

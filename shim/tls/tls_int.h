@@ -48,16 +48,21 @@ void tls_errq_leave(struct tls_errq *q);
 struct tsess {
 	SSL *ssl;
 	int fd;
+	int io; /* enum ts_io: the system calls of the program's own I/O */
 	enum tls_role role;
 	const struct policy_rule *rule;
 	int sys_errno;      /* errno of the last failed socket call in the BIO, or 0 */
 	unsigned char *out; /* ciphertext the kernel did not take yet; NULL when empty */
 	size_t out_len, out_off, out_cap;
+	unsigned char *pt; /* plaintext decrypted ahead by a peek; NULL when empty */
+	size_t pt_len, pt_off;
+	int pt_end;      /* TS_CLOSED/TS_EOF met while decrypting ahead, else 0 */
 	char *cache_key; /* client: session cache key; NULL when not caching */
 	unsigned shutdown_sent : 1;
 	unsigned tickets_sent : 1; /* server: TLS 1.3 tickets queued with the first write */
 	unsigned gather : 1;       /* BIO keeps all output for one send() at the end of an op */
 	unsigned failed : 1;       /* a TS_FATAL happened: the session is dead */
+	unsigned in_more : 1;      /* the last socket read filled its buffer: more may wait */
 	unsigned cb_reason : 1;    /* REASON was set by a callback during the handshake */
 	unsigned in_read : 1;      /* inside SSL_read: records written now are replies */
 	unsigned replies;          /* records our reads produced since the last data read */

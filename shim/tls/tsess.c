@@ -256,6 +256,7 @@ static void tsess_free(struct tsess *s)
 		return;
 	SSL_free(s->ssl); /* frees the BIO, which frees kept ciphertext */
 	free(s->out);
+	free(s->pt);
 	free(s->cache_key);
 	free(s);
 	tls_err_clear();
@@ -317,6 +318,11 @@ static void tsess_set_fd(struct tsess *s, int fd)
 	s->fd = fd;
 }
 
+static void tsess_set_io(struct tsess *s, int family)
+{
+	s->io = family;
+}
+
 /*
  * Runs the handshake. Complete (0) only once our last flight has left, so a
  * caller that then waits to read never waits on a peer still waiting for us.
@@ -346,15 +352,12 @@ static int tsess_handshake(struct tsess *s)
 	return rc;
 }
 
-static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
+/* One SSL_read_ex() of at most LEN bytes into BUF: bytes > 0, or TS_*. */
+static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 {
 	size_t n = 0;
 	int ret, rc;
 
-	if (len == 0)
-		return 0;
-	if (s->failed)
-		return TS_FATAL;
 	/* Best effort: a read may follow output OpenSSL queued (tickets, key updates). */
 	if (s->out != NULL && tls_bio_flush(s) == TS_SYSERR)
 		return TS_SYSERR;
@@ -365,7 +368,7 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	s->sys_errno = 0;
 	s->gather = 1;
 	s->in_read = 1;
-	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
+	ret = SSL_read_ex(s->ssl, buf, len, &n);
 	s->in_read = 0;
 	s->gather = 0;
 	/* Records the read produced (a key-update reply) go out now, in one piece. */
@@ -389,6 +392,95 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	if (rc == TS_WANT_READ && tls_bio_held(s))
 		return TS_WANT_WRITE;
 	return rc;
+}
+
+static void pt_clear(struct tsess *s)
+{
+	free(s->pt);
+	s->pt = NULL;
+	s->pt_len = 0;
+	s->pt_off = 0;
+}
+
+/* Copies up to LEN bytes of the plaintext decrypted ahead to BUF (if not NULL); consumes them
+ * unless PEEK. Returns the count. */
+static size_t pt_take(struct tsess *s, void *buf, size_t len, int peek)
+{
+	size_t n = s->pt_len - s->pt_off;
+
+	if (n > len)
+		n = len;
+	if (buf != NULL)
+		memcpy(buf, s->pt + s->pt_off, n);
+	if (!peek) {
+		s->pt_off += n;
+		if (s->pt_off == s->pt_len)
+			pt_clear(s);
+	}
+	return n;
+}
+
+/*
+ * Decrypts ahead every record that is here, until WANT bytes are held. A
+ * socket's MSG_PEEK shows all that is queued; SSL_peek() only the current
+ * record. Returns the bytes held (> 0), or the TS_* result of the read that
+ * found none. The end of the stream met on the way is kept for after them.
+ */
+static ssize_t pt_fill(struct tsess *s, size_t want)
+{
+	ssize_t r = TS_WANT_READ;
+
+	while (s->pt_len - s->pt_off < want && s->pt_end == 0) {
+		size_t have = s->pt_len - s->pt_off, room = want - have;
+		unsigned char *n;
+
+		/* After the first record, go on only while more may be had without waiting. */
+		if (have > 0 && SSL_pending(s->ssl) <= 0 && !SSL_has_pending(s->ssl) && !s->in_more)
+			break;
+		if (room > TS_MAX_RECORD)
+			room = TS_MAX_RECORD;
+		if (s->pt_off > 0) {
+			memmove(s->pt, s->pt + s->pt_off, have);
+			s->pt_off = 0;
+			s->pt_len = have;
+		}
+		n = realloc(s->pt, have + room);
+		if (n == NULL)
+			break;
+		s->pt = n;
+		r = ssl_read_once(s, s->pt + have, room);
+		if (r > 0) {
+			s->pt_len = have + (size_t)r;
+			continue;
+		}
+		if (r == TS_CLOSED || r == TS_EOF)
+			s->pt_end = (int)r;
+		break;
+	}
+	if (s->pt_len > s->pt_off)
+		return (ssize_t)(s->pt_len - s->pt_off);
+	pt_clear(s);
+	return s->pt_end != 0 ? s->pt_end : r;
+}
+
+static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
+{
+	ssize_t r;
+
+	if (len == 0)
+		return 0;
+	if (s->failed)
+		return TS_FATAL;
+	if (peek) {
+		r = pt_fill(s, len < TS_PEEK_MAX ? len : TS_PEEK_MAX);
+		return r > 0 ? (ssize_t)pt_take(s, buf, len, 1) : r;
+	}
+	/* What a peek decrypted comes first; the caller reads on for the rest. */
+	if (s->pt != NULL)
+		return (ssize_t)pt_take(s, buf, len, 0);
+	if (s->pt_end != 0)
+		return s->pt_end;
+	return ssl_read_once(s, buf, len);
 }
 
 static int tsess_flush(struct tsess *s)
@@ -457,12 +549,18 @@ static size_t tsess_pending(const struct tsess *s)
 {
 	int n = SSL_pending(s->ssl);
 
-	return n > 0 ? (size_t)n : 0;
+	return (s->pt_len - s->pt_off) + (n > 0 ? (size_t)n : 0);
 }
 
 static int tsess_buffered_input(const struct tsess *s)
 {
 	return SSL_has_pending(s->ssl);
+}
+
+static int tsess_more_input(const struct tsess *s)
+{
+	return s->pt_len > s->pt_off || SSL_pending(s->ssl) > 0 || SSL_has_pending(s->ssl) ||
+	       s->in_more;
 }
 
 static int tsess_output_pending(const struct tsess *s)
@@ -628,6 +726,7 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .sess_new = op_sess_new,
     .sess_free = op_sess_free,
     .set_fd = tsess_set_fd,
+    .set_io = tsess_set_io,
     .handshake = op_handshake,
     .read = op_read,
     .write = op_write,
@@ -635,6 +734,7 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .close_notify = op_close_notify,
     .pending = tsess_pending,
     .buffered_input = tsess_buffered_input,
+    .more_input = tsess_more_input,
     .output_pending = tsess_output_pending,
     .reason = tsess_reason,
     .sys_errno = tsess_errno,

@@ -2113,6 +2113,56 @@ static void server_nonblock_c(void)
 	CALL("close", close(fd));
 }
 
+/* ---- full reads at a hang-up ---- */
+
+#define HUP_LEN 90000 /* several TLS records; fits the client's receive window unread */
+
+/*
+ * The peer sends several records' worth and closes; everything has arrived
+ * before the client reads. Each read takes all it can, up to the buffer, as
+ * the kernel's does: event loops (libuv) take a short read beside a hang-up
+ * for the end of the stream. Peek and FIONREAD see the same.
+ */
+static void full_read_hup_c(void)
+{
+	static char b[65536];
+	struct iovec iov[2] = { { b, 32768 }, { b + 32768, 32768 } };
+	struct msghdr m = { 0 };
+	int fd = client(), n = -1;
+
+	CALL("shutdown SHUT_WR", shutdown(fd, SHUT_WR));
+	sync_wait('a');
+	struct pollfd p = { fd, POLLIN | POLLRDHUP, 0 };
+	CALL("poll", poll(&p, 1, WAIT_MS));
+	say("revents = %s", pollname(p.revents));
+	CALL("ioctl FIONREAD", ioctl(fd, FIONREAD, &n));
+	say("fionread = %d", n);
+	CALLD("recv MSG_PEEK 64k", recv(fd, b, sizeof(b), MSG_PEEK), b);
+	CALLD("readv 2x32k", readv(fd, iov, 2), b);
+	m.msg_iov = iov;
+	m.msg_iovlen = 1;
+	iov[0].iov_len = sizeof(b);
+	CALLD("recvmsg 64k", recvmsg(fd, &m, 0), b);
+	CALLD("recvfrom 64k", recvfrom(fd, b, sizeof(b), 0, NULL, NULL), b);
+	CALLD("read 64k", read(fd, b, sizeof(b)), b);
+	CALL("close", close(fd));
+}
+
+static void full_read_hup_s(void)
+{
+	static char b[HUP_LEN];
+	char g[16];
+	int fd = server();
+
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (char)(i * 7 % 251);
+	CALL("read end", read(fd, g, sizeof(g)));
+	CALL("write", write(fd, b, sizeof(b)));
+	CALL("close", close(fd));
+	msleep(50);
+	sync_send('a');
+}
+
 /* ==== the table ====================================================================== */
 
 static const struct pattern {
@@ -2144,6 +2194,7 @@ static const struct pattern {
 	{ "half_close", half_close_c, half_close_s },
 	{ "peer_close", peer_close_c, peer_close_s },
 	{ "fionread", fionread_c, fionread_s },
+	{ "full_read_hup", full_read_hup_c, full_read_hup_s },
 	{ "fcntl_nonblock", fcntl_nonblock_c, fcntl_nonblock_s },
 	{ "vectored", vectored_c, vectored_s },
 	{ "rwv2", rwv2_c, rwv2_s },

@@ -200,6 +200,7 @@ CONFORM(sigpipe, 19)
 CONFORM(half_close, 24)
 CONFORM(peer_close, 20)
 CONFORM(fionread, 19)
+CONFORM(full_read_hup, 20)
 CONFORM(fcntl_nonblock, 25)
 CONFORM(vectored, 23)
 CONFORM(rwv2, 27)
@@ -247,6 +248,7 @@ Test(conformance, every_pattern_has_a_test)
 	    "half_close",
 	    "peer_close",
 	    "fionread",
+	    "full_read_hup",
 	    "fcntl_nonblock",
 	    "vectored",
 	    "sendfile",

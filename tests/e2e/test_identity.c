@@ -672,6 +672,23 @@ Test(identity_files, key_log_is_private_or_refused)
 	cr_expect(keys && keys[0] == '\0', "expected no secret in %s, got:\n%s", open_, keys);
 	free(keys);
 	h_proc_free(&p);
+	/* One that another user owns, even 0600: refused (as root: chown to nobody). */
+	if (geteuid() == 0) {
+		const char *theirs = h_fmt("%s/theirs.keys", dir);
+
+		cr_assert_eq(h_write_file(theirs, "", 0), 0);
+		cr_assert_eq(chmod(theirs, 0600), 0);
+		cr_assert_eq(chown(theirs, 65534, 65534), 0);
+		rc = keylog_run(&p, port, theirs, NULL);
+		cr_expect_eq(rc, 0, "stderr:\n%s", p.err);
+		cr_expect(strstr(p.err, "refused: it is owned by another user"), "stderr:\n%s",
+			  p.err);
+		keys = h_read_file(theirs, NULL);
+		cr_expect(keys && keys[0] == '\0', "expected no secret in %s, got:\n%s", theirs,
+			  keys);
+		free(keys);
+		h_proc_free(&p);
+	}
 	/* A symlink is not followed. */
 	cr_assert_eq(h_write_file(target, "", 0), 0);
 	cr_assert_eq(chmod(target, 0600), 0);

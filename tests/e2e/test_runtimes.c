@@ -1,7 +1,9 @@
 /*
  * test_runtimes.c - runtimes and programs we did not write, under the shim:
  * a program doing its own TLS (python's ssl) over wrapped sockets, where the
- * program's OpenSSL and the shim's share the thread.
+ * program's OpenSSL and the shim's share the thread; node (libuv) and a C
+ * client with libuv's read rule reading a stream that ends with a hang-up; a
+ * program confined by a seccomp filter that allows only its own calls.
  *
  * Every program gets an explicit environment; the shim is never loaded into
  * this binary.
@@ -100,4 +102,146 @@ Test(runtimes, python_ssl_over_wrapped_sockets)
 		  rc, p.out ? p.out : "", p.err ? p.err : "");
 	h_proc_free(&p);
 	h_env_free(&env);
+}
+
+/* ---- full reads at a hang-up ------------------------------------------------------------ */
+
+#define HUP_BYTES 1000000 /* about 62 records */
+
+/*
+ * argv: port bytes. For each connection: read the request up to the client's
+ * end of it (the client half-closes), send BYTES (byte i is (i * 7) % 251) and
+ * close at once: the last records and the FIN arrive together, and with both
+ * directions shut the client's next event is data beside EPOLLHUP.
+ */
+static const char hup_server_py[] =
+    "import socket, sys\n"
+    "port, n = int(sys.argv[1]), int(sys.argv[2])\n"
+    "data = bytes((i * 7) % 251 for i in range(n))\n"
+    "ls = socket.socket()\n"
+    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "ls.bind(('127.0.0.1', port)); ls.listen(8)\n"
+    "print('READY', flush=True)\n"
+    "while True:\n"
+    "    c, _ = ls.accept()\n"
+    "    while c.recv(65536):\n"
+    "        pass\n"
+    "    try:\n"
+    "        c.sendall(data)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    c.close()\n";
+
+/* argv: port. Node's own stream reading (libuv, epoll, 64 KiB reads): counts and checks. */
+static const char hup_client_js[] =
+    "const net = require('net');\n"
+    "let got = 0, bad = -1;\n"
+    "const s = net.connect(+process.argv[process.argv.length - 1], '127.0.0.1', () => s.end('go'));\n"
+    "s.on('data', d => {\n"
+    "  for (let i = 0; i < d.length; i++)\n"
+    "    if (bad < 0 && d[i] !== ((got + i) * 7) % 251) bad = got + i;\n"
+    "  got += d.length;\n"
+    "});\n"
+    "s.on('end', () => console.log(`GOT ${got} BAD ${bad} END end`));\n"
+    "s.on('error', e => { console.log(`ERROR ${e.message}`); process.exitCode = 1; });\n";
+
+static struct h_proc hup_server;
+
+static int start_hup_server(void)
+{
+	int port = h_free_port();
+	struct h_env env;
+
+	shim_env(&env, h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port,
+			     h_pki_file("server.pem"), h_pki_file("server.key")));
+	cr_assert_eq(h_spawn(&hup_server,
+			     ARGV(PYTHON, "-c", (char *)hup_server_py, h_fmt("%d", port),
+				  h_fmt("%d", HUP_BYTES)),
+			     &env, NULL, 0),
+		     0, "cannot start the python server");
+	cr_assert_eq(h_wait_output(&hup_server, "READY", 15000), 0,
+		     "the server did not start\nstderr:\n%s", hup_server.err);
+	h_env_free(&env);
+	return port;
+}
+
+static void stop_hup_server(void)
+{
+	h_proc_free(&hup_server);
+}
+
+/* Runs ARGV under a connect rule for PORT, 3 times: every run must get every byte. */
+static void expect_full_stream(char *const argv[], int port, const char *what)
+{
+	const char *want = h_fmt("GOT %d BAD -1 END ", HUP_BYTES);
+	struct h_env env;
+
+	shim_env(&env, h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port,
+			     h_pki_file("ca.pem")));
+	for (int i = 0; i < 3; i++) {
+		struct h_proc p;
+		int rc = h_run(&p, argv, &env, RUN_MS);
+
+		cr_assert(rc == 0 && p.out && strncmp(p.out, want, strlen(want)) == 0,
+			  "%s, run %d: want \"%s...\" (every byte, then the end), got exit %d\n"
+			  "stdout:\n%s\nstderr:\n%s",
+			  what, i + 1, want, rc, p.out ? p.out : "", p.err ? p.err : "");
+		h_proc_free(&p);
+	}
+	h_env_free(&env);
+}
+
+Test(runtimes, node_reads_every_byte_before_hangup, .fini = stop_hup_server)
+{
+	int port;
+
+	if (access("/usr/bin/node", X_OK) != 0)
+		cr_skip_test("/usr/bin/node is not installed (Debian nodejs)");
+	port = start_hup_server();
+	expect_full_stream(ARGV("/usr/bin/node", "-e", (char *)hup_client_js, h_fmt("%d", port)),
+			   port, "node");
+}
+
+Test(runtimes, c_64k_reads_every_byte_before_hangup, .fini = stop_hup_server)
+{
+	int port = start_hup_server();
+
+	expect_full_stream(ARGV((char *)h_prog("hupread"), h_fmt("%d", port)), port,
+			   "hupread (64 KiB reads, libuv's rule)");
+}
+
+/* ---- a program confined by seccomp -------------------------------------------------- */
+
+/*
+ * seccomp_io allows only its own calls (one family: read/write, send/recv,
+ * readv/writev, sendmsg/recvmsg) and the list in shim/DESIGN.md, then does its
+ * I/O. Before, the shim's socket calls were always recvfrom/sendto: a program
+ * using read/write died with SIGSYS.
+ */
+static void expect_confined_io(const char *family)
+{
+	int port = start_hup_server();
+
+	expect_full_stream(ARGV((char *)h_prog("seccomp_io"), (char *)family, h_fmt("%d", port)),
+			   port, h_fmt("seccomp_io %s (killed by SIGSYS is exit 159)", family));
+}
+
+Test(runtimes, seccomp_read_write, .fini = stop_hup_server)
+{
+	expect_confined_io("rw");
+}
+
+Test(runtimes, seccomp_send_recv, .fini = stop_hup_server)
+{
+	expect_confined_io("sock");
+}
+
+Test(runtimes, seccomp_readv_writev, .fini = stop_hup_server)
+{
+	expect_confined_io("vec");
+}
+
+Test(runtimes, seccomp_sendmsg_recvmsg, .fini = stop_hup_server)
+{
+	expect_confined_io("msg");
 }

@@ -346,6 +346,7 @@ Test(names, own_thread_beats_more_recent_other_thread)
 /* names_match_connect() for a connect to 10.0.0.1:443 under POLICY, from a new thread. */
 struct decide {
 	const char *policy;
+	struct policy *p; /* R and PEER point into it: freed with decided() */
 	const struct policy_rule *r;
 	const char *peer;
 	char why[600];
@@ -364,8 +365,14 @@ static void *decide_thread(void *arg)
 	policy_add_text(p, "T", d->policy, &diags);
 	cr_assert_eq(policy_finish(p, &diags), 0, "%s", d->policy);
 	d->r = names_match_connect(p, &q, &m, &d->peer, namebuf, d->why, sizeof(d->why));
-	/* The policy is leaked on purpose: R and PEER point into it. */
+	d->p = p;
 	return NULL;
+}
+
+static void decided(struct decide *d)
+{
+	policy_free(d->p);
+	d->p = NULL;
 }
 
 Test(names, several_candidates_refuse_a_rule_that_would_guess)
@@ -384,17 +391,26 @@ Test(names, several_candidates_refuse_a_rule_that_would_guess)
 			 "would be a guess; add name=NAME to the rule");
 
 	/* name= settles it; plain and deny need no name; one name is no guess. */
+	decided(&d);
 	d = (struct decide){.policy = "connect 10.0.0.0/8:443 tls name=api.internal"};
 	on_thread(decide_thread, &d);
 	cr_assert_not_null(d.r, "%s", d.why);
 	cr_assert_str_eq(d.peer, "api.internal");
+	decided(&d);
 	d = (struct decide){.policy = "connect 10.0.0.0/8:443 plain"};
 	on_thread(decide_thread, &d);
 	cr_assert(d.r != NULL && d.r->action == POLICY_PLAIN && d.why[0] == '\0', "%s", d.why);
+	decided(&d);
+	d = (struct decide){.policy = "connect evil.example:443 plain; connect 192.0.2.0/24 tls"};
+	on_thread(decide_thread, &d);
+	cr_assert(d.r == NULL && d.why[0] == '\0', "no rule would wrap it: left alone, got %s",
+		  d.why);
+	decided(&d);
 	d = (struct decide){.policy = "connect evil.example:443 plain; connect *:443 tls"};
 	on_thread(decide_thread, &d);
 	cr_assert_null(d.r, "candidates matching different rules must not pick one");
 	cr_assert(strstr(d.why, "match different rules"), "%s", d.why);
+	decided(&d);
 }
 
 Test(names, one_candidate_is_the_name)
@@ -407,6 +423,7 @@ Test(names, one_candidate_is_the_name)
 	cr_assert_not_null(d.r, "%s", d.why);
 	cr_assert_str_eq(d.peer, "api.internal");
 	cr_assert_str_eq(d.why, "");
+	decided(&d);
 }
 
 Test(names, ipv4_mapped_ipv6_is_ipv4)
