@@ -13,7 +13,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/futex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -296,14 +298,83 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct
 }
 
 /*
- * The kernel's checks of an iovec array, for a wrapped fd (lib/iov_iter.c,
- * import_iovec): a count above UIO_MAXIOV or a length negative as ssize_t is
- * EINVAL; an unreadable array, or a range outside user space, EFAULT.
- * process_vm_readv() with no remote range runs exactly those checks on its
- * local array and copies nothing, so the kernel answers for itself (one
- * system call, on wrapped fds only). Where it is unavailable (seccomp), the
- * checks that need no memory access are done here. Returns 0 or -errno.
+ * Whether [P, P+N) can be read, asked of the kernel without reading it: a
+ * futex wait with a zero time-out on a word of each page reads that word
+ * (EFAULT if it cannot) and returns at once (EAGAIN or ETIMEDOUT). futex is a
+ * call every threaded program's seccomp filter allows (shim/DESIGN.md, "System
+ * calls"); process_vm_readv would answer as well but a filter may kill for it.
+ * Used on wrapped fds only, for the program's iovec arrays and msghdrs.
  */
+static int user_readable(const void *p, size_t n)
+{
+	static const struct timespec zero = {0, 0};
+	uintptr_t a = (uintptr_t)p, end = a + n;
+
+	if (p == NULL || end < a)
+		return 0;
+	while (a < end) {
+		const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
+
+		if (real_sys(SYS_futex, (long)w, FUTEX_WAIT_PRIVATE, (long)0xa5a5a5a5u,
+			     (long)&zero) != 0 &&
+		    errno == EFAULT)
+			return 0;
+		a = (a | 4095) + 1;
+	}
+	return 1;
+}
+
+/*
+ * The highest user address + 1 the kernel accepts in a range (x86-64, 4-level
+ * paging: TASK_SIZE_MAX; what access_ok() compares with).
+ */
+#define USER_END     0x7ffffffff000ul
+#define MAX_RW_COUNT 0x7ffff000ul /* INT_MAX rounded down to a page: the kernel's cap */
+
+/*
+ * The kernel's checks of an iovec array, for a wrapped fd (lib/iov_iter.c,
+ * import_iovec), in its order: a count above UIO_MAXIOV, or any length
+ * negative as ssize_t, EINVAL; an unreadable array, or a range past user
+ * space (a single buffer is first capped to MAX_RW_COUNT), EFAULT. And a
+ * buffer at NULL is EFAULT, where OpenSSL would crash: the kernel copies a
+ * small write in one piece and fails it whole (a large one may go out in part
+ * first: a difference of count, not of bytes). Returns 0 or -errno.
+ */
+static int iov_check(const struct iovec *iov, int cnt)
+{
+	if (cnt < 0 || cnt > IOV_MAX)
+		return -EINVAL;
+	if (cnt == 0)
+		return 0;
+	if (!user_readable(iov, (size_t)cnt * sizeof(*iov)))
+		return -EFAULT;
+	for (int i = 0; i < cnt; i++)
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
+	for (int i = 0; i < cnt; i++) {
+		uintptr_t base = (uintptr_t)iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (cnt == 1 && len > MAX_RW_COUNT)
+			len = MAX_RW_COUNT;
+		if (base + len < base || base + len > USER_END)
+			return -EFAULT;
+	}
+	for (int i = 0; i < cnt; i++)
+		if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+			return -EFAULT;
+	return 0;
+}
+
+/* Copies a structure the program passed (a msghdr) or fails with -EFAULT, as the kernel. */
+static int copy_from_user(void *dst, const void *src, size_t n)
+{
+	if (!user_readable(src, n))
+		return -EFAULT;
+	memcpy(dst, src, n);
+	return 0;
+}
+
 /* Bytes an iovec array (already checked) describes, saturating at SSIZE_MAX. */
 static size_t iov_total(const struct iovec *iov, int cnt)
 {
@@ -315,54 +386,6 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 		sum += iov[i].iov_len;
 	}
 	return sum;
-}
-
-static int iov_check_kernel(const struct iovec *iov, int cnt)
-{
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
-	if (cnt == 0)
-		return 0;
-	if (process_vm_readv(getpid(), iov, (unsigned long)cnt, NULL, 0, 0) == 0)
-		return 0;
-	if (errno == EINVAL || errno == EFAULT)
-		return -errno;
-	if (iov == NULL)
-		return -EFAULT;
-	for (int i = 0; i < cnt; i++)
-		if ((ssize_t)iov[i].iov_len < 0)
-			return -EINVAL;
-	return 0;
-}
-
-/*
- * As iov_check_kernel, and a buffer at NULL is EFAULT, where OpenSSL would
- * crash. The kernel copies a small write in one piece and fails it whole; a
- * large one may go out in part first (a difference of count, not of bytes).
- */
-static int iov_check(const struct iovec *iov, int cnt)
-{
-	int r = iov_check_kernel(iov, cnt);
-
-	for (int i = 0; r == 0 && i < cnt; i++)
-		if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
-			return -EFAULT;
-	return r;
-}
-
-/* Copies a structure the program passed (a msghdr) or fails with -EFAULT, as the kernel. */
-static int copy_from_user(void *dst, const void *src, size_t n)
-{
-	struct iovec local = {dst, n}, remote = {(void *)src, n};
-
-	if (src == NULL)
-		return -EFAULT;
-	if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n)
-		return 0;
-	if (errno == EFAULT)
-		return -EFAULT;
-	memcpy(dst, src, n); /* no process_vm_readv (seccomp): trust the pointer */
-	return 0;
 }
 
 static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -1466,6 +1467,11 @@ static void iov_errors_c(void)
 	CALL("writev sum wraps (length < 0)", writev(fd, wrap, 2));
 	CALL("writev two SSIZE_MAX", writev(fd, huge, 2));
 	CALL("writev three 0x6000..", writev(fd, thirds, 3));
+	void *gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(gone, 4096);
+	CALL("writev unmapped array", writev(fd, gone, 2));
+	CALL("sendmsg unmapped header", sendmsg(fd, gone, 0));
+	CALL("recvmsg unmapped header", recvmsg(fd, gone, MSG_DONTWAIT));
 	CALL("readv count -1", readv(fd, &ok, -1));
 	CALL("readv sum wraps", readv(fd, wrap, 2));
 	CALL("pwritev2 -1 sum wraps", pwritev2(fd, wrap, 2, -1, 0));
