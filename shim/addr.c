@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +68,20 @@ int fd_is_tcp(int fd)
 	     (proto == IPPROTO_TCP || proto == 262);
 	errno = saved;
 	return ok;
+}
+
+int fd_tcp_nodelay(int fd)
+{
+	int on = 0, saved = errno, rc;
+	socklen_t len = sizeof(on);
+
+	/* Options of level IPPROTO_TCP exist on TCP sockets only (UNIX, UDP, SCTP, raw: error). */
+	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0)
+		rc = on != 0;
+	else
+		rc = fd_is_tcp(fd) ? 0 : -1; /* MPTCP on kernels that lack the option */
+	errno = saved;
+	return rc;
 }
 
 int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep *ep)

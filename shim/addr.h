@@ -29,6 +29,12 @@ void ep_describe(const struct ep *ep, const char *name, char *buf, size_t len);
 int fd_is_tcp(int fd);
 
 /*
+ * FD's TCP_NODELAY (0 or 1) if FD is a TCP stream socket, else -1: fd_is_tcp()
+ * and the option in one system call. errno is preserved.
+ */
+int fd_tcp_nodelay(int fd);
+
+/*
  * Whether connecting TCP socket FD to (SA, LEN) is a connection the kernel
  * would try: 0 with EP filled, else -1 (not TCP, a family other than the
  * socket's, a length the kernel rejects: the kernel gives its own error).

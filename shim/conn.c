@@ -85,6 +85,7 @@ void conn_put(struct conn *c)
 		E->sess_free(c->ts);
 	if (c->fds != c->fds_inline)
 		free(c->fds);
+	free(c->hold);
 	if (c->claim_word != NULL)
 		munmap((void *)c->claim_word, sizeof(*c->claim_word));
 	pthread_mutex_destroy(&c->lock);
@@ -134,16 +135,23 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
  * always has TCP_NODELAY; the program's own setting is remembered and
  * reported back. Returns the program's setting.
  */
+static int make_nodelay_was(int fd, int was)
+{
+	int on = 1;
+
+	if (!was)
+		real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	return was != 0;
+}
+
 static int make_nodelay(int fd)
 {
-	int on = 1, was = 0;
+	int was = 0;
 	socklen_t len = sizeof(was);
 
 	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &was, &len) != 0)
 		was = 0;
-	if (!was)
-		real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	return was != 0;
+	return make_nodelay_was(fd, was);
 }
 
 /* Makes the socket non-blocking underneath; returns the program's O_NONBLOCK, or -errno. */
@@ -233,11 +241,12 @@ nomem:
 }
 
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int *err)
+			     int user_nonblock, int user_nodelay, int *err)
 {
 	struct conn *c;
 
-	if (make_nonblocking(fd) < 0) {
+	/* accept4(SOCK_NONBLOCK) did it: no fcntl() per connection. */
+	if (!user_nonblock && make_nonblocking(fd) < 0) {
 		*err = errno;
 		return NULL;
 	}
@@ -249,7 +258,8 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 	c->role = TLS_ROLE_SERVER;
 	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
 	atomic_init(&c->user_nonblock, user_nonblock);
-	atomic_init(&c->user_nodelay, make_nodelay(fd));
+	atomic_init(&c->user_nodelay,
+		    user_nodelay >= 0 ? make_nodelay_was(fd, user_nodelay) : make_nodelay(fd));
 	return c;
 }
 
@@ -616,6 +626,8 @@ static int use_io_family(struct conn *c, int writing)
 	return io;
 }
 
+static void hold_release(struct conn *c, short *kev);
+
 static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
 {
 	int io = use_io_family(c, 0), rc = step_ready(c, want);
@@ -637,6 +649,7 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 	if (c->rd_eof || c->rd_shut || len == 0)
 		return 0;
+	hold_release(c, NULL); /* a request held back must go before waiting for its answer */
 	if (E->output_pending(c->ts))
 		E->flush(c->ts);
 	r = E->read(c->ts, buf, len, (flags & MSG_PEEK) != 0);
@@ -664,7 +677,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 	switch (r) {
 	case TS_WANT_READ:
-		*want = POLLIN;
+		/* Held bytes the socket could not take yet: wake for it too. */
+		*want = c->hold_len > 0 ? POLLIN | POLLOUT : POLLIN;
 		return -EAGAIN;
 	case TS_WANT_WRITE:
 		*want = POLLOUT;
@@ -682,10 +696,99 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 }
 
+/*
+ * Seals LEN bytes into records: bytes taken, -EAGAIN (with *want) or -errno.
+ * KERNEL_SIGNALS: the session writes with write()/writev(), which raise SIGPIPE.
+ */
+static ssize_t engine_write(struct conn *c, const void *buf, size_t len, int kernel_signals,
+			    short *want)
+{
+	ssize_t r = E->write(c->ts, buf, len);
+	int rc;
+
+	if (r > 0)
+		return r;
+	switch (r) {
+	case TS_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	case TS_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case TS_SYSERR:
+		rc = E->sys_errno(c->ts);
+		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
+		if (rc == EPIPE && kernel_signals)
+			c->epipe_signalled = 1;
+		return -(rc ? rc : EIO);
+	default:
+		return fail_rc(c, (int)r, "write");
+	}
+}
+
+#define HOLD_MAX 16384 /* the plaintext of one record (RFC 8446 section 5.1) */
+
+/*
+ * Seals the held bytes (an OPEN connection, c->lock held): 0 when none are
+ * left, -EAGAIN (with *want) while the socket cannot take them, or -errno.
+ */
+static int hold_seal(struct conn *c, int kernel_signals, short *want)
+{
+	ssize_t r;
+
+	while (c->hold_len > 0) {
+		r = engine_write(c, c->hold, c->hold_len, kernel_signals, want);
+		if (r < 0)
+			return (int)r;
+		c->hold_len -= (size_t)r;
+		memmove(c->hold, c->hold + r, c->hold_len);
+	}
+	free(c->hold);
+	c->hold = NULL;
+	return 0;
+}
+
+/*
+ * The program said more is coming (MORE: TCP_CORK or MSG_MORE), or bytes are
+ * held from when it did: gather into one record up to the record size instead
+ * of one record per write (nginx writes the headers, then sendfile()s the body,
+ * under TCP_CORK). Held bytes count as sent, as in a corked socket's buffer.
+ * Returns bytes taken, -EAGAIN (with *want) or -errno.
+ */
+static ssize_t send_gathered(struct conn *c, const char *buf, size_t len, int more,
+			     int kernel_signals, short *want)
+{
+	size_t n;
+	int rc;
+
+	if (c->hold_len == HOLD_MAX) {
+		rc = hold_seal(c, kernel_signals, want);
+		if (rc != 0)
+			return rc;
+	}
+	/* Whole records need no copy. */
+	if (c->hold_len == 0 && len >= HOLD_MAX)
+		return engine_write(c, buf, more ? len - len % HOLD_MAX : len, kernel_signals,
+				    want);
+	if (c->hold == NULL) {
+		c->hold = malloc(HOLD_MAX);
+		if (c->hold == NULL)
+			return engine_write(c, buf, len, kernel_signals, want);
+	}
+	n = len < HOLD_MAX - c->hold_len ? len : HOLD_MAX - c->hold_len;
+	memcpy(c->hold + c->hold_len, buf, n);
+	c->hold_len += n;
+	if (more && c->hold_len < HOLD_MAX)
+		return (ssize_t)n;
+	rc = hold_seal(c, kernel_signals, want);
+	return rc == 0 || rc == -EAGAIN ? (ssize_t)n : rc;
+}
+
 static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int flags, short *want)
 {
 	int io = use_io_family(c, 1), rc = step_ready(c, want);
 	int kernel_signals = io == TS_IO_RW || io == TS_IO_VEC; /* no MSG_NOSIGNAL there */
+	int more = c->corked || (flags & MSG_MORE);
 	ssize_t r;
 
 	c->epipe_signalled = 0;
@@ -708,25 +811,9 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		return -EPIPE;
 	if (len == 0)
 		return 0;
-	r = E->write(c->ts, buf, len);
-	if (r > 0)
-		return r;
-	switch (r) {
-	case TS_WANT_WRITE:
-		*want = POLLOUT;
-		return -EAGAIN;
-	case TS_WANT_READ:
-		*want = POLLIN;
-		return -EAGAIN;
-	case TS_SYSERR:
-		rc = E->sys_errno(c->ts);
-		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
-		if (rc == EPIPE && kernel_signals)
-			c->epipe_signalled = 1;
-		return -(rc ? rc : EIO);
-	default:
-		return fail_rc(c, (int)r, "write");
-	}
+	if (more || c->hold_len > 0)
+		return send_gathered(c, buf, len, more, kernel_signals, want);
+	return engine_write(c, buf, len, kernel_signals, want);
 }
 
 /* The program's write: only its own writes may raise SIGPIPE (use_io_family). */
@@ -736,6 +823,43 @@ static ssize_t step_send(struct conn *c, const void *buf, size_t len, int flags,
 
 	use_io_family(c, 0);
 	return r;
+}
+
+/* Before the program reads or waits: what it held back goes out (c->lock held). */
+static void hold_release(struct conn *c, short *kev)
+{
+	short want = 0;
+
+	if (c->hold_len > 0 && c->state == CONN_OPEN && hold_seal(c, 0, &want) == -EAGAIN &&
+	    kev != NULL)
+		*kev |= want;
+}
+
+int conn_cork(const struct conn *c)
+{
+	return c->corked;
+}
+
+int conn_set_cork(struct conn *c, int on)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	c->corked = on != 0;
+	/* Cleartext (auto) goes to the kernel as it is; so does undoing that. */
+	if (c->state == CONN_PLAIN || c->state == CONN_AUTO_DETECT || c->kcorked) {
+		if (real.setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) != 0)
+			rc = -errno;
+		else
+			c->kcorked = on != 0;
+	}
+	if (!on && rc == 0 && c->state == CONN_OPEN && claim(c) == 0) {
+		hold_release(c, NULL);
+		E->flush(c->ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	epreg_touch(c);
+	return rc;
 }
 
 /* ---- waiting ---------------------------------------------------------------------- */
@@ -991,9 +1115,17 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 	}
 	/* Blocking: like a socket, return once the kernel has it (flush our record). */
 	while (!nonblock) {
+		short want = 0;
+
 		pthread_mutex_lock(&c->lock);
-		rc =
-		    (c->state == CONN_OPEN && c->ts != NULL && claim(c) == 0) ? E->flush(c->ts) : 0;
+		rc = 0;
+		if (c->state == CONN_OPEN && c->ts != NULL && claim(c) == 0) {
+			/* Bytes held back on purpose stay; the ones the socket refused go. */
+			if (!c->corked && !(flags & MSG_MORE))
+				rc = hold_seal(c, 0, &want) == -EAGAIN ? TS_WANT_WRITE : 0;
+			if (rc == 0)
+				rc = E->flush(c->ts);
+		}
 		pthread_mutex_unlock(&c->lock);
 		if (rc != TS_WANT_WRITE)
 			break;
@@ -1023,10 +1155,42 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
 	return r;
 }
 
+/*
+ * A peek into several buffers: one peek of their total (at most TS_PEEK_MAX),
+ * scattered. Peeking each buffer in turn would show every one the same bytes.
+ */
+static ssize_t recvv_peek(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+{
+	size_t want = 0, off = 0;
+	unsigned char *tmp;
+	ssize_t r;
+
+	for (int i = 0; i < iovcnt && want < TS_PEEK_MAX; i++)
+		want += iov[i].iov_len;
+	if (want > TS_PEEK_MAX)
+		want = TS_PEEK_MAX;
+	if (want == 0)
+		return conn_recv(c, NULL, 0, flags);
+	tmp = malloc(want);
+	if (tmp == NULL)
+		return -ENOMEM;
+	r = conn_recv(c, tmp, want, flags);
+	for (int i = 0; i < iovcnt && r > 0 && off < (size_t)r; i++) {
+		size_t n = (size_t)r - off < iov[i].iov_len ? (size_t)r - off : iov[i].iov_len;
+
+		memcpy(iov[i].iov_base, tmp + off, n);
+		off += n;
+	}
+	free(tmp);
+	return r;
+}
+
 ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
 {
 	ssize_t total = 0;
 
+	if ((flags & MSG_PEEK) && iovcnt > 1)
+		return recvv_peek(c, iov, iovcnt, flags);
 	for (int i = 0; i < iovcnt; i++) {
 		ssize_t r;
 
@@ -1063,13 +1227,17 @@ ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flag
 		}
 		return conn_send(c, small, sum, flags);
 	}
+	/* Larger ones: the pieces but the last say more is coming (one record up to 16 KB). */
+	while (iovcnt > 0 && iov[iovcnt - 1].iov_len == 0)
+		iovcnt--;
 	for (int i = 0; i < iovcnt; i++) {
+		int f = flags | (i < iovcnt - 1 ? MSG_MORE : 0);
 		ssize_t r;
 
 		if (iov[i].iov_len == 0)
 			continue;
 		r = conn_send(c, iov[i].iov_base, iov[i].iov_len,
-			      total > 0 ? flags | MSG_DONTWAIT | MSG_NOSIGNAL : flags);
+			      total > 0 ? f | MSG_DONTWAIT | MSG_NOSIGNAL : f);
 		if (r < 0)
 			return total > 0 ? total : r;
 		total += r;
@@ -1088,6 +1256,19 @@ static void send_close_notify(struct conn *c, int wait_ms)
 	if (c->state != CONN_OPEN || c->notify_sent || c->ts == NULL)
 		return;
 	c->notify_sent = 1;
+	/* What the program held back was written before it closed. */
+	while (c->hold_len > 0) {
+		short want = 0;
+
+		if (hold_seal(c, 0, &want) != -EAGAIN || wait_ms <= 0)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		if (real.poll(&p, 1, wait_ms) <= 0)
+			wait_ms = 0;
+		pthread_mutex_lock(&c->lock);
+		if (c->ts == NULL || c->closed || c->state != CONN_OPEN)
+			return;
+	}
 	rc = E->close_notify(c->ts);
 	while (rc == TS_WANT_WRITE && wait_ms > 0) {
 		pthread_mutex_unlock(&c->lock);
@@ -1280,6 +1461,11 @@ void conn_disconnect(struct conn *c)
 			if (!conn_nodelay(c))
 				real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off,
 						sizeof(off));
+			if (c->corked && !c->kcorked) {
+				int on = 1;
+
+				real.setsockopt(fds[i], IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+			}
 		}
 		conn_put(t);
 	}
@@ -1339,6 +1525,7 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 		goto out;
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
+	hold_release(c, kev); /* the program is about to wait */
 	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
 		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {

@@ -59,6 +59,8 @@ struct conn {
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
+	unsigned corked : 1;          /* TCP_CORK as the program set it (conn_set_cork) */
+	unsigned kcorked : 1;         /* ... and passed to the kernel (a cleartext socket) */
 	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
 	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
 	uint64_t claim_gen;           /* the fork generation this process contends in */
@@ -66,6 +68,8 @@ struct conn {
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
 	const struct policy_rule *rule;
 	struct tsess *ts;
+	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
+	size_t hold_len;
 	char *peer_name; /* client: SNI / verified name, or NULL */
 	char *desc;      /* "connect api.internal:443 (10.1.2.3)" for log lines */
 	char peer_addr[48];
@@ -95,9 +99,13 @@ void conn_put(struct conn *c);
 struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char *name,
 			     const char *addr, uint16_t port, const char *desc, int *err);
 
-/* A server connection on an accepted socket; the handshake waits for the first I/O. */
+/*
+ * A server connection on an accepted socket; the handshake waits for the first
+ * I/O. USER_NONBLOCK: the socket already has O_NONBLOCK (accept4 with
+ * SOCK_NONBLOCK); USER_NODELAY: its TCP_NODELAY, or -1 if not known.
+ */
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int *err);
+			     int user_nonblock, int user_nodelay, int *err);
 
 /*
  * Connects the client socket and, unless the program's socket is
@@ -172,6 +180,17 @@ void conn_disconnect(struct conn *c);
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);
 void conn_set_nodelay(struct conn *c, int on);
+
+/*
+ * TCP_CORK. On a TLS connection it is not passed to the kernel: the program's
+ * bytes are gathered into one record while it is set (and for MSG_MORE), and
+ * sealed when the record is full, at uncork, at the first write without the
+ * hint, and before the program reads, waits for readiness, shuts down or
+ * closes. Records are sent at once, so the kernel has nothing to hold back.
+ * Returns 0 or -errno.
+ */
+int conn_cork(const struct conn *c);
+int conn_set_cork(struct conn *c, int on);
 
 /* The program's view of O_NONBLOCK. */
 int conn_nonblock(const struct conn *c);

@@ -55,6 +55,8 @@
 	OPT(fcntl64, int, (int, int, ...))                                                       \
 	REQ(ioctl, int, (int, unsigned long, ...))                                               \
 	REQ(getsockopt, int, (int, int, int, void *, socklen_t *))                               \
+	REQ(getsockname, int, (int, struct sockaddr *, socklen_t *))                             \
+	REQ(getpeername, int, (int, struct sockaddr *, socklen_t *))                             \
 	REQ(setsockopt, int, (int, int, int, const void *, socklen_t))                           \
 	REQ(poll, int, (struct pollfd *, nfds_t, int))                                           \
 	REQ(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))    \

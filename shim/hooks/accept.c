@@ -21,9 +21,10 @@
  * The rule for connections accepted on LFD. The target is the listening
  * socket's address; for a wildcard listener (0.0.0.0, ::), the address the
  * connection arrived on, so that `accept 127.0.0.1:6379 ...` works for a
- * server bound to every interface.
+ * server bound to every interface. *NODELAY: the connection's TCP_NODELAY,
+ * learnt with the check that it is TCP (one system call for both).
  */
-static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
+static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local, int *nodelay)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -31,16 +32,17 @@ static const struct policy_rule *accept_rule(int lfd, int fd, struct ep *local)
 	static const unsigned char zero[16];
 	const char *alt[8];
 
-	if (getsockname(lfd, (struct sockaddr *)&ss, &len) != 0 ||
+	if (real.getsockname(lfd, (struct sockaddr *)&ss, &len) != 0 ||
 	    ep_from_sockaddr(local, (struct sockaddr *)&ss, len) != 0)
 		return NULL;
 	if (memcmp(local->addr, zero, local->family == AF_INET ? 4 : 16) == 0) {
 		len = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+		if (real.getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
 		    ep_from_sockaddr(local, (struct sockaddr *)&ss, len) != 0)
 			return NULL;
 	}
-	if (!fd_is_tcp(fd))
+	*nodelay = fd_tcp_nodelay(fd);
+	if (*nodelay < 0)
 		return NULL;
 	q.family = local->family;
 	memcpy(q.addr, local->addr, sizeof(q.addr));
@@ -63,7 +65,7 @@ static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *sa
 	if (sa != NULL && salen != NULL && *salen <= cap &&
 	    ep_from_sockaddr(&peer, sa, *salen) == 0)
 		ep_describe(&peer, NULL, p, sizeof(p));
-	else if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	else if (real.getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 		 ep_from_sockaddr(&peer, (struct sockaddr *)&ss, sl) == 0)
 		ep_describe(&peer, NULL, p, sizeof(p));
 	snprintf(buf, len, "accept %s from %s", l, p);
@@ -77,7 +79,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 		struct conn *c;
 		struct ep local;
 		char desc[200];
-		int fd, err = 0, saved;
+		int fd, err = 0, saved, nodelay;
 		socklen_t cap = salen != NULL ? *salen : 0;
 
 		fd = real.accept4(lfd, sa, salen, flags);
@@ -85,7 +87,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 			return fd;
 		fd_new(fd);
 		saved = errno;
-		r = accept_rule(lfd, fd, &local);
+		r = accept_rule(lfd, fd, &local, &nodelay);
 		if (r == NULL || r->action == POLICY_PLAIN) {
 			errno = saved;
 			return fd;
@@ -96,7 +98,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 			real.close(fd);
 			continue; /* the program never sees it; a non-blocking accept says EAGAIN */
 		}
-		c = conn_new_server(fd, r, desc, (flags & SOCK_NONBLOCK) != 0, &err);
+		c = conn_new_server(fd, r, desc, (flags & SOCK_NONBLOCK) != 0, nodelay, &err);
 		if (c == NULL || fdtab_set(fd, c) != 0) {
 			/* Never hand over a connection we could not protect. */
 			log_error("%s: cannot wrap the connection: %s", desc,

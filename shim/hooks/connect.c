@@ -15,6 +15,7 @@
 #include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
+#include "inherit.h"
 #include "log.h"
 #include "names.h"
 #include "shim.h"
@@ -162,12 +163,15 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 HOOK_ALIAS(connect, __connect)
 HOOK_INTERNAL(connect)
 
-/* TCP_NODELAY as the program set it (the wrapped socket always has it on). */
-static int nodelay_get(struct conn *c, void *val, socklen_t *len)
+/*
+ * TCP_NODELAY and TCP_CORK as the program set them (the wrapped socket always
+ * has TCP_NODELAY; TLS connections gather corked bytes themselves).
+ */
+static int tcpopt_get(struct conn *c, int opt, void *val, socklen_t *len)
 {
 	if (val == NULL || len == NULL || *len < (socklen_t)sizeof(int))
 		return -EINVAL;
-	*(int *)val = conn_nodelay(c);
+	*(int *)val = opt == TCP_CORK ? conn_cork(c) : conn_nodelay(c);
 	*len = sizeof(int);
 	return 0;
 }
@@ -178,7 +182,11 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	int rc;
 
 	NEED_REAL(setsockopt);
-	if (likely(level != IPPROTO_TCP || opt != TCP_NODELAY || !fdtab_maybe(fd)))
+	/* An fd standing for a TCP connection whose TLS session is in a relay (inherit.c). */
+	if (unlikely(inherit_any_relayed()) && inherit_setsockopt(fd, level, opt, val, len, &rc))
+		return (int)hook_ret(rc);
+	if (likely(level != IPPROTO_TCP || (opt != TCP_NODELAY && opt != TCP_CORK) ||
+		   !fdtab_maybe(fd)))
 		return real.setsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
 	if (c == NULL)
@@ -186,6 +194,8 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	rc = 0;
 	if (val == NULL || len < (socklen_t)sizeof(int))
 		rc = -EINVAL;
+	else if (opt == TCP_CORK)
+		rc = conn_set_cork(c, *(const int *)val != 0);
 	else
 		conn_set_nodelay(c, *(const int *)val != 0);
 	conn_put(c);
@@ -199,14 +209,17 @@ HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	int e;
 
 	NEED_REAL(getsockopt);
-	if (likely(!fdtab_maybe(fd)) || !((level == SOL_SOCKET && opt == SO_ERROR) ||
-					  (level == IPPROTO_TCP && opt == TCP_NODELAY)))
+	if (unlikely(inherit_any_relayed()) && inherit_getsockopt(fd, level, opt, val, len, &e))
+		return (int)hook_ret(e);
+	if (likely(!fdtab_maybe(fd)) ||
+	    !((level == SOL_SOCKET && opt == SO_ERROR) ||
+	      (level == IPPROTO_TCP && (opt == TCP_NODELAY || opt == TCP_CORK))))
 		return real.getsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.getsockopt(fd, level, opt, val, len);
 	if (level == IPPROTO_TCP) {
-		e = nodelay_get(c, val, len);
+		e = tcpopt_get(c, opt, val, len);
 		conn_put(c);
 		return (int)hook_ret(e);
 	}

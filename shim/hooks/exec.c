@@ -1,92 +1,192 @@
 /*
- * exec.c - hooks: the exec family warns when a TLS connection is inherited.
+ * exec.c - hooks: the exec family hands wrapped connections to the new
+ * program (inherit.c): before the handshake for its shim to adopt, after it
+ * through a relay process, and refuses (logged) what cannot follow.
  *
- * The TLS state of a wrapped connection lives in this process's memory; a
- * program exec()ed with the socket still open (no FD_CLOEXEC) sees raw TLS
- * records and cannot use it (a known limit, README). Nothing can carry the
- * session across, but the user can be told which fd and which connection.
- * glibc's execl*() family reaches execve() internally, past any hook, so
- * those calls go unwarned.
+ * glibc's execl*() reach execve() internally, past any hook, so they are
+ * hooked here too and call the same path. execvp() tries each PATH entry
+ * inside libc: the hand-over happens once, before the first try.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
 
-#include "conn.h"
-#include "fdtab.h"
 #include "hook.h"
-#include "log.h"
+#include "inherit.h"
 #include "shim.h"
 
-static void warn_one(int fd, struct conn *c, void *arg)
-{
-	const char *prog = arg;
-	int fl = real.fcntl(fd, F_GETFD);
+extern char **environ;
 
-	if (fl >= 0 && !(fl & FD_CLOEXEC))
-		log_warn(
-		    "%s: exec of %s inherits it as fd %d, but not its TLS session: the new "
-		    "program sees raw TLS records (set FD_CLOEXEC, or let the parent serve it)",
-		    c->desc, prog, fd);
-}
+/* exec with X's environment; on return (failure) undoes what only the new program needed. */
+#define EXEC_WITH(x, call)               \
+	do {                             \
+		int rc_ = (call);        \
+		int err_ = errno;        \
+		inherit_exec_done(&(x)); \
+		errno = err_;            \
+		return rc_;              \
+	} while (0)
 
-/* Warns about every wrapped fd the exec'ed PROG would inherit. Cheap when none. */
-static void check_inherited(const char *prog)
+static int shim_execve(const char *path, char *const argv[], char *const envp[])
 {
-	if (!shim.has_connect && !shim.has_accept)
-		return;
-	real_init();
-	fdtab_foreach(warn_one, (void *)(prog != NULL ? prog : "?"));
+	struct inherit_exec x;
+
+	NEED_REAL(execve);
+	if (shim.policy == NULL)
+		return real.execve(path, argv, envp);
+	inherit_exec_prepare(&x, path, argv, envp);
+	EXEC_WITH(x, real.execve(path, argv, x.envp));
 }
 
 HOOK int execve(const char *path, char *const argv[], char *const envp[])
 {
-	NEED_REAL(execve);
-	check_inherited(path);
-	return real.execve(path, argv, envp);
+	return shim_execve(path, argv, envp);
 }
 
 HOOK int execv(const char *path, char *const argv[])
 {
-	NEED_REAL(execv);
-	check_inherited(path);
-	return real.execv(path, argv);
+	return shim_execve(path, argv, environ);
 }
 
-HOOK int execvp(const char *file, char *const argv[])
+static int shim_execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	NEED_REAL(execvp);
-	check_inherited(file);
-	return real.execvp(file, argv);
-}
+	struct inherit_exec x;
 
-HOOK int execvpe(const char *file, char *const argv[], char *const envp[])
-{
 	NEED_REAL_OPT(execvpe);
-	check_inherited(file);
 	if (real.execvpe == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return real.execvpe(file, argv, envp);
+	if (shim.policy == NULL)
+		return real.execvpe(file, argv, envp);
+	inherit_exec_prepare(&x, file, argv, envp);
+	EXEC_WITH(x, real.execvpe(file, argv, x.envp));
+}
+
+HOOK int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return shim_execvpe(file, argv, envp);
+}
+
+HOOK int execvp(const char *file, char *const argv[])
+{
+	return shim_execvpe(file, argv, environ);
 }
 
 HOOK int fexecve(int fd, char *const argv[], char *const envp[])
 {
+	struct inherit_exec x;
+
 	NEED_REAL_OPT(fexecve);
-	check_inherited("a program (fexecve)");
 	if (real.fexecve == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return real.fexecve(fd, argv, envp);
+	if (shim.policy == NULL)
+		return real.fexecve(fd, argv, envp);
+	inherit_exec_prepare(&x, NULL, argv, envp);
+	EXEC_WITH(x, real.fexecve(fd, argv, x.envp));
+}
+
+/* The execl* argument list as an argv array (malloc: exec replaces the image anyway). */
+static char **list_argv(const char *arg0, va_list ap, char ***envp)
+{
+	va_list cp;
+	size_t n = 1;
+	char **v;
+
+	if (arg0 == NULL) {
+		/* No arguments at all: argv is just the terminator. */
+		v = calloc(1, sizeof(*v));
+		if (v != NULL && envp != NULL)
+			*envp = va_arg(ap, char **);
+		return v;
+	}
+	va_copy(cp, ap);
+	while (va_arg(cp, char *) != NULL)
+		n++;
+	va_end(cp);
+	v = malloc((n + 1) * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	v[0] = (char *)arg0;
+	for (size_t i = 1; i <= n; i++)
+		v[i] = i < n ? va_arg(ap, char *) : NULL;
+	if (envp != NULL) {
+		(void)va_arg(ap, char *); /* the NULL ending the list */
+		*envp = va_arg(ap, char **);
+	}
+	return v;
+}
+
+HOOK int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **v;
+	int rc;
+
+	va_start(ap, arg);
+	v = list_argv(arg, ap, NULL);
+	va_end(ap);
+	if (v == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = shim_execve(path, v, environ);
+	free(v);
+	return rc;
+}
+
+HOOK int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **v, **envp = NULL;
+	int rc;
+
+	va_start(ap, arg);
+	v = list_argv(arg, ap, &envp);
+	va_end(ap);
+	if (v == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = shim_execve(path, v, envp);
+	free(v);
+	return rc;
+}
+
+HOOK int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	char **v;
+	int rc;
+
+	va_start(ap, arg);
+	v = list_argv(arg, ap, NULL);
+	va_end(ap);
+	if (v == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = shim_execvpe(file, v, environ);
+	free(v);
+	return rc;
 }
 
 HOOK int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
 {
+	struct inherit_exec x;
+
 	NEED_REAL_OPT(execveat);
-	check_inherited(path);
 	if (real.execveat == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return real.execveat(dirfd, path, argv, envp, flags);
+	if (shim.policy == NULL)
+		return real.execveat(dirfd, path, argv, envp, flags);
+	/* The file for the setuid check: known only when PATH names it by itself. */
+	inherit_exec_prepare(&x, path[0] == '/' || dirfd == AT_FDCWD ? path : NULL, argv, envp);
+	EXEC_WITH(x, real.execveat(dirfd, path, argv, x.envp, flags));
 }

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "epreg.h"
 #include "fdtab.h"
+#include "inherit.h"
 #include "log.h"
 #include "policy.h"
 #include "real.h"
@@ -104,6 +105,7 @@ static void fork_child(void)
 	fdtab_fork_child();
 	conn_fork_child();
 	epreg_fork_child();
+	inherit_fork_child();
 }
 
 /*
@@ -258,4 +260,5 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	shim.keylog = secure ? NULL : getenv("TLSSHIM_KEYLOG");
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	inherit_startup();
 }

@@ -2039,7 +2039,11 @@ static void sockopts_s(void)
 	int fd = server();
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
+	int v = -1;
+	socklen_t len = sizeof(v);
 
+	CALL("getsockopt TCP_NODELAY", getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len));
+	say("  = %d", !!v);
 	CALL("getsockname", getsockname(fd, (struct sockaddr *)&a, &al));
 	say("  local %s port matches %d", inet_ntoa(a.sin_addr), ntohs(a.sin_port) == g_port);
 	expect_eof(fd);
@@ -2088,10 +2092,15 @@ static void close_range_s(void)
 static void server_nonblock_s(void)
 {
 	char b[64];
+	int v = -1;
+	socklen_t len = sizeof(v);
 	int fd = accept4(g_lfd, NULL, NULL, SOCK_NONBLOCK);
 
 	say("accept4 SOCK_NONBLOCK = %s", fd >= 0 ? "ok" : en(errno));
 	say("F_GETFL = %s", (fcntl(fd, F_GETFL) & O_NONBLOCK) ? "O_NONBLOCK" : "blocking");
+	/* The shim turns it on underneath; the program sees its own setting. */
+	CALL("getsockopt TCP_NODELAY", getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len));
+	say("  = %d", !!v);
 	CALLD("read (client has sent nothing)", read(fd, b, sizeof(b)), b);
 	int ep = epoll_create1(0);
 	CALL("epoll_ctl ADD EPOLLIN", ep_add(ep, fd, EPOLLIN, 1, EPOLL_CTL_ADD));
@@ -2144,8 +2153,11 @@ static void full_read_hup_c(void)
 	CALL("ioctl FIONREAD", ioctl(fd, FIONREAD, &n));
 	say("fionread = %d", n);
 	CALLD("recv MSG_PEEK 64k", recv(fd, b, sizeof(b), MSG_PEEK), b);
-	CALLD("readv 2x32k", readv(fd, iov, 2), b);
 	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	CALLD("recvmsg MSG_PEEK 2x32k", recvmsg(fd, &m, MSG_PEEK), b);
+	memset(b, 0, sizeof(b));
+	CALLD("readv 2x32k", readv(fd, iov, 2), b);
 	m.msg_iovlen = 1;
 	iov[0].iov_len = sizeof(b);
 	CALLD("recvmsg 64k", recvmsg(fd, &m, 0), b);

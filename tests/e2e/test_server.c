@@ -49,6 +49,7 @@ TestSuite(server_policy, .fini = teardown, .timeout = 60);
 TestSuite(server_badinput, .fini = teardown, .timeout = 60);
 TestSuite(server_rotation, .fini = teardown, .timeout = 60);
 TestSuite(server_options, .fini = teardown, .timeout = 60);
+TestSuite(server_records, .fini = teardown, .timeout = 60);
 
 static char *pki(const char *name)
 {
@@ -1432,4 +1433,116 @@ Test(server_badinput, keyupdate_flood_is_bounded_in_an_event_loop_server, .timeo
 	struct h_proc *srv = start_redis(port, tls_rule(port, "tls", NULL));
 
 	check_keyupdate_flood(srv, port, redis_check);
+}
+
+/* ---- one record where the program meant one message ----------------------------- */
+
+/*
+ * A TLS client (python3, ssl.MemoryBIO, so it sees the ciphertext) that sends
+ * "go\n" twice and reads TOTAL bytes back each time; for the second answer
+ * (the first carries the session tickets) it prints how many application-data
+ * records it took: "records N bytes M".
+ */
+static const char *records_script =
+    "import socket, ssl, sys\n"
+    "port, ca, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "s = socket.create_connection(('127.0.0.1', port), timeout=10)\n"
+    "inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
+    "t = ctx.wrap_bio(inc, out, server_hostname='localhost')\n"
+    "raw = bytearray()\n"
+    "def push():\n"
+    "    d = out.read()\n"
+    "    if d: s.sendall(d)\n"
+    "def feed():\n"
+    "    d = s.recv(65536)\n"
+    "    if not d: sys.exit('eof after %d raw bytes' % len(raw))\n"
+    "    raw.extend(d); inc.write(d)\n"
+    "while True:\n"
+    "    try: t.do_handshake(); break\n"
+    "    except ssl.SSLWantReadError: push(); feed()\n"
+    "push()\n"
+    "def exchange():\n"
+    "    t.write(b'go\\n'); push(); del raw[:]\n"
+    "    got = b''\n"
+    "    while len(got) < total:\n"
+    "        try: got += t.read(65536)\n"
+    "        except ssl.SSLWantReadError: feed()\n"
+    "    n, i = 0, 0\n"
+    "    while i + 5 <= len(raw):\n"
+    "        n += raw[i] == 0x17; i += 5 + int.from_bytes(raw[i + 3:i + 5], 'big')\n"
+    "    return n, len(got)\n"
+    "exchange()\n"
+    "print('records %d bytes %d' % exchange(), flush=True)\n";
+
+/* corkserve MODE under the shim with a BODY-byte body: the records of one answer. */
+static int answer_records(const char *mode, int body, char **server_out)
+{
+	int port = h_free_port(), rc, n = -1, got = -1;
+	struct h_proc p, *srv;
+
+	srv = start_server(ARGV((char *)h_prog("corkserve"), h_fmt("%d", port), (char *)mode,
+				h_fmt("%d", body)),
+			   port, tls_rule(port, "tls", NULL), NULL);
+	rc = run_client(&p, ARGV(PY, "-c", (char *)records_script, h_fmt("%d", port),
+				 pki("ca.pem"), h_fmt("%d", 100 + body)));
+	cr_assert(rc == 0 && sscanf(p.out, "records %d bytes %d", &n, &got) == 2,
+		  "expected the %s answers to arrive, the client exited %d:\n%s%s", mode, rc,
+		  p.out, p.err);
+	cr_assert_eq(got, 100 + body, "expected %d bytes from %s, got %d", 100 + body, mode, got);
+	h_proc_free(&p);
+	h_wait(srv, 5000);
+	if (server_out)
+		*server_out = strdup(srv->out);
+	cr_expect(!strstr(srv->err, "tlsshim["), "expected no shim line, got:\n%s", srv->err);
+	return n;
+}
+
+Test(server_records, cork_header_then_sendfile_is_one_record)
+{
+	char *out = NULL;
+	int n = answer_records("cork", 1000, &out);
+
+	cr_expect_eq(n, 1, "expected header + sendfile() under TCP_CORK in one record, got %d", n);
+	cr_expect(out && strstr(out, "cork=1"),
+		  "expected getsockopt(TCP_CORK) to read back 1 as set, the server said: %s",
+		  out ? out : "");
+	free(out);
+}
+
+Test(server_records, msg_more_then_write_is_one_record)
+{
+	int n = answer_records("more", 1000, NULL);
+
+	cr_expect_eq(n, 1, "expected send(MSG_MORE) + write in one record, got %d", n);
+}
+
+Test(server_records, writev_up_to_a_record_is_one_record)
+{
+	int n = answer_records("writev", 6000, NULL);
+
+	cr_expect_eq(n, 1, "expected a 6100-byte writev in one record, got %d", n);
+}
+
+Test(server_records, separate_writes_stay_separate_records)
+{
+	int n = answer_records("plain", 1000, NULL);
+
+	cr_expect_eq(n, 2, "expected two writes without a hint as two records, got %d", n);
+}
+
+Test(server_records, corked_answer_larger_than_a_record_fills_records)
+{
+	int n = answer_records("cork", 40000, NULL);
+
+	cr_expect_eq(n, 3, "expected 40100 bytes under TCP_CORK as 3 records (16 KB each), got %d",
+		     n);
+}
+
+/* A program that corks, writes and waits for the next request without uncorking. */
+Test(server_records, cork_left_on_is_sent_when_the_program_waits)
+{
+	int n = answer_records("corkwait", 1000, NULL);
+
+	cr_expect_eq(n, 1, "expected the corked answer in one record, got %d", n);
 }
