@@ -248,12 +248,37 @@ static int verify_loads(const char *lib)
 	return -1;
 }
 
+/*
+ * Whether every user's processes can read the system policy (the file, and its
+ * directory searchable); if not, the reason in WHY. Root can read it anyway, so
+ * a mode of 0600 would leave every other user's processes without its rules.
+ */
+static int readable_by_all(char *why, size_t len)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", CMD_SYSTEM_POLICY);
+	if (stat(CMD_SYSTEM_POLICY, &st) == 0 && !(st.st_mode & S_IROTH)) {
+		snprintf(why, len, "%s is not readable by other users (mode %04o)",
+			 CMD_SYSTEM_POLICY, (unsigned)(st.st_mode & 07777));
+		return 0;
+	}
+	if (stat(dirname(dir), &st) == 0 && !(st.st_mode & S_IXOTH)) {
+		snprintf(why, len, "directory %s cannot be searched by other users (mode %04o)",
+			 dir, (unsigned)(st.st_mode & 07777));
+		return 0;
+	}
+	return 1;
+}
+
 /* Checks everything enable needs before writing. Returns 0 or an exit status. */
 static int enable_checks(const char *lib)
 {
 	enum cmd_system_state state;
 	struct policy *sys;
-	char why[600], engine[PATH_MAX];
+	char why[PATH_MAX + 100], engine[PATH_MAX];
+	size_t n;
 
 	sys = cmd_system_load(1, &state);
 	if (state == CMD_SYSTEM_ABSENT) {
@@ -266,9 +291,16 @@ static int enable_checks(const char *lib)
 		cmd_err("not enabled: fix the system policy first (tlsshim check shows it)");
 		return CMD_EXIT_POLICY;
 	}
-	printf("system policy %s: %zu rule%s, no errors\n", CMD_SYSTEM_POLICY, policy_count(sys),
-	       policy_count(sys) == 1 ? "" : "s");
+	n = policy_count(sys);
 	policy_free(sys);
+	if (!readable_by_all(why, sizeof(why))) {
+		cmd_err("not enabled: %s; the processes of other users could not read it, and its "
+			"rules would not apply to them (chmod o+r)",
+			why);
+		return CMD_EXIT_POLICY;
+	}
+	printf("system policy %s: %zu rule%s, no errors\n", CMD_SYSTEM_POLICY, n,
+	       n == 1 ? "" : "s");
 	/* It will run inside every program, setuid ones included: only root may change it. */
 	engine_path(lib, engine, sizeof(engine));
 	if (policy_file_trusted(lib, why, sizeof(why)) != 0 ||
@@ -383,7 +415,7 @@ static int system_status(const char *lib)
 {
 	enum cmd_system_state state;
 	struct policy *sys;
-	char *buf = NULL, other[PATH_MAX];
+	char *buf = NULL, other[PATH_MAX], why[PATH_MAX + 100];
 	size_t len = 0, end;
 	int e, rc = 0;
 
@@ -412,6 +444,12 @@ static int system_status(const char *lib)
 	case CMD_SYSTEM_OK:
 		printf("system policy: %s: %zu rule%s, no errors\n", CMD_SYSTEM_POLICY,
 		       policy_count(sys), policy_count(sys) == 1 ? "" : "s");
+		if (!readable_by_all(why, sizeof(why))) {
+			printf("system policy: %s: its rules do not apply to other users' "
+			       "processes\n",
+			       why);
+			rc = CMD_EXIT_POLICY;
+		}
 		break;
 	case CMD_SYSTEM_REFUSED:
 		printf("system policy: %s: refused (the reason is above); its rules apply "

@@ -73,6 +73,7 @@ struct policy {
 	const char **layered_names[2];
 	size_t n_layered_names[2];
 	int defer_file_checks; /* cert/key/CA files are checked when used, not at load */
+	int quick_file_checks; /* ... with one access(R_OK) each (policy_quick_file_checks()) */
 };
 
 /* parse.c */

@@ -698,6 +698,12 @@ static int check_readable(struct pctx *c, const struct tok *t, const char *path,
 	if (c->p->defer_file_checks)
 		return 0;
 	policy_shown(path, strlen(path), shown, sizeof(shown));
+	/* Before main in every process: one system call (policy_quick_file_checks()). */
+	if (c->p->quick_file_checks) {
+		if (access(path, R_OK) < 0)
+			goto fail;
+		return 0;
+	}
 	if (stat(path, &st) < 0)
 		goto fail;
 	if (S_ISDIR(st.st_mode)) {

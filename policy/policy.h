@@ -234,6 +234,17 @@ int policy_file_trusted(const char *path, char *why, size_t len);
 void policy_defer_file_checks(struct policy *p);
 
 /*
+ * Makes P check each cert/key/CA file with one access(R_OK) at load instead
+ * of stat() + access() (call it before adding rules): for the library, which
+ * loads the policy before main in every process that inherits it. A missing
+ * or unreadable file still fails the load. Not seen this way: a directory
+ * where a file belongs, a CA directory without search permission; the full
+ * check (`tlsshim check`, `tlsshim run`) reports those, and a connection
+ * whose rule names one fails closed.
+ */
+void policy_quick_file_checks(struct policy *p);
+
+/*
  * Puts FLOOR (the system policy) under P (a process's own policy); both must
  * be finished, and FLOOR must outlive P (policy_free(P) does not free it).
  * From then on policy_match(P) decides by the floor rule (policy_floor_wins),

@@ -105,6 +105,12 @@ void policy_defer_file_checks(struct policy *p)
 		p->defer_file_checks = 1;
 }
 
+void policy_quick_file_checks(struct policy *p)
+{
+	if (p)
+		p->quick_file_checks = 1;
+}
+
 /* Appends the exact names of SRC to the layered list of P. Returns 0, or -1 out of memory. */
 static int add_names(struct policy *p, enum policy_dir dir, const struct policy *src)
 {

@@ -29,6 +29,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,9 @@ struct relayed {
 static struct relayed relayed[MAX_RELAYED];
 static pthread_mutex_t relayed_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static pid_t self_pid;
-static unsigned long policy_hash, policy_file_hash;
+/* Written by the constructor: on the page the loader wrote already (shim.h). */
+static pid_t self_pid SHIM_LOAD_DATA;
+static unsigned long policy_hash SHIM_LOAD_DATA, policy_file_hash SHIM_LOAD_DATA;
 
 struct hint {
 	unsigned long ino;
@@ -308,10 +310,52 @@ static void parse_env(const char *v, int *fds, size_t *nfd, struct hint *h, size
 	free(copy);
 }
 
-/* systemd socket activation: LISTEN_FDS sockets from fd 3, if LISTEN_PID is us. */
-static void listen_fds(int *fds, size_t *nfd)
+/* The variables start-up reads, found in one pass over the environment. */
+struct start_env {
+	const char *policy, *policy_file, *inherit, *listen_pid, *listen_fds;
+};
+
+extern char **environ;
+
+/* The rest of S after PREFIX, or NULL (no libc call: start-up binds as few symbols as it can). */
+static const char *after(const char *s, const char *prefix)
 {
-	const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+	for (; *prefix != '\0'; s++, prefix++)
+		if (*s != *prefix)
+			return NULL;
+	return s;
+}
+
+static void start_env_scan(struct start_env *se)
+{
+	memset(se, 0, sizeof(*se));
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		const char *v, *t = *e;
+
+		if (t[0] == 'T' && (v = after(t, "TLSSHIM_")) != NULL) {
+			const char *w;
+
+			if ((w = after(v, "POLICY=")) != NULL)
+				se->policy = w;
+			else if ((w = after(v, "POLICY_FILE=")) != NULL)
+				se->policy_file = w;
+			else if ((w = after(v, "INHERIT=")) != NULL)
+				se->inherit = w;
+		} else if (t[0] == 'L' && (v = after(t, "LISTEN_")) != NULL) {
+			const char *w;
+
+			if ((w = after(v, "PID=")) != NULL)
+				se->listen_pid = w;
+			else if ((w = after(v, "FDS=")) != NULL)
+				se->listen_fds = w;
+		}
+	}
+}
+
+/* systemd socket activation: LISTEN_FDS sockets from fd 3, if LISTEN_PID is us. */
+static void listen_fds(const struct start_env *se, int *fds, size_t *nfd)
+{
+	const char *pid = se->listen_pid, *n = se->listen_fds;
 	long count;
 
 	if (pid == NULL || n == NULL || strtol(pid, NULL, 10) != (long)self_pid)
@@ -578,17 +622,17 @@ void inherit_startup(void)
 	unsigned long ino[MAX_CAND];
 	struct hint h[MAX_HINTS];
 	size_t nfd = 0, nh = 0;
-	const char *v;
+	struct start_env se;
 
+	start_env_scan(&se);
 	self_pid = getpid();
-	policy_hash = hash_str(getenv("TLSSHIM_POLICY"));
-	policy_file_hash = hash_str(getenv("TLSSHIM_POLICY_FILE"));
+	policy_hash = hash_str(se.policy);
+	policy_file_hash = hash_str(se.policy_file);
 	for (int fd = 0; fd < 3; fd++)
 		fds[nfd++] = fd;
-	listen_fds(fds, &nfd);
-	v = getauxval(AT_SECURE) ? NULL : getenv(INHERIT_ENV);
-	if (v != NULL)
-		parse_env(v, fds, &nfd, h, &nh);
+	listen_fds(&se, fds, &nfd);
+	if (se.inherit != NULL && !getauxval(AT_SECURE))
+		parse_env(se.inherit, fds, &nfd, h, &nh);
 	/* One fstat() per candidate: a process with no socket there stops here. */
 	for (size_t i = 0; i < nfd; i++) {
 		ino[i] = fd_ino(fds[i]);
@@ -944,8 +988,29 @@ static const char *h_exec(char *buf, size_t len, const char *prog)
 	return buf;
 }
 
+static const char *h_spawn(char *buf, size_t len, const char *prog)
+{
+	snprintf(buf, len, "spawn of %s", prog);
+	return buf;
+}
+
+static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			    char *const envp[], int spawn);
+
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const argv[],
 			  char *const envp[])
+{
+	inherit_prepare(x, path, argv, envp, 0);
+}
+
+void inherit_spawn_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			   char *const envp[])
+{
+	inherit_prepare(x, path, argv, envp, 1);
+}
+
+static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			    char *const envp[], int spawn)
 {
 	char what[300];
 	struct group gs[16];
@@ -966,7 +1031,15 @@ void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const 
 	for (int i = 0; i < ng; i++) {
 		struct group *g = &gs[i];
 
-		if (g->inherited) {
+		if (g->inherited && spawn) {
+			/* This process goes on with the connection: both use it through the relay.
+			 */
+			if (relay(g, h_spawn(what, sizeof(what), prog)) != 0)
+				log_warn(
+				    "%s: spawn of %s: no relay process: the child inherits fd %d "
+				    "without its TLS session",
+				    g->c->desc, prog, g->fds[0]);
+		} else if (g->inherited) {
 			if (adopts < 0)
 				adopts = child_adopts(path, envp);
 			if (adopts && not_started(g->c))

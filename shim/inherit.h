@@ -65,6 +65,14 @@ struct inherit_exec {
 };
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const argv[],
 			  char *const envp[]);
+/*
+ * posix_spawn/system/popen: glibc execs inside them, past the exec hooks, and
+ * this process goes on. Every wrapped connection the child would inherit
+ * moves into a relay first, which both then use through a local socket.
+ * Same contract as inherit_exec_prepare() otherwise.
+ */
+void inherit_spawn_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+			   char *const envp[]);
 /* The exec returned (it failed): undoes what only the new program needed. */
 void inherit_exec_done(struct inherit_exec *x);
 

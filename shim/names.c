@@ -518,7 +518,8 @@ const struct policy_rule *names_match_connect(const struct policy *p, struct pol
 	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
 	const struct policy_rule *r = NULL, *ri;
 	struct policy_match mi;
-	size_t n, i, used;
+	char tail[200];
+	size_t n, i, used, room;
 	int own, agree = 1, wraps = 0;
 
 	why[0] = '\0';
@@ -573,20 +574,23 @@ const struct policy_rule *names_match_connect(const struct policy *p, struct pol
 		m->name = NULL;
 		return r;
 	}
-	used = (size_t)snprintf(why, whylen, "several names were resolved to this address (");
-	for (i = 0; i < n && used < whylen; i++)
-		used += (size_t)snprintf(why + used, whylen - used, "%s%s", i ? ", " : "", cand[i]);
-	if (used < whylen) {
-		if (agree)
-			snprintf(why + used, whylen - used,
-				 ") and the rule (%s:%u) has no name=: the name to verify would "
-				 "be a guess; add name=NAME to the rule",
-				 r->source, r->line);
-		else
-			snprintf(why + used, whylen - used,
-				 ") and they match different rules: which applies would be a "
-				 "guess; add a rule with name=NAME for this address");
-	}
+	/* The advice always fits: the list of names is what gets cut. */
+	if (agree)
+		snprintf(tail, sizeof(tail),
+			 ") and the rule (%s:%u) has no name=: the name to verify would be a "
+			 "guess; add name=NAME to the rule",
+			 r->source, r->line);
+	else
+		snprintf(tail, sizeof(tail),
+			 ") and they match different rules: which applies would be a guess; add "
+			 "a rule with name=NAME for this address");
+	room = whylen > strlen(tail) ? whylen - strlen(tail) : 1;
+	used = (size_t)snprintf(why, room, "several names were resolved to this address (");
+	for (i = 0; i < n && used < room; i++)
+		used += (size_t)snprintf(why + used, room - used, "%s%s", i ? ", " : "", cand[i]);
+	if (used >= room)
+		used = room - 1;
+	snprintf(why + used, whylen - used, "%s", tail);
 	*m = (struct policy_match){0};
 	return NULL;
 }

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -147,8 +148,13 @@
 	REQ(fopen, FILE *, (const char *, const char *))                                         \
 	REQ(freopen, FILE *, (const char *, const char *, FILE *))                               \
 	REQ(tmpfile, FILE *, (void))                                                             \
-	REQ(popen, FILE *, (const char *, const char *))                                         \
 	REQ(opendir, DIR *, (const char *))                                                      \
+	REQ(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,        \
+			       const posix_spawnattr_t *, char *const[], char *const[]))         \
+	REQ(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
+				const posix_spawnattr_t *, char *const[], char *const[]))        \
+	REQ(system, int, (const char *))                                                         \
+	REQ(popen, FILE *, (const char *, const char *))                                         \
 	REQ(__read_chk, ssize_t, (int, void *, size_t, size_t))                                  \
 	REQ(__recv_chk, ssize_t, (int, void *, size_t, size_t, int))                             \
 	REQ(__recvfrom_chk, ssize_t,                                                             \

@@ -40,7 +40,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	struct policy_match m;
 	const struct policy_rule *r;
 	const char *alt[8];
-	char name[NAMES_MAX_NAME], why[NAMES_MAX_CANDIDATES * NAMES_MAX_NAME + 200];
+	char name[NAMES_MAX_NAME], why[LOG_MSG_MAX - 100]; /* the names, cut to a log line */
 	char desc[NAMES_MAX_NAME + 80];
 	const char *peer;
 	struct conn *c;

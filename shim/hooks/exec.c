@@ -6,10 +6,14 @@
  * glibc's execl*() reach execve() internally, past any hook, so they are
  * hooked here too and call the same path. execvp() tries each PATH entry
  * inside libc: the hand-over happens once, before the first try.
+ * posix_spawn(), system() and popen() exec inside glibc too, and the caller
+ * goes on: what the child would inherit moves into a relay first.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -189,4 +193,65 @@ HOOK int execveat(int dirfd, const char *path, char *const argv[], char *const e
 	/* The file for the setuid check: known only when PATH names it by itself. */
 	inherit_exec_prepare(&x, path[0] == '/' || dirfd == AT_FDCWD ? path : NULL, argv, envp);
 	EXEC_WITH(x, real.execveat(dirfd, path, argv, x.envp, flags));
+}
+
+HOOK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	struct inherit_exec x;
+	int rc;
+
+	NEED_REAL(posix_spawn);
+	if (shim.policy == NULL)
+		return real.posix_spawn(pid, path, fa, attr, argv, envp);
+	inherit_spawn_prepare(&x, path, argv, envp);
+	rc = real.posix_spawn(pid, path, fa, attr, argv, x.envp);
+	inherit_exec_done(&x);
+	return rc;
+}
+
+HOOK int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+		      const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	struct inherit_exec x;
+	int rc;
+
+	NEED_REAL(posix_spawnp);
+	if (shim.policy == NULL)
+		return real.posix_spawnp(pid, file, fa, attr, argv, envp);
+	inherit_spawn_prepare(&x, file, argv, envp);
+	rc = real.posix_spawnp(pid, file, fa, attr, argv, x.envp);
+	inherit_exec_done(&x);
+	return rc;
+}
+
+HOOK int system(const char *cmd)
+{
+	struct inherit_exec x;
+	char *argv[] = {(char *)"sh", NULL};
+
+	NEED_REAL(system);
+	if (shim.policy != NULL && cmd != NULL) {
+		/* The shell gets this environment: the relay's entries cannot go along. */
+		inherit_spawn_prepare(&x, "/bin/sh", argv, environ);
+		inherit_exec_done(&x);
+	}
+	return real.system(cmd);
+}
+
+HOOK FILE *popen(const char *cmd, const char *type)
+{
+	struct inherit_exec x;
+	char *argv[] = {(char *)"sh", NULL};
+	FILE *f;
+
+	NEED_REAL(popen);
+	if (shim.policy != NULL) {
+		inherit_spawn_prepare(&x, "/bin/sh", argv, environ);
+		inherit_exec_done(&x);
+	}
+	f = real.popen(cmd, type);
+	if (f != NULL)
+		fd_new(fileno(f)); /* a stale entry under the pipe's number (newfd.c) */
+	return f;
 }

@@ -188,6 +188,7 @@ static int load_policy(int secure)
 		die_config("out of memory reading the policy");
 		return -1;
 	}
+	policy_quick_file_checks(p);
 	policy_add_text(p, "TLSSHIM_POLICY", text, &d);
 	if (file != NULL && file[0] != '\0')
 		policy_add_file(p, file, &d);

@@ -400,12 +400,6 @@ HOOK FILE *tmpfile(void)
 }
 HOOK_ALIAS(tmpfile, tmpfile64)
 
-HOOK FILE *popen(const char *cmd, const char *mode)
-{
-	NEED_STREAM(popen);
-	return new_stream(real.popen(cmd, mode));
-}
-
 HOOK DIR *opendir(const char *path)
 {
 	DIR *d;

@@ -86,6 +86,8 @@ static char *script(const char *name, const char *text, int exec)
 /* A port outside the kernel's ephemeral range (a client's local port never is one of these). */
 static int low_port(void)
 {
+	/* Tests run in parallel, each forked from the same runner: seed apart. */
+	srandom((unsigned)getpid() * 2654435761u);
 	for (int tries = 0; tries < 200; tries++) {
 		int p = 20000 + (int)(random() % 10000);
 
@@ -272,17 +274,52 @@ static const char *echo_py = "import sys\n"
 			     "for line in sys.stdin:\n"
 			     "    sys.stdout.write('echo: ' + line); sys.stdout.flush()\n";
 
-/* systemd-socket-activate --accept --inetd on PORT running the echo under `tlsshim run -p RULE`. */
-static struct h_proc *activate(int port, const char *rule)
+/*
+ * The words that start a program under the shim with RULE (log at info):
+ * `tlsshim run --log info -p RULE --`. systemd-socket-activate passes the
+ * service no environment of its own, and under SAN=asan the sanitizer
+ * runtime must come first in LD_PRELOAD, which `run` does not do: then
+ * `env LD_PRELOAD=... TLSSHIM_POLICY=RULE TLSSHIM_LOG=info`.
+ */
+static int under_shim(char **w, const char *rule)
 {
 	struct h_env e;
+	int n = 0;
 
-	/* systemd-socket-activate passes the service no environment of its own: run --log. */
+	if (h_san() == NULL) {
+		w[n++] = (char *)h_cmd();
+		w[n++] = "run";
+		w[n++] = "--log";
+		w[n++] = "info";
+		w[n++] = "-p";
+		w[n++] = (char *)rule;
+		w[n++] = "--";
+		return n;
+	}
 	h_env_init(&e);
-	return start(ARGV("systemd-socket-activate", "--accept", "--inetd", "-l",
-			  h_fmt("127.0.0.1:%d", port), (char *)h_cmd(), "run", "--log", "info", "-p",
-			  (char *)rule, "--", PY, script("echo.py", echo_py, 0)),
-		     &e, port);
+	h_env_preload(&e);
+	w[n++] = "env";
+	w[n++] = h_fmt("LD_PRELOAD=%s", h_env_get(&e, "LD_PRELOAD"));
+	w[n++] = h_fmt("TLSSHIM_POLICY=%s", rule);
+	w[n++] = "TLSSHIM_LOG=info";
+	h_env_free(&e);
+	return n;
+}
+
+/* systemd-socket-activate --accept --inetd on PORT running the echo under the shim with RULE. */
+static struct h_proc *activate(int port, const char *rule)
+{
+	char *argv[20] = {"systemd-socket-activate", "--accept", "--inetd", "-l",
+			  h_fmt("127.0.0.1:%d", port)};
+	int n = 5;
+	struct h_env e;
+
+	n += under_shim(argv + n, rule);
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
+	h_env_init(&e);
+	return start(argv, &e, port);
 }
 
 /* A cleartext client: sends LINE, prints everything it gets until EOF (or 5 s). */
@@ -360,14 +397,24 @@ Test(inherit_activation, forged_hints_cannot_weaken_the_rule)
 	struct h_proc c;
 	int rc;
 
+	char *argv[24] = {"systemd-socket-activate",
+			  "--accept",
+			  "--inetd",
+			  "-l",
+			  h_fmt("127.0.0.1:%d", port),
+			  "/bin/sh",
+			  "-c",
+			  "i=$(stat -L -c %i /proc/self/fd/0); "
+			  "TLSSHIM_INHERIT=\"a 0 $i 0 p;a 1 $i 0 c evil.test\" exec \"$@\"",
+			  "sh"};
+	int n = 9;
+
+	n += under_shim(argv + n, accept_rule(port, "tls"));
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
 	h_env_init(&e);
-	start(ARGV("systemd-socket-activate", "--accept", "--inetd", "-l",
-		   h_fmt("127.0.0.1:%d", port), "/bin/sh", "-c",
-		   "i=$(stat -L -c %i /proc/self/fd/0); "
-		   "TLSSHIM_INHERIT=\"a 0 $i 0 p;a 1 $i 0 c evil.test\" exec \"$@\"",
-		   "sh", (char *)h_cmd(), "run", "-p", accept_rule(port, "tls"), "--", PY,
-		   script("echo.py", echo_py, 0)),
-	      &e, port);
+	start(argv, &e, port);
 	rc = tls_client(&c, port, "one", "=echo: one", NULL, NULL, NULL);
 	cr_expect_eq(rc, 0, "expected TLS despite the forged hints, got %d:\n%s%s", rc, c.out,
 		     c.err);
@@ -466,12 +513,12 @@ static const char *tls_echo_py =
     "while True:\n"
     "    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()\n";
 
-static void start_tls_echo(int port)
+static struct h_proc *start_tls_echo(int port)
 {
 	struct h_env e;
 
 	h_env_init(&e);
-	start(ARGV(PY, script("tls_echo.py", tls_echo_py, 0), h_fmt("%d", port),
+	return start(ARGV(PY, script("tls_echo.py", tls_echo_py, 0), h_fmt("%d", port),
 		   pki("server.pem"), pki("server.key")),
 	      &e, port);
 }
@@ -518,11 +565,11 @@ Test(inherit_client, proxycommand_style_helper_adopts_by_its_connect_rule)
 Test(inherit_client, client_session_follows_exec_to_a_helper)
 {
 	int port = low_port();
-	struct h_proc c;
+	struct h_proc c, *srv;
 	struct h_env e;
 	int rc;
 
-	start_tls_echo(port);
+	srv = start_tls_echo(port);
 	shim_env(&e, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")), "info");
 	rc = h_run(&c,
 		   ARGV(PY, script("launch.py", launch_py, 0), h_fmt("%d", port), "talk",
@@ -530,11 +577,12 @@ Test(inherit_client, client_session_follows_exec_to_a_helper)
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected the helper to run, got %d:\n%s", rc, c.err);
+	h_collect(srv, 100);
 	cr_expect(strstr(c.err, "launcher got first") != NULL &&
 		      strstr(c.err, "helper got second") != NULL,
 		  "expected the launcher and then the exec'd helper to talk over one TLS "
-		  "session, got:\n%s",
-		  c.err);
+		  "session, got:\n%s\nthe server said:\n%s",
+		  c.err, srv->out);
 	cr_expect(strstr(c.err, "moved to relay process") != NULL,
 		  "expected the session to move to a relay, got:\n%s", c.err);
 	h_proc_free(&c);
@@ -581,6 +629,41 @@ Test(inherit_refuse, child_that_cannot_take_the_session_gets_an_error_not_record
 	cr_expect_eq(count(srv->err, "refused to the new program"), 1,
 		     "expected one refusal line for one exec (three PATH tries), got:\n%s",
 		     srv->err);
+}
+
+/*
+ * system() and posix_spawn() exec inside glibc, past the exec hooks, and the
+ * server goes on: the connection moves into a relay first, then the
+ * children and the server all write through it.
+ */
+static const char *spawn_py =
+    "import os, socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(1)\n"
+    "c, _ = s.accept(); f = c.makefile('rb')\n"
+    "c.sendall(b'got ' + f.readline())\n"
+    "fd = c.fileno(); os.set_inheritable(fd, True)\n"
+    "os.system('echo from-system >&%d' % fd)\n"
+    "pid = os.posix_spawn('/bin/sh', ['sh', '-c', 'echo from-spawn >&%d' % fd], os.environ)\n"
+    "os.waitpid(pid, 0)\n"
+    "c.sendall(b'after\\n'); c.close()\n";
+
+Test(inherit_refuse, system_and_posix_spawn_children_write_through_a_relay)
+{
+	int port = h_free_port();
+	struct h_env e;
+	struct h_proc *srv, c;
+	int rc;
+
+	shim_env(&e, accept_rule(port, "tls"), "info");
+	srv = start(ARGV(PY, script("spawn.py", spawn_py, 0), h_fmt("%d", port)), &e, port);
+	rc = tls_client(&c, port, "x", "=got x", "=from-system", "=from-spawn", "=after");
+	cr_expect_eq(rc, 0, "expected the server's and both children's lines over TLS, got %d:\n%s%s",
+		     rc, c.out, c.err);
+	h_proc_free(&c);
+	h_wait(srv, 5000);
+	cr_expect(strstr(srv->err, "spawn of sh: its TLS session moved to relay process") != NULL,
+		  "expected the session to move to a relay at system(), got:\n%s", srv->err);
 }
 
 /* ---- sshd ------------------------------------------------------------------------ */

@@ -276,6 +276,10 @@ Test(system_mode, enable_disable_round_trip_is_byte_identical)
 	    "rm /etc/ld.so.preload\n"
 	    "$TLSSHIM system enable >/dev/null && $TLSSHIM system disable >/dev/null\n"
 	    "[ -e /etc/ld.so.preload ] && echo '== preload file left'\n"
+	    "chmod 0600 /etc/tlsshim/policy\n"
+	    "$TLSSHIM system enable; echo \"== root-only $?\"\n"
+	    "[ -e /etc/ld.so.preload ] && echo '== preload written'\n"
+	    "chmod 0644 /etc/tlsshim/policy\n"
 	    "echo 'connect *:5432 tls nonsense=1' > /etc/tlsshim/policy\n"
 	    "$TLSSHIM system enable; echo \"== broken $?\"\n"
 	    "[ -e /etc/ld.so.preload ] && echo '== preload written'\n"
@@ -296,6 +300,9 @@ Test(system_mode, enable_disable_round_trip_is_byte_identical)
 	cr_expect(!strstr(p.out, "== temp file left"), "%s", p.out);
 	cr_expect(!strstr(p.out, "== preload file left"),
 		  "enable then disable with no preload file must leave none:\n%s", p.out);
+	cr_expect(strstr(p.out, "== root-only 2"),
+		  "enable must refuse a policy other users cannot read:\n%s", p.out);
+	cr_expect(strstr(p.err, "is not readable by other users (mode 0600)"), "%s", p.err);
 	cr_expect(strstr(p.out, "== broken 2"), "enable must refuse a policy with errors:\n%s",
 		  p.out);
 	cr_expect(strstr(p.err, "/etc/tlsshim/policy:1:"), "%s", p.err);

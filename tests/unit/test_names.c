@@ -599,9 +599,11 @@ static void *stress_thread(void *arg)
 {
 	unsigned id = (unsigned)(uintptr_t)arg;
 	struct sockaddr_in sa = {.sin_family = AF_INET};
-	char name[64], out[NAMES_MAX_NAME];
+	char name[64], out[NAMES_MAX_NAME], cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
 	unsigned char a[4];
 	unsigned tid, thost;
+	size_t n;
+	int own;
 
 	for (unsigned i = 0; i < STRESS_OPS; i++) {
 		/* Half the traffic on addresses every thread shares, half on its own. */
@@ -615,9 +617,15 @@ static void *stress_thread(void *arg)
 			names_remember(name, (struct sockaddr *)&sa);
 			continue;
 		}
+		/* Whatever thread wrote them, every candidate is whole and for this address. */
+		n = names_candidates(AF_INET, a, cand, NAMES_MAX_CANDIDATES, &own);
+		for (size_t k = 0; k < n; k++) {
+			if (sscanf(cand[k], "t%u-%u.internal", &tid, &thost) != 2 ||
+			    thost != host || tid >= STRESS_THREADS)
+				atomic_fetch_add(&stress_bad, 1);
+		}
 		if (!names_lookup(AF_INET, a, out))
 			continue;
-		/* Whatever thread wrote it, the name must be whole and for this address. */
 		if (sscanf(out, "t%u-%u.internal", &tid, &thost) != 2 || thost != host ||
 		    tid >= STRESS_THREADS)
 			atomic_fetch_add(&stress_bad, 1);

@@ -798,3 +798,46 @@ Test(policy_parse, relative_file_paths_are_made_absolute)
 	rmdir(sub);
 	cr_assert_eq(chdir(cwd), 0);
 }
+
+/*
+ * The library's check before main (policy_quick_file_checks): one access(R_OK)
+ * a file. A missing or unreadable file still fails the load; a directory where
+ * a file belongs is left to the full check (tlsshim check/run) and fails closed
+ * at the first connection.
+ */
+Test(policy_parse, quick_file_checks_still_refuse_a_missing_file)
+{
+	static const struct {
+		const char *cert, *key; /* in the test directory */
+		int quick_ok, full_ok;
+	} cases[] = {
+	    {"/cert.pem", "/key.pem", 1, 1},
+	    {"/missing.pem", "/key.pem", 0, 0},
+	    {"/cert.pem", "/nothere/key.pem", 0, 0},
+	    {"", "/key.pem", 1, 0}, /* the directory itself as cert= */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (int quick = 0; quick < 2; quick++) {
+			struct policy_diags d = {0};
+			struct policy *p = policy_new();
+			char text[512];
+			int ok;
+
+			snprintf(text, sizeof(text), "accept *:1 tls cert=%s%s key=%s%s", dir,
+				 cases[i].cert, dir, cases[i].key);
+			if (quick)
+				policy_quick_file_checks(p);
+			ok = policy_add_text(p, "T", text, &d) == 0 && policy_finish(p, &d) == 0;
+			cr_expect_eq(ok, quick ? cases[i].quick_ok : cases[i].full_ok,
+				     "%s checks of \"%s\": loaded %d (%s)", quick ? "quick" : "full",
+				     text, ok, d.n ? d.v[0].msg : "no message");
+			if (!ok)
+				cr_expect(d.n >= 1 && strstr(d.v[0].msg, "cannot read"),
+					  "expected 'cannot read', got '%s'",
+					  d.n ? d.v[0].msg : "(none)");
+			policy_diags_free(&d);
+			policy_free(p);
+		}
+	}
+}
