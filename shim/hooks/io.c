@@ -763,8 +763,7 @@ HOOK_INTERNAL(pwritev2)
 /*
  * dprintf/vdprintf format into a stream glibc writes with its internal
  * write(): on a wrapped fd that would be cleartext. The text is formatted
- * here and sent through TLS instead, as one write (a socket's dprintf may
- * write in pieces; a short write gives the count, like dprintf's stream).
+ * here and sent through TLS instead, as one write.
  */
 static int vdprintf_wrapped(int fd, const char *fmt, va_list ap, int *handled)
 {
@@ -786,6 +785,9 @@ static int vdprintf_wrapped(int fd, const char *fmt, va_list ap, int *handled)
 	r = n > 0 ? conn_send(c, text, (size_t)n, 0) : 0;
 	conn_put(c);
 	free(text);
+	/* glibc's dprintf fails (-1) when its stream could not write everything. */
+	if (r >= 0 && r < n)
+		r = -EAGAIN;
 	return r < 0 ? (int)hook_ret(r) : n;
 }
 
