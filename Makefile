@@ -72,7 +72,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 POLICY_OBJ := $(call obj,$(POLICY_SRC))
 CMD_OBJ    := $(call obj,$(CMD_SRC))
-SHIM_OBJ   := $(call obj,$(SHIM_SRC))
+# cmd/exe.c too: the exec hooks ask, as `run` does, whether a program will load the library.
+SHIM_OBJ   := $(call obj,$(SHIM_SRC) cmd/exe.c)
 HOOK_OBJ   := $(call obj,$(HOOK_SRC))
 TLS_OBJ    := $(call obj,$(TLS_SRC))
 E2E_LIBOBJ := $(call obj,$(E2E_LIB))

@@ -218,10 +218,11 @@ size_t policy_match_all(const struct policy *p, const struct policy_query *q,
  * Whether the file PATH may hold the system policy: a regular file (not a
  * symbolic link) owned by root and writable by no one else, in a directory
  * with the same properties, under directories only root can change (a
- * sticky directory such as /tmp counts). Returns 0; -ENOENT (or another
- * -errno) if PATH cannot be examined; -EPERM if it must not be trusted. WHY
- * gets the reason ("file /etc/tlsshim/policy is group-writable (mode 0664)").
- * stat() only; the common case, no file, costs one lstat().
+ * sticky directory such as /tmp counts). Returns 0; -ENOENT (WHY left empty)
+ * or another -errno if PATH cannot be examined; -EPERM if it must not be
+ * trusted. WHY gets the reason ("file /etc/tlsshim/policy is group-writable
+ * (mode 0664)"). stat() only; the common case, no file, costs one lstat() and
+ * calls nothing else.
  */
 int policy_file_trusted(const char *path, char *why, size_t len);
 

@@ -51,9 +51,18 @@ int policy_file_trusted(const char *path, char *why, size_t len)
 	char *slash;
 	int e;
 
-	/* The common case, no system policy: one system call. */
+	/*
+	 * The common case, no system policy: one system call, and no message (every
+	 * process start takes this path; strerror() and snprintf() would fault in
+	 * half a dozen pages of libc that /bin/true never touches).
+	 */
 	if (lstat(path, &st) != 0) {
 		e = errno;
+		if (e == ENOENT) {
+			if (len > 0)
+				why[0] = '\0';
+			return -e;
+		}
 		snprintf(why, len, "%s: %s", path, strerror(e));
 		return -e;
 	}

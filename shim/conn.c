@@ -27,6 +27,7 @@
 #include "engine_load.h"
 #include "epreg.h"
 #include "fdtab.h"
+#include "listeners.h"
 #include "log.h"
 #include "real.h"
 
@@ -91,6 +92,7 @@ void conn_put(struct conn *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c->peer_name);
 	free(c->desc);
+	free(c->early);
 	free(p);
 }
 
@@ -308,6 +310,134 @@ out:
 	return rc;
 }
 
+/* ---- written before the handshake completed ------------------------------------- */
+
+static void early_free(struct conn *c)
+{
+	free(c->early);
+	c->early = NULL;
+	c->early_len = c->early_off = 0;
+}
+
+static size_t early_held(const struct conn *c)
+{
+	return c->early_len - c->early_off;
+}
+
+/*
+ * Keeps up to LEN bytes the program writes while its handshake is still going
+ * on (they are encrypted by out_flush() once it completes). Returns the count
+ * kept, -EAGAIN when CONN_EARLY_MAX bytes are held already, or -ENOMEM.
+ */
+static ssize_t early_put(struct conn *c, const void *buf, size_t len)
+{
+	size_t held = early_held(c), n = len;
+	unsigned char *b;
+
+	if (held >= CONN_EARLY_MAX)
+		return -EAGAIN;
+	if (n > CONN_EARLY_MAX - held)
+		n = CONN_EARLY_MAX - held;
+	if (c->early_off > 0) {
+		memmove(c->early, c->early + c->early_off, held);
+		c->early_off = 0;
+		c->early_len = held;
+	}
+	b = realloc(c->early, held + n);
+	if (b == NULL)
+		return -ENOMEM;
+	memcpy(b + held, buf, n);
+	c->early = b;
+	c->early_len = held + n;
+	return (ssize_t)n;
+}
+
+/* Whether anything the program wrote is still to be sent (kept plaintext or ciphertext). */
+static int out_pending(const struct conn *c)
+{
+	return early_held(c) > 0 || (c->ts != NULL && E->output_pending(c->ts));
+}
+
+/*
+ * OPEN: encrypts and sends what was written before the handshake completed,
+ * then the engine's kept ciphertext, then a shutdown(SHUT_WR) the program
+ * asked for meanwhile (close_notify, then FIN). Returns 0 when all is out,
+ * TS_WANT_WRITE / TS_WANT_READ, or the engine's TS_SYSERR / TS_FATAL.
+ */
+static int out_flush(struct conn *c)
+{
+	int rc;
+
+	while (early_held(c) > 0) {
+		ssize_t r = E->write(c->ts, c->early + c->early_off, early_held(c));
+
+		if (r <= 0)
+			return r == 0 ? TS_WANT_WRITE : (int)r;
+		c->early_off += (size_t)r;
+	}
+	if (c->early != NULL)
+		early_free(c);
+	rc = E->flush(c->ts);
+	if (rc != 0 || !c->shut_pending)
+		return rc;
+	rc = E->close_notify(c->ts);
+	if (rc != 0)
+		return rc;
+	c->notify_sent = 1;
+	c->shut_pending = 0;
+	real.shutdown(c->fd, c->rd_shut ? SHUT_RDWR : SHUT_WR);
+	log_debug("%s: sent close_notify", c->desc);
+	return 0;
+}
+
+/*
+ * Client connections to this process's own listener that connect() let go
+ * before their handshake completed. Their peer is a thread of this process,
+ * maybe the very thread that will not call on the client again until the
+ * server side has answered (connect, write, accept, read). So every thread
+ * that waits in conn_wait() also moves these on (own_collect/own_step).
+ * The list holds a reference to each; lock order: a conn's lock, then
+ * own_lock (nothing takes a conn lock while holding own_lock).
+ */
+#define OWN_MAX 16
+static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *own_list[OWN_MAX];
+static atomic_int own_count;
+
+/* Lists C (under c->lock). A full list only means C is not driven by others. */
+static void own_add(struct conn *c)
+{
+	pthread_mutex_lock(&own_lock);
+	for (int i = 0; i < OWN_MAX; i++) {
+		if (own_list[i] == NULL) {
+			conn_ref(c);
+			own_list[i] = c;
+			c->own_listed = 1;
+			atomic_fetch_add(&own_count, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&own_lock);
+}
+
+/* Unlists C (under c->lock; the caller holds a reference of its own). */
+static void own_remove(struct conn *c)
+{
+	if (!c->own_listed)
+		return;
+	pthread_mutex_lock(&own_lock);
+	for (int i = 0; i < OWN_MAX; i++) {
+		if (own_list[i] == c) {
+			own_list[i] = NULL;
+			atomic_fetch_sub(&own_count, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&own_lock);
+	c->own_listed = 0;
+	conn_put(c);
+}
+
 /* ---- failures --------------------------------------------------------------------- */
 
 /*
@@ -317,6 +447,11 @@ out:
 static int fail_at(struct conn *c, int level, const char *reason)
 {
 	log_msg(level, "%s: %s", c->desc, reason);
+	if (c->early_len > c->early_off)
+		log_msg(level, "%s: %zu bytes written before the handshake failed were discarded",
+			c->desc, c->early_len - c->early_off);
+	early_free(c);
+	c->shut_pending = 0;
 	if (c->ts != NULL)
 		E->flush(c->ts); /* best effort: let the alert reach the peer */
 	c->state = CONN_FAILED;
@@ -489,7 +624,58 @@ static int step_connect(struct conn *c, short *want)
 		return -err;
 	}
 	c->state = CONN_HANDSHAKE;
+	/*
+	 * A plain connect() is done here. Wait a little for the handshake, so that
+	 * a failure can still fail connect(); but not for our own listener, whose
+	 * accept() may come only after connect() returns.
+	 */
+	if (c->own_listener) {
+		c->early_open = 1;
+		own_add(c);
+	} else {
+		unsigned ms = c->rule->opt.handshake_timeout_ms;
+
+		if (ms > CONN_CONNECT_WAIT_MS)
+			ms = CONN_CONNECT_WAIT_MS;
+		c->connect_wait_ns = now_ns() + (uint64_t)ms * 1000000u;
+	}
 	return 0;
+}
+
+/* The connect wait is over: the program goes on while the handshake does. */
+static void connect_wait_check(struct conn *c, uint64_t now)
+{
+	if (c->early_open || c->connect_wait_ns == 0 || now < c->connect_wait_ns)
+		return;
+	c->early_open = 1;
+	log_debug("%s: connected; the handshake goes on in the next I/O", c->desc);
+}
+
+/*
+ * The peer hung up during the handshake, without an alert: a client that
+ * connected and closed (port probes, clients whose connect() returned before
+ * the handshake), or a server program that closed a connection it accepted
+ * without reading, after our connect() had returned. The program reads the
+ * end of the stream, as from the plain socket. Its first write "succeeds"
+ * (the kernel would take it and the peer's reset would drop it: here it is
+ * dropped, never sent), later ones fail with EPIPE.
+ */
+static int hangup(struct conn *c, int rc)
+{
+	int level = c->role == TLS_ROLE_SERVER ? handshake_fail_level(c, rc) : LOG_LVL_INFO;
+	char why[320];
+
+	if (rc == TS_SYSERR)
+		snprintf(why, sizeof(why), "handshake: %s", strerror(E->sys_errno(c->ts)));
+	else
+		snprintf(why, sizeof(why), "handshake: the peer closed the connection%s",
+			 level == LOG_LVL_DEBUG ? " before sending anything" : "");
+	fail_at(c, level, why);
+	c->hs_hangup = 1;
+	c->rd_eof = 1;
+	c->err = EPIPE;
+	c->so_error = 0;
+	return -EPIPE;
 }
 
 static int step_handshake(struct conn *c, short *want)
@@ -508,6 +694,8 @@ static int step_handshake(struct conn *c, short *want)
 		return fail(c, why);
 	}
 	rc = E->handshake(c->ts);
+	if (rc == TS_WANT_READ || rc == TS_WANT_WRITE)
+		connect_wait_check(c, now);
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
@@ -524,6 +712,13 @@ static int step_handshake(struct conn *c, short *want)
 	case TS_WANT_WRITE:
 		*want = POLLOUT;
 		return -EAGAIN;
+	case TS_EOF:
+	case TS_SYSERR:
+		/* Bytes the program wrote and the peer will never see are a reset, as plain. */
+		if ((c->role == TLS_ROLE_SERVER || (c->early_open && early_held(c) == 0)) &&
+		    (rc == TS_EOF || peer_gone(E->sys_errno(c->ts))))
+			return hangup(c, rc);
+		return fail_rc(c, rc, "handshake");
 	default:
 		return fail_rc(c, rc, "handshake");
 	}
@@ -634,7 +829,7 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	ssize_t r;
 
 	if (rc != 0)
-		return rc;
+		return c->hs_hangup ? 0 : rc;
 	if (c->state == CONN_PLAIN) {
 		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
 		if (io == TS_IO_RW && flags == 0)
@@ -650,8 +845,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	if (c->rd_eof || c->rd_shut || len == 0)
 		return 0;
 	hold_release(c, NULL); /* a request held back must go before waiting for its answer */
-	if (E->output_pending(c->ts))
-		E->flush(c->ts);
+	if (out_pending(c))
+		out_flush(c);
 	r = E->read(c->ts, buf, len, (flags & MSG_PEEK) != 0);
 	if (r > 0) {
 		size_t done = (size_t)r;
@@ -677,8 +872,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	}
 	switch (r) {
 	case TS_WANT_READ:
-		/* Held bytes the socket could not take yet: wake for it too. */
-		*want = c->hold_len > 0 ? POLLIN | POLLOUT : POLLIN;
+		/* Bytes the socket could not take yet must reach the peer to be answered. */
+		*want = c->hold_len > 0 || out_pending(c) ? POLLIN | POLLOUT : POLLIN;
 		return -EAGAIN;
 	case TS_WANT_WRITE:
 		*want = POLLOUT;
@@ -792,6 +987,13 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 	ssize_t r;
 
 	c->epipe_signalled = 0;
+	if (c->hs_hangup && !c->hangup_wrote && !c->wr_shut) {
+		c->hangup_wrote = len > 0; /* see hangup() */
+		return (ssize_t)len;
+	}
+	/* Connected for the program before the handshake: keep the bytes until the keys exist. */
+	if (rc == -EAGAIN && c->early_open && c->state == CONN_HANDSHAKE)
+		return c->wr_shut ? -EPIPE : early_put(c, buf, len);
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN) {
@@ -811,6 +1013,20 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		return -EPIPE;
 	if (len == 0)
 		return 0;
+	/* In order: what was written before the handshake goes first. */
+	if (early_held(c) > 0) {
+		rc = out_flush(c);
+		if (rc == TS_WANT_WRITE || rc == TS_WANT_READ) {
+			*want = rc == TS_WANT_WRITE ? POLLOUT : POLLIN;
+			return -EAGAIN;
+		}
+		if (rc == TS_SYSERR) {
+			rc = E->sys_errno(c->ts);
+			return -(rc ? rc : EIO);
+		}
+		if (rc != 0)
+			return fail_rc(c, rc, "write");
+	}
 	if (more || c->hold_len > 0)
 		return send_gathered(c, buf, len, more, kernel_signals, want);
 	return engine_write(c, buf, len, kernel_signals, want);
@@ -903,6 +1119,29 @@ static int sock_timeout_ms(int fd, int opt)
 	return (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
 }
 
+/* conn_deadline() under c->lock. */
+static uint64_t deadline_locked(const struct conn *c)
+{
+	uint64_t d = 0;
+
+	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
+		d = c->hs_deadline_ns;
+	if (c->state == CONN_HANDSHAKE && !c->early_open && c->connect_wait_ns != 0 &&
+	    (d == 0 || c->connect_wait_ns < d))
+		d = c->connect_wait_ns;
+	/*
+	 * Another thread may move a listed handshake on (own_advance) and take
+	 * the very bytes this thread's wait was for: such waits look again often.
+	 */
+	if (c->own_listed && (c->state == CONN_HANDSHAKE || early_held(c) > 0)) {
+		uint64_t soon = now_ns() + CONN_OWN_RECHECK_NS;
+
+		if (d == 0 || soon < d)
+			d = soon;
+	}
+	return d;
+}
+
 struct waiter {
 	int opt;           /* SO_RCVTIMEO or SO_SNDTIMEO */
 	uint64_t deadline; /* 0 = none; computed on the first wait */
@@ -910,14 +1149,107 @@ struct waiter {
 };
 
 /*
- * Waits for WANT on the conn's socket. Returns 0 to try again, -EAGAIN when
- * the program's socket time-out expired, or -errno (EINTR, EBADF).
+ * Moves O on (under o->lock): its handshake, then what was written before it.
+ * Sets P to what O waits for (fd -1 for nothing) and unlists O once done.
+ */
+static void own_advance(struct conn *o, struct pollfd *p)
+{
+	short want = 0;
+	int rc;
+
+	p->fd = -1;
+	p->events = 0;
+	p->revents = 0;
+	/* After fork(), only the process that uses a session moves it on. */
+	if (o->claim != CLAIM_OWNER)
+		return;
+	rc = step_ready(o, &want);
+	if (rc == 0 && o->state == CONN_OPEN && out_pending(o)) {
+		rc = out_flush(o);
+		if (rc == TS_WANT_WRITE || rc == TS_WANT_READ) {
+			want = rc == TS_WANT_WRITE ? POLLOUT : POLLIN;
+			rc = -EAGAIN;
+		}
+	}
+	if (rc == -EAGAIN) {
+		p->fd = o->fd;
+		p->events = want;
+		return;
+	}
+	own_remove(o);
+}
+
+static int among(const struct conn *c, struct conn *const *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == c)
+			return 1;
+	return 0;
+}
+
+int conn_own_collect(struct conn *const *skip, size_t nskip, struct conn **o, struct pollfd *p,
+		     int max)
+{
+	int n = 0;
+
+	if (atomic_load_explicit(&own_count, memory_order_relaxed) == 0)
+		return 0;
+	pthread_mutex_lock(&own_lock);
+	for (int i = 0; i < OWN_MAX && n < max; i++) {
+		if (own_list[i] != NULL && !among(own_list[i], skip, nskip)) {
+			conn_ref(own_list[i]);
+			o[n++] = own_list[i];
+		}
+	}
+	pthread_mutex_unlock(&own_lock);
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_lock(&o[i]->lock);
+		own_advance(o[i], &p[i]);
+		pthread_mutex_unlock(&o[i]->lock);
+	}
+	return n;
+}
+
+void conn_own_release(struct conn **o, const struct pollfd *p, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct pollfd q;
+
+		if (p[i].fd >= 0 && p[i].revents != 0) {
+			pthread_mutex_lock(&o[i]->lock);
+			own_advance(o[i], &q);
+			pthread_mutex_unlock(&o[i]->lock);
+			epreg_touch(o[i]);
+		}
+		conn_put(o[i]);
+	}
+}
+
+int conn_own_poke(void)
+{
+	struct conn *o[CONN_OWN_DRIVE];
+	struct pollfd p[CONN_OWN_DRIVE];
+	int n = conn_own_collect(NULL, 0, o, p, CONN_OWN_DRIVE);
+
+	for (int i = 0; i < n; i++) {
+		epreg_touch(o[i]);
+		p[i].revents = 0; /* advanced once is enough */
+	}
+	conn_own_release(o, p, n);
+	return n;
+}
+
+/*
+ * Waits for WANT on the conn's socket (advancing the listed handshakes of
+ * this process meanwhile). Returns 0 to try again, -EAGAIN when the
+ * program's socket time-out expired, or -errno (EINTR, EBADF).
  */
 static int conn_wait(struct conn *c, short want, struct waiter *w)
 {
-	struct pollfd p = {.events = want};
+	struct pollfd p[1 + CONN_OWN_DRIVE];
+	struct conn *o[CONN_OWN_DRIVE];
 	uint64_t now, hs;
-	int timeout, n;
+	int timeout, n, no;
 
 	if (!w->started) {
 		int ms = sock_timeout_ms(c->fd, w->opt);
@@ -927,10 +1259,10 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 	}
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
-		p.fd = c->fd;
-		hs = (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
-			 ? c->hs_deadline_ns
-			 : 0;
+		p[0].fd = c->fd;
+		p[0].events = want;
+		p[0].revents = 0;
+		hs = deadline_locked(c);
 		n = c->closed;
 		pthread_mutex_unlock(&c->lock);
 		if (n)
@@ -948,9 +1280,19 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 			if (timeout < 0 || hms < timeout)
 				timeout = hms;
 		}
-		n = real.poll(&p, 1, timeout);
+		no = conn_own_collect(&c, 1, o, p + 1, CONN_OWN_DRIVE);
+		n = real.poll(p, 1 + (nfds_t)no, timeout);
+		if (no > 0) {
+			int e = errno;
+
+			conn_own_release(o, p + 1, no);
+			errno = e;
+			/* Only another conn moved: wait on (the deadlines are looked at again). */
+			if (n > 0 && p[0].revents == 0)
+				continue;
+		}
 		if (n >= 0) {
-			if (n > 0 && (p.revents & POLLNVAL))
+			if (n > 0 && (p[0].revents & POLLNVAL))
 				return -EBADF;
 			return 0;
 		}
@@ -963,12 +1305,29 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 
 /* ---- the operations ---------------------------------------------------------------- */
 
+/*
+ * After a TCP failure, Linux's connect() reports the pending error (or
+ * ECONNABORTED if SO_ERROR was read) and leaves the socket unconnected, ready
+ * to connect again. The shim read the error itself: disconnect the same way.
+ */
+static int tcp_reset(struct conn *c)
+{
+	static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+	int e = c->so_error ? c->so_error : ECONNABORTED;
+
+	c->so_error = 0;
+	real.connect(c->fd, &unspec, sizeof(unspec));
+	return -e;
+}
+
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 {
 	struct waiter w = {.opt = SO_SNDTIMEO};
+	struct ep dst;
 	short want = 0;
-	int rc;
+	int rc, open;
 
+	c->own_listener = ep_from_sockaddr(&dst, sa, len) == 0 && listeners_local(&dst);
 	if (real.connect(c->fd, sa, len) < 0 && errno != EINPROGRESS)
 		return -errno;
 	if (conn_nonblock(c)) {
@@ -981,9 +1340,14 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		rc = step_ready(c, &want);
+		open = c->early_open;
 		pthread_mutex_unlock(&c->lock);
 		if (rc != -EAGAIN)
 			break;
+		if (open) {
+			rc = 0; /* the handshake finishes in the program's next I/O */
+			break;
+		}
 		/* The TCP part honours SO_SNDTIMEO like connect(2); the TLS part its deadline. */
 		if (c->state == CONN_HANDSHAKE)
 			w.deadline = 0, w.started = 1;
@@ -993,7 +1357,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 		if (rc < 0)
 			return rc;
 	}
-	if (rc == 0) {
+	if (rc == 0 || c->hs_hangup) {
 		c->connect_told = 1;
 		return 0;
 	}
@@ -1001,6 +1365,12 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	if (c->tls_failed) {
 		c->so_error = 0;
 		return -ECONNREFUSED;
+	}
+	if (rc != -EINTR && rc != -EBADF) {
+		pthread_mutex_lock(&c->lock);
+		c->so_error = -rc;
+		rc = tcp_reset(c);
+		pthread_mutex_unlock(&c->lock);
 	}
 	return rc;
 }
@@ -1011,7 +1381,14 @@ int conn_connect_again(struct conn *c, int *afresh)
 
 	pthread_mutex_lock(&c->lock);
 	*afresh = c->state == CONN_FAILED && !c->tls_failed;
-	switch (c->state) {
+	if (*afresh) {
+		rc = tcp_reset(c);
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	/* Connected for the program, the handshake going on or the peer gone: as connected. */
+	switch ((c->early_open && c->state == CONN_HANDSHAKE) || c->hs_hangup ? CONN_OPEN
+									      : c->state) {
 	case CONN_OPEN:
 		/* Linux: the first connect() after completion succeeds, later ones EISCONN. */
 		rc = c->connect_told ? -EISCONN : 0;
@@ -1124,7 +1501,7 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 			if (!c->corked && !(flags & MSG_MORE))
 				rc = hold_seal(c, 0, &want) == -EAGAIN ? TS_WANT_WRITE : 0;
 			if (rc == 0)
-				rc = E->flush(c->ts);
+				rc = out_flush(c);
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (rc != TS_WANT_WRITE)
@@ -1284,21 +1661,104 @@ static void send_close_notify(struct conn *c, int wait_ms)
 
 int conn_shutdown(struct conn *c, int how)
 {
-	int rc = 0;
+	int rc = 0, later = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (how == SHUT_WR || how == SHUT_RDWR) {
-		if (c->state == CONN_OPEN && !c->wr_shut && claim(c) == 0)
+	if ((how == SHUT_WR || how == SHUT_RDWR) && !c->wr_shut) {
+		/*
+		 * The handshake and what was written before it need the write side:
+		 * close_notify and FIN follow them (out_flush), in a later call.
+		 */
+		if (c->early_open && c->state == CONN_HANDSHAKE)
+			later = 1;
+		else if (c->state == CONN_OPEN && claim(c) == 0 && out_pending(c) &&
+			 out_flush(c) != 0)
+			later = 1;
+		else if (c->state == CONN_OPEN && c->claim == CLAIM_OWNER)
 			send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
-		c->wr_shut = 1;
+		c->shut_pending = later;
 	}
+	if (how == SHUT_WR || how == SHUT_RDWR)
+		c->wr_shut = 1;
 	if (how == SHUT_RD || how == SHUT_RDWR)
 		c->rd_shut = 1;
-	if (real.shutdown(c->fd, how) < 0)
+	/* Not even SHUT_RD now: Linux then ends reads, and the handshake must read. */
+	if (!later && real.shutdown(c->fd, how) < 0)
 		rc = -errno;
 	pthread_mutex_unlock(&c->lock);
 	epreg_touch(c);
 	return rc;
+}
+
+/*
+ * A server program closes a connection whose handshake never ran (or did
+ * not finish): the client's handshake records are unread, and closing with
+ * unread bytes sends a reset where the plain socket would send FIN (the
+ * client would see ECONNRESET instead of the end of the stream). They are
+ * not the program's data: read them away first.
+ */
+static void drain_handshake(struct conn *c)
+{
+	char scratch[4096];
+
+	if (c->role != TLS_ROLE_SERVER || c->state != CONN_HANDSHAKE)
+		return;
+	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+	struct iovec v = {scratch, sizeof(scratch)};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+	ssize_t r;
+
+	/* The program's call family (a seccomp filter allows those); non-blocking underneath. */
+	for (int i = 0; i < 16; i++) {
+		if (io == TS_IO_RW)
+			r = real.read(c->fd, scratch, sizeof(scratch));
+		else if (io == TS_IO_VEC)
+			r = real.readv(c->fd, &v, 1);
+		else if (io == TS_IO_MSG)
+			r = real.recvmsg(c->fd, &m, MSG_DONTWAIT);
+		else
+			r = real.recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+	}
+}
+
+/*
+ * The socket is about to close with bytes written before the handshake
+ * completed, or a shutdown waiting for it: the plain socket would still send
+ * them. Finish the handshake and send them, waiting at most WAIT_MS (the
+ * lock is dropped while waiting); what cannot be sent by then is dropped,
+ * never sent in cleartext.
+ */
+static void finish_early(struct conn *c, int wait_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)wait_ms * 1000000u, now;
+
+	while (!c->closed && (early_held(c) > 0 || c->shut_pending)) {
+		struct pollfd p = {.fd = c->fd};
+		short want = 0;
+		int rc = step_ready(c, &want);
+
+		if (rc == 0 && c->state == CONN_OPEN) {
+			rc = out_flush(c);
+			if (rc != TS_WANT_WRITE && rc != TS_WANT_READ)
+				break;
+			want = rc == TS_WANT_WRITE ? POLLOUT : POLLIN;
+		} else if (rc != -EAGAIN) {
+			break;
+		}
+		now = now_ns();
+		if (now >= end)
+			break;
+		p.events = want;
+		pthread_mutex_unlock(&c->lock);
+		real.poll(&p, 1, (int)((end - now + 999999) / 1000000));
+		pthread_mutex_lock(&c->lock);
+	}
+	if (early_held(c) > 0)
+		log_warn(
+		    "%s: closed before the handshake completed: %zu bytes written were not sent",
+		    c->desc, early_held(c));
 }
 
 /*
@@ -1351,10 +1811,13 @@ int conn_close_fd(struct conn *c, int fd)
 	 * not end the session its sibling uses (a forking server's parent).
 	 */
 	if (c->claim == CLAIM_OWNER) {
+		drain_handshake(c);
+		finish_early(c, 1000);
 		close_like_plain(c);
 		send_close_notify(c, conn_nonblock(c) ? 0 : 1000);
 	}
 	c->closed = 1;
+	own_remove(c);
 	pthread_mutex_unlock(&c->lock);
 	return 1;
 }
@@ -1473,11 +1936,10 @@ void conn_disconnect(struct conn *c)
 
 uint64_t conn_deadline(struct conn *c)
 {
-	uint64_t d = 0;
+	uint64_t d;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
-		d = c->hs_deadline_ns;
+	d = deadline_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	return d;
 }
@@ -1500,6 +1962,14 @@ static short failed_events(short uev)
 	return (short)(POLLERR | POLLHUP | (uev & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)));
 }
 
+/* During the handshake, a connected client can write while there is room to keep it. */
+static short early_writable(const struct conn *c, short uev)
+{
+	if (!c->early_open || c->state != CONN_HANDSHAKE || early_held(c) >= CONN_EARLY_MAX)
+		return 0;
+	return uev & (POLLOUT | POLLWRNORM);
+}
+
 short conn_poll_prepare(struct conn *c, short uev, short *kev)
 {
 	short ready = 0, want = 0;
@@ -1513,6 +1983,7 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	rc = step_ready(c, &want);
 	if (rc == -EAGAIN) {
 		*kev = want; /* the direction TLS needs, not the one asked for */
+		ready = early_writable(c, uev);
 		goto out;
 	}
 	if (rc < 0 || c->state == CONN_FAILED) {
@@ -1526,7 +1997,7 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	}
 	*kev = uev & (short)~(POLLIN | POLLRDNORM);
 	hold_release(c, kev); /* the program is about to wait */
-	if (E->output_pending(c->ts) && E->flush(c->ts) == TS_WANT_WRITE)
+	if (out_pending(c) && out_flush(c) == TS_WANT_WRITE)
 		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {
 		char b;
@@ -1563,8 +2034,10 @@ short conn_poll_result(struct conn *c, short uev, short krev)
 		goto out;
 	}
 	rc = step_ready(c, &want);
-	if (rc == -EAGAIN)
-		goto out; /* the handshake went on; nothing for the program yet */
+	if (rc == -EAGAIN) {
+		rev = early_writable(c, uev); /* the handshake went on */
+		goto out;
+	}
 	if (rc < 0 || c->state == CONN_FAILED) {
 		rev = failed_events(uev);
 		goto out;
@@ -1573,8 +2046,8 @@ short conn_poll_result(struct conn *c, short uev, short krev)
 		rev = krev & (short)(uev | POLLERR | POLLHUP);
 		goto out;
 	}
-	if (E->output_pending(c->ts))
-		E->flush(c->ts);
+	if (out_pending(c))
+		out_flush(c);
 	if ((uev & (POLLIN | POLLRDNORM)) && (krev & (POLLIN | POLLHUP | POLLERR))) {
 		/* Readable only if a record decodes to data (or to the end of it). */
 		r = step_recv(c, &b, 1, MSG_PEEK, &want);
@@ -1583,7 +2056,7 @@ short conn_poll_result(struct conn *c, short uev, short krev)
 		if (c->state == CONN_FAILED)
 			rev |= POLLERR;
 	}
-	if ((uev & (POLLOUT | POLLWRNORM)) && (krev & POLLOUT) && !E->output_pending(c->ts))
+	if ((uev & (POLLOUT | POLLWRNORM)) && (krev & POLLOUT) && !out_pending(c))
 		rev |= uev & (POLLOUT | POLLWRNORM);
 	/* The peer's FIN: the kernel knows it (after close_notify, or without one). */
 	if (c->rd_eof || (krev & POLLRDHUP))
@@ -1626,4 +2099,5 @@ void conn_fork_child(void)
 		claim_fork_child(l->c);
 	}
 	pthread_mutex_init(&all_lock, NULL);
+	pthread_mutex_init(&own_lock, NULL);
 }

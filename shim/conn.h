@@ -59,6 +59,12 @@ struct conn {
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
+	unsigned own_listener : 1;    /* client: the destination is this process's listener */
+	unsigned own_listed : 1;      /* in conn.c's list of handshakes any waiter moves on */
+	unsigned early_open : 1;      /* client: connected for the program, handshake going on */
+	unsigned shut_pending : 1;    /* shutdown(SHUT_WR) waits for the handshake and early */
+	unsigned hs_hangup : 1;       /* the peer left during the handshake: reads see EOF */
+	unsigned hangup_wrote : 1;    /* ... and the program's first write since was dropped */
 	unsigned corked : 1;          /* TCP_CORK as the program set it (conn_set_cork) */
 	unsigned kcorked : 1;         /* ... and passed to the kernel (a cleartext socket) */
 	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
@@ -66,6 +72,9 @@ struct conn {
 	uint64_t claim_gen;           /* the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
+	uint64_t connect_wait_ns;     /* client: until when connect waits for the handshake */
+	unsigned char *early;         /* plaintext written before the handshake completed */
+	size_t early_len, early_off;  /* early[early_off..early_len) is not yet encrypted */
 	const struct policy_rule *rule;
 	struct tsess *ts;
 	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
@@ -75,6 +84,11 @@ struct conn {
 	char peer_addr[48];
 	uint16_t port;
 };
+
+/* How long a connect waits for the handshake after TCP has connected. */
+#define CONN_CONNECT_WAIT_MS 1000
+/* Plaintext a client may write before its handshake completes. */
+#define CONN_EARLY_MAX (64 * 1024)
 
 /*
  * One owner per TLS session across fork(): a process seals and opens records
@@ -108,16 +122,25 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 			     int user_nonblock, int user_nodelay, int *err);
 
 /*
- * Connects the client socket and, unless the program's socket is
- * non-blocking, completes the handshake. Returns 0, -EINPROGRESS, or -errno
- * (-ECONNREFUSED when the handshake fails: nothing was sent in cleartext).
+ * Connects the client socket. A blocking connect returns when TCP has
+ * connected and then the handshake has completed, or failed, or not ended
+ * within the connect wait (CONN_CONNECT_WAIT_MS, capped by the rule's
+ * handshake-timeout; none when the destination is this process's own
+ * listener). In the last case the handshake goes on inside the program's
+ * next I/O and readiness calls, and what it writes meanwhile is kept
+ * (CONN_EARLY_MAX bytes at most) and encrypted once the keys exist. A
+ * non-blocking connect completes (POLLOUT, SO_ERROR) by the same rule.
+ * Returns 0, -EINPROGRESS, or -errno (-ECONNREFUSED when the handshake fails
+ * within the wait: nothing was sent in cleartext).
  */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 
 /*
- * For connect() on a socket already being wrapped: -EALREADY, -EISCONN or the
- * failure. *AFRESH is set (under the conn lock, as the result is) when the
- * failure was at the TCP level: the socket may then be connected again.
+ * For connect() on a socket already being wrapped: -EALREADY, -EISCONN, 0
+ * (the first call after completion, as Linux) or the failure. After a failure
+ * at the TCP level it is the pending error (ECONNABORTED once SO_ERROR was
+ * read), the socket is left unconnected and *AFRESH set: the caller unwraps
+ * it, and the next connect() starts afresh, as on Linux.
  */
 int conn_connect_again(struct conn *c, int *afresh);
 
@@ -213,9 +236,32 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev);
 short conn_poll_result(struct conn *c, short uev, short krev);
 
 /*
+ * Client connections to this process's own listener may be let go by
+ * connect() before their handshake completed; their peer is a thread of this
+ * process, maybe one that waits for that very handshake. So every wait on a
+ * wrapped fd (conn.c's blocking emulation, poll, select) also moves them on:
+ * conn_own_collect() takes (references) up to MAX of them that are not in
+ * SKIP[0..NSKIP), advances each and sets P[i] to what it waits for (fd -1
+ * when nothing); the caller adds P to its wait, then conn_own_release()
+ * advances those the wait answered for and drops the references. Returns
+ * the number taken; 0 at the cost of one atomic load when there are none.
+ */
+#define CONN_OWN_DRIVE 4 /* taken per wait */
+int conn_own_collect(struct conn *const *skip, size_t nskip, struct conn **o, struct pollfd *p,
+		     int max);
+void conn_own_release(struct conn **o, const struct pollfd *p, int n);
+/*
+ * For waits that cannot add fds (epoll_wait): advances them once; returns how
+ * many are pending, and the caller looks again within CONN_OWN_RECHECK_NS.
+ */
+int conn_own_poke(void);
+#define CONN_OWN_RECHECK_NS (5 * 1000000)
+
+/*
  * The CLOCK_MONOTONIC time (ns) by which the handshake (or auto's first
- * bytes) must be done, or 0 if none is pending. Readiness calls cap their
- * waits with it, so a silent peer is cut off even when nothing else happens.
+ * bytes) must be done, or a pending connect stops waiting for it, or 0 if
+ * none is pending. Readiness calls cap their waits with it, so a silent peer
+ * is cut off, and a connect completes, even when nothing else happens.
  */
 uint64_t conn_deadline(struct conn *c);
 

@@ -549,6 +549,9 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 			left = 0;
 		else if (hs != 0 && (left < 0 || (int64_t)hs - now < left))
 			left = (int64_t)hs > now ? (int64_t)hs - now : 0;
+		/* This process's handshakes with its own listeners move on (conn.h). */
+		if (conn_own_poke() > 0 && (left < 0 || left > CONN_OWN_RECHECK_NS))
+			left = CONN_OWN_RECHECK_NS;
 		/* Ready ones we found take places first; the kernel fills the rest. */
 		room = max - (nsyn < max ? nsyn : max - 1);
 		k = real.epoll_pwait(epfd, ev, room,

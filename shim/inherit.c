@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../cmd/cmd.h"
 #include "addr.h"
 #include "conn.h"
 #include "fdtab.h"
@@ -313,6 +314,7 @@ static void parse_env(const char *v, int *fds, size_t *nfd, struct hint *h, size
 /* The variables start-up reads, found in one pass over the environment. */
 struct start_env {
 	const char *policy, *policy_file, *inherit, *listen_pid, *listen_fds;
+	int ucspi_tcp; /* PROTO=TCP: started by a UCSPI tool (tcpclient: fds 6 and 7) */
 };
 
 extern char **environ;
@@ -341,6 +343,8 @@ static void start_env_scan(struct start_env *se)
 				se->policy_file = w;
 			else if ((w = after(v, "INHERIT=")) != NULL)
 				se->inherit = w;
+		} else if (t[0] == 'P' && after(t, "PROTO=TCP") != NULL) {
+			se->ucspi_tcp = 1;
 		} else if (t[0] == 'L' && (v = after(t, "LISTEN_")) != NULL) {
 			const char *w;
 
@@ -630,6 +634,11 @@ void inherit_startup(void)
 	policy_file_hash = hash_str(se.policy_file);
 	for (int fd = 0; fd < 3; fd++)
 		fds[nfd++] = fd;
+	/* ucspi-tcp's tcpclient runs its program with the connection on fds 6 and 7. */
+	if (se.ucspi_tcp) {
+		fds[nfd++] = 6;
+		fds[nfd++] = 7;
+	}
 	listen_fds(&se, fds, &nfd);
 	if (se.inherit != NULL && !getauxval(AT_SECURE))
 		parse_env(se.inherit, fds, &nfd, h, &nh);
@@ -677,16 +686,45 @@ static const char *env_get(char *const envp[], const char *key)
 }
 
 /*
+ * Whether the program PATH (looked up in PATH when SEARCH, as execvp does)
+ * will honour LD_PRELOAD and make its socket calls through libc: not static,
+ * not setuid/setgid or with file capabilities, not Go; for a script, its
+ * interpreter (cmd/exe.c, the check `tlsshim run` makes). Unknown is no.
+ */
+static int program_preloads(const char *path, int search)
+{
+	char why[160], *found = NULL;
+	int rc;
+
+	if (path == NULL)
+		return 0;
+	if (search && strchr(path, '/') == NULL) {
+		found = exe_find(path, getenv("PATH"));
+		if (found == NULL)
+			return 0;
+		path = found;
+	}
+	rc = exe_preloadable(path, why, sizeof(why));
+	/*
+	 * No such file: this exec fails and the connection stays here (the next
+	 * try of an execvp done by hand, as python's, is asked again).
+	 */
+	if (rc == -2 && access(path, F_OK) != 0 && errno == ENOENT)
+		rc = 0;
+	free(found);
+	return rc == 0;
+}
+
+/*
  * Whether the new program will load this library with this policy (so it
  * can adopt a connection whose handshake has not started): LD_PRELOAD names
- * our file, the policy variables are what we loaded, and PATH is not
- * setuid/setgid (the loader would ignore LD_PRELOAD).
+ * our file, the policy variables are what we loaded, and the program is one
+ * the loader preloads into and that calls libc (program_preloads).
  */
-static int child_adopts(const char *path, char *const envp[])
+static int child_adopts(const char *path, int search, char *const envp[])
 {
 	const char *pre = env_get(envp, "LD_PRELOAD");
 	Dl_info info;
-	struct stat st;
 
 	if (pre == NULL || dladdr((void *)inherit_startup, &info) == 0 || info.dli_fname == NULL ||
 	    strstr(pre, info.dli_fname) == NULL)
@@ -694,10 +732,7 @@ static int child_adopts(const char *path, char *const envp[])
 	if (hash_str(env_get(envp, "TLSSHIM_POLICY")) != policy_hash ||
 	    hash_str(env_get(envp, "TLSSHIM_POLICY_FILE")) != policy_file_hash)
 		return 0;
-	if (path != NULL && strchr(path, '/') != NULL && stat(path, &st) == 0 &&
-	    (st.st_mode & (S_ISUID | S_ISGID)))
-		return 0;
-	return 1;
+	return program_preloads(path, search);
 }
 
 struct entries {
@@ -994,23 +1029,23 @@ static const char *h_spawn(char *buf, size_t len, const char *prog)
 	return buf;
 }
 
-static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
-			    char *const envp[], int spawn);
+static void inherit_prepare(struct inherit_exec *x, const char *path, int search,
+			    char *const argv[], char *const envp[], int spawn);
 
-void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+void inherit_exec_prepare(struct inherit_exec *x, const char *path, int search, char *const argv[],
 			  char *const envp[])
 {
-	inherit_prepare(x, path, argv, envp, 0);
+	inherit_prepare(x, path, search, argv, envp, 0);
 }
 
 void inherit_spawn_prepare(struct inherit_exec *x, const char *path, char *const argv[],
 			   char *const envp[])
 {
-	inherit_prepare(x, path, argv, envp, 1);
+	inherit_prepare(x, path, 0, argv, envp, 1);
 }
 
-static void inherit_prepare(struct inherit_exec *x, const char *path, char *const argv[],
-			    char *const envp[], int spawn)
+static void inherit_prepare(struct inherit_exec *x, const char *path, int search,
+			    char *const argv[], char *const envp[], int spawn)
 {
 	char what[300];
 	struct group gs[16];
@@ -1041,7 +1076,7 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, char *cons
 				    g->c->desc, prog, g->fds[0]);
 		} else if (g->inherited) {
 			if (adopts < 0)
-				adopts = child_adopts(path, envp);
+				adopts = child_adopts(path, search, envp);
 			if (adopts && not_started(g->c))
 				hand_over(g, &e);
 			else if (vforked)

@@ -52,9 +52,9 @@ int inherit_setsockopt(int fd, int level, int opt, const void *val, socklen_t le
  * program's shim to adopt (same policy) or relayed; one that has carried data
  * is moved into a relay process and the program's fds are replaced by a
  * socketpair end; what cannot follow is refused (the fd becomes a dead
- * socket, logged). PATH is the file (for the setuid check; NULL if unknown),
- * ARGV[0] names the program in log lines. Returns the environment to pass: ENVP itself, or
- * a new array (freed by inherit_exec_done()).
+ * socket, logged). PATH is the file (looked up in PATH when SEARCH, as
+ * execvp does; NULL if unknown), ARGV[0] names the program in log lines. Returns the environment to
+ * pass: ENVP itself, or a new array (freed by inherit_exec_done()).
  */
 struct inherit_exec {
 	char **envp;  /* what to pass to the real exec */
@@ -63,7 +63,7 @@ struct inherit_exec {
 	int nrestore; /* handed-over connections to make non-blocking again */
 	int restore[8];
 };
-void inherit_exec_prepare(struct inherit_exec *x, const char *path, char *const argv[],
+void inherit_exec_prepare(struct inherit_exec *x, const char *path, int search, char *const argv[],
 			  char *const envp[]);
 /*
  * posix_spawn/system/popen: glibc execs inside them, past the exec hooks, and

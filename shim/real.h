@@ -37,6 +37,7 @@
 	REQ(connect, int, (int, const struct sockaddr *, socklen_t))                             \
 	REQ(accept, int, (int, struct sockaddr *, socklen_t *))                                  \
 	REQ(accept4, int, (int, struct sockaddr *, socklen_t *, int))                            \
+	REQ(listen, int, (int, int))                                                             \
 	REQ(close, int, (int))                                                                   \
 	REQ(shutdown, int, (int, int))                                                           \
 	REQ(read, ssize_t, (int, void *, size_t))                                                \

@@ -2,7 +2,9 @@
  * accept.c - hooks: accept()/accept4() choose a rule by the listening
  * socket's local address and wrap the accepted connection. The handshake is
  * lazy: it runs on the connection's first I/O, so one slow client never holds
- * up accept() or an event loop's other clients.
+ * up accept() or an event loop's other clients. listen() notes the port, so
+ * that a connect() to this process's own listener does not wait for a
+ * handshake only a later accept() could answer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include "conn.h"
 #include "fdtab.h"
 #include "hook.h"
+#include "listeners.h"
 #include "log.h"
 #include "names.h"
 #include "shim.h"
@@ -139,3 +142,17 @@ HOOK int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 	return nfd;
 }
 HOOK_INTERNAL(accept4)
+
+HOOK int listen(int fd, int backlog)
+{
+	int rc;
+
+	NEED_REAL(listen);
+	rc = real.listen(fd, backlog);
+	if (rc == 0 && shim.has_connect) {
+		real_init(); /* fd_is_tcp() and friends */
+		listeners_note(fd);
+	}
+	return rc;
+}
+HOOK_INTERNAL(listen)

@@ -91,8 +91,11 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	epreg_adopt(fd, c);
 	rc = conn_connect(c, sa, len);
-	/* A TCP-level failure leaves the socket as it was (it may be connected again). */
-	if (rc < 0 && rc != -EINPROGRESS && !c->tls_failed)
+	/*
+	 * A TCP-level failure leaves the socket unconnected (it may be connected
+	 * again). After EINTR the connection goes on, still ours to wrap.
+	 */
+	if (rc < 0 && rc != -EINPROGRESS && rc != -EINTR && !c->tls_failed)
 		unwrap(fd);
 	conn_put(c);
 	return rc;
@@ -108,12 +111,10 @@ int connect_again(int fd, int *decide)
 		return 0;
 	rc = conn_connect_again(c, &afresh);
 	conn_put(c);
-	/* After a TCP failure a socket may connect again: start afresh. */
-	if (afresh) {
-		unwrap(fd);
-		return 0;
-	}
 	*decide = 0;
+	/* After a TCP failure this call reports it, as Linux does; the next one starts afresh. */
+	if (afresh)
+		unwrap(fd);
 	return rc;
 }
 

@@ -40,7 +40,7 @@ static int shim_execve(const char *path, char *const argv[], char *const envp[])
 	NEED_REAL(execve);
 	if (shim.policy == NULL)
 		return real.execve(path, argv, envp);
-	inherit_exec_prepare(&x, path, argv, envp);
+	inherit_exec_prepare(&x, path, 0, argv, envp);
 	EXEC_WITH(x, real.execve(path, argv, x.envp));
 }
 
@@ -65,7 +65,7 @@ static int shim_execvpe(const char *file, char *const argv[], char *const envp[]
 	}
 	if (shim.policy == NULL)
 		return real.execvpe(file, argv, envp);
-	inherit_exec_prepare(&x, file, argv, envp);
+	inherit_exec_prepare(&x, file, 1, argv, envp);
 	EXEC_WITH(x, real.execvpe(file, argv, x.envp));
 }
 
@@ -90,7 +90,7 @@ HOOK int fexecve(int fd, char *const argv[], char *const envp[])
 	}
 	if (shim.policy == NULL)
 		return real.fexecve(fd, argv, envp);
-	inherit_exec_prepare(&x, NULL, argv, envp);
+	inherit_exec_prepare(&x, NULL, 0, argv, envp);
 	EXEC_WITH(x, real.fexecve(fd, argv, x.envp));
 }
 
@@ -191,7 +191,7 @@ HOOK int execveat(int dirfd, const char *path, char *const argv[], char *const e
 	if (shim.policy == NULL)
 		return real.execveat(dirfd, path, argv, envp, flags);
 	/* The file for the setuid check: known only when PATH names it by itself. */
-	inherit_exec_prepare(&x, path[0] == '/' || dirfd == AT_FDCWD ? path : NULL, argv, envp);
+	inherit_exec_prepare(&x, path[0] == '/' || dirfd == AT_FDCWD ? path : NULL, 0, argv, envp);
 	EXEC_WITH(x, real.execveat(dirfd, path, argv, x.envp, flags));
 }
 

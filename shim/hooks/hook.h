@@ -81,10 +81,11 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len);
 
 /*
  * For a connect on FD that may already be wrapped: *DECIDE is set to 1 when
- * FD is not (or no longer: a TCP failure unwraps it) and the connection is
- * to be decided; else it is 0 and the result (-EALREADY, -EISCONN, 0 the
- * first time after a non-blocking connect completed, or the failure) is
- * returned. (hooks/connect.c)
+ * FD is not and the connection is to be decided; else it is 0 and the
+ * result (-EALREADY, -EISCONN, 0 the first time after a non-blocking connect
+ * completed, or the failure) is returned. A TCP failure is returned once,
+ * as Linux does, and unwraps FD: the next connect is decided afresh.
+ * (hooks/connect.c)
  */
 int connect_again(int fd, int *decide);
 

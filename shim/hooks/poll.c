@@ -46,8 +46,8 @@ static int any_wrapped(const struct pollfd *fds, nfds_t n)
  */
 static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask)
 {
-	struct pollfd kstack[32];
-	struct conn *cstack[32];
+	struct pollfd kstack[32 + CONN_OWN_DRIVE];
+	struct conn *cstack[32], *own[CONN_OWN_DRIVE];
 	short rstack[32];
 	struct pollfd *k = kstack;
 	struct conn **cs = cstack;
@@ -56,7 +56,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 	int count = 0;
 
 	if (n > 32) {
-		k = malloc(n * sizeof(*k));
+		k = malloc((n + CONN_OWN_DRIVE) * sizeof(*k));
 		cs = malloc(n * sizeof(*cs));
 		ready = malloc(n * sizeof(*ready));
 		if (k == NULL || cs == NULL || ready == NULL) {
@@ -68,7 +68,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 		cs[i] = fds[i].fd >= 0 ? fdtab_get(fds[i].fd) : NULL;
 	for (;;) {
 		struct timespec ts, *tsp = NULL;
-		int nready = 0, kn;
+		int nready = 0, kn, no;
 		int64_t now, left = -1, hs = -1;
 
 		for (nfds_t i = 0; i < n; i++) {
@@ -97,11 +97,14 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 			ts.tv_nsec = left % 1000000000;
 			tsp = &ts;
 		}
-		kn = real.ppoll(k, n, tsp, mask);
-		if (kn < 0) {
+		/* This process's own handshakes move on while we wait (conn.h). */
+		no = conn_own_collect(cs, n, own, k + n, CONN_OWN_DRIVE);
+		kn = real.ppoll(k, n + (nfds_t)no, tsp, mask);
+		if (kn < 0)
 			count = -errno;
+		conn_own_release(own, k + n, no);
+		if (kn < 0)
 			break;
-		}
 		count = 0;
 		for (nfds_t i = 0; i < n; i++) {
 			short rev = k[i].revents;

@@ -49,6 +49,7 @@ extern __typeof__(recvmmsg) hook_recvmmsg;
 extern __typeof__(connect) hook_connect;
 extern __typeof__(accept) hook_accept;
 extern __typeof__(accept4) hook_accept4;
+extern __typeof__(listen) hook_listen;
 extern __typeof__(shutdown) hook_shutdown;
 extern __typeof__(close) hook_close;
 extern __typeof__(close_range) hook_close_range;
@@ -91,6 +92,7 @@ enum route {
 	R_CONNECT,
 	R_ACCEPT,
 	R_ACCEPT4,
+	R_LISTEN,
 	R_SHUTDOWN,
 	R_CLOSE,
 	R_CLOSE_RANGE,
@@ -134,6 +136,7 @@ static const unsigned char routes[ROUTES] = {
     [SYS_connect] = R_CONNECT,
     [SYS_accept] = R_ACCEPT,
     [SYS_accept4] = R_ACCEPT4,
+    [SYS_listen] = R_LISTEN,
     [SYS_shutdown] = R_SHUTDOWN,
     [SYS_close] = R_CLOSE,
     [SYS_close_range] = R_CLOSE_RANGE,
@@ -288,6 +291,8 @@ static __attribute__((noinline)) long routed(long nr, enum route r, const long a
 		return hook_accept(fd, p1, (socklen_t *)a[2]);
 	case R_ACCEPT4:
 		return hook_accept4(fd, p1, (socklen_t *)a[2], (int)a[3]);
+	case R_LISTEN:
+		return hook_listen(fd, (int)a[1]);
 	case R_SHUTDOWN:
 		return hook_shutdown(fd, (int)a[1]);
 	case R_CLOSE:

@@ -2128,6 +2128,120 @@ static void server_nonblock_c(void)
 	CALL("close", close(fd));
 }
 
+/* ---- connect before accept, in one process (its own listener) ---- */
+
+static void *own_thread(void *arg)
+{
+	int *fd = arg;
+
+	*fd = connect_conn();
+	CALL("thread: write t", write(*fd, "t", 1));
+	return NULL;
+}
+
+/* Reads what the program's own client wrote, then the end of the stream after it closed. */
+static void own_read_then_eof(int a, int c, const char *what)
+{
+	char b[16];
+
+	CALLD(what, read(a, b, sizeof(b)), b);
+	CALL("close client", close(c));
+	CALLD("read after the client closed", read(a, b, sizeof(b)), b);
+	CALL("close accepted", close(a));
+}
+
+/*
+ * A program that connects to its own listener before it accepts (test suites,
+ * in-process servers): connect() returns when the plain one would, whoever is
+ * yet to call accept() or read. Everything happens in the server process; the
+ * client only keeps the side channel.
+ */
+static void own_listener_c(void)
+{
+	sync_wait('z');
+}
+
+static void own_listener_s(void)
+{
+	struct sockaddr_in la, pa;
+	socklen_t ll = sizeof(la), pl = sizeof(pa);
+	struct pollfd p;
+	pthread_t t;
+	char b[16];
+	int c, a, e = 0;
+	socklen_t el = sizeof(e);
+
+	say("-- connect, accept, no I/O");
+	c = connect_conn();
+	a = accept_conn();
+	getsockname(g_lfd, (struct sockaddr *)&la, &ll);
+	CALL("getpeername", getpeername(c, (struct sockaddr *)&pa, &pl));
+	say("peer is the listener: %s", pa.sin_port == la.sin_port ? "yes" : "no");
+	CALL("close client", close(c));
+	CALL("close accepted", close(a));
+
+	say("-- connect, write, accept, read; the server answers");
+	c = connect_conn();
+	CALL("write hello", write(c, "hello", 5));
+	a = accept_conn();
+	CALLD("read", read(a, b, sizeof(b)), b);
+	CALL("write world", write(a, "world", 5));
+	CALLD("read answer", read(c, b, sizeof(b)), b);
+	CALL("close client", close(c));
+	CALLD("read after the client closed", read(a, b, sizeof(b)), b);
+	CALL("close accepted", close(a));
+
+	say("-- connect, accept, the server writes first");
+	c = connect_conn();
+	a = accept_conn();
+	CALL("write banner", write(a, "banner", 6));
+	CALLD("read banner", read(c, b, sizeof(b)), b);
+	CALL("close client", close(c));
+	CALLD("read after the client closed", read(a, b, sizeof(b)), b);
+	CALL("close accepted", close(a));
+
+	say("-- non-blocking connect, POLLOUT, write, then accept and read");
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	set_nonblock(c, 1);
+	peer_addr(&pa);
+	CALL("connect", connect(c, (struct sockaddr *)&pa, sizeof(pa)));
+	p = (struct pollfd){.fd = c, .events = POLLOUT};
+	CALL("poll POLLOUT", poll(&p, 1, WAIT_MS));
+	say("revents %s", pollname(p.revents));
+	CALL("getsockopt SO_ERROR", getsockopt(c, SOL_SOCKET, SO_ERROR, &e, &el));
+	say("SO_ERROR %s", e ? en(e) : "0");
+	CALL("write x", write(c, "x", 1));
+	a = accept_conn();
+	p = (struct pollfd){.fd = a, .events = POLLIN};
+	CALL("poll POLLIN", poll(&p, 1, WAIT_MS));
+	own_read_then_eof(a, c, "read");
+
+	say("-- connect, write, shutdown(SHUT_WR), then accept");
+	c = connect_conn();
+	CALL("write bye", write(c, "bye", 3));
+	CALL("shutdown SHUT_WR", shutdown(c, SHUT_WR));
+	a = accept_conn();
+	CALLD("read", read(a, b, sizeof(b)), b);
+	CALLD("read", read(a, b, sizeof(b)), b);
+	CALL("close client", close(c));
+	CALL("close accepted", close(a));
+
+	say("-- connect, close, then accept");
+	c = connect_conn();
+	CALL("close client", close(c));
+	a = accept_conn();
+	CALLD("read", read(a, b, sizeof(b)), b);
+	CALL("close accepted", close(a));
+
+	say("-- a thread connects and writes; accept only after it ended");
+	if (pthread_create(&t, NULL, own_thread, &c) != 0)
+		die("pthread_create");
+	pthread_join(t, NULL);
+	a = accept_conn();
+	own_read_then_eof(a, c, "read");
+	sync_send('z');
+}
+
 /* ---- full reads at a hang-up ---- */
 
 #define HUP_LEN 90000 /* several TLS records; fits the client's receive window unread */
@@ -2231,6 +2345,7 @@ static const struct pattern {
 	{ "sockopts", sockopts_c, sockopts_s },
 	{ "close_range", close_range_c, close_range_s },
 	{ "server_nonblock", server_nonblock_c, server_nonblock_s },
+	{ "own_listener", own_listener_c, own_listener_s },
 };
 
 static void setup_server(void)

@@ -219,6 +219,7 @@ CONFORM(coalesce, 19)
 CONFORM(sockopts, 22)
 CONFORM(close_range, 23)
 CONFORM(server_nonblock, 23)
+CONFORM(own_listener, 63)
 
 /* Every pattern the program knows has a test here. */
 Test(conformance, every_pattern_has_a_test)
@@ -267,6 +268,7 @@ Test(conformance, every_pattern_has_a_test)
 	    "rwv2",
 	    "syscall_rw",
 	    "iov_errors",
+	    "own_listener",
 	};
 	struct h_proc p;
 	struct h_env env;

@@ -233,6 +233,50 @@ Test(inherit_inetd, super_server_under_shim_execs_cat_and_echo_is_exact)
 		  "expected cat's shim to keep the session in a relay (stdio), got:\n%s", srv->err);
 }
 
+/* A statically linked cat: the loader ignores LD_PRELOAD for it. */
+static const char *static_cat_c =
+    "#include <unistd.h>\n"
+    "int main(void)\n"
+    "{\n"
+    "\tchar b[65536];\n"
+    "\tssize_t n;\n"
+    "\twhile ((n = read(0, b, sizeof(b))) > 0)\n"
+    "\t\tfor (ssize_t o = 0, w; o < n; o += w)\n"
+    "\t\t\tif ((w = write(1, b + o, (size_t)(n - o))) <= 0)\n"
+    "\t\t\t\treturn 1;\n"
+    "\treturn 0;\n"
+    "}\n";
+
+/*
+ * The super-server execs a program that will not load the library: the
+ * connection cannot be left for it to adopt, so it goes through a relay
+ * (before, the static program got the TCP socket and echoed the TLS records).
+ */
+Test(inherit_inetd, static_program_gets_the_connection_through_a_relay)
+{
+	int port = h_free_port();
+	char *src = script("static_cat.c", static_cat_c, 0), *bin = h_fmt("%s.bin", src);
+	struct h_env e;
+	struct h_proc *srv, c;
+	int rc;
+
+	h_env_init(&e);
+	rc = h_run(&c, ARGV("cc", "-static", "-O2", "-o", bin, src), &e, 60000);
+	h_env_free(&e);
+	cr_assert_eq(rc, 0, "expected a static build of cat, got %d:\n%s", rc, c.err);
+	h_proc_free(&c);
+	shim_env(&e, accept_rule(port, "tls"), "info");
+	srv = start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), bin), &e, port);
+	rc = tls_client(&c, port, "@100000", "@7", NULL, NULL, NULL);
+	cr_expect_eq(rc, 0, "expected the static cat to echo over TLS, got %d:\n%s%s", rc, c.out,
+		     c.err);
+	h_proc_free(&c);
+	h_collect(srv, 200);
+	cr_expect(strstr(srv->err, "its TLS session moved to relay process") != NULL,
+		  "expected a relay for a program the library cannot be loaded into, got:\n%s",
+		  srv->err);
+}
+
 /* The service reads a line (the session carries data), then execs twice more. */
 static const char *after_sh =
     "#!/bin/sh\n"
@@ -426,6 +470,47 @@ Test(inherit_activation, forged_hints_cannot_weaken_the_rule)
 	h_proc_free(&c);
 }
 
+Test(inherit_activation, deny_rule_closes_the_inherited_connection)
+{
+	int port = h_free_port();
+	struct h_proc *srv, c;
+
+	srv = activate(port, h_fmt("accept 127.0.0.1:%d deny", port));
+	plain_client(&c, port, "hello");
+	cr_expect(strstr(c.out, "echo") == NULL, "expected a denied connection to get nothing, got:\n%s",
+		  c.out);
+	h_proc_free(&c);
+	h_collect(srv, 500);
+	cr_expect(strstr(srv->err, "inherited connection denied by policy") != NULL,
+		  "expected the denial to be logged, got:\n%s", srv->err);
+}
+
+/* ucspi-tcp: tcpserver (not under the shim) starts the service with the connection on 0/1. */
+Test(inherit_activation, tcpserver_service_serves_tls)
+{
+	int port = h_free_port();
+	char *argv[20] = {"tcpserver", "-q", "127.0.0.1", h_fmt("%d", port)};
+	int n = 4;
+	struct h_env e;
+	struct h_proc c;
+	int rc;
+
+	n += under_shim(argv + n, accept_rule(port, "tls"));
+	argv[n++] = PY;
+	argv[n++] = script("echo.py", echo_py, 0);
+	argv[n] = NULL;
+	h_env_init(&e);
+	start(argv, &e, port);
+	rc = tls_client(&c, port, "one", "=echo: one", "two", "=echo: two", NULL);
+	cr_expect_eq(rc, 0, "expected the tcpserver service to answer over TLS, got %d:\n%s%s", rc,
+		     c.out, c.err);
+	h_proc_free(&c);
+	plain_client(&c, port, "cleartext");
+	cr_expect(strstr(c.out, "echo") == NULL,
+		  "expected a cleartext client to get nothing, got:\n%s", c.out);
+	h_proc_free(&c);
+}
+
 /* ---- git daemon ----------------------------------------------------------------- */
 
 static void sh(const char *cmd)
@@ -559,6 +644,31 @@ Test(inherit_client, proxycommand_style_helper_adopts_by_its_connect_rule)
 		  "expected the helper to talk TLS to the native server by its connect rule, "
 		  "got:\n%s",
 		  c.err);
+	h_proc_free(&c);
+}
+
+/* ucspi-tcp: tcpclient (not under the shim) runs its program with the connection on fds 6/7. */
+Test(inherit_client, tcpclient_program_adopts_fds_6_and_7)
+{
+	int port = low_port();
+	char *argv[20] = {"tcpclient", "127.0.0.1", h_fmt("%d", port)};
+	int n = 3;
+	struct h_proc c;
+	struct h_env e;
+	int rc;
+
+	start_tls_echo(port);
+	n += under_shim(argv + n, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")));
+	argv[n++] = "/bin/sh";
+	argv[n++] = "-c";
+	argv[n++] = "echo via-tcpclient >&7; read x <&6; echo \"helper got $x\" >&2";
+	argv[n] = NULL;
+	h_env_init(&e);
+	rc = h_run(&c, argv, &e, CLIENT_MS);
+	h_env_free(&e);
+	cr_expect_eq(rc, 0, "expected the program to run, got %d:\n%s", rc, c.err);
+	cr_expect(strstr(c.err, "helper got via-tcpclient") != NULL,
+		  "expected the program to talk TLS on fds 6/7 by its connect rule, got:\n%s", c.err);
 	h_proc_free(&c);
 }
 
@@ -696,7 +806,7 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	const char *dir = h_tmpdir();
 	char *wire = h_fmt("%s/wire", dir), *got;
 	struct h_env e;
-	struct h_proc c;
+	struct h_proc c, *sshd;
 	size_t len = 0;
 	int rc;
 
@@ -707,7 +817,8 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 		 "PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' > sshd_config",
 		 dir, port, dir, dir));
 	shim_env(&e, accept_rule(port, "tls"), "info");
-	start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e, port);
+	sshd = start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e,
+		     port);
 	h_env_init(&e);
 	start(ARGV(PY, script("tap.py", tap_py, 0), h_fmt("%d", tport), h_fmt("%d", port), wire),
 	      &e, tport);
@@ -716,7 +827,7 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	rc = h_run(&c,
 		   ARGV("ssh", "-i", h_fmt("%s/userkey", dir), "-p", h_fmt("%d", tport), "-o",
 			"StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-			"BatchMode=yes", "-o", "ConnectTimeout=10", "root@127.0.0.1", "echo",
+			"BatchMode=yes", "-o", "ConnectTimeout=30", "root@127.0.0.1", "echo",
 			"hello-ssh"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
@@ -726,8 +837,11 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	 * seccomp sandbox, one forked after authentication) all use a local
 	 * socket, and getpeername() answers with the TCP addresses.
 	 */
-	cr_expect_eq(rc, 0, "expected ssh to sshd, both under the shim, to run a command, got %d:\n%s",
-		     rc, c.err);
+	h_collect(sshd, 200);
+	cr_expect_eq(rc, 0,
+		     "expected ssh to sshd, both under the shim, to run a command, got %d:\n%s\n"
+		     "sshd said:\n%s",
+		     rc, c.err, sshd->err);
 	cr_expect(strstr(c.out, "hello-ssh") != NULL, "expected the command's output, got:\n%s",
 		  c.out);
 	h_proc_free(&c);
