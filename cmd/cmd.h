@@ -124,5 +124,6 @@ int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_system(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

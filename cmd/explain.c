@@ -413,17 +413,33 @@ static void print_rule_line(const char *label, const struct policy_rule *r)
 	free(t);
 }
 
+/* The names of the options the combined rule W took from the process's rule (over FR's). */
+static void added_words(const struct policy_rule *w, const struct policy_rule *fr, char *buf,
+			size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < POLICY_OPT_COUNT && o < len; i++) {
+		if (((w->opt.given & ~fr->opt.given) >> i) & 1)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "",
+					      policy_opt_str((enum policy_opt)i));
+	}
+}
+
 /*
  * With a system policy under P: which of the two tables the winning rule W
- * comes from, and why, when both have a rule for Q. Returns W's table.
+ * comes from, and why, when both have a rule for Q. Returns W's table, and in
+ * *AS the rule of that table W stands for (W, or the system rule W combines).
  */
 static const struct policy *floor_lines(const struct policy *p, const struct policy_query *q,
-					const struct policy_rule *w)
+					const struct policy_rule *w, const struct policy_rule **as)
 {
 	const struct policy *sys = policy_floor(p);
 	const struct policy_rule *fr, *own = NULL;
-	char *t;
+	char *t, added[160];
 
+	*as = w;
 	if (!sys)
 		return p;
 	fr = policy_match(sys, q, NULL);
@@ -437,26 +453,37 @@ static const struct policy *floor_lines(const struct policy *p, const struct pol
 	}
 	if (!own)
 		return sys;
-	t = cmd_rule_text(w == fr ? own : fr);
-	if (w == fr)
+	if (w != own)
+		*as = fr;
+	t = cmd_rule_text(w != own ? own : fr);
+	if (w != own && w != fr) {
+		added_words(w, fr, added, sizeof(added));
+		line("floor",
+		     "the system policy's rule applies, with what `%s` (%s:%u) adds: %s (a "
+		     "process may add a client certificate, a client-ca, pins, a higher "
+		     "min-version or ALPN where the system rule has none; never change its "
+		     "checks)",
+		     t ? t : "?", own->source, own->line, added);
+	} else if (w == fr) {
 		line("floor",
 		     "the system policy's rule applies: `%s` (%s:%u) cannot weaken it; a "
 		     "process's own rule applies only where it is stricter (deny over tls "
 		     "over auto over plain)",
 		     t ? t : "?", own->source, own->line);
-	else
+	} else {
 		line("floor",
 		     "stricter than the system policy's `%s` (%s:%u), so it applies (a "
 		     "process may tighten the system policy, never weaken it)",
 		     t ? t : "?", fr->source, fr->line);
+	}
 	free(t);
-	return w == fr ? sys : p;
+	return w != own ? sys : p;
 }
 
 /* NAMED: ENDPOINT was a DNS name, resolved to Q's address. */
 static void explain(const struct policy *p, struct policy_query *q, const char *endpoint, int named)
 {
-	const struct policy_rule *all[MAX_MATCHES], *w;
+	const struct policy_rule *all[MAX_MATCHES], *w, *as, *fr;
 	struct policy_match m = {0};
 	char addr[INET6_ADDRSTRLEN], hw[300], pw[48], why[600];
 	size_t n, i;
@@ -472,10 +499,11 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 		return;
 	}
 	print_rule_line("rule", w);
+	/* A rule of the system policy, or one combined from it, was written there. */
+	fr = policy_floor(p) ? policy_match(policy_floor(p), q, NULL) : NULL;
 	line("from", "%s:%u:%u%s", w->source ? w->source : "?", w->line, w->col,
-	     policy_floor(p) && policy_match(policy_floor(p), q, NULL) == w ? " (the system policy)"
-									    : "");
-	n = policy_match_all(floor_lines(p, q, w), q, all, MAX_MATCHES);
+	     fr && w->source == fr->source && w->line == fr->line ? " (the system policy)" : "");
+	n = policy_match_all(floor_lines(p, q, w, &as), q, all, MAX_MATCHES);
 	host_words(w, hw, sizeof(hw));
 	port_words(w, pw, sizeof(pw));
 	if (m.name && w->host_kind == POLICY_HOST_NAME && (!q->name || strcmp(m.name, q->name)))
@@ -485,7 +513,7 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 	for (i = 0; i < n && i < MAX_MATCHES; i++) {
 		char *t;
 
-		if (all[i] == w)
+		if (all[i] == w || all[i] == as)
 			continue;
 		reason(w, all[i], &m, why, sizeof(why));
 		t = cmd_rule_text(all[i]);

@@ -20,6 +20,7 @@ static const char usage_short[] =
     "usage: tlsshim run [-p RULES]... [-f FILE] [--log LEVEL] -- PROGRAM [ARG...]\n"
     "       tlsshim check [-p RULES]... [-f FILE]\n"
     "       tlsshim explain [-p RULES]... [-f FILE] connect|accept HOST:PORT\n"
+    "       tlsshim stats [PID] [--prometheus [--output FILE]]\n"
     "       tlsshim system enable|disable|status\n"
     "       tlsshim version | help\n";
 
@@ -30,6 +31,8 @@ static const char usage_long[] =
     "  run      check the policy, then run PROGRAM with the tlsshim library preloaded\n"
     "  check    print the policy as a normalized rule table, or its errors\n"
     "  explain  show which rule a connection would match, why, and its options\n"
+    "  stats    the counters of wrapped processes: a table, one PID by rule, or the\n"
+    "           Prometheus text format (--output FILE: written atomically)\n"
     "  system   enable|disable|status: the system policy " TLSSHIM_SYSCONFDIR "/tlsshim/policy\n"
     "           in every program (through /etc/ld.so.preload), or not\n"
     "  version  print the version\n"
@@ -224,7 +227,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return cmd_usage_error(
-		    "a command is needed: run, check, explain, system, version or help");
+		    "a command is needed: run, check, explain, stats, system, version or help");
 	sub = argv[1];
 	argc -= 2;
 	argv += 2;
@@ -236,6 +239,8 @@ int main(int argc, char **argv)
 		return cmd_explain(argc, argv);
 	if (strcmp(sub, "system") == 0)
 		return cmd_system(argc, argv);
+	if (strcmp(sub, "stats") == 0)
+		return cmd_stats(argc, argv);
 	if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0 ||
 	    strcmp(sub, "-V") == 0) {
 		if (argc > 0)

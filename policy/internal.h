@@ -74,6 +74,10 @@ struct policy {
 	size_t n_layered_names[2];
 	int defer_file_checks; /* cert/key/CA files are checked when used, not at load */
 	int quick_file_checks; /* ... with one access(R_OK) each (policy_quick_file_checks()) */
+	/* system.c: a floor rule with what this table's rule for the same connection adds
+	 * (a client certificate, pins...), for each such pair; sorted by the two ids. */
+	struct floor_merge *merged;
+	size_t n_merged;
 };
 
 /* parse.c */

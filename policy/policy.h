@@ -248,9 +248,10 @@ void policy_quick_file_checks(struct policy *p);
 /*
  * Puts FLOOR (the system policy) under P (a process's own policy); both must
  * be finished, and FLOOR must outlive P (policy_free(P) does not free it).
- * From then on policy_match(P) decides by the floor rule (policy_floor_wins),
- * policy_has_dir() and policy_exact_names() cover both tables, and P's rule
- * ids follow FLOOR's (ids stay unique across both). policy_count(),
+ * From then on policy_match(P) decides by the floor rule (policy_floor_wins,
+ * policy_floor_merged), policy_has_dir() and policy_exact_names() cover both
+ * tables, and P's rule ids follow FLOOR's, then those of the combined rules
+ * (ids stay unique across all). policy_count(),
  * policy_rule_at() and policy_match_all() still see P's own rules only.
  * Returns 0, or -1 (not finished, already layered, out of memory).
  */
@@ -264,10 +265,24 @@ const struct policy *policy_floor(const struct policy *p);
  * policy and by OWN in the process's own (either may be NULL): whether the
  * system rule applies. The process's rule applies only when it is stricter:
  * deny over tls over auto over plain. With the same action the system rule
- * applies as written, so its checks (ca, name, pins, versions...) cannot be
- * changed by the process.
+ * applies, so its checks (ca, name, insecure, ciphers...) cannot be changed
+ * by the process; it may only add to them (policy_floor_merged).
  */
 int policy_floor_wins(const struct policy_rule *floor_rule, const struct policy_rule *own);
+
+/*
+ * When the system rule applies over a process's rule with the same action
+ * (tls, auto), the process's rule may still add what weakens no check: a
+ * client certificate (cert, key) or a client-ca with its allow list where the
+ * system rule has none, pins where it has none, a higher min-version, ALPN
+ * where it has none. This returns that combined rule (FLOOR_RULE with those
+ * options; its source is FLOOR_RULE's, its id its own), or NULL when OWN adds
+ * nothing; policy_match() returns it in place of FLOOR_RULE. P is the layered
+ * table (policy_set_floor()).
+ */
+const struct policy_rule *policy_floor_merged(const struct policy *p,
+					      const struct policy_rule *floor_rule,
+					      const struct policy_rule *own);
 
 /*
  * Writes the normalized form of R ("connect *.example.com:443 tls ca=/x") to

@@ -30,6 +30,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "real.h"
+#include "stats.h"
 
 /* Every live conn, for the fork handlers. */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -82,6 +83,7 @@ void conn_put(struct conn *c)
 	p->link.prev->next = p->link.next;
 	p->link.next->prev = p->link.prev;
 	pthread_mutex_unlock(&all_lock);
+	stats_conn_end(c->rule, c->stats_mark);
 	if (c->ts != NULL)
 		E->sess_free(c->ts);
 	if (c->fds != c->fds_inline)
@@ -126,6 +128,7 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
 	all_head.next->prev = &p->link;
 	all_head.next = &p->link;
 	pthread_mutex_unlock(&all_lock);
+	c->stats_mark = stats_conn_new(rule);
 	return c;
 }
 
@@ -310,6 +313,17 @@ out:
 	return rc;
 }
 
+/* What the handshake negotiated, for the statistics. */
+static void stats_handshake_done(struct conn *c)
+{
+	struct ts_info info;
+
+	if (stats_rule_of(c->rule) == NULL)
+		return;
+	E->info(c->ts, &info);
+	stats_handshake(c->rule, info.version, info.cipher, info.resumed);
+}
+
 /* ---- written before the handshake completed ------------------------------------- */
 
 static void early_free(struct conn *c)
@@ -373,6 +387,7 @@ static int out_flush(struct conn *c)
 
 		if (r <= 0)
 			return r == 0 ? TS_WANT_WRITE : (int)r;
+		stats_bytes_out(c->rule, (size_t)r);
 		c->early_off += (size_t)r;
 	}
 	if (c->early != NULL)
@@ -447,6 +462,7 @@ static void own_remove(struct conn *c)
 static int fail_at(struct conn *c, int level, const char *reason)
 {
 	log_msg(level, "%s: %s", c->desc, reason);
+	stats_failed(c->rule, reason);
 	if (c->early_len > c->early_off)
 		log_msg(level, "%s: %zu bytes written before the handshake failed were discarded",
 			c->desc, c->early_len - c->early_off);
@@ -699,6 +715,7 @@ static int step_handshake(struct conn *c, short *want)
 	switch (rc) {
 	case 0:
 		c->state = CONN_OPEN;
+		stats_handshake_done(c);
 		/* A client says at info which name it verified, on every connection. */
 		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
@@ -754,6 +771,7 @@ static int step_auto(struct conn *c, short *want)
 		return 0;
 	}
 	c->state = CONN_PLAIN;
+	stats_decided(c->rule, POLICY_PLAIN);
 	if (n == 0)
 		log_debug("%s: the client closed before sending anything (auto)", c->desc);
 	else
@@ -868,6 +886,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 			}
 			done += (size_t)r;
 		}
+		if (!(flags & MSG_PEEK))
+			stats_bytes_in(c->rule, done);
 		return (ssize_t)done;
 	}
 	switch (r) {
@@ -901,8 +921,10 @@ static ssize_t engine_write(struct conn *c, const void *buf, size_t len, int ker
 	ssize_t r = E->write(c->ts, buf, len);
 	int rc;
 
-	if (r > 0)
+	if (r > 0) {
+		stats_bytes_out(c->rule, (size_t)r);
 		return r;
+	}
 	switch (r) {
 	case TS_WANT_WRITE:
 		*want = POLLOUT;

@@ -72,6 +72,7 @@ struct conn {
 	uint64_t claim_gen;           /* the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
 	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
+	unsigned stats_mark;          /* stats_conn_new()'s mark, for stats_conn_end() */
 	uint64_t connect_wait_ns;     /* client: until when connect waits for the handshake */
 	unsigned char *early;         /* plaintext written before the handshake completed */
 	size_t early_len, early_off;  /* early[early_off..early_len) is not yet encrypted */

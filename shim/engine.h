@@ -35,7 +35,7 @@
 struct real_fns;
 struct tsess; /* opaque: one TLS session */
 
-#define ENGINE_ABI 3
+#define ENGINE_ABI 4
 
 /* Log levels, shared with shim/log.h. */
 enum { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
@@ -83,6 +83,18 @@ struct engine_host {
 	/* printf-style logger; LEVEL is LOG_LVL_*. Thread-safe. */
 	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 	const char *keylog_path; /* TLSSHIM_KEYLOG, or NULL */
+	/*
+	 * RULE's certificate (cert=) was (re)loaded: SUBJECT and NOT_AFTER (Unix
+	 * time) of the certificate of the chain that expires first (statistics).
+	 */
+	void (*cert_loaded)(const struct policy_rule *rule, const char *subject, int64_t not_after);
+};
+
+/* What a completed handshake negotiated (engine_ops.info). */
+struct ts_info {
+	int version; /* 0x0303 TLS 1.2, 0x0304 TLS 1.3 */
+	int resumed;
+	char cipher[48];
 };
 
 enum tls_role { TLS_ROLE_CLIENT = 0, TLS_ROLE_SERVER = 1 };
@@ -178,6 +190,9 @@ struct engine_ops {
 
 	/* TS_PEER_*: what the peer has sent so far (to log a failed handshake at its level). */
 	int (*peer_progress)(const struct tsess *s);
+
+	/* What the completed handshake negotiated. */
+	void (*info)(const struct tsess *s, struct ts_info *out);
 };
 
 /* The only symbol libtlsshim-tls.so exports. */

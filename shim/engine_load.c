@@ -14,6 +14,7 @@
 #include "log.h"
 #include "real.h"
 #include "shim.h"
+#include "stats.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static const struct engine_ops *loaded;
@@ -65,6 +66,7 @@ static void load(void)
 	host.real = &real;
 	host.log = log_cb;
 	host.keylog_path = shim.keylog;
+	host.cert_loaded = stats_cert_loaded;
 	if (ops->init(&host, load_error, sizeof(load_error)) != 0)
 		return;
 	/* The engine says whether TLSSHIM_KEYLOG is in use or refused (keylog.c). */

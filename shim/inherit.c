@@ -890,6 +890,29 @@ static void refuse(struct group *g, const char *prog, const char *why)
 	real.close(sp[0]);
 }
 
+/* The address of SS (AF_INET or AF_INET6) as text. */
+static void sa_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	const void *a = ss->ss_family == AF_INET6
+			    ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+			    : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+	if (inet_ntop(ss->ss_family == AF_INET6 ? AF_INET6 : AF_INET, a, buf, (socklen_t)len) ==
+	    NULL)
+		snprintf(buf, len, "0.0.0.0");
+}
+
+/* Keeps R's entry for every later exec (the new program's getpeername & co.). */
+static void carry_relayed(const struct relayed *r, unsigned lport, unsigned pport)
+{
+	char la[64], pa[64];
+
+	sa_text(&r->local, la, sizeof(la));
+	sa_text(&r->peer, pa, sizeof(pa));
+	carry("r %lu %d %s %u %s %u %d", r->ino, r->family == AF_INET6 ? 6 : 4, la, lport, pa,
+	      pport, r->nodelay);
+}
+
 /* Moves G's session into a relay; the program's fds become a socketpair end. */
 static int relay(struct group *g, const char *what)
 {
@@ -904,8 +927,13 @@ static int relay(struct group *g, const char *what)
 	    ep_from_sockaddr(&local, (struct sockaddr *)&ls, ll) != 0)
 		return -ENOTCONN;
 	if (real.getpeername(c->fd, (struct sockaddr *)&ps, &pl) != 0 ||
-	    ep_from_sockaddr(&peer, (struct sockaddr *)&ps, pl) != 0)
-		memset(&peer, 0, sizeof(peer)); /* still connecting: the relay finishes it */
+	    ep_from_sockaddr(&peer, (struct sockaddr *)&ps, pl) != 0) {
+		/* Still connecting (the relay finishes it): the unspecified address. */
+		memset(&peer, 0, sizeof(peer));
+		memset(&ps, 0, sizeof(ps));
+		ps.ss_family = (sa_family_t)ls.ss_family;
+		pl = ll;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
 		return -errno;
 	pid = relay_start(c, sp[1]);
@@ -920,7 +948,7 @@ static int relay(struct group *g, const char *what)
 	memcpy(fds, c->fds, (size_t)n * sizeof(int));
 	pthread_mutex_unlock(&c->lock);
 	r.ino = fd_ino(sp[0]);
-	r.family = local.family;
+	r.family = ls.ss_family; /* as the socket says: AF_INET6 for a mapped IPv4 peer */
 	r.nodelay = conn_nodelay(c);
 	memcpy(&r.local, &ls, sizeof(ls));
 	r.llen = ll;
@@ -937,14 +965,7 @@ static int relay(struct group *g, const char *what)
 	}
 	real.close(sp[0]);
 	relayed_add(&r);
-	{
-		char la[48], pa[48];
-
-		inet_ntop(local.family, local.addr, la, sizeof(la));
-		inet_ntop(local.family, peer.addr, pa, sizeof(pa));
-		carry("r %lu %d %s %u %s %u %d", r.ino, local.family == AF_INET6 ? 6 : 4, la,
-		      local.port, pa, peer.port, r.nodelay);
-	}
+	carry_relayed(&r, local.port, peer.port);
 	return 0;
 }
 

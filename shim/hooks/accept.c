@@ -19,6 +19,7 @@
 #include "log.h"
 #include "names.h"
 #include "shim.h"
+#include "stats.h"
 
 /*
  * The rule for connections accepted on LFD. The target is the listening
@@ -92,12 +93,14 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 		saved = errno;
 		r = accept_rule(lfd, fd, &local, &nodelay);
 		if (r == NULL || r->action == POLICY_PLAIN) {
+			stats_decided(r, POLICY_PLAIN);
 			errno = saved;
 			return fd;
 		}
 		describe_peer(fd, sa, salen, cap, &local, desc, sizeof(desc));
 		if (r->action == POLICY_DENY) {
 			log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
+			stats_decided(r, POLICY_DENY);
 			real.close(fd);
 			continue; /* the program never sees it; a non-blocking accept says EAGAIN */
 		}

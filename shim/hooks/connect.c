@@ -19,6 +19,7 @@
 #include "log.h"
 #include "names.h"
 #include "shim.h"
+#include "stats.h"
 
 /* Drops a wrapping that never became TLS, restoring the program's blocking mode. */
 static void unwrap(int fd)
@@ -64,6 +65,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 		return -ECONNREFUSED;
 	}
 	if (r == NULL || r->action == POLICY_PLAIN) {
+		stats_decided(r, POLICY_PLAIN);
 		if (r != NULL)
 			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source,
 				  r->line);
@@ -73,6 +75,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	ep_describe(&ep, peer, desc + 8, sizeof(desc) - 8);
 	if (r->action == POLICY_DENY) {
 		log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
+		stats_decided(r, POLICY_DENY);
 		return -EACCES;
 	}
 	/*

@@ -24,6 +24,7 @@
 #include "policy.h"
 #include "real.h"
 #include "shim.h"
+#include "stats.h"
 
 #define EX_CONFIG 78
 
@@ -106,6 +107,7 @@ static void fork_child(void)
 	conn_fork_child();
 	epreg_fork_child();
 	inherit_fork_child();
+	stats_fork_child();
 }
 
 /*
@@ -260,6 +262,7 @@ __attribute__((constructor)) static void tlsshim_init(void)
 	/* Copied: programs that set their process title (redis) overwrite environ. */
 	shim.keylog = secure ? NULL : getenv("TLSSHIM_KEYLOG");
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
+	stats_init(secure);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	inherit_startup();
 }

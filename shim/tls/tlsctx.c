@@ -400,6 +400,46 @@ static const char *rule_text(const struct policy_rule *r)
 	return r->text != NULL ? r->text : "?";
 }
 
+/* NOT_AFTER of X as Unix time, or 0 if it cannot be read. */
+static int64_t cert_not_after(const X509 *x)
+{
+	struct tm tm;
+
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/*
+ * Tells the host about the certificates CTX now serves for E's rule: the one
+ * of the chain that expires first (statistics).
+ */
+static void cert_report(const struct ctx_entry *e, SSL_CTX *ctx)
+{
+	X509 *leaf = SSL_CTX_get0_certificate(ctx), *first = leaf;
+	STACK_OF(X509) *chain = NULL;
+	int64_t when = leaf != NULL ? cert_not_after(leaf) : 0;
+	char subject[256] = "";
+	int i;
+
+	if (leaf == NULL || tls_host.cert_loaded == NULL)
+		return;
+	if (SSL_CTX_get0_chain_certs(ctx, &chain) && chain != NULL) {
+		for (i = 0; i < sk_X509_num(chain); i++) {
+			X509 *x = sk_X509_value(chain, i);
+			int64_t t = cert_not_after(x);
+
+			if (t != 0 && (when == 0 || t < when)) {
+				when = t;
+				first = x;
+			}
+		}
+	}
+	X509_NAME_oneline(X509_get_subject_name(first), subject, sizeof(subject));
+	tls_host.cert_loaded(e->rule, subject, when);
+	ERR_clear_error();
+}
+
 /* Builds or rebuilds E's SSL_CTX if due. Called with ctx_lock held. */
 static void ctx_refresh(struct ctx_entry *e)
 {
@@ -442,6 +482,7 @@ static void ctx_refresh(struct ctx_entry *e)
 	e->ctx = n;
 	e->err[0] = '\0';
 	e->tried = 1;
+	cert_report(e, n);
 }
 
 /*

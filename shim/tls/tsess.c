@@ -638,6 +638,15 @@ static int tsess_peer_progress(const struct tsess *s)
 	return TS_PEER_SPOKE;
 }
 
+static void tsess_info(const struct tsess *s, struct ts_info *out)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
+
+	out->version = SSL_version(s->ssl);
+	out->resumed = SSL_session_reused(s->ssl);
+	snprintf(out->cipher, sizeof(out->cipher), "%s", c != NULL ? SSL_CIPHER_get_name(c) : "");
+}
+
 static void init_once_fn(void)
 {
 	uint64_t opts = OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS |
@@ -740,4 +749,5 @@ __attribute__((visibility("default"))) const struct engine_ops tlsshim_engine_op
     .sys_errno = tsess_errno,
     .describe = tsess_describe,
     .peer_progress = tsess_peer_progress,
+    .info = tsess_info,
 };

@@ -776,6 +776,35 @@ Test(inherit_refuse, system_and_posix_spawn_children_write_through_a_relay)
 		  "expected the session to move to a relay at system(), got:\n%s", srv->err);
 }
 
+/* TLSSHIM_INHERIT is program-writable: malformed entries are ignored, never trusted. */
+Test(inherit_refuse, malformed_inherit_entries_are_ignored)
+{
+	static const char *const bad[] = {
+	    ";;;", "a", "a 0", "a -5 1 0", "a 99999999999999999999 1 0 c x", "r", "r 1 4 nonsense 1 :: 2 1",
+	    "x", "a 0 1 0 c " /* empty name */, "a 1 1 zz p p p p p p p p p p", "\x01\xff garbage",
+	};
+	char big[6000];
+	struct h_env e;
+	struct h_proc c;
+	int rc;
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "a 0 1 0 c ", 10);
+	for (size_t i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *v = i < sizeof(bad) / sizeof(bad[0]) ? bad[i] : big;
+
+		shim_env(&e, accept_rule(4433, "tls"), "warn");
+		h_env_set(&e, "TLSSHIM_INHERIT", "%s", v);
+		rc = h_run(&c, ARGV(PY, "-c", "print('ran')"), &e, CLIENT_MS);
+		h_env_free(&e);
+		cr_expect(rc == 0 && strstr(c.out, "ran") != NULL,
+			  "expected a program to run normally with TLSSHIM_INHERIT=\"%.60s\", got %d:\n%s",
+			  v, rc, c.err);
+		h_proc_free(&c);
+	}
+}
+
 /* ---- sshd ------------------------------------------------------------------------ */
 
 /* Forwards 127.0.0.1:LISTEN to 127.0.0.1:TO, appending every byte both ways to FILE. */

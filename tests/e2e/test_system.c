@@ -370,3 +370,44 @@ Test(system_mode, second_copy_of_the_library_stays_out_of_the_way, .fini = stop_
 		  p.out, p.err);
 	h_proc_free(&p);
 }
+
+/* ---- what a process may add: its client certificate ------------------------------- */
+
+/* A server that requires client certificates; the system rule names none. */
+Test(system_mode, user_client_certificate_added_to_a_system_rule, .fini = stop_server)
+{
+	int port = h_free_port();
+	struct h_env env;
+	struct h_proc p;
+	int rc;
+
+	skip_unless_usable();
+	h_env_init(&env);
+	cr_assert_eq(h_spawn(&server,
+			     ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port),
+				  "-cert", (char *)h_pki_file("server.pem"), "-key",
+				  (char *)h_pki_file("server.key"), "-Verify", "1", "-CAfile",
+				  (char *)h_pki_file("ca.pem")),
+			     &env, NULL, 0),
+		     0);
+	h_env_free(&env);
+	cr_assert_eq(h_wait_port(port, 10000), 0);
+	rc = in_namespace(
+	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    h_fmt("curl -sS -m 15 http://localhost:%d/ 2>&1; echo \"== nocert $?\"\n"
+		  "export TLSSHIM_POLICY='connect localhost:%d tls cert=%s key=%s insecure'\n"
+		  "curl -sS -m 15 http://localhost:%d/; echo \"== cert $?\"\n"
+		  "$TLSSHIM explain connect localhost:%d\n",
+		  port, port, h_pki_file("client.pem"), h_pki_file("client.key"), port, port));
+	cr_assert_eq(rc, 0, "%s", p.err);
+	cr_expect(!strstr(p.out, "== nocert 0"), "the server requires a certificate:\n%s", p.out);
+	cr_expect(strstr(p.out, "== cert 0"), "the user's certificate must be presented:\n%s\n%s",
+		  p.out, p.err);
+	cr_expect(strstr(p.out, page_marker), "%s", p.out);
+	cr_expect(strstr(p.out, "adds: cert, key"), "explain must say what was added:\n%s", p.out);
+	cr_expect(strstr(p.out, "verification:      on") || strstr(p.out, "verifies name:"),
+		  "insecure must not be taken from the user's rule:\n%s", p.out);
+	cr_expect(!strstr(p.out, "insecure:") && !strstr(p.out, "OFF"),
+		  "verification stays on:\n%s", p.out);
+	h_proc_free(&p);
+}

@@ -134,6 +134,139 @@ Test(policy_floor, ids_unique_names_and_dirs_cover_both)
 	policy_free(sys);
 }
 
+/* ---- what a process's rule may add to the system rule that applies ------------------ */
+
+#define PIN_A "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+#define PIN_B "sha256/BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA="
+
+/* The rule policy_match() gives for connect NAME:PORT with SYS under OWN. */
+static const struct policy_rule *layered_match(struct policy **sys, struct policy **own,
+					       const char *s, const char *o, const char *name,
+					       uint16_t port)
+{
+	struct policy_query q;
+
+	*sys = sys_must(s);
+	*own = tp_must(o);
+	cr_assert_eq(policy_set_floor(*own, *sys), 0);
+	q = tp_query(POLICY_CONNECT, name, "10.9.8.7", port);
+	return policy_match(*own, &q, NULL);
+}
+
+Test(policy_floor, adds_identity_and_checks_never_changes_them)
+{
+	struct policy *sys, *own;
+	const struct policy_rule *r, *again;
+	struct policy_query q = tp_query(POLICY_CONNECT, "db", "10.9.8.7", 5432);
+
+	r = layered_match(&sys, &own, "connect db:5432 tls ca=/etc name=db.internal",
+			  "connect db:5432 tls ca=/tmp name=evil insecure cert=/etc/hostname "
+			  "key=/etc/hostname pin=" PIN_A " min-version=1.3 alpn=h2",
+			  "db", 5432);
+	cr_assert_not_null(r);
+	cr_expect_str_eq(r->source, "/etc/tlsshim/policy");
+	cr_expect_str_eq(r->opt.ca, "/etc", "the system's trust anchors stay");
+	cr_expect_str_eq(r->opt.name, "db.internal", "the system's verified name stays");
+	cr_expect_eq(r->opt.insecure, 0, "insecure cannot be added");
+	cr_expect_str_eq(r->opt.cert, "/etc/hostname", "the process's client certificate");
+	cr_expect_str_eq(r->opt.key, "/etc/hostname");
+	cr_expect_eq(r->opt.n_pins, 1, "pins added where the system has none");
+	cr_expect_eq(r->opt.min_version, POLICY_TLS1_3, "a higher min-version");
+	cr_expect_str_eq(r->opt.alpn, "h2");
+	cr_expect_neq(r, policy_rule_at(sys, 0), "a combined rule, not the system's own");
+	cr_expect_geq(r->id, 2, "its id is none of the two tables' (%u)", r->id);
+	again = policy_match(own, &q, NULL);
+	cr_expect_eq(again, r, "the same combined rule every time");
+	cr_expect_eq(policy_floor_merged(own, policy_rule_at(sys, 0), policy_rule_at(own, 0)), r);
+	policy_free(own);
+	policy_free(sys);
+}
+
+Test(policy_floor, system_pins_and_versions_are_kept)
+{
+	struct policy *sys, *own;
+	const struct policy_rule *r;
+
+	r = layered_match(&sys, &own, "connect db:5432 tls pin=" PIN_A " min-version=1.3",
+			  "connect db:5432 tls pin=" PIN_B " min-version=1.2", "db", 5432);
+	cr_assert_not_null(r);
+	cr_expect_eq(r, policy_rule_at(sys, 0), "nothing to add: the system rule itself");
+	cr_expect_eq(r->opt.n_pins, 1);
+	cr_expect_eq(r->opt.pins[0].sha256[0], 0, "the system's pin, not the process's");
+	cr_expect_eq(r->opt.min_version, POLICY_TLS1_3);
+	policy_free(own);
+	policy_free(sys);
+}
+
+struct meet_case {
+	const char *sys, *own, *name;
+	uint16_t port;
+	int combined;
+};
+
+/* Which pairs of rules can meet on one connection (and so get a combined rule). */
+static const struct meet_case meet_cases[] = {
+    {"connect *.corp:* tls", "connect db.corp:5432 tls cert=/etc/hostname key=/etc/hostname",
+     "db.corp", 5432, 1},
+    {"connect *.corp:* tls", "connect *.db.corp:* tls cert=/etc/hostname key=/etc/hostname",
+     "a.db.corp", 5432, 1},
+    {"connect *.db.corp:* tls", "connect *.corp:* tls cert=/etc/hostname key=/etc/hostname",
+     "a.db.corp", 5432, 1},
+    {"connect *:5432 tls", "connect db:5432 tls cert=/etc/hostname key=/etc/hostname", "db",
+     5432, 1},
+    {"connect 10.0.0.0/8:5432 tls", "connect 10.9.8.7:5432 tls cert=/etc/hostname "
+				    "key=/etc/hostname",
+     NULL, 5432, 1},
+    {"connect 10.9.0.0/16:5432 tls", "connect db:5432 tls cert=/etc/hostname key=/etc/hostname",
+     "db", 5432, 1},
+    {"connect 10.9.8.7:5432-5440 tls", "connect 10.9.8.7:5433 tls cert=/etc/hostname "
+				       "key=/etc/hostname",
+     NULL, 5433, 1},
+    /* Same action only: a stricter action wins outright, a weaker one loses outright. */
+    {"connect db:5432 tls", "connect db:5432 deny", "db", 5432, 0},
+};
+
+Test(policy_floor, combined_where_rules_can_meet)
+{
+	for (size_t i = 0; i < sizeof(meet_cases) / sizeof(meet_cases[0]); i++) {
+		const struct meet_case *c = &meet_cases[i];
+		struct policy *sys, *own;
+		const struct policy_rule *r;
+
+		r = layered_match(&sys, &own, c->sys, c->own, c->name, c->port);
+		cr_assert_not_null(r, "'%s' / '%s'", c->sys, c->own);
+		if (c->combined) {
+			cr_expect_str_eq(r->source, "/etc/tlsshim/policy", "'%s' / '%s'", c->sys,
+					 c->own);
+			cr_expect(r->opt.cert != NULL, "'%s' / '%s': the certificate is added",
+				  c->sys, c->own);
+		} else {
+			cr_expect(r == policy_rule_at(sys, 0) || r == policy_rule_at(own, 0),
+				  "'%s' / '%s': one of the two rules", c->sys, c->own);
+		}
+		policy_free(own);
+		policy_free(sys);
+	}
+}
+
+Test(policy_floor, accept_adds_client_ca_keeps_server_identity)
+{
+	struct policy *sys = sys_must("accept *:8443 tls cert=/etc/hostname key=/etc/hostname");
+	struct policy *own = tp_must("accept *:8443 tls cert=/etc/passwd key=/etc/passwd "
+				     "client-ca=/etc/hostname allow=cn:svc");
+	struct policy_query q = tp_query(POLICY_ACCEPT, NULL, "127.0.0.1", 8443);
+	const struct policy_rule *r;
+
+	cr_assert_eq(policy_set_floor(own, sys), 0);
+	r = policy_match(own, &q, NULL);
+	cr_assert_not_null(r);
+	cr_expect_str_eq(r->opt.cert, "/etc/hostname", "the system's server certificate");
+	cr_expect_str_eq(r->opt.client_ca, "/etc/hostname", "mutual TLS added");
+	cr_expect_eq(r->opt.n_allow, 1);
+	policy_free(own);
+	policy_free(sys);
+}
+
 Test(policy_floor, unfinished_tables_refused)
 {
 	struct policy *sys = policy_new(), *own = tp_must("connect a:1 tls");
