@@ -202,3 +202,19 @@ Test(surface, fd_closed_behind_the_shims_back_is_reused_cleanly)
 			 p.out, p.err);
 	h_proc_free(&p);
 }
+
+/* io_uring is a known limit: setting one up through syscall() is logged. */
+Test(surface, io_uring_setup_through_syscall_is_warned)
+{
+	struct h_proc p;
+	int rc;
+
+	rc = run_shim(&p, "connect 127.0.0.1:1 tls", ARGV((char *)h_prog("uring_setup")));
+	cr_expect_eq(rc, 0, "expected uring_setup to exit 0, got %d; stderr:\n%s", rc, p.err);
+	cr_expect(strncmp(p.out, "io_uring_setup: ", 16) == 0,
+		  "expected the program's own result line, got:\n%s", p.out);
+	cr_expect(strstr(p.err, "warn: io_uring_setup: socket I/O submitted through io_uring "
+				"bypasses the shim") != NULL,
+		  "expected a warning that io_uring bypasses the shim, stderr:\n%s", p.err);
+	h_proc_free(&p);
+}
