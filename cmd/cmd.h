@@ -12,6 +12,7 @@
 
 /* Exit statuses (sysexits.h values where one fits; the contract fixes 2 and 78). */
 #define CMD_EXIT_OK       0
+#define CMD_EXIT_FAILED   1   /* system: not root, untrusted library, preload file I/O */
 #define CMD_EXIT_POLICY   2   /* check/explain: the policy has errors */
 #define CMD_EXIT_USAGE    64  /* EX_USAGE: bad command line or endpoint */
 #define CMD_EXIT_SOFTWARE 70  /* EX_SOFTWARE: the preload library is missing */

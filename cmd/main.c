@@ -45,9 +45,10 @@ static const char usage_long[] =
     "      --log LEVEL     run: error, warn (default), info or debug (sets TLSSHIM_LOG)\n"
     "\n"
     "With no -p and no -f, the policy is TLSSHIM_POLICY and TLSSHIM_POLICY_FILE from\n"
-    "the environment. Exit status: 0 ok, 2 policy errors (check, explain), 64 usage,\n"
-    "70 library not found, 78 policy errors (run), 126 PROGRAM refused or not\n"
-    "executable, 127 PROGRAM not found. See tlsshim(1) and tlsshim-policy(7).\n";
+    "the environment. Exit status: 0 ok, 1 system could not do it, 2 policy errors\n"
+    "(check, explain, system), 64 usage, 70 library not found, 78 policy errors (run),\n"
+    "126 PROGRAM refused or not executable, 127 PROGRAM not found. See tlsshim(1) and\n"
+    "tlsshim-policy(7).\n";
 
 static void vmsg(const char *fmt, va_list ap)
 {

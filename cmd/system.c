@@ -23,8 +23,6 @@
 
 #include "cmd.h"
 
-#define EXIT_FAILED 1
-
 extern char **environ;
 
 /* The whole file PATH in *BUF (malloc()ed, NUL-terminated) and *LEN. Returns 0 or -errno. */
@@ -308,7 +306,7 @@ static int enable_checks(const char *lib)
 		cmd_err("not enabled: %s; a library every program loads must be owned by root and "
 			"writable by root only (install the package, or make install as root)",
 			why);
-		return EXIT_FAILED;
+		return CMD_EXIT_FAILED;
 	}
 	if (verify_loads(lib) != 0) {
 		cmd_err("not enabled: %s would make every program print a loader error", lib);
@@ -330,7 +328,7 @@ static int system_enable(const char *lib)
 	e = read_all(CMD_PRELOAD_FILE, &old, &len, &mode);
 	if (e != 0 && e != -ENOENT) {
 		cmd_err("cannot read %s: %s", CMD_PRELOAD_FILE, strerror(-e));
-		return EXIT_FAILED;
+		return CMD_EXIT_FAILED;
 	}
 	if (old && find_line(old, len, lib, &end) >= 0) {
 		printf("already enabled: %s preloads %s\n", CMD_PRELOAD_FILE, lib);
@@ -341,13 +339,13 @@ static int system_enable(const char *lib)
 		cmd_err("not enabled: %s already preloads another copy of the library, %s; disable "
 			"it first (tlsshim system disable, from that installation)",
 			CMD_PRELOAD_FILE, other);
-		rc = EXIT_FAILED;
+		rc = CMD_EXIT_FAILED;
 		goto out;
 	}
 	buf = malloc(len + strlen(lib) + 3);
 	if (!buf) {
 		cmd_err("out of memory");
-		rc = EXIT_FAILED;
+		rc = CMD_EXIT_FAILED;
 		goto out;
 	}
 	/* A last line without a newline keeps it: disable then restores the same bytes. */
@@ -358,7 +356,7 @@ static int system_enable(const char *lib)
 	e = write_atomic(CMD_PRELOAD_FILE, buf, strlen(buf), mode);
 	if (e != 0) {
 		cmd_err("cannot write %s: %s; nothing changed", CMD_PRELOAD_FILE, strerror(-e));
-		rc = EXIT_FAILED;
+		rc = CMD_EXIT_FAILED;
 		goto out;
 	}
 	printf("enabled: %s preloads %s into every program started from now on; the system "
@@ -382,7 +380,7 @@ static int system_disable(const char *lib)
 	e = read_all(CMD_PRELOAD_FILE, &old, &len, &mode);
 	if (e != 0 && e != -ENOENT) {
 		cmd_err("cannot read %s: %s", CMD_PRELOAD_FILE, strerror(-e));
-		return EXIT_FAILED;
+		return CMD_EXIT_FAILED;
 	}
 	at = old ? find_line(old, len, lib, &end) : -1;
 	if (at < 0) {
@@ -401,7 +399,7 @@ static int system_disable(const char *lib)
 		e = write_atomic(CMD_PRELOAD_FILE, old, len, mode);
 	if (e != 0) {
 		cmd_err("cannot write %s: %s; nothing changed", CMD_PRELOAD_FILE, strerror(-e));
-		rc = EXIT_FAILED;
+		rc = CMD_EXIT_FAILED;
 		goto out;
 	}
 	printf("disabled: %s no longer preloads %s (programs already running keep it)\n",
@@ -478,7 +476,7 @@ int cmd_system(int argc, char **argv)
 		return cmd_usage_error("'system' takes one of enable, disable, status");
 	if (strcmp(argv[0], "status") != 0 && geteuid() != 0) {
 		cmd_err("'system %s' changes %s: run it as root", argv[0], CMD_PRELOAD_FILE);
-		return EXIT_FAILED;
+		return CMD_EXIT_FAILED;
 	}
 	lib = cmd_find_library();
 	if (!lib)

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -136,6 +137,8 @@ static __attribute__((noreturn)) void relay_main(struct conn *c, int sp)
 	pthread_t up;
 	sigset_t none;
 
+	/* Named for ps/top: otherwise it shows as a copy of the program. */
+	prctl(PR_SET_NAME, "tlsshim-relay", 0, 0, 0);
 	/* The program's handlers are its code, not ours. */
 	for (int s = 1; s < NSIG; s++)
 		sigaction(s, s == SIGPIPE ? &ign : &dfl, NULL);

@@ -510,9 +510,15 @@ static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 	tls_err_clear();
 	/* The server's resumption tickets ride along with its first data (tlsctx.c). */
 	if (s->role == TLS_ROLE_SERVER && !s->tickets_sent) {
+		/* As many as OpenSSL sends by itself: two after a full handshake, one to replace
+		 * the ticket a resumption used (each costs a session encryption and a record). */
+		int tickets = SSL_session_reused(s->ssl) ? 1 : 2, ok;
+
 		s->tickets_sent = 1;
-		if (SSL_version(s->ssl) == TLS1_3_VERSION && SSL_new_session_ticket(s->ssl) == 1 &&
-		    SSL_new_session_ticket(s->ssl) == 1) {
+		ok = SSL_version(s->ssl) == TLS1_3_VERSION;
+		for (int i = 0; ok && i < tickets; i++)
+			ok = SSL_new_session_ticket(s->ssl) == 1;
+		if (ok) {
 			s->gather = 1;
 			ret = SSL_write_ex(s->ssl, buf, n, &written);
 			s->gather = 0;
