@@ -106,8 +106,8 @@ CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
-.PHONY: all deps test unit e2e asan tsan bench bench-apps fuzz demo audit install compdb lint format \
-        format-check check-exports clean deb deb-test
+.PHONY: all deps test test-peers unit e2e asan tsan bench bench-apps fuzz demo audit install compdb \
+        lint format format-check check-exports clean deb deb-test
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
 
@@ -212,6 +212,11 @@ test: deps
 	$(Q)scripts/check-hooks
 	$(Q)scripts/check-fd-surface
 	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(TEST_BIN)
+
+# CPython's own socket test suites, plain and under the shim: the same tests must pass
+# and be skipped (scripts/test-peers; about 1.5 minutes, so not part of `make test`).
+test-peers: deps all
+	$(Q)BUILD=$(BUILD) scripts/test-peers
 
 unit: deps
 	$(Q)$(MAKE) --no-print-directory $(filter-out %/test_conformance %/test_transparency \

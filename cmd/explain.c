@@ -191,6 +191,10 @@ static void print_common_tls(const struct policy_opts *o)
 	     or_default(o->ciphersuites, "OpenSSL's secure defaults (TLS 1.3)"));
 	snprintf(t, sizeof(t), "%gs", o->handshake_timeout_ms / 1000.0);
 	line("handshake-timeout", "%s", t);
+	if (o->expiry_warn_days == 0)
+		line("expiry-warn", "off (an expired certificate is still an error)");
+	else
+		line("expiry-warn", "%u days before a certificate expires", o->expiry_warn_days);
 	line("renegotiation", "off");
 }
 

@@ -290,6 +290,8 @@ static void put_opts(struct out *o, const struct policy_opts *op)
 			frac[--n] = '\0';
 		putf(o, " handshake-timeout=%u%s%s", ms / 1000, n ? "." : "", frac);
 	}
+	if (given(op, POLICY_OPT_EXPIRY_WARN))
+		putf(o, " expiry-warn=%u", op->expiry_warn_days);
 }
 
 int policy_format_rule(const struct policy_rule *r, char *buf, size_t len)

@@ -577,6 +577,7 @@ static const struct opt_def {
     [POLICY_OPT_CIPHERS] = {"ciphers", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_CIPHERSUITES] = {"ciphersuites", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_HANDSHAKE_TIMEOUT] = {"handshake-timeout", ON_CONNECT | ON_ACCEPT, 0, 0},
+    [POLICY_OPT_EXPIRY_WARN] = {"expiry-warn", ON_CONNECT | ON_ACCEPT, 0, 0},
 };
 
 const char *policy_opt_str(enum policy_opt o)
@@ -877,6 +878,27 @@ static int opt_allow(struct pctx *c, struct policy_opts *o, const struct tok *t,
 	return 0;
 }
 
+/* Whole days, 0 (never warn) to POLICY_MAX_EXPIRY_WARN_DAYS: "14", "30". */
+static int opt_expiry_warn(struct pctx *c, struct policy_opts *o, const struct tok *t,
+			   const char *v, size_t n)
+{
+	long days = parse_dec(v, n, 6);
+	char shown[96];
+
+	if (days < 0) {
+		report(c, t->vcol, "expiry-warn: expected a number of days such as '14', got '%s'",
+		       policy_shown(v, n, shown, sizeof(shown)));
+		return -1;
+	}
+	if (days > (long)POLICY_MAX_EXPIRY_WARN_DAYS) {
+		report(c, t->vcol, "expiry-warn must be at most %u days",
+		       POLICY_MAX_EXPIRY_WARN_DAYS);
+		return -1;
+	}
+	o->expiry_warn_days = (unsigned)days;
+	return 0;
+}
+
 /* Decimal seconds, up to millisecond precision: "10", "0.5", "2.25". */
 static int opt_timeout(struct pctx *c, struct policy_opts *o, const struct tok *t, const char *v,
 		       size_t n)
@@ -1043,6 +1065,8 @@ static int apply_opt(struct pctx *c, struct policy_opts *o, int id, const struct
 		return 0;
 	case POLICY_OPT_HANDSHAKE_TIMEOUT:
 		return opt_timeout(c, o, t, v, n);
+	case POLICY_OPT_EXPIRY_WARN:
+		return opt_expiry_warn(c, o, t, v, n);
 	default:
 		return -1;
 	}
@@ -1242,6 +1266,7 @@ static void parse_rule(struct pctx *c, struct tok *t, size_t n, const char *text
 	}
 	r->opt.min_version = POLICY_TLS1_2;
 	r->opt.handshake_timeout_ms = POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	r->opt.expiry_warn_days = POLICY_DEFAULT_EXPIRY_WARN_DAYS;
 	read_rule(c, r, t, n, text, tlen);
 	if (c->errors != before)
 		return;

@@ -41,6 +41,8 @@ enum policy_port_kind { POLICY_PORT_ONE = 0, POLICY_PORT_RANGE, POLICY_PORT_ANY 
 #define POLICY_TLS1_3 0x0304
 
 #define POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
+#define POLICY_DEFAULT_EXPIRY_WARN_DAYS     14u
+#define POLICY_MAX_EXPIRY_WARN_DAYS         3650u
 
 struct policy_pin {
 	unsigned char sha256[32]; /* SHA-256 of the DER SubjectPublicKeyInfo */
@@ -62,12 +64,13 @@ enum policy_opt {
 	POLICY_OPT_CIPHERS,
 	POLICY_OPT_CIPHERSUITES,
 	POLICY_OPT_HANDSHAKE_TIMEOUT,
+	POLICY_OPT_EXPIRY_WARN,
 	POLICY_OPT_COUNT
 };
 
 /*
  * Every option of a rule. NULL / 0 means "not given" (the default applies),
- * except min_version and handshake_timeout_ms, which always hold the value to
+ * except min_version, handshake_timeout_ms and expiry_warn_days, which always hold the value to
  * use (the default when not given); GIVEN says what the rule wrote.
  */
 struct policy_opts {
@@ -89,6 +92,7 @@ struct policy_opts {
 	int insecure;                  /* connect: skip verification */
 	int min_version;               /* POLICY_TLS1_2 (default) or POLICY_TLS1_3 */
 	unsigned handshake_timeout_ms; /* default POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	unsigned expiry_warn_days;     /* default POLICY_DEFAULT_EXPIRY_WARN_DAYS; 0: never warn */
 	unsigned given;                /* bit (1u << POLICY_OPT_x) for each option the rule wrote */
 };
 

@@ -48,6 +48,17 @@ struct file_stamp {
 	struct timespec mtime;
 };
 
+/* The certificate of one source (our chain, the trust anchors) that expires first. */
+struct expiry {
+	int64_t not_after; /* Unix time; 0: none loaded from this source */
+	const char *what;  /* "cert", "ca", "client-ca" */
+	const char *path;
+	char subject[160];
+};
+
+#define EXPIRY_SOURCES   2     /* our chain; the trust anchors from a ca/client-ca file */
+#define EXPIRY_RECHECK_S 86400 /* a process that runs for months warns again each day */
+
 struct ctx_entry {
 	struct ctx_entry *next;
 	const struct policy_rule *rule;
@@ -57,6 +68,8 @@ struct ctx_entry {
 	long long checked_ns;
 	struct file_stamp stamp[CTX_FILES]; /* as at the last build attempt */
 	char err[256];                      /* why the last build failed */
+	struct expiry exp[EXPIRY_SOURCES];  /* of the current SSL_CTX */
+	int64_t exp_next;                   /* when to look at the expiry dates again */
 };
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -410,6 +423,100 @@ static int64_t cert_not_after(const X509 *x)
 	return (int64_t)timegm(&tm);
 }
 
+/* Keeps X in EX if it expires before what EX holds. */
+static void expiry_note(struct expiry *ex, X509 *x)
+{
+	int64_t t = cert_not_after(x);
+
+	if (t == 0 || (ex->not_after != 0 && t >= ex->not_after))
+		return;
+	ex->not_after = t;
+	X509_NAME_oneline(X509_get_subject_name(x), ex->subject, sizeof(ex->subject));
+}
+
+/*
+ * Records in E the certificates of CTX that expire first: of our chain
+ * (cert=), and of the trust anchors read from a ca=/client-ca= file (a
+ * directory's certificates are read only when a handshake needs them, and the
+ * system store is the system's to keep).
+ */
+static void expiry_collect(struct ctx_entry *e, SSL_CTX *ctx)
+{
+	const struct policy_opts *o = &e->rule->opt;
+	const char *trust = e->role == TLS_ROLE_SERVER ? o->client_ca : o->ca;
+	STACK_OF(X509) *chain = NULL;
+	STACK_OF(X509_OBJECT) * objs;
+	X509 *leaf = SSL_CTX_get0_certificate(ctx);
+	struct stat st;
+	int i;
+
+	memset(e->exp, 0, sizeof(e->exp));
+	e->exp[0].what = "cert";
+	e->exp[0].path = o->cert;
+	e->exp[1].what = e->role == TLS_ROLE_SERVER ? "client-ca" : "ca";
+	e->exp[1].path = trust;
+	if (leaf != NULL) {
+		expiry_note(&e->exp[0], leaf);
+		if (SSL_CTX_get0_chain_certs(ctx, &chain) && chain != NULL)
+			for (i = 0; i < sk_X509_num(chain); i++)
+				expiry_note(&e->exp[0], sk_X509_value(chain, i));
+	}
+	if (trust != NULL && stat(trust, &st) == 0 && S_ISREG(st.st_mode)) {
+		objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+		for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+			X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+			if (x != NULL)
+				expiry_note(&e->exp[1], x);
+		}
+	}
+	e->exp_next = 0;
+	ERR_clear_error();
+}
+
+/*
+ * An error line for each source whose certificate has expired, a warn line
+ * for each that expires within the rule's expiry-warn days; again every day
+ * for as long as the process runs (looked at when a connection is made).
+ */
+static void expiry_check(struct ctx_entry *e)
+{
+	int64_t now = (int64_t)time(NULL), left;
+	unsigned days = e->rule->opt.expiry_warn_days;
+	char when[32];
+	struct tm tm;
+	time_t t;
+	int i;
+
+	if (now < e->exp_next)
+		return;
+	e->exp_next = now + EXPIRY_RECHECK_S;
+	for (i = 0; i < EXPIRY_SOURCES; i++) {
+		const struct expiry *x = &e->exp[i];
+
+		if (x->not_after == 0)
+			continue;
+		t = (time_t)x->not_after;
+		if (gmtime_r(&t, &tm) == NULL)
+			continue;
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		left = x->not_after - now;
+		if (left <= 0)
+			tls_log(
+			    LOG_LVL_ERROR,
+			    "rule \"%s\": %s %s: certificate %s expired on %s; peers will refuse "
+			    "it",
+			    rule_text(e->rule), x->what, x->path, x->subject, when);
+		else if (days > 0 && left <= (int64_t)days * 86400)
+			tls_log(LOG_LVL_WARN,
+				"rule \"%s\": %s %s: certificate %s expires in %s%lld day%s, on %s",
+				rule_text(e->rule), x->what, x->path, x->subject,
+				left < 86400 ? "less than " : "",
+				(long long)(left < 86400 ? 1 : left / 86400),
+				left / 86400 == 1 || left < 86400 ? "" : "s", when);
+	}
+}
+
 /*
  * Tells the host about the certificates CTX now serves for E's rule: the one
  * of the chain that expires first (statistics).
@@ -452,6 +559,8 @@ static void ctx_refresh(struct ctx_entry *e)
 	if (e->tried && now - e->checked_ns < CTX_RECHECK_NS)
 		return;
 	e->checked_ns = now;
+	if (e->ctx != NULL)
+		expiry_check(e);
 	/* Stat before reading: a change during the build shows up at the next check. */
 	stamp_files(e->rule, st);
 	if (e->tried && stamps_equal(st, e->stamp, CTX_FILES))
@@ -483,6 +592,8 @@ static void ctx_refresh(struct ctx_entry *e)
 	e->err[0] = '\0';
 	e->tried = 1;
 	cert_report(e, n);
+	expiry_collect(e, n);
+	expiry_check(e);
 }
 
 /*

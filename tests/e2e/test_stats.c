@@ -377,3 +377,106 @@ Test(stats, unknown_pid_is_an_error)
 	cr_expect_eq(rc, 64, "expected a usage error for --output without --prometheus");
 	h_proc_free(&p);
 }
+
+/* ---- certificate expiry (expiry-warn=) ----------------------------------------------- */
+
+TestSuite(expiry, .fini = teardown, .timeout = 90);
+
+/* DIR/NAME.pem + .key for localhost, signed by the test CA, valid for DAYS days. */
+static void make_cert_days(const char *dir, const char *name, int days)
+{
+	char *script =
+	    h_fmt("set -e; cd '%s'\n"
+		  "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s.key\n"
+		  "openssl req -new -key %s.key -subj /CN=soon.test -out %s.csr\n"
+		  "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > %s.ext\n"
+		  "openssl x509 -req -in %s.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
+		  "-hex 8) -days %d -extfile %s.ext -out %s.pem\n",
+		  dir, name, name, name, name, name, pki("ca.pem"), pki("ca.key"), days, name,
+		  name);
+	struct h_proc p;
+	int rc = run_in(&p, ARGV("/bin/sh", "-c", script), "/nonexistent");
+
+	cr_assert_eq(rc, 0, "expected to make certificate %s:\n%s%s", name, p.out, p.err);
+	h_proc_free(&p);
+}
+
+/* Starts http.server with RULE_EXTRA after the cert/key of NAME, makes one TLS request. */
+static struct h_proc *serve_once(const char *dir, const char *name, const char *extra,
+				 int expect_ok)
+{
+	int port = h_free_port();
+	struct h_proc *srv, p;
+	int rc;
+
+	srv = start_http(port,
+			 h_fmt("accept 127.0.0.1:%d tls cert=%s/%s.pem key=%s/%s.key%s", port, dir,
+			       name, dir, name, extra),
+			 "/nonexistent");
+	rc = run_in(&p,
+		    ARGV("curl", "-sS", "-o", "/dev/null", "--cacert", (char *)pki("ca.pem"),
+			 h_fmt("https://localhost:%d/", port)),
+		    "/nonexistent");
+	if (expect_ok)
+		cr_expect_eq(rc, 0, "expected curl to succeed:\n%s", p.err);
+	else
+		cr_expect_neq(rc, 0, "expected curl to refuse the expired certificate");
+	h_proc_free(&p);
+	h_collect(srv, 300);
+	return srv;
+}
+
+Test(expiry, warns_within_14_days_by_default)
+{
+	const char *dir = h_tmpdir();
+	struct h_proc *srv;
+
+	make_cert_days(dir, "soon", 5);
+	srv = serve_once(dir, "soon", "", 1);
+	cr_expect(strstr(srv->err, "warn: rule \"accept") != NULL &&
+		      (strstr(srv->err, h_fmt("cert %s/soon.pem: certificate /CN=soon.test expires "
+					      "in 4 days",
+					      dir)) != NULL ||
+		       strstr(srv->err, h_fmt("cert %s/soon.pem: certificate /CN=soon.test expires "
+					      "in 5 days",
+					      dir)) != NULL),
+		  "expected a warn line naming the file, the subject and the days left, got:\n%s",
+		  srv->err);
+}
+
+Test(expiry, expiry_warn_option_sets_the_window)
+{
+	const char *dir = h_tmpdir();
+	struct h_proc *srv;
+
+	make_cert_days(dir, "soon", 5);
+	make_cert_days(dir, "later", 40);
+	srv = serve_once(dir, "soon", " expiry-warn=3", 1);
+	cr_expect(strstr(srv->err, "expires in") == NULL,
+		  "expected no warning 5 days ahead with expiry-warn=3, got:\n%s", srv->err);
+	srv = serve_once(dir, "later", " expiry-warn=60", 1);
+	cr_expect(strstr(srv->err, "certificate /CN=soon.test expires in 39 days") != NULL ||
+		      strstr(srv->err, "certificate /CN=soon.test expires in 40 days") != NULL,
+		  "expected a warning 40 days ahead with expiry-warn=60, got:\n%s", srv->err);
+	srv = serve_once(dir, "later", "", 1);
+	cr_expect(strstr(srv->err, "expires in") == NULL,
+		  "expected no warning 40 days ahead by default, got:\n%s", srv->err);
+}
+
+Test(expiry, expired_certificate_is_an_error_line)
+{
+	const char *dir = h_tmpdir();
+	struct h_proc *srv, p;
+
+	run_in(&p,
+	       ARGV("/bin/sh", "-c",
+		    h_fmt("cp '%s' '%s' '%s/'", pki("expired.pem"), pki("expired.key"), dir)),
+	       "/nonexistent");
+	h_proc_free(&p);
+	srv = serve_once(dir, "expired", " expiry-warn=0", 0);
+	cr_expect(strstr(srv->err, h_fmt("cert %s/expired.pem: certificate /CN=localhost expired "
+					 "on 2020-02-01 00:00:00 UTC",
+					 dir)) != NULL &&
+		      strstr(srv->err, "error: rule") != NULL,
+		  "expected an error line saying when it expired, got:\n%s", srv->err);
+}

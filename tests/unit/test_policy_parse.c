@@ -361,6 +361,15 @@ Test(policy_parse, reads_version_ciphers_and_timeouts)
 		cr_expect_eq(r->opt.handshake_timeout_ms, cases[i].ms, "%s", cases[i].in);
 		policy_free(p);
 	}
+	r = one_rule("accept *:1 tls cert=/dev/null key=/dev/null", &p);
+	cr_expect_eq(r->opt.expiry_warn_days, 14, "expiry-warn defaults to 14 days");
+	policy_free(p);
+	r = one_rule("connect a.com tls expiry-warn=30", &p);
+	cr_expect_eq(r->opt.expiry_warn_days, 30, "expiry-warn=30");
+	policy_free(p);
+	r = one_rule("accept *:1 tls cert=/dev/null key=/dev/null expiry-warn=0", &p);
+	cr_expect_eq(r->opt.expiry_warn_days, 0, "expiry-warn=0");
+	policy_free(p);
 	r = one_rule("connect a.com tls ciphers=ECDHE+AESGCM:!aNULL "
 		     "ciphersuites=TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
 		     &p);
@@ -608,14 +617,14 @@ Test(policy_parse, prints_options_in_contract_order)
 	struct policy *p;
 
 	snprintf(buf, sizeof(buf),
-		 "connect a.com:443 tls handshake-timeout=1 ciphersuites=S ciphers=C "
+		 "connect a.com:443 tls expiry-warn=30 handshake-timeout=1 ciphersuites=S ciphers=C "
 		 "min-version=1.3 alpn=h2 pin=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= "
 		 "insecure name=n.com sni=s.com key=%s cert=%s ca=%s",
 		 f_key, f_cert, f_ca);
 	snprintf(want, sizeof(want),
 		 "connect a.com:443 tls ca=%s cert=%s key=%s sni=s.com name=n.com insecure "
 		 "pin=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= alpn=h2 min-version=1.3 "
-		 "ciphers=C ciphersuites=S handshake-timeout=1",
+		 "ciphers=C ciphersuites=S handshake-timeout=1 expiry-warn=30",
 		 f_ca, f_cert, f_key);
 	cr_expect_str_eq(tp_fmt(one_rule(buf, &p)), want, "%s", buf);
 	policy_free(p);
@@ -651,6 +660,7 @@ Test(policy_parse, names_enums_in_short_words)
 	cr_expect_str_eq(policy_port_kind_str(POLICY_PORT_ANY), "any port");
 	cr_expect_str_eq(policy_opt_str(POLICY_OPT_CLIENT_CA), "client-ca");
 	cr_expect_str_eq(policy_opt_str(POLICY_OPT_HANDSHAKE_TIMEOUT), "handshake-timeout");
+	cr_expect_str_eq(policy_opt_str(POLICY_OPT_EXPIRY_WARN), "expiry-warn");
 	cr_expect_str_eq(policy_dir_str((enum policy_dir)7), "?");
 	cr_expect_str_eq(policy_opt_str(POLICY_OPT_COUNT), "?");
 }
