@@ -106,7 +106,7 @@ CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
-.PHONY: all deps test test-peers unit e2e asan tsan bench bench-apps fuzz demo audit install compdb \
+.PHONY: all deps test test-peers unit e2e asan tsan bench bench-apps bench-pg fuzz demo audit install compdb \
         lint format format-check check-exports clean deb deb-test
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
@@ -241,6 +241,10 @@ $(EMPTY_SO): tests/bench/preload/empty_preload.c Makefile | $(DEPS_STAMP)
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN) $(EMPTY_SO)
 	$(Q)BUILD=$(BUILD) tests/bench/run
+
+# PostgreSQL pgbench -S through starttls=postgres vs libpq's own TLS (tests/bench/pgbench).
+bench-pg: all
+	$(Q)BUILD=$(BUILD) tests/bench/pgbench
 
 # Real servers (nginx, redis) side by side under wrk and redis-benchmark (~8 min; quick
 # ~2 with BENCH_QUICK=1); installs the servers, terminators and load generators it needs.

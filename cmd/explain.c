@@ -179,9 +179,36 @@ static const char *or_default(const char *v, const char *dflt)
 	return v && *v ? v : dflt;
 }
 
-static void print_common_tls(const struct policy_opts *o)
+/* What the starttls= dialogue does, in words, for DIR. */
+static const char *starttls_words(int proto, enum policy_dir dir)
+{
+	switch (proto) {
+	case POLICY_STARTTLS_POSTGRES:
+		return dir == POLICY_CONNECT
+			   ? "postgres: tlsshim sends SSLRequest and needs 'S' before the "
+			     "handshake; the program's own SSLRequest is answered 'N' (it then "
+			     "speaks plain inside TLS)"
+			   : "postgres: tlsshim answers the client's SSLRequest with 'S' and "
+			     "GSSENCRequest with 'N'; the program reads the startup message as "
+			     "if it came in plain";
+	case POLICY_STARTTLS_SMTP:
+		return "smtp: tlsshim reads the greeting, sends EHLO and STARTTLS (RFC "
+		       "3207); the program reads the pre-TLS greeting, then its EHLO goes "
+		       "inside TLS";
+	case POLICY_STARTTLS_IMAP:
+		return "imap: tlsshim reads the greeting, sends STARTTLS (RFC 3501 6.2.1); "
+		       "the program reads the greeting without its capability list, then its "
+		       "commands go inside TLS";
+	default:
+		return "none (the TLS handshake starts at once)";
+	}
+}
+
+static void print_common_tls(const struct policy_opts *o, enum policy_dir dir)
 {
 	char t[32];
+
+	line("starttls", "%s", starttls_words(o->starttls, dir));
 
 	line("alpn", "%s", or_default(o->alpn, "none (no ALPN)"));
 	line("min-version", "%s", o->min_version == POLICY_TLS1_3 ? "1.3" : "1.2");
@@ -318,7 +345,7 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 		line("pin", "sha256/%s", pin);
 	}
 	print_connect_checks(r, q, sni, addr);
-	print_common_tls(o);
+	print_common_tls(o, POLICY_CONNECT);
 }
 
 static void print_accept_tls(const struct policy_rule *r)
@@ -335,7 +362,7 @@ static void print_accept_tls(const struct policy_rule *r)
 	for (i = 0; i < o->n_allow; i++)
 		line("allow", "%s", o->allow[i]);
 	print_accept_checks(r);
-	print_common_tls(o);
+	print_common_tls(o, POLICY_ACCEPT);
 }
 
 static const char *action_words(const struct policy_rule *r)
@@ -352,6 +379,9 @@ static const char *action_words(const struct policy_rule *r)
 			   ? "refuse it: connect() fails with EACCES"
 			   : "refuse it: the connection is closed before the program sees it";
 	case POLICY_AUTO:
+		if (r->opt.starttls == POLICY_STARTTLS_POSTGRES)
+			return "TLS when the client's first message is an SSLRequest, cleartext "
+			       "otherwise";
 		return "TLS when the client's first bytes are a TLS ClientHello, cleartext "
 		       "otherwise";
 	default:

@@ -290,6 +290,8 @@ static void put_opts(struct out *o, const struct policy_opts *op)
 			frac[--n] = '\0';
 		putf(o, " handshake-timeout=%u%s%s", ms / 1000, n ? "." : "", frac);
 	}
+	if (op->starttls != POLICY_STARTTLS_NONE)
+		putf(o, " starttls=%s", policy_starttls_str(op->starttls));
 	if (given(op, POLICY_OPT_EXPIRY_WARN))
 		putf(o, " expiry-warn=%u", op->expiry_warn_days);
 }

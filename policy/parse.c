@@ -577,8 +577,35 @@ static const struct opt_def {
     [POLICY_OPT_CIPHERS] = {"ciphers", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_CIPHERSUITES] = {"ciphersuites", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_HANDSHAKE_TIMEOUT] = {"handshake-timeout", ON_CONNECT | ON_ACCEPT, 0, 0},
+    [POLICY_OPT_STARTTLS] = {"starttls", ON_CONNECT | ON_ACCEPT, 0, 0},
     [POLICY_OPT_EXPIRY_WARN] = {"expiry-warn", ON_CONNECT | ON_ACCEPT, 0, 0},
 };
+
+static const char *const starttls_names[] = {NULL, "postgres", "smtp", "imap"};
+
+const char *policy_starttls_str(enum policy_starttls s)
+{
+	if ((unsigned)s >= sizeof(starttls_names) / sizeof(starttls_names[0]))
+		return NULL;
+	return starttls_names[s];
+}
+
+/* starttls=PROTO (the direction is checked in parse_opts). */
+static int opt_starttls(struct pctx *c, struct policy_opts *o, const struct tok *t, const char *v,
+			size_t n)
+{
+	char shown[96];
+
+	for (size_t i = 1; i < sizeof(starttls_names) / sizeof(starttls_names[0]); i++) {
+		if (strcmp(v, starttls_names[i]) == 0) {
+			o->starttls = (int)i;
+			return 0;
+		}
+	}
+	report(c, t->vcol, "starttls: expected 'postgres', 'smtp' or 'imap', got '%s'",
+	       policy_shown(v, n, shown, sizeof(shown)));
+	return -1;
+}
 
 const char *policy_opt_str(enum policy_opt o)
 {
@@ -1065,6 +1092,8 @@ static int apply_opt(struct pctx *c, struct policy_opts *o, int id, const struct
 		return 0;
 	case POLICY_OPT_HANDSHAKE_TIMEOUT:
 		return opt_timeout(c, o, t, v, n);
+	case POLICY_OPT_STARTTLS:
+		return opt_starttls(c, o, t, v, n);
 	case POLICY_OPT_EXPIRY_WARN:
 		return opt_expiry_warn(c, o, t, v, n);
 	default:
@@ -1161,6 +1190,13 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 	if (r->dir == POLICY_ACCEPT && at[POLICY_OPT_ALLOW] && !at[POLICY_OPT_CLIENT_CA])
 		report(c, at[POLICY_OPT_ALLOW]->col,
 		       "'allow' needs 'client-ca' (client certificates are checked only with it)");
+	/* Server sides not built: say so rather than fail every connection. */
+	if (r->dir == POLICY_ACCEPT &&
+	    (o->starttls == POLICY_STARTTLS_IMAP || o->starttls == POLICY_STARTTLS_SMTP))
+		report(c, at[POLICY_OPT_STARTTLS]->vcol,
+		       "starttls=%s applies to connect rules only (accept rules support "
+		       "postgres)",
+		       policy_starttls_str(o->starttls));
 	/* A cleartext client has no certificate: auto would serve it unauthenticated. */
 	for (i = POLICY_OPT_CLIENT_CA; i <= POLICY_OPT_ALLOW; i++) {
 		if (r->action == POLICY_AUTO && at[i])

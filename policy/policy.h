@@ -44,6 +44,17 @@ enum policy_port_kind { POLICY_PORT_ONE = 0, POLICY_PORT_RANGE, POLICY_PORT_ANY 
 #define POLICY_DEFAULT_EXPIRY_WARN_DAYS     14u
 #define POLICY_MAX_EXPIRY_WARN_DAYS         3650u
 
+/* starttls=: the protocol's own upgrade before the TLS handshake. */
+enum policy_starttls {
+	POLICY_STARTTLS_NONE = 0,
+	POLICY_STARTTLS_POSTGRES,
+	POLICY_STARTTLS_SMTP,
+	POLICY_STARTTLS_IMAP,
+};
+
+/* "postgres", "smtp", "imap" (NULL for NONE). */
+const char *policy_starttls_str(enum policy_starttls s);
+
 struct policy_pin {
 	unsigned char sha256[32]; /* SHA-256 of the DER SubjectPublicKeyInfo */
 };
@@ -64,6 +75,7 @@ enum policy_opt {
 	POLICY_OPT_CIPHERS,
 	POLICY_OPT_CIPHERSUITES,
 	POLICY_OPT_HANDSHAKE_TIMEOUT,
+	POLICY_OPT_STARTTLS,
 	POLICY_OPT_EXPIRY_WARN,
 	POLICY_OPT_COUNT
 };
@@ -92,6 +104,7 @@ struct policy_opts {
 	int insecure;                  /* connect: skip verification */
 	int min_version;               /* POLICY_TLS1_2 (default) or POLICY_TLS1_3 */
 	unsigned handshake_timeout_ms; /* default POLICY_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	int starttls;                  /* enum policy_starttls */
 	unsigned expiry_warn_days;     /* default POLICY_DEFAULT_EXPIRY_WARN_DAYS; 0: never warn */
 	unsigned given;                /* bit (1u << POLICY_OPT_x) for each option the rule wrote */
 };

@@ -8,6 +8,7 @@
  * by the handshake deadline. A non-blocking caller gets EAGAIN instead of the
  * wait.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@
 #include "listeners.h"
 #include "log.h"
 #include "real.h"
+#include "starttls.h"
 #include "stats.h"
 
 /* Every live conn, for the fork handlers. */
@@ -89,6 +91,7 @@ void conn_put(struct conn *c)
 	if (c->fds != c->fds_inline)
 		free(c->fds);
 	free(c->hold);
+	free(c->st);
 	if (c->claim_word != NULL)
 		munmap((void *)c->claim_word, sizeof(*c->claim_word));
 	pthread_mutex_destroy(&c->lock);
@@ -237,6 +240,12 @@ struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char 
 	}
 	if (rule->opt.insecure)
 		log_warn("%s: certificate verification is off (insecure)", desc);
+	if (rule->opt.starttls != POLICY_STARTTLS_NONE) {
+		c->st = malloc(sizeof(*c->st));
+		if (c->st == NULL)
+			goto nomem;
+		stls_init(c->st, rule->opt.starttls, TLS_ROLE_CLIENT, 0, NULL);
+	}
 	return c;
 nomem:
 	if (c != NULL)
@@ -262,6 +271,18 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 	}
 	c->role = TLS_ROLE_SERVER;
 	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
+	if (rule->opt.starttls != POLICY_STARTTLS_NONE) {
+		/* With auto, the protocol's request is what tells TLS from cleartext. */
+		c->st = malloc(sizeof(*c->st));
+		if (c->st == NULL) {
+			conn_put(c);
+			*err = ENOMEM;
+			return NULL;
+		}
+		stls_init(c->st, rule->opt.starttls, TLS_ROLE_SERVER, rule->action == POLICY_AUTO,
+			  NULL);
+		c->state = CONN_STARTTLS;
+	}
 	atomic_init(&c->user_nonblock, user_nonblock);
 	atomic_init(&c->user_nodelay,
 		    user_nodelay >= 0 ? make_nodelay_was(fd, user_nodelay) : make_nodelay(fd));
@@ -639,6 +660,15 @@ static int step_connect(struct conn *c, short *want)
 		c->so_error = err;
 		return -err;
 	}
+	if (c->st != NULL) {
+		/*
+		 * starttls=: connect() returns after the dialogue and the handshake,
+		 * as before the early return existed: what the program reads and
+		 * writes first depends on them (stls_pg_filter, the greeting).
+		 */
+		c->state = CONN_STARTTLS;
+		return 0;
+	}
 	c->state = CONN_HANDSHAKE;
 	/*
 	 * A plain connect() is done here. Wait a little for the handshake, so that
@@ -692,6 +722,134 @@ static int hangup(struct conn *c, int rc)
 	c->err = EPIPE;
 	c->so_error = 0;
 	return -EPIPE;
+}
+
+/* ---- starttls= (the machines are in starttls*.c) ------------------------------------ */
+
+/* SMTP's EHLO argument: our address as a literal (RFC 5321 4.1.3), as a client without a name. */
+static void starttls_helo(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char a[INET6_ADDRSTRLEN] = "127.0.0.1";
+
+	if (c->st->proto != POLICY_STARTTLS_SMTP || c->st->phase != 0 || c->st->in_len != 0)
+		return;
+	if (real.getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, a, sizeof(a));
+		else if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, a, sizeof(a));
+	}
+	snprintf(c->st->helo, sizeof(c->st->helo), "[%s%s]",
+		 ss.ss_family == AF_INET6 ? "IPv6:" : "", a);
+}
+
+static int starttls_fail(struct conn *c, int level, const char *what)
+{
+	char why[STLS_WHY_MAX + 64];
+
+	snprintf(why, sizeof(why), "starttls=%s: %s", policy_starttls_str(c->st->proto), what);
+	return fail_at(c, c->role == TLS_ROLE_CLIENT ? LOG_LVL_ERROR : level, why);
+}
+
+/*
+ * The protocol's upgrade, on the raw socket: send what the machine says, read
+ * what it asks for (a server never past the request), until it says TLS
+ * (CONN_HANDSHAKE), cleartext (accept auto: CONN_PLAIN) or fail. The
+ * handshake-timeout bounds the dialogue and the handshake together.
+ */
+static int step_starttls(struct conn *c, short *want)
+{
+	struct stls *s = c->st;
+	uint64_t now = now_ns();
+	char why[128];
+	ssize_t n;
+
+	if (c->hs_deadline_ns == 0) {
+		c->hs_deadline_ns = now + (uint64_t)c->rule->opt.handshake_timeout_ms * 1000000u;
+		starttls_helo(c);
+	} else if (now >= c->hs_deadline_ns) {
+		snprintf(why, sizeof(why), "the dialogue took longer than %u ms",
+			 c->rule->opt.handshake_timeout_ms);
+		return starttls_fail(c, LOG_LVL_INFO, why);
+	}
+	for (;;) {
+		if (c->st_out_off < s->out_len) {
+			n = real.send(c->fd, s->out + c->st_out_off, s->out_len - c->st_out_off,
+				      MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				*want = POLLOUT;
+				return -EAGAIN;
+			}
+			if (n < 0)
+				return starttls_fail(c, LOG_LVL_INFO, strerror(errno));
+			c->st_out_off += (size_t)n;
+			continue;
+		}
+		s->out_len = 0;
+		c->st_out_off = 0;
+		switch (stls_step(s)) {
+		case STLS_WANT_WRITE:
+			continue;
+		case STLS_WANT_READ: {
+			size_t room = sizeof(s->in) - s->in_len;
+
+			n = real.recv(c->fd, s->in + s->in_len,
+				      s->read_max < room ? s->read_max : room, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				*want = POLLIN;
+				return -EAGAIN;
+			}
+			if (n < 0)
+				return starttls_fail(c, LOG_LVL_INFO, strerror(errno));
+			if (n == 0)
+				return starttls_fail(c,
+						     s->in_len == 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+						     "the peer closed the connection");
+			s->in_len += (size_t)n;
+			continue;
+		}
+		case STLS_TLS:
+			log_debug("%s: starttls=%s: upgraded; TLS handshake next", c->desc,
+				  policy_starttls_str(s->proto));
+			c->state = CONN_HANDSHAKE;
+			return 0;
+		case STLS_PLAIN:
+			log_info("%s: cleartext client (auto, starttls=%s)", c->desc,
+				 policy_starttls_str(s->proto));
+			c->state = CONN_PLAIN;
+			return 0;
+		default:
+			return starttls_fail(c, LOG_LVL_WARN, s->why);
+		}
+	}
+}
+
+/* Bytes the program reads before any of the session's: a synthesised greeting, an 'N'. */
+static size_t greet_pending(const struct conn *c)
+{
+	return c->st != NULL ? c->st->greet_len - c->st->greet_off : 0;
+}
+
+/* Hands out what greet_pending() counts (c->lock held); frees the dialogue's state when done. */
+static ssize_t greet_read(struct conn *c, void *buf, size_t len, int flags)
+{
+	struct stls *s = c->st;
+	size_t n = greet_pending(c);
+
+	if (n > len)
+		n = len;
+	if (buf != NULL && !(flags & MSG_TRUNC))
+		memcpy(buf, s->greet + s->greet_off, n);
+	if (flags & MSG_PEEK)
+		return (ssize_t)n;
+	s->greet_off += n;
+	if (s->greet_off == s->greet_len && !s->pg_filter) {
+		free(c->st);
+		c->st = NULL;
+	}
+	return (ssize_t)n;
 }
 
 static int step_handshake(struct conn *c, short *want)
@@ -799,6 +957,9 @@ static int step_ready(struct conn *c, short *want)
 		case CONN_TCP_CONNECTING:
 			rc = step_connect(c, want);
 			break;
+		case CONN_STARTTLS:
+			rc = step_starttls(c, want);
+			break;
 		case CONN_AUTO_DETECT:
 			rc = step_auto(c, want);
 			break;
@@ -848,6 +1009,8 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 
 	if (rc != 0)
 		return c->hs_hangup ? 0 : rc;
+	if (greet_pending(c) > 0 && !c->rd_shut)
+		return len == 0 ? 0 : greet_read(c, buf, len, flags);
 	if (c->state == CONN_PLAIN) {
 		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
 		if (io == TS_IO_RW && flags == 0)
@@ -1001,6 +1164,47 @@ static ssize_t send_gathered(struct conn *c, const char *buf, size_t len, int mo
 	return rc == 0 || rc == -EAGAIN ? (ssize_t)n : rc;
 }
 
+/*
+ * starttls=postgres, client: the program's first message (c->lock held, OPEN).
+ * Its SSLRequest/GSSENCRequest is answered 'N' by the shim (stls_pg_filter);
+ * other bytes go into the session as they are. Returns as send_gathered().
+ */
+static ssize_t send_pg_filtered(struct conn *c, const char *buf, size_t len, int more,
+				int kernel_signals, short *want)
+{
+	size_t fwd, take;
+	ssize_t r;
+
+	/* Room first: bytes the filter gives back must not be lost to a failed malloc. */
+	if (c->hold == NULL) {
+		c->hold = malloc(HOLD_MAX);
+		if (c->hold == NULL)
+			return -ENOMEM;
+	}
+	take = stls_pg_filter(c->st, buf, len, &fwd);
+	if (fwd > 0) {
+		memcpy(c->hold + c->hold_len, c->st->pbuf, fwd); /* hold_len <= 8 until now */
+		c->hold_len += fwd;
+		c->st->pbuf_len = 0;
+	}
+	if (!c->st->pg_filter && greet_pending(c) == 0) {
+		free(c->st);
+		c->st = NULL;
+	}
+	if (take == len) {
+		if (fwd > 0 && !more) {
+			r = hold_seal(c, kernel_signals, want);
+			if (r < 0 && r != -EAGAIN)
+				return r;
+		}
+		return (ssize_t)take;
+	}
+	r = send_gathered(c, buf + take, len - take, more, kernel_signals, want);
+	if (r < 0)
+		return take > 0 ? (ssize_t)take : r;
+	return r + (ssize_t)take;
+}
+
 static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int flags, short *want)
 {
 	int io = use_io_family(c, 1), rc = step_ready(c, want);
@@ -1049,6 +1253,8 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		if (rc != 0)
 			return fail_rc(c, rc, "write");
 	}
+	if (c->st != NULL && c->st->pg_filter)
+		return send_pg_filtered(c, buf, len, more, kernel_signals, want);
 	if (more || c->hold_len > 0)
 		return send_gathered(c, buf, len, more, kernel_signals, want);
 	return engine_write(c, buf, len, kernel_signals, want);
@@ -1146,7 +1352,7 @@ static uint64_t deadline_locked(const struct conn *c)
 {
 	uint64_t d = 0;
 
-	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT)
+	if (c->state == CONN_HANDSHAKE || c->state == CONN_AUTO_DETECT || c->state == CONN_STARTTLS)
 		d = c->hs_deadline_ns;
 	if (c->state == CONN_HANDSHAKE && !c->early_open && c->connect_wait_ns != 0 &&
 	    (d == 0 || c->connect_wait_ns < d))
@@ -1850,6 +2056,12 @@ int conn_readable_bytes(struct conn *c)
 	int n = 0;
 
 	pthread_mutex_lock(&c->lock);
+	if (greet_pending(c) > 0 && (c->state == CONN_OPEN || c->state == CONN_PLAIN)) {
+		/* Only those: the session's bytes come after them. */
+		n = (int)greet_pending(c);
+		pthread_mutex_unlock(&c->lock);
+		return n;
+	}
 	if (c->state == CONN_PLAIN) {
 		pthread_mutex_unlock(&c->lock);
 		return -ENOTTY; /* caller asks the kernel */
@@ -2037,6 +2249,9 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	if (c->rd_eof)
 		ready |= uev & POLLRDHUP;
 out:
+	/* What the shim holds for the program to read first (starttls=). */
+	if (greet_pending(c) > 0 && (c->state == CONN_OPEN || c->state == CONN_PLAIN))
+		ready |= uev & (POLLIN | POLLRDNORM);
 	pthread_mutex_unlock(&c->lock);
 	return ready;
 }

@@ -28,6 +28,7 @@
 
 enum conn_state {
 	CONN_TCP_CONNECTING, /* client: TCP connect in progress */
+	CONN_STARTTLS,       /* starttls=: the protocol's own upgrade, before the handshake */
 	CONN_HANDSHAKE,      /* TLS handshake to do or in progress */
 	CONN_AUTO_DETECT,    /* accept auto: waiting for the client's first bytes */
 	CONN_OPEN,           /* handshake done: plaintext flows */
@@ -78,6 +79,8 @@ struct conn {
 	size_t early_len, early_off;  /* early[early_off..early_len) is not yet encrypted */
 	const struct policy_rule *rule;
 	struct tsess *ts;
+	struct stls *st;     /* starttls=: the dialogue, then what the program reads first */
+	size_t st_out_off;   /* bytes of st->out already sent */
 	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
 	size_t hold_len;
 	char *peer_name; /* client: SNI / verified name, or NULL */

@@ -819,9 +819,14 @@ static int not_started(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	switch (c->state) {
 	case CONN_AUTO_DETECT:
-	case CONN_PLAIN:
 	case CONN_FAILED:
 		yes = 1;
+		break;
+	case CONN_PLAIN:
+		yes = c->st == NULL; /* else bytes the shim read for the program go with it */
+		break;
+	case CONN_STARTTLS:
+		yes = c->hs_deadline_ns == 0;
 		break;
 	case CONN_TCP_CONNECTING:
 		yes = 0; /* may be unconnected: the relay finishes it */

@@ -5,8 +5,11 @@
  *
  * Rotation: sessions ask for their rule's SSL_CTX; at most once a second that
  * stats the rule's files (cert, key, ca, client-ca). On a change it builds a
- * new SSL_CTX; if that fails (a half-written file, a key that does not match
- * the cert) the last good one stays and one warning per change is logged.
+ * new SSL_CTX from one version of them (symbolic links resolved first, so
+ * Kubernetes' `..data` swap cannot pair a key of one version with a
+ * certificate of another: ctx_build_snapshot()); if that fails (a
+ * half-written file, a key that does not match the cert) the last good one
+ * stays and one warning per change is logged.
  * SSL_CTX is reference counted, so live sessions keep the one they started
  * with. Server ticket keys are carried over so clients resume across a
  * rotation.
@@ -25,6 +28,7 @@
 
 #define CTX_FILES         4 /* cert, key, ca, client-ca */
 #define CTX_RECHECK_NS    1000000000LL
+#define CTX_BUILD_TRIES   3   /* reads of a rule's files that were replaced meanwhile */
 #define SERVER_CACHE_SIZE 256 /* TLS 1.2 session-id resumption; tickets need no state */
 #define SCACHE_SIZE       64  /* client sessions kept, least recently used evicted */
 #define TICKET_KEYS_LEN   80  /* OpenSSL 3: 16 name + 32 HMAC + 32 AES key bytes */
@@ -388,6 +392,85 @@ static int stamps_equal(const struct file_stamp *a, const struct file_stamp *b, 
 	return 1;
 }
 
+/* The rule's files (as stamp_files() orders them) with every symbolic link resolved. */
+static void resolve_files(const struct policy_rule *r, char *out[CTX_FILES])
+{
+	const char *paths[CTX_FILES] = {r->opt.cert, r->opt.key, r->opt.ca, r->opt.client_ca};
+	int i;
+
+	for (i = 0; i < CTX_FILES; i++)
+		out[i] = paths[i] != NULL ? realpath(paths[i], NULL) : NULL;
+}
+
+static int resolved_equal(char *const a[CTX_FILES], char *const b[CTX_FILES])
+{
+	int i;
+
+	for (i = 0; i < CTX_FILES; i++) {
+		if ((a[i] == NULL) != (b[i] == NULL))
+			return 0;
+		if (a[i] != NULL && strcmp(a[i], b[i]) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * ctx_build() from one version of the rule's files. Kubernetes (Secret and
+ * projected volumes, cert-manager's csi driver) updates them by writing a new
+ * timestamped directory and swapping the `..data` symbolic link to it; each
+ * user-visible name (tls.crt) is a link through `..data`, and the old
+ * directory is removed after the swap. Opening cert, key and CA one after the
+ * other through those links could read a key of one version and a
+ * certificate of the other. So the links are resolved first, twice (a swap
+ * between resolving the cert and the key shows as a difference), and every
+ * file is read through its resolved path: a directory whose files no longer
+ * change. *MOVED is set when the links changed before the build (nothing is
+ * read), or during a build that failed (the old directory went away): the
+ * caller reads the new version. Without links this is ctx_build() on the
+ * paths as given.
+ */
+static SSL_CTX *ctx_build_snapshot(const struct policy_rule *rule, enum tls_role role, SSL_CTX *old,
+				   char *err, size_t errlen, int *moved)
+{
+	char *before[CTX_FILES], *after[CTX_FILES];
+	struct policy_rule r = *rule;
+	SSL_CTX *n;
+	int i;
+
+	resolve_files(rule, before);
+	resolve_files(rule, after);
+	*moved = !resolved_equal(before, after);
+	for (i = 0; i < CTX_FILES; i++)
+		free(after[i]);
+	if (*moved) {
+		n = NULL;
+		goto out;
+	}
+	/* Nothing keeps a pointer to R: callbacks find the rule through the session. */
+	if (before[0] != NULL)
+		r.opt.cert = before[0];
+	if (before[1] != NULL)
+		r.opt.key = before[1];
+	if (before[2] != NULL)
+		r.opt.ca = before[2];
+	if (before[3] != NULL)
+		r.opt.client_ca = before[3];
+	n = ctx_build(&r, role, old, err, errlen);
+	if (n == NULL) {
+		resolve_files(rule, after);
+		*moved = !resolved_equal(before, after);
+		for (i = 0; i < CTX_FILES; i++)
+			free(after[i]);
+	}
+out:
+	if (*moved)
+		snprintf(err, errlen, "the files were replaced while being read");
+	for (i = 0; i < CTX_FILES; i++)
+		free(before[i]);
+	return n;
+}
+
 /* Drops every cached client session of rule ID. */
 static void scache_forget(unsigned id)
 {
@@ -553,7 +636,7 @@ static void ctx_refresh(struct ctx_entry *e)
 	struct file_stamp st[CTX_FILES];
 	long long now = now_ns();
 	char why[sizeof(e->err)];
-	int trust_changed;
+	int trust_changed, tries, moved;
 	SSL_CTX *n;
 
 	if (e->tried && now - e->checked_ns < CTX_RECHECK_NS)
@@ -565,14 +648,21 @@ static void ctx_refresh(struct ctx_entry *e)
 	stamp_files(e->rule, st);
 	if (e->tried && stamps_equal(st, e->stamp, CTX_FILES))
 		return;
-	/* ca is index 2, client-ca 3: see stamp_files(). */
-	trust_changed = !stamps_equal(st + 2, e->stamp + 2, 2);
+	for (tries = 1;; tries++) {
+		/* ca is index 2, client-ca 3: see stamp_files(). */
+		trust_changed = !stamps_equal(st + 2, e->stamp + 2, 2);
+		/*
+		 * Server ticket keys carry over only when the trust anchors are
+		 * unchanged: a resumed session skips client certificate verification.
+		 */
+		n = ctx_build_snapshot(e->rule, e->role, trust_changed ? NULL : e->ctx, why,
+				       sizeof(why), &moved);
+		if (!moved || tries == CTX_BUILD_TRIES)
+			break;
+		/* Swapped to a new version while we read (Kubernetes' ..data): read that one. */
+		stamp_files(e->rule, st);
+	}
 	memcpy(e->stamp, st, sizeof(st));
-	/*
-	 * Server ticket keys carry over only when the trust anchors are unchanged:
-	 * a resumed session skips client certificate verification.
-	 */
-	n = ctx_build(e->rule, e->role, trust_changed ? NULL : e->ctx, why, sizeof(why));
 	if (n == NULL) {
 		memcpy(e->err, why, sizeof(why));
 		if (e->ctx != NULL)

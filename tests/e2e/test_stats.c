@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -479,4 +480,238 @@ Test(expiry, expired_certificate_is_an_error_line)
 					 dir)) != NULL &&
 		      strstr(srv->err, "error: rule") != NULL,
 		  "expected an error line saying when it expired, got:\n%s", srv->err);
+}
+
+/* ---- rotation the way Kubernetes does it (the ..data symbolic link) ------------------ */
+
+TestSuite(k8s_rotation, .fini = teardown, .timeout = 120);
+
+/* A python3 TLS client: new connections to PORT for SECONDS; prints each served cert's hash. */
+static const char traffic_py[] =
+    "import hashlib, os, socket, ssl, sys, time\n"
+    "port, secs = int(sys.argv[1]), float(sys.argv[2])\n"
+    "ctx = ssl.create_default_context(cafile=sys.argv[3])\n"
+    "if len(sys.argv) > 4: ctx.load_cert_chain(sys.argv[4], sys.argv[5])\n"
+    "ok = bad = 0; seen = []; end = time.time() + secs\n"
+    "while time.time() < end:\n"
+    "    try:\n"
+    "        with socket.create_connection(('127.0.0.1', port), timeout=5) as s:\n"
+    "            with ctx.wrap_socket(s, server_hostname='localhost') as t:\n"
+    "                fp = hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()\n"
+    "                t.sendall(b'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n')\n"
+    "                data = b''\n"
+    "                while True:\n"
+    "                    b = t.recv(65536)\n"
+    "                    if not b: break\n"
+    "                    data += b\n"
+    "                if not data.startswith(b'HTTP/1.0 200'): raise Exception('bad reply')\n"
+    "        ok += 1\n"
+    "        if not seen or seen[-1] != fp: seen.append(fp)\n"
+    "    except Exception as e:\n"
+    "        bad += 1; print('error', repr(e), flush=True)\n"
+    "    time.sleep(0.02)\n"
+    "print('OK', ok, 'FAIL', bad)\n"
+    "for fp in seen: print('CERT', fp)\n";
+
+/* The SHA-256 of the DER certificate in PEM file PATH (lower-case hex). */
+static char *cert_sha256(const char *path)
+{
+	struct h_proc p;
+	char *fp;
+	int rc = run_in(&p,
+			ARGV("/bin/sh", "-c",
+			     h_fmt("openssl x509 -in '%s' -outform DER | sha256sum | cut -c1-64",
+				   path)),
+			"/nonexistent");
+
+	cr_assert_eq(rc, 0, "expected the fingerprint of %s", path);
+	fp = strndup(p.out, 64);
+	h_proc_free(&p);
+	return fp;
+}
+
+/*
+ * What kubelet's atomic writer does for a Secret volume: the new version in a
+ * new timestamped directory, a `..data_tmp` link to it renamed over `..data`,
+ * the old directory removed.
+ */
+static void k8s_publish(const char *dir, const char *version, const char *old_version)
+{
+	char *tmp = h_fmt("%s/..data_tmp", dir);
+
+	unlink(tmp);
+	cr_assert_eq(symlink(version, tmp), 0, "symlink ..data_tmp: %s", strerror(errno));
+	cr_assert_eq(rename(tmp, h_fmt("%s/..data", dir)), 0, "rename ..data: %s",
+		     strerror(errno));
+	if (old_version != NULL) {
+		struct h_proc p;
+
+		run_in(&p, ARGV("rm", "-rf", h_fmt("%s/%s", dir, old_version)), "/nonexistent");
+		h_proc_free(&p);
+	}
+}
+
+/* DIR/VERSION/{tls.crt,tls.key,ca.crt} from the certificate NAME made in SRC. */
+static void k8s_version(const char *dir, const char *version, const char *src, const char *name)
+{
+	struct h_proc p;
+	int rc = run_in(&p,
+			ARGV("/bin/sh", "-c",
+			     h_fmt("set -e; mkdir '%s/%s'; cp '%s/%s.pem' '%s/%s/tls.crt'; "
+				   "cp '%s/%s.key' '%s/%s/tls.key'; cp '%s' '%s/%s/ca.crt'",
+				   dir, version, src, name, dir, version, src, name, dir, version,
+				   pki("ca.pem"), dir, version)),
+			"/nonexistent");
+
+	cr_assert_eq(rc, 0, "expected to lay out %s:\n%s", version, p.err);
+	h_proc_free(&p);
+}
+
+Test(k8s_rotation, data_link_swapped_mid_traffic)
+{
+	const char *dir = h_tmpdir(), *src = h_tmpdir(), *stats = h_tmpdir();
+	enum { VERSIONS = 4 };
+	char *fps[VERSIONS], *out, *last, *reloaded;
+	int port = h_free_port();
+	struct h_proc *srv, client;
+	struct h_env env;
+
+	/* Each version has its own key: a key of one with the certificate of another fails. */
+	for (int v = 0; v < VERSIONS; v++) {
+		make_cert_days(src, h_fmt("v%d", v), 30);
+		k8s_version(dir, h_fmt("..2026_12_06_00_00_0%d.00000000%d", v, v), src,
+			    h_fmt("v%d", v));
+		fps[v] = cert_sha256(h_fmt("%s/v%d.pem", src, v));
+	}
+	k8s_publish(dir, "..2026_12_06_00_00_00.000000000", NULL);
+	for (const char *const *f = (const char *const[]){"tls.crt", "tls.key", "ca.crt", NULL};
+	     *f != NULL; f++)
+		cr_assert_eq(symlink(h_fmt("..data/%s", *f), h_fmt("%s/%s", dir, *f)), 0,
+			     "symlink %s", *f);
+
+	servers[n_servers].pid = 0;
+	env_for(&env, stats);
+	h_env_preload(&env);
+	h_env_set(&env, "TLSSHIM_LOG", "info");
+	h_env_set(&env, "TLSSHIM_POLICY", "accept 127.0.0.1:%d tls cert=%s/tls.crt key=%s/tls.key",
+		  port, dir, dir);
+	srv = &servers[n_servers++];
+	cr_assert_eq(h_spawn(srv,
+			     ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
+				  (char *)h_tmpdir(), h_fmt("%d", port)),
+			     &env, NULL, 0),
+		     0, "expected http.server to start");
+	h_env_free(&env);
+	cr_assert_eq(h_wait_port(port, 10000), 0, "expected http.server to listen:\n%s", srv->err);
+
+	/* Traffic all along: a new connection every 20 ms. */
+	env_for(&env, stats);
+	cr_assert_eq(h_spawn(&client,
+			     ARGV(PY, "-c", (char *)traffic_py, h_fmt("%d", port), "7",
+				  (char *)pki("ca.pem")),
+			     &env, NULL, 0),
+		     0, "expected the client to start");
+	h_env_free(&env);
+	for (int v = 1; v < VERSIONS; v++) {
+		usleep(1500000);
+		k8s_publish(dir, h_fmt("..2026_12_06_00_00_0%d.00000000%d", v, v),
+			    h_fmt("..2026_12_06_00_00_0%d.00000000%d", v - 1, v - 1));
+	}
+	h_wait(&client, 30000);
+	cr_expect(strstr(client.out, "FAIL 0") != NULL,
+		  "expected every request to succeed across the rotations, client said:\n%s%s",
+		  client.out, client.err);
+	last = strrchr(client.out, 'C');
+	cr_expect(last != NULL && strncmp(last, h_fmt("CERT %s", fps[VERSIONS - 1]), 69) == 0,
+		  "expected the last version's certificate (%s) served at the end, client "
+		  "saw:\n%s",
+		  fps[VERSIONS - 1], client.out);
+	for (char *l = strstr(client.out, "CERT "); l != NULL; l = strstr(l + 1, "CERT ")) {
+		int known = 0;
+
+		for (int v = 0; v < VERSIONS; v++)
+			known |= strncmp(l + 5, fps[v], 64) == 0;
+		cr_expect(known, "expected only the published certificates served, got:\n%s",
+			  client.out);
+	}
+	h_collect(srv, 200);
+	cr_expect(strstr(srv->err, "keeping the previous certificates") == NULL,
+		  "expected no failed reload (a key of one version with another's "
+		  "certificate), server said:\n%s",
+		  srv->err);
+	reloaded = strstr(srv->err, "certificates reloaded");
+	cr_expect(reloaded != NULL, "expected the reloads logged, server said:\n%s", srv->err);
+	out = wait_stats(stats, srv->pid, "loads)");
+	cr_expect(strstr(out, h_fmt("(%d loads)", VERSIONS)) != NULL,
+		  "expected %d certificate loads counted:\n%s", VERSIONS, out);
+	cr_expect(strstr(out, "failed       0:") != NULL, "expected no failure counted:\n%s", out);
+	free(out);
+	h_proc_free(&client);
+}
+
+struct flapper {
+	const char *dir;
+	volatile int stop;
+	long swaps;
+};
+
+/* Swaps ..data between two versions every half millisecond. */
+static void *flap(void *arg)
+{
+	struct flapper *f = arg;
+	const char *tmp = h_fmt("%s/..data_tmp", f->dir), *data = h_fmt("%s/..data", f->dir);
+
+	while (!f->stop) {
+		for (int v = 0; v < 2; v++) {
+			unlink(tmp);
+			if (symlink(v ? "..v1" : "..v0", tmp) == 0 && rename(tmp, data) == 0)
+				f->swaps++;
+			usleep(500);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Stress the window the snapshot closes: while ..data flips between two
+ * versions with different keys, every reload must read the certificate and
+ * the key of one version (OpenSSL would refuse a mixed pair: "does not match").
+ */
+Test(k8s_rotation, flapping_data_link_never_mixes_key_and_cert)
+{
+	const char *dir = h_tmpdir(), *src = h_tmpdir();
+	int port = h_free_port();
+	struct flapper f = {.dir = dir};
+	struct h_proc *srv, client;
+	struct h_env env;
+	pthread_t t;
+
+	for (int v = 0; v < 2; v++) {
+		make_cert_days(src, h_fmt("v%d", v), 30);
+		k8s_version(dir, h_fmt("..v%d", v), src, h_fmt("v%d", v));
+	}
+	k8s_publish(dir, "..v0", NULL);
+	cr_assert_eq(symlink("..data/tls.crt", h_fmt("%s/tls.crt", dir)), 0, "symlink");
+	cr_assert_eq(symlink("..data/tls.key", h_fmt("%s/tls.key", dir)), 0, "symlink");
+	srv = start_http(port,
+			 h_fmt("accept 127.0.0.1:%d tls cert=%s/tls.crt key=%s/tls.key", port, dir,
+			       dir),
+			 "/nonexistent");
+	cr_assert_eq(pthread_create(&t, NULL, flap, &f), 0, "expected the flapper thread");
+	env_for(&env, "/nonexistent");
+	h_spawn(&client,
+		ARGV(PY, "-c", (char *)traffic_py, h_fmt("%d", port), "6", (char *)pki("ca.pem")),
+		&env, NULL, 0);
+	h_env_free(&env);
+	h_wait(&client, 30000);
+	f.stop = 1;
+	pthread_join(t, NULL);
+	h_collect(srv, 200);
+	cr_expect(strstr(client.out, "FAIL 0") != NULL,
+		  "expected every request to succeed, client said:\n%s%s", client.out, client.err);
+	cr_expect(strstr(srv->err, "does not match") == NULL,
+		  "expected no reload to pair a key with another version's certificate (%ld "
+		  "swaps), server said:\n%s",
+		  f.swaps, srv->err);
+	h_proc_free(&client);
 }
