@@ -25,29 +25,36 @@
 #define STATS_RUN_DIR "/run/tlsshim"
 #define STALE_UNSET_S 10 /* a file whose writer never finished it */
 
+/*
+ * Text a process wrote is printed escaped (text_escape): a file can say
+ * anything, and root's `tlsshim stats` reads every user's. Escaped, a byte
+ * takes at most 4.
+ */
+#define ESC_CAP(n) ((n)*4 + 4)
+
 /* One rule's counters, copied out of the file. */
 struct rule_snap {
 	uint32_t id;
 	int dir, action, system;
-	char text[STATS_RULE_TEXT];
+	char text[ESC_CAP(STATS_RULE_TEXT)];
 	uint64_t conns, denied, plain, failed[STATS_FAIL_N], hs_full, hs_resumed;
 	uint64_t version[STATS_VER_N], bytes_in, bytes_out, cipher_other;
 	int64_t open;
 	struct {
-		char name[STATS_CIPHER_NAME];
+		char name[ESC_CAP(STATS_CIPHER_NAME)];
 		uint64_t n;
 	} cipher[STATS_CIPHERS];
 	int n_cipher;
 	int64_t not_after, loaded_at;
 	uint64_t loads;
-	char subject[STATS_SUBJECT];
+	char subject[ESC_CAP(STATS_SUBJECT)];
 };
 
 struct proc_snap {
 	int pid;
 	uint32_t uid;
 	int64_t created;
-	char comm[STATS_COMM];
+	char comm[ESC_CAP(STATS_COMM)];
 	uint32_t n_rules;
 	struct rule_snap *rules;
 };
@@ -113,10 +120,81 @@ static int all_digits(const char *s)
 	return 1;
 }
 
+/* Length of the well-formed UTF-8 sequence at S (N bytes), 0 if none or a control. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+	uint32_t cp;
+
+	if (len == 0 || len > n || s[0] > 0xf4)
+		return 0;
+	cp = s[0] & (0x7fu >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	/* C1 controls and the bidirectional overrides/isolates that reorder a line. */
+	if (cp <= 0x9f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+		return 0;
+	return len;
+}
+
+/*
+ * IN as printable text in OUT (CAP >= ESC_CAP(strlen(IN))): printable ASCII
+ * and well-formed UTF-8 as they are, a backslash as \\, anything else
+ * (terminal controls, bytes that are not UTF-8) as \xNN; the rules of the
+ * library's log lines (shim/log.c, log_escape).
+ */
+static void text_escape(char *out, size_t cap, const char *in)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t n = strlen(in), o = 0;
+
+	for (size_t i = 0; i < n && o + 5 <= cap;) {
+		size_t u = s[i] >= 0x80 ? utf8_len(s + i, n - i) : 0;
+
+		if (u > 0) {
+			memcpy(out + o, s + i, u);
+			o += u;
+			i += u;
+		} else if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
+			out[o++] = (char)s[i++];
+		} else if (s[i] == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+			i++;
+		} else {
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", s[i++]);
+		}
+	}
+	out[o] = '\0';
+}
+
+/* A text field of the file (CAP bytes there), escaped into DST (ESC_CAP(CAP) bytes). */
 static void copy_text(char *dst, const char *src, size_t cap)
 {
-	memcpy(dst, src, cap);
-	dst[cap - 1] = '\0';
+	char raw[STATS_RULE_TEXT];
+
+	cap = cap < sizeof(raw) ? cap : sizeof(raw);
+	memcpy(raw, src, cap);
+	raw[cap - 1] = '\0';
+	text_escape(dst, ESC_CAP(cap), raw);
+}
+
+/* copy_text for a field guarded by a sequence number: each byte an acquire load. */
+static void copy_text_acquire(char *dst, const char *src, size_t cap)
+{
+	char raw[STATS_RULE_TEXT];
+
+	cap = cap < sizeof(raw) ? cap : sizeof(raw);
+	for (size_t i = 0; i < cap; i++)
+		raw[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
+	raw[cap - 1] = '\0';
+	text_escape(dst, ESC_CAP(cap), raw);
 }
 
 static void snap_rule(struct rule_snap *d, struct stats_rule *s)
@@ -127,7 +205,7 @@ static void snap_rule(struct rule_snap *d, struct stats_rule *s)
 	d->dir = s->dir;
 	d->action = s->action;
 	d->system = s->system;
-	copy_text(d->text, s->text, sizeof(d->text));
+	copy_text(d->text, s->text, sizeof(s->text));
 	d->conns = LOAD(s->conns);
 	d->denied = LOAD(s->denied);
 	d->plain = LOAD(s->plain);
@@ -146,56 +224,78 @@ static void snap_rule(struct rule_snap *d, struct stats_rule *s)
 		if (atomic_load_explicit(&s->cipher[i].state, memory_order_acquire) != 2)
 			continue;
 		copy_text(d->cipher[d->n_cipher].name, s->cipher[i].name,
-			  sizeof(d->cipher[0].name));
+			  sizeof(s->cipher[0].name));
 		d->cipher[d->n_cipher++].n = LOAD(s->cipher[i].n);
 	}
-	/* The certificate's fields change together: read until the sequence is even and unchanged.
+	/*
+	 * The certificate's fields change together: read until the sequence is
+	 * even and unchanged. Each field is an acquire load, so the sequence is
+	 * read again after all of them (an acquire fence would do the same, but
+	 * ThreadSanitizer does not support fences).
 	 */
 	for (tries = 0; tries < 100; tries++) {
 		uint32_t a = atomic_load_explicit(&s->cert.seq, memory_order_acquire), b;
 
 		if (a & 1)
 			continue;
-		copy_text(d->subject, s->cert.subject, sizeof(d->subject));
-		d->not_after = LOAD(s->cert.not_after);
-		d->loaded_at = LOAD(s->cert.loaded_at);
-		d->loads = LOAD(s->cert.loads);
-		atomic_thread_fence(memory_order_acquire);
+		copy_text_acquire(d->subject, s->cert.subject, sizeof(s->cert.subject));
+		d->not_after = atomic_load_explicit(&s->cert.not_after, memory_order_acquire);
+		d->loaded_at = atomic_load_explicit(&s->cert.loaded_at, memory_order_acquire);
+		d->loads = atomic_load_explicit(&s->cert.loads, memory_order_acquire);
 		b = atomic_load_explicit(&s->cert.seq, memory_order_relaxed);
 		if (a == b)
 			break;
 	}
 }
 
+/* A directory of statistics files, opened once: every file is looked up in it. */
+struct sdir {
+	int fd;
+	int others; /* another user's (root reads every user's): read, never prune */
+	uid_t owner;
+};
+
 /* A file of a process that is gone: removed (when we may), never shown. */
-static void prune(const char *path)
+static void prune(const struct sdir *d, const char *name)
 {
-	unlink(path);
+	if (!d->others)
+		unlinkat(d->fd, name, 0);
 }
 
-/* Reads DIR/NAME into OUT->v (a new entry) if it belongs to a live process. */
-static void read_one(const char *dir, const char *name, int only_pid, struct snaps *out)
+/* The owner of process PID (of /proc/PID), or (uid_t)-1. */
+static uid_t proc_owner(int pid)
 {
-	char path[4200];
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	return stat(path, &st) == 0 ? st.st_uid : (uid_t)-1;
+}
+
+/* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
+static void read_one(const struct sdir *d, const char *name, int only_pid, struct snaps *out)
+{
 	struct stat st;
 	struct stats_head *h;
 	struct proc_snap *p;
 	void *m;
 	int fd, pid;
+	uint32_t n_rules;
 	uint64_t start;
 	time_t now = time(NULL);
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (!all_digits(name))
 		return;
 	pid = atoi(name);
 	if (only_pid > 0 && pid != only_pid)
 		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return; /* another user's, or gone */
+	/* In another user's directory, only that user's file about that user's process. */
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size < sizeof(struct stats_head)) {
+	    (size_t)st.st_size < sizeof(struct stats_head) ||
+	    (d->others && (st.st_uid != d->owner || proc_owner(pid) != d->owner))) {
 		close(fd);
 		return;
 	}
@@ -208,15 +308,18 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	if (atomic_load_explicit(&h->magic, memory_order_acquire) != STATS_MAGIC) {
 		/* Being made (show it next time), or left half made by a dead writer. */
 		if (start == 0 || now - st.st_mtime > STALE_UNSET_S)
-			prune(path);
+			prune(d, name);
 		goto out;
 	}
+	/* Read once: the file's writer may change it while we look (never trust a second read). */
+	n_rules = __atomic_load_n(&h->n_rules, __ATOMIC_RELAXED);
 	if (h->version != STATS_VERSION || h->head_size != sizeof(struct stats_head) ||
 	    h->rule_size != sizeof(struct stats_rule) || h->pid != pid ||
-	    (uint64_t)st.st_size < h->head_size + (uint64_t)h->n_rules * h->rule_size)
+	    (uint64_t)st.st_size <
+		sizeof(struct stats_head) + (uint64_t)n_rules * sizeof(struct stats_rule))
 		goto out; /* another version's file: leave it to that version */
 	if (start == 0 || (h->starttime != 0 && start != h->starttime) || exec_since(pid, h)) {
-		prune(path);
+		prune(d, name);
 		goto out;
 	}
 	if (out->n == out->cap) {
@@ -230,25 +333,35 @@ static void read_one(const char *dir, const char *name, int only_pid, struct sna
 	}
 	p = &out->v[out->n];
 	memset(p, 0, sizeof(*p));
-	p->rules = calloc(h->n_rules ? h->n_rules : 1, sizeof(*p->rules));
+	p->rules = calloc(n_rules ? n_rules : 1, sizeof(*p->rules));
 	if (p->rules == NULL)
 		goto out;
 	p->pid = pid;
 	p->uid = h->uid;
 	p->created = h->created;
-	copy_text(p->comm, h->comm, sizeof(p->comm));
-	p->n_rules = h->n_rules;
-	for (uint32_t i = 0; i < h->n_rules; i++)
-		snap_rule(&p->rules[i], (struct stats_rule *)((char *)m + h->head_size +
-							      (size_t)i * h->rule_size));
+	copy_text(p->comm, h->comm, sizeof(h->comm));
+	p->n_rules = n_rules;
+	for (uint32_t i = 0; i < n_rules; i++)
+		snap_rule(&p->rules[i],
+			  (struct stats_rule *)((char *)m + sizeof(struct stats_head) +
+						(size_t)i * sizeof(struct stats_rule)));
 	out->n++;
 out:
 	munmap(m, (size_t)st.st_size);
 }
 
-static void read_dir(const char *dir, int only_pid, struct snaps *out, char **seen, size_t *nseen)
+/*
+ * Reads the files of DIR. OTHERS: a directory of another user's processes
+ * (root reads every user's): its files are only read, never removed, so that
+ * a directory swapped for a link while we look cannot make root delete
+ * files elsewhere, and only its owner's files about its owner's processes count.
+ */
+static void read_dir(const char *dir, int others, int only_pid, struct snaps *out, char **seen,
+		     size_t *nseen)
 {
 	char *real_dir = realpath(dir, NULL);
+	struct sdir sd = {.others = others};
+	struct stat st;
 	DIR *d;
 	struct dirent *e;
 
@@ -262,13 +375,21 @@ static void read_dir(const char *dir, int only_pid, struct snaps *out, char **se
 	}
 	if (*nseen < 64)
 		seen[(*nseen)++] = real_dir;
-	d = opendir(real_dir);
+	sd.fd = open(real_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sd.fd >= 0 && fstat(sd.fd, &st) == 0) {
+		sd.owner = st.st_uid;
+		if (st.st_uid != geteuid())
+			sd.others = 1;
+	}
+	d = sd.fd >= 0 ? fdopendir(dup(sd.fd)) : NULL;
 	if (d != NULL) {
 		while ((e = readdir(d)) != NULL)
 			if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-				read_one(real_dir, e->d_name, only_pid, out);
+				read_one(&sd, e->d_name, only_pid, out);
 		closedir(d);
 	}
+	if (sd.fd >= 0)
+		close(sd.fd);
 	if (*nseen >= 64)
 		free(real_dir);
 }
@@ -292,21 +413,22 @@ static void read_all(int only_pid, struct snaps *out)
 	glob_t g;
 
 	if (v != NULL && v[0] != '\0')
-		read_dir(v, only_pid, out, seen, &nseen);
-	read_dir(STATS_RUN_DIR, only_pid, out, seen, &nseen);
+		read_dir(v, 0, only_pid, out, seen, &nseen);
+	read_dir(STATS_RUN_DIR, 0, only_pid, out, seen, &nseen);
 	v = getenv("XDG_RUNTIME_DIR");
 	if (v != NULL && v[0] == '/') {
 		snprintf(buf, sizeof(buf), "%s/tlsshim", v);
-		read_dir(buf, only_pid, out, seen, &nseen);
+		read_dir(buf, 0, only_pid, out, seen, &nseen);
 	}
 	if (geteuid() == 0 && glob("/run/user/*/tlsshim", GLOB_NOSORT, NULL, &g) == 0) {
 		for (size_t i = 0; i < g.gl_pathc; i++)
-			read_dir(g.gl_pathv[i], only_pid, out, seen, &nseen);
+			read_dir(g.gl_pathv[i], 1, only_pid, out, seen, &nseen);
 		globfree(&g);
 	}
 	for (size_t i = 0; i < nseen; i++)
 		free(seen[i]);
-	qsort(out->v, out->n, sizeof(*out->v), by_pid);
+	if (out->n > 1) /* out->v is NULL when nothing was found */
+		qsort(out->v, out->n, sizeof(*out->v), by_pid);
 }
 
 static void snaps_free(struct snaps *s)

@@ -42,4 +42,13 @@ int fd_tcp_nodelay(int fd);
  */
 int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep *ep);
 
+/*
+ * Copies the program's socket address SA (LEN bytes) into SS (zero-filled
+ * beyond), so that a connection is decided, and made, on one value no other
+ * thread can change in between. Returns 0, or -EFAULT for memory the kernel
+ * could not read either (or LEN over sizeof(*SS)): the caller then hands the
+ * call to libc for the kernel's own error. errno is preserved.
+ */
+int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, socklen_t len);
+
 #endif

@@ -2147,22 +2147,25 @@ void conn_disconnect(struct conn *c)
 	pthread_mutex_unlock(&c->lock);
 	for (int i = 0; i < n; i++) {
 		struct conn *t = fdtab_take(fds[i]);
+		int fl, off = 0;
 
 		if (t == NULL)
 			continue;
-		if (t == c) {
-			int fl = real.fcntl(fds[i], F_GETFL), off = 0;
+		if (t != c) {
+			/* The fd was closed and reused meanwhile: not ours to unmap. */
+			fdtab_set(fds[i], t);
+			conn_put(t);
+			continue;
+		}
+		fl = real.fcntl(fds[i], F_GETFL);
+		if (fl >= 0 && !conn_nonblock(c))
+			real.fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK);
+		if (!conn_nodelay(c))
+			real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off, sizeof(off));
+		if (c->corked && !c->kcorked) {
+			int on = 1;
 
-			if (fl >= 0 && !conn_nonblock(c))
-				real.fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK);
-			if (!conn_nodelay(c))
-				real.setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &off,
-						sizeof(off));
-			if (c->corked && !c->kcorked) {
-				int on = 1;
-
-				real.setsockopt(fds[i], IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
-			}
+			real.setsockopt(fds[i], IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 		}
 		conn_put(t);
 	}

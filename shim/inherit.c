@@ -52,7 +52,6 @@
 #define MAX_CAND    64 /* candidate fds looked at start-up */
 #define MAX_HINTS   16
 #define MAX_RELAYED 32
-#define MAX_EXEC    64 /* wrapped fds looked at per exec */
 
 atomic_int inherit_nrelayed;
 
@@ -377,6 +376,7 @@ struct group {
 	int fds[8];
 	int nfds;
 	int inherited; /* some fd has no FD_CLOEXEC */
+	int overflow;  /* more than fds[] holds: they cannot all be named to the new program */
 };
 
 static int relay(struct group *g, const char *what);
@@ -740,11 +740,12 @@ struct entries {
 	size_t len;
 };
 
-static void entry_add(struct entries *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int entry_add(struct entries *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void entry_add(struct entries *e, const char *fmt, ...)
+/* Appends one entry. Returns 0, or -1 (E unchanged) if it does not fit. */
+static int entry_add(struct entries *e, const char *fmt, ...)
 {
+	size_t was = e->len;
 	va_list ap;
 	int n;
 
@@ -753,10 +754,13 @@ static void entry_add(struct entries *e, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(e->buf + e->len, sizeof(e->buf) - e->len, fmt, ap);
 	va_end(ap);
-	if (n > 0 && e->len + (size_t)n < sizeof(e->buf))
+	if (n > 0 && e->len + (size_t)n < sizeof(e->buf)) {
 		e->len += (size_t)n;
-	else
-		e->buf[e->len] = '\0';
+		return 0;
+	}
+	e->len = was;
+	e->buf[was] = '\0';
+	return -1;
 }
 
 /*
@@ -797,9 +801,10 @@ static int handed_before(struct conn *c)
 	return 0;
 }
 
+/* Every wrapped fd (all of them: one left out would reach the new program as a raw socket). */
 struct collect {
-	int fds[MAX_EXEC];
-	int n;
+	int *fds;
+	int n, cap, oom;
 };
 
 static void collect_fd(int fd, struct conn *c, void *arg)
@@ -807,8 +812,32 @@ static void collect_fd(int fd, struct conn *c, void *arg)
 	struct collect *col = arg;
 
 	(void)c;
-	if (col->n < MAX_EXEC)
-		col->fds[col->n++] = fd;
+	if (col->n == col->cap) {
+		int cap = col->cap ? col->cap * 2 : 64;
+		int *v = realloc(col->fds, (size_t)cap * sizeof(*v));
+
+		if (v == NULL) {
+			col->oom = 1;
+			return;
+		}
+		col->fds = v;
+		col->cap = cap;
+	}
+	col->fds[col->n++] = fd;
+}
+
+/* A copy of every fd of C (a new array of *N), or NULL (no memory). */
+static int *conn_fds(struct conn *c, int *n)
+{
+	int *v;
+
+	pthread_mutex_lock(&c->lock);
+	*n = c->nfds;
+	v = malloc((size_t)(c->nfds > 0 ? c->nfds : 1) * sizeof(*v));
+	if (v != NULL)
+		memcpy(v, c->fds, (size_t)c->nfds * sizeof(*v));
+	pthread_mutex_unlock(&c->lock);
+	return v;
 }
 
 /* The state says no TLS byte has been read or written yet: the new program can start afresh. */
@@ -848,29 +877,37 @@ static int not_started(struct conn *c)
  * open file description is shared, so it is not changed here), and for a
  * client, the name it was made for.
  */
-static void hand_over(struct group *g, struct entries *e)
+static int hand_over(struct group *g, struct entries *e)
 {
 	struct conn *c = g->c;
 	unsigned long ino = fd_ino(g->fds[0]);
-	int mode = conn_nonblock(c) | conn_nodelay(c) << 1;
+	int mode = conn_nonblock(c) | conn_nodelay(c) << 1, rc = 0;
+	size_t was = e->len;
 
-	for (int i = 0; i < g->nfds; i++) {
+	for (int i = 0; i < g->nfds && rc == 0; i++) {
 		if (c->role == TLS_ROLE_CLIENT)
-			entry_add(e, "a %d %lu %d c %s", g->fds[i], ino, mode,
-				  c->peer_name != NULL ? c->peer_name : "");
+			rc = entry_add(e, "a %d %lu %d c %s", g->fds[i], ino, mode,
+				       c->peer_name != NULL ? c->peer_name : "");
 		else if (c->state == CONN_PLAIN)
-			entry_add(e, "a %d %lu %d p", g->fds[i], ino, mode);
+			rc = entry_add(e, "a %d %lu %d p", g->fds[i], ino, mode);
 		else
-			entry_add(e, "a %d %lu %d", g->fds[i], ino, mode);
+			rc = entry_add(e, "a %d %lu %d", g->fds[i], ino, mode);
+	}
+	if (rc != 0) {
+		/* An fd not named would be a raw socket to the new program: none of them. */
+		e->len = was;
+		e->buf[was] = '\0';
+		return -1;
 	}
 	if (!handed_before(c))
 		log_debug("%s: handed over before its handshake (fd %d)", c->desc, g->fds[0]);
+	return 0;
 }
 
 /* Replaces every fd of G with a dead socket: the new program's I/O on it fails. */
 static void refuse(struct group *g, const char *prog, const char *why)
 {
-	int sp[2];
+	int sp[2], *fds, n;
 	unsigned long ino;
 
 	log_warn("%s: exec of %s: fd %d refused to the new program (%s): its TLS session "
@@ -881,18 +918,26 @@ static void refuse(struct group *g, const char *prog, const char *why)
 		real.shutdown(g->c->fd, SHUT_RDWR);
 		return;
 	}
+	fds = conn_fds(g->c, &n);
+	if (fds == NULL) {
+		real.close(sp[0]);
+		real.close(sp[1]);
+		real.shutdown(g->c->fd, SHUT_RDWR);
+		return;
+	}
 	real.close(sp[1]);
 	real.shutdown(sp[0], SHUT_RDWR);
 	ino = fd_ino(sp[0]);
-	for (int i = 0; i < g->nfds; i++) {
-		int fl = real.fcntl(g->fds[i], F_GETFD);
+	for (int i = 0; i < n; i++) {
+		int fl = real.fcntl(fds[i], F_GETFD);
 
 		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
-			real.dup2(sp[0], g->fds[i]);
+			real.dup2(sp[0], fds[i]);
 			carry("x %lu", ino);
 		}
 	}
 	real.close(sp[0]);
+	free(fds);
 }
 
 /* The address of SS (AF_INET or AF_INET6) as text. */
@@ -926,7 +971,7 @@ static int relay(struct group *g, const char *what)
 	socklen_t ll = sizeof(ls), pl = sizeof(ps);
 	struct ep local, peer;
 	struct relayed r = {0};
-	int sp[2], pid, fds[8], n;
+	int sp[2], pid, *fds, n;
 
 	if (real.getsockname(c->fd, (struct sockaddr *)&ls, &ll) != 0 ||
 	    ep_from_sockaddr(&local, (struct sockaddr *)&ls, ll) != 0)
@@ -939,19 +984,21 @@ static int relay(struct group *g, const char *what)
 		ps.ss_family = (sa_family_t)ls.ss_family;
 		pl = ll;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
+	/* Every fd of the connection, inherited or not (the exec may fail). */
+	fds = conn_fds(c, &n);
+	if (fds == NULL)
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		free(fds);
 		return -errno;
+	}
 	pid = relay_start(c, sp[1]);
 	real.close(sp[1]);
 	if (pid < 0) {
 		real.close(sp[0]);
+		free(fds);
 		return pid;
 	}
-	/* Every fd of the connection, inherited or not (the exec may fail). */
-	pthread_mutex_lock(&c->lock);
-	n = c->nfds < 8 ? c->nfds : 8;
-	memcpy(fds, c->fds, (size_t)n * sizeof(int));
-	pthread_mutex_unlock(&c->lock);
 	r.ino = fd_ino(sp[0]);
 	r.family = ls.ss_family; /* as the socket says: AF_INET6 for a mapped IPv4 peer */
 	r.nodelay = conn_nodelay(c);
@@ -968,19 +1015,28 @@ static int relay(struct group *g, const char *what)
 		conn_release_fd(fds[i]); /* no I/O: the session is the relay's now */
 		real.dup3(sp[0], fds[i], fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	}
+	free(fds);
 	real.close(sp[0]);
 	relayed_add(&r);
 	carry_relayed(&r, local.port, peer.port);
 	return 0;
 }
 
-/* Groups the wrapped fds by connection. Returns how many groups (each with a reference). */
-static int gather(struct group *gs, int max)
+/*
+ * Groups the wrapped fds by connection: *OUT (a new array) gets one group
+ * per connection, each with a reference. Returns how many, or -ENOMEM.
+ */
+static int gather(struct group **out)
 {
 	struct collect col = {.n = 0};
+	struct group *gs = NULL;
 	int ng = 0;
 
 	fdtab_foreach(collect_fd, &col);
+	if (col.oom || (col.n > 0 && (gs = calloc((size_t)col.n, sizeof(*gs))) == NULL)) {
+		free(col.fds);
+		return -ENOMEM;
+	}
 	for (int i = 0; i < col.n; i++) {
 		struct conn *c = fdtab_get(col.fds[i]);
 		int k, fl;
@@ -994,25 +1050,21 @@ static int gather(struct group *gs, int max)
 		}
 		for (k = 0; k < ng && gs[k].c != c; k++)
 			;
-		if (k == ng) {
-			if (ng == max) {
-				conn_put(c);
-				continue;
-			}
-			gs[ng].c = c;
-			gs[ng].nfds = 0;
-			gs[ng].inherited = 0;
-			ng++;
-		} else {
+		if (k == ng)
+			gs[ng++].c = c;
+		else
 			conn_put(c);
-		}
 		fl = real.fcntl(col.fds[i], F_GETFD);
 		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
 			gs[k].inherited = 1;
 			if (gs[k].nfds < 8)
 				gs[k].fds[gs[k].nfds++] = col.fds[i];
+			else
+				gs[k].overflow = 1;
 		}
 	}
+	free(col.fds);
+	*out = gs;
 	return ng;
 }
 
@@ -1041,6 +1093,13 @@ static void build_env(struct inherit_exec *x, char *const envp[], const struct e
 	x->alloc[k++] = x->var;
 	x->alloc[k] = NULL;
 	x->envp = x->alloc;
+}
+
+static void shut_down_fd(int fd, struct conn *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	real.shutdown(fd, SHUT_RDWR);
 }
 
 static const char *h_exec(char *buf, size_t len, const char *prog)
@@ -1074,7 +1133,7 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 			    char *const argv[], char *const envp[], int spawn)
 {
 	char what[300];
-	struct group gs[16];
+	struct group *gs = NULL;
 	struct entries e = {.len = 0};
 	const char *prog = argv != NULL && argv[0] != NULL ? argv[0] : path;
 	int ng, adopts = -1, vforked;
@@ -1084,7 +1143,13 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 	if (shim.policy == NULL)
 		return;
 	e.buf[0] = '\0';
-	ng = fdtab_any() ? (real_init(), gather(gs, 16)) : 0;
+	ng = fdtab_any() ? (real_init(), gather(&gs)) : 0;
+	if (ng < 0) {
+		/* Nothing may reach the new program unlooked at: end every wrapped connection. */
+		log_error("exec of %s: out of memory: every TLS connection is shut down", prog);
+		fdtab_foreach(shut_down_fd, NULL);
+		ng = 0;
+	}
 	/* A vfork()ed child shares the parent's memory: the session must stay the parent's. */
 	vforked = getpid() != self_pid;
 	if (prog == NULL)
@@ -1095,23 +1160,30 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 		if (g->inherited && spawn) {
 			/* This process goes on with the connection: both use it through the relay.
 			 */
-			if (relay(g, h_spawn(what, sizeof(what), prog)) != 0)
-				log_warn(
-				    "%s: spawn of %s: no relay process: the child inherits fd %d "
-				    "without its TLS session",
+			if (relay(g, h_spawn(what, sizeof(what), prog)) != 0) {
+				/* The child would write cleartext on it: no one may. */
+				log_error(
+				    "%s: spawn of %s: no relay process: the connection is shut "
+				    "down (the child would inherit fd %d without its TLS session)",
 				    g->c->desc, prog, g->fds[0]);
+				real.shutdown(g->c->fd, SHUT_RDWR);
+			}
 		} else if (g->inherited) {
 			if (adopts < 0)
 				adopts = child_adopts(path, search, envp);
-			if (adopts && not_started(g->c))
-				hand_over(g, &e);
-			else if (vforked)
+			/* Handed over only if every inherited fd can be named to the new program.
+			 */
+			int handed =
+			    adopts && !g->overflow && not_started(g->c) && hand_over(g, &e) == 0;
+
+			if (!handed && vforked)
 				refuse(g, prog, "exec from a vfork()ed child");
-			else if (relay(g, h_exec(what, sizeof(what), prog)) != 0)
+			else if (!handed && relay(g, h_exec(what, sizeof(what), prog)) != 0)
 				refuse(g, prog, "no relay process");
 		}
 		conn_put(g->c);
 	}
+	free(gs);
 	pthread_mutex_lock(&carried_lock);
 	if (carried.len > 0)
 		entry_add(&e, "%s", carried.buf);

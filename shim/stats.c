@@ -184,8 +184,8 @@ static void cert_publish(struct stats_cert *dst, const struct cert_local *c)
 	atomic_store_explicit(&dst->seq, seq + 2, memory_order_release);
 }
 
-/* Makes and maps the file (st_lock held). */
-static void map_locked(void)
+/* Makes and maps the file (st_lock held). Returns the new st_state: ST_MAPPED or ST_NONE. */
+static int map_locked(void)
 {
 	char dir[4000];
 	uint32_t n = rules_total();
@@ -195,9 +195,8 @@ static void map_locked(void)
 	void *m;
 	int fd, tries;
 
-	st_state = ST_NONE;
 	if (st_off || n == 0 || pick_dir(dir, sizeof(dir)) != 0)
-		return;
+		return ST_NONE;
 	snprintf(st_path, sizeof(st_path), "%s/%d", dir, (int)getpid());
 	for (tries = 0;; tries++) {
 		fd = open(st_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -208,7 +207,7 @@ static void map_locked(void)
 	}
 	if (fd < 0) {
 		log_debug("statistics: cannot create %s: %s", st_path, strerror(errno));
-		return;
+		return ST_NONE;
 	}
 	if (ftruncate(fd, (off_t)size) != 0) {
 		log_debug("statistics: cannot size %s: %s", st_path, strerror(errno));
@@ -245,12 +244,12 @@ static void map_locked(void)
 	st_size = size;
 	stats_n = n;
 	__atomic_store_n(&stats_base, (struct stats_rule *)(h + 1), __ATOMIC_RELEASE);
-	st_state = ST_MAPPED;
 	log_debug("statistics: %s", st_path);
-	return;
+	return ST_MAPPED;
 fail:
 	real.close(fd);
 	unlink(st_path);
+	return ST_NONE;
 }
 
 /* The rule's counters, making the file first if this process has none yet. */
@@ -258,10 +257,11 @@ static struct stats_rule *rule_mapped(const struct policy_rule *r)
 {
 	if (r == NULL || r->source == NULL) /* a stand-in rule (inherit.c) */
 		return NULL;
+	/* Set once under st_lock, read without it: a thread that sees it set sees the file. */
 	if (__atomic_load_n(&st_state, __ATOMIC_ACQUIRE) == ST_UNTRIED) {
 		pthread_mutex_lock(&st_lock);
 		if (st_state == ST_UNTRIED)
-			map_locked();
+			__atomic_store_n(&st_state, map_locked(), __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&st_lock);
 	}
 	return stats_rule_of(r);
@@ -419,7 +419,7 @@ void stats_fork_child(void)
 	munmap(st_head, st_size);
 	st_head = NULL;
 	__atomic_store_n(&stats_base, NULL, __ATOMIC_RELEASE);
-	st_state = ST_UNTRIED;
+	__atomic_store_n(&st_state, ST_UNTRIED, __ATOMIC_RELEASE);
 	for (int i = 0; i < STATS_EARLY_RULES; i++)
 		atomic_store_explicit(&st_plain_early[i], 0, memory_order_relaxed);
 }

@@ -154,14 +154,30 @@ static int shim_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
 	return rc;
 }
 
+/*
+ * The address is copied first: a bad pointer gets the kernel's EFAULT instead
+ * of a crash, and the connection is decided and made on one value (another
+ * thread could otherwise change it between the decision and the connect).
+ */
+static int shim_connect_copy(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct sockaddr_storage ss;
+	const struct sockaddr *a = (const struct sockaddr *)&ss;
+
+	if (sockaddr_copy(&ss, sa, len) != 0)
+		return real.connect(fd, sa, len);
+	if (len >= (socklen_t)sizeof(sa_family_t) && a->sa_family == AF_UNSPEC && fdtab_maybe(fd))
+		return shim_disconnect(fd, a, len);
+	if (shim.has_connect && (a->sa_family == AF_INET || a->sa_family == AF_INET6))
+		return shim_connect(fd, a, len);
+	return real.connect(fd, a, len);
+}
+
 HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	NEED_REAL(connect);
-	if (shim.has_connect && sa != NULL &&
-	    (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
-		return shim_connect(fd, sa, len);
-	if (sa != NULL && sa->sa_family == AF_UNSPEC && fdtab_maybe(fd))
-		return shim_disconnect(fd, sa, len);
+	if (sa != NULL && (shim.has_connect || fdtab_maybe(fd)))
+		return shim_connect_copy(fd, sa, len);
 	return real.connect(fd, sa, len);
 }
 HOOK_ALIAS(connect, __connect)

@@ -42,14 +42,16 @@ static ssize_t send_all(struct conn *c, const char *buf, size_t len)
 /* sendfile/splice into a wrapped socket: read IN, encrypt, send. */
 static ssize_t copy_in(struct conn *c, int in, off64_t *off, size_t count)
 {
-	char *buf = malloc(COPY_CHUNK);
+	char small[4096]; /* a web server's small files (headers + sendfile) need no malloc */
+	size_t cap = count < COPY_CHUNK ? count : COPY_CHUNK;
+	char *buf = cap <= sizeof(small) ? small : malloc(cap);
 	size_t total = 0;
 	ssize_t r = 0;
 
 	if (buf == NULL)
 		return -ENOMEM;
 	while (total < count) {
-		size_t n = count - total < COPY_CHUNK ? count - total : COPY_CHUNK;
+		size_t n = count - total < cap ? count - total : cap;
 
 		r = off ? pread64(in, buf, n, *off) : real.read(in, buf, n);
 		if (r <= 0) {
@@ -67,7 +69,8 @@ static ssize_t copy_in(struct conn *c, int in, off64_t *off, size_t count)
 		if (conn_nonblock(c))
 			break;
 	}
-	free(buf);
+	if (buf != small)
+		free(buf);
 	return total > 0 ? (ssize_t)total : r;
 }
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "fdtab.h"
 #include "hook.h"
@@ -245,7 +246,8 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
  * nothing was sent and the program sends again once connected), a failure,
  * or on a socket already wrapped what a second connect gives (-EISCONN).
  */
-static int fastopen(int fd, const struct sockaddr *sa, socklen_t salen)
+static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
+		    struct sockaddr_storage *ss)
 {
 	int decide, rc;
 
@@ -254,9 +256,14 @@ static int fastopen(int fd, const struct sockaddr *sa, socklen_t salen)
 	rc = connect_again(fd, &decide);
 	if (!decide)
 		return rc;
-	if (sa == NULL || !shim.has_connect)
+	/*
+	 * A bad pointer is the kernel's EFAULT to give. A good address is decided
+	 * on a copy, which *SA then points to: libc gets what was decided.
+	 */
+	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
 		return 1;
-	return connect_decide(fd, sa, salen);
+	*sa = (const struct sockaddr *)ss;
+	return connect_decide(fd, *sa, salen);
 }
 
 /* An address the kernel refuses to copy in, even where TCP then ignores it. */
@@ -273,7 +280,9 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 
 	NEED_REAL(sendto);
 	if (unlikely(flags & MSG_FASTOPEN)) {
-		r = fastopen(fd, sa, salen);
+		struct sockaddr_storage ss;
+
+		r = fastopen(fd, &sa, salen, &ss);
 		if (r == 1)
 			return real.sendto(fd, buf, len, flags, sa, salen);
 		if (r < 0)
@@ -568,17 +577,28 @@ static int passes_wrapped_fd(int fd, const struct msghdr *msg)
 	return 0;
 }
 
-/* MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel would use. */
-static int msg_fastopen(int fd, const struct msghdr *msg)
+/*
+ * MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel
+ * would use. When the address was copied, *COPY is MSG with its name pointing
+ * to SS, and libc is to be given that.
+ */
+static int msg_fastopen(int fd, const struct msghdr *msg, struct msghdr *copy,
+			struct sockaddr_storage *ss)
 {
+	const struct sockaddr *sa;
 	socklen_t len;
+	int r;
 
 	if (msg == NULL)
 		return 1;
+	sa = msg->msg_name;
 	len = msg->msg_namelen;
 	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
 		len = sizeof(struct sockaddr_storage);
-	return fastopen(fd, msg->msg_name, len);
+	r = fastopen(fd, &sa, len, ss);
+	*copy = *msg;
+	copy->msg_name = (void *)sa;
+	return r;
 }
 
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -587,12 +607,21 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	ssize_t r;
 
 	NEED_REAL(sendmsg);
-	if (unlikely(flags & MSG_FASTOPEN)) {
-		r = msg_fastopen(fd, msg);
+	if (unlikely(flags & MSG_FASTOPEN) && msg != NULL) {
+		struct sockaddr_storage ss;
+		struct msghdr copy;
+
+		r = msg_fastopen(fd, msg, &copy, &ss);
 		if (r < 0)
 			return hook_ret(r);
-		if (r == 0)
-			flags &= ~MSG_FASTOPEN;
+		if (r == 1 && !fdtab_maybe(fd)) {
+			if (unlikely(passes_wrapped_fd(fd, &copy))) {
+				errno = EACCES;
+				return -1;
+			}
+			return real.sendmsg(fd, &copy, flags);
+		}
+		flags &= ~MSG_FASTOPEN;
 	}
 	if (likely(!fdtab_maybe(fd))) {
 		if (unlikely(passes_wrapped_fd(fd, msg))) {
@@ -617,7 +646,10 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 
 	NEED_REAL(sendmmsg);
 	if (unlikely(flags & MSG_FASTOPEN) && v != NULL && n > 0) {
-		r = msg_fastopen(fd, &v[0].msg_hdr);
+		struct sockaddr_storage ss;
+		struct msghdr copy;
+
+		r = msg_fastopen(fd, &v[0].msg_hdr, &copy, &ss);
 		if (r < 0)
 			return (int)hook_ret(r);
 		/* As the kernel: the next message's Fast Open finds the socket connected. */

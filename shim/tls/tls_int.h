@@ -65,7 +65,7 @@ struct tsess {
 	unsigned in_more : 1;      /* the last socket read filled its buffer: more may wait */
 	unsigned cb_reason : 1;    /* REASON was set by a callback during the handshake */
 	unsigned in_read : 1;      /* inside SSL_read: records written now are replies */
-	unsigned replies;          /* records our reads produced since the last data read */
+	unsigned replies;          /* reply records our reads produced, less data records read */
 	char reason[TS_REASON_MAX];
 };
 
@@ -97,10 +97,12 @@ int tls_bio_flush(struct tsess *s);
 
 /*
  * Records the peer may make us send in reply (KeyUpdate with update_requested,
- * alerts) without sending application data in between. A real peer sends one
- * now and then; a flood of them costs a key derivation each and fills the
- * kernel's send buffer (megabytes) before back-pressure can stop it, so past
- * this the session fails, as Go's crypto/tls does after 16 such records.
+ * alerts) beyond one per record of application data it sends. A real peer
+ * sends one now and then; a flood of them costs a key derivation each and
+ * fills the kernel's send buffer (megabytes) before back-pressure can stop
+ * it, so past this the session fails, as Go's crypto/tls does after 16 such
+ * records in a row. Each data record the program reads earns one back, so a
+ * peer cannot make us do more reply work than the data it sends.
  */
 #define TLS_MAX_REPLIES 64
 

@@ -375,15 +375,18 @@ static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 	if (s->out != NULL)
 		tls_bio_flush(s);
 	if (ret == 1) {
-		s->replies = 0;
+		/* Each record of application data read earns the peer one reply. */
+		size_t earned = 1 + n / TS_MAX_RECORD;
+
+		s->replies = s->replies > earned ? s->replies - (unsigned)earned : 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
 	rc = tsess_result(s, ret);
 	if (rc == TS_WANT_READ && s->replies > TLS_MAX_REPLIES) {
 		tsess_set_reason(s,
-				 "the peer sent more than %d records that need a reply and no "
-				 "data (a key update flood)",
+				 "the peer sent more than %d records that need a reply beyond "
+				 "one per record of data (a key update flood)",
 				 TLS_MAX_REPLIES);
 		s->failed = 1;
 		return TS_FATAL;

@@ -1487,3 +1487,32 @@ Test(client_fork, parent_writes_first_and_keeps_the_session)
 {
 	check_fork_owner("parent-first", "parent", "child");
 }
+
+/*
+ * Addresses the kernel refuses (bad pointers, short or long lengths, the
+ * other family) get exactly the kernel's errors under a rule that would wrap
+ * every connection: no crash, no connection, nothing decided.
+ */
+Test(client_implicit, refused_addresses_get_the_kernels_errors)
+{
+	int port = h_free_port();
+	struct h_proc plain, shim;
+	int rc;
+
+	rc = run_plain(&plain, ARGV((char *)h_prog("addrcheck"), h_fmt("%d", port)));
+	cr_assert_eq(rc, 0, "expected addrcheck to exit 0 without the shim, got %d:\n%s", rc,
+		     plain.err);
+	cr_expect(strstr(plain.out, "connect bad pointer: -1 EFAULT") &&
+		      strstr(plain.out, "connect AF_INET6 len 23: -1 EINVAL"),
+		  "expected the kernel's errors without the shim, got:\n%s", plain.out);
+	rc = run_shim(&shim, h_fmt("connect *:* tls ca=%s", pki("ca.pem")),
+		      ARGV((char *)h_prog("addrcheck"), h_fmt("%d", port)));
+	cr_expect_eq(rc, 0, "expected addrcheck to exit 0 under the shim, got %d:\n%s%s", rc,
+		     shim.out, shim.err);
+	cr_expect_str_eq(shim.out, plain.out,
+			 "expected the same results under the shim as without it:\n--- plain\n"
+			 "%s--- shim\n%s",
+			 plain.out, shim.out);
+	h_proc_free(&plain);
+	h_proc_free(&shim);
+}

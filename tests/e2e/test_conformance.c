@@ -169,7 +169,7 @@ out:
 CONFORM(blocking_rw, 16)
 CONFORM(nonblock_connect, 19)
 CONFORM(nonblock_read, 20)
-CONFORM(nonblock_write, 17)
+CONFORM(nonblock_write, 18)
 CONFORM(poll, 33)
 CONFORM(ppoll, 33)
 CONFORM(select, 33)

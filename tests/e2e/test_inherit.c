@@ -776,6 +776,39 @@ Test(inherit_refuse, system_and_posix_spawn_children_write_through_a_relay)
 		  "expected the session to move to a relay at system(), got:\n%s", srv->err);
 }
 
+/*
+ * A server whose connection is on many fds (dup'ed onto 10..19, all
+ * inheritable) execs a program that writes on the last of them: every fd
+ * goes through the relay, none reaches the new program as the raw TCP socket.
+ */
+static const char *manyfd_py =
+    "import os, socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(1)\n"
+    "c, _ = s.accept(); f = c.makefile('rb')\n"
+    "c.sendall(b'got ' + f.readline())\n"
+    "for fd in range(10, 20): os.dup2(c.fileno(), fd)\n"
+    "os.execv(sys.executable, [sys.executable, '-c',\n"
+    "         'import os; os.write(10, b\"via-10\\\\n\"); os.write(19, b\"via-19\\\\n\")'])\n";
+
+Test(inherit_refuse, connection_on_many_fds_follows_exec_on_every_one)
+{
+	int port = h_free_port();
+	struct h_env e;
+	struct h_proc *srv, c;
+	int rc;
+
+	shim_env(&e, accept_rule(port, "tls"), "info");
+	srv = start(ARGV(PY, script("manyfd.py", manyfd_py, 0), h_fmt("%d", port)), &e, port);
+	rc = tls_client(&c, port, "x", "=got x", "=via-10", "=via-19", "EOF");
+	cr_expect_eq(rc, 0, "expected both lines over TLS (fd 19 through the relay too), got %d:\n%s%s",
+		     rc, c.out, c.err);
+	h_proc_free(&c);
+	h_wait(srv, 5000);
+	cr_expect(strstr(srv->err, "its TLS session moved to relay process") != NULL,
+		  "expected the session to move to a relay, got:\n%s", srv->err);
+}
+
 /* TLSSHIM_INHERIT is program-writable: malformed entries are ignored, never trusted. */
 Test(inherit_refuse, malformed_inherit_entries_are_ignored)
 {

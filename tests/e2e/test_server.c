@@ -1389,7 +1389,8 @@ static void proc_usage(pid_t pid, double *cpu_s, long *rss_kb)
  * as the kernel stops acknowledging a peer that does not drain. Meanwhile
  * another client (CHECK) is served each second.
  */
-static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(int port))
+static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(int port),
+				  const char *data_every)
 {
 	struct h_proc flood;
 	struct h_env e;
@@ -1402,7 +1403,7 @@ static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(in
 	h_env_init(&e);
 	cr_assert_eq(h_spawn(&flood,
 			     ARGV((char *)h_prog("keyupdate_flood"), "10", h_fmt("%d", port),
-				  pki("ca.pem")),
+				  pki("ca.pem"), (char *)data_every),
 			     &e, NULL, 0),
 		     0, "expected keyupdate_flood to start");
 	h_env_free(&e);
@@ -1425,7 +1426,48 @@ static void check_keyupdate_flood(struct h_proc *srv, int port, void (*check)(in
 		  "expected the server's RSS to grow by under 64 MB, it grew %ld KB (flooder: %s)",
 		  rss1 - rss0, flood.out);
 	cr_expect(!srv->reaped, "expected the server to keep running, it said:\n%s", srv->err);
+	cr_expect(wait_count(srv, "(a key update flood)", 1, 3000),
+		  "expected a log line ending the flooding connection, server stderr:\n%s",
+		  srv->err);
 	h_proc_free(&flood);
+}
+
+static void http_check_flood(int port)
+{
+	expect_served(port, NULL, "during a KeyUpdate flood");
+}
+
+static void redis_check_flood(int port)
+{
+	struct h_proc p;
+	int rc = redis_cli(&p, port, "PING", NULL, NULL);
+
+	cr_expect_eq(rc, 0, "expected redis-cli --tls PING to exit 0 during a KeyUpdate flood, "
+			    "got %d:\n%s",
+		     rc, p.err);
+	cr_expect_str_eq(p.out, "PONG\n", "expected PONG, got \"%s\"", p.out);
+	h_proc_free(&p);
+}
+
+/* A shimmed client of the recorder (started with -r pong) gets its reply. */
+static void recorder_check_flood(int port)
+{
+	struct h_proc p;
+	struct h_env e;
+	int rc;
+
+	h_env_init(&e);
+	h_env_preload(&e);
+	h_env_set(&e, "TLSSHIM_POLICY", "connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem"));
+	rc = h_run(&p,
+		   ARGV((char *)h_prog("tcpcat"), "-h", "127.0.0.1", h_fmt("%d", port), "ping"),
+		   &e, CLIENT_MS);
+	h_env_free(&e);
+	cr_expect(rc == 0 && strcmp(p.out, "pong\n") == 0,
+		  "expected a TLS client to get \"pong\" during a KeyUpdate flood, it exited %d "
+		  "with \"%s\":\n%s",
+		  rc, p.out, p.err);
+	h_proc_free(&p);
 }
 
 Test(server_badinput, keyupdate_flood_is_bounded_in_a_threaded_server, .timeout = 90)
@@ -1433,7 +1475,7 @@ Test(server_badinput, keyupdate_flood_is_bounded_in_a_threaded_server, .timeout 
 	int port = h_free_port();
 	struct h_proc *srv = start_http(port, tls_rule(port, "tls", NULL), NULL);
 
-	check_keyupdate_flood(srv, port, http_check);
+	check_keyupdate_flood(srv, port, http_check_flood, NULL);
 }
 
 Test(server_badinput, keyupdate_flood_is_bounded_in_an_event_loop_server, .timeout = 90)
@@ -1441,7 +1483,20 @@ Test(server_badinput, keyupdate_flood_is_bounded_in_an_event_loop_server, .timeo
 	int port = h_free_port();
 	struct h_proc *srv = start_redis(port, tls_rule(port, "tls", NULL));
 
-	check_keyupdate_flood(srv, port, redis_check);
+	check_keyupdate_flood(srv, port, redis_check_flood, NULL);
+}
+
+/* The flood with a byte of data after every 8 key updates, to a server that reads it all. */
+Test(server_badinput, keyupdate_flood_with_some_data_is_bounded, .timeout = 90)
+{
+	int port = h_free_port();
+	const char *file = h_fmt("%s/recorded", h_tmpdir());
+	struct h_proc *srv;
+
+	srv = start_server(ARGV((char *)h_prog("recorder"), "-r", "pong\\n", h_fmt("%d", port),
+				(char *)file),
+			   port, tls_rule(port, "tls", NULL), NULL);
+	check_keyupdate_flood(srv, port, recorder_check_flood, "8");
 }
 
 /* ---- one record where the program meant one message ----------------------------- */

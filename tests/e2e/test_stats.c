@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "e2e/harness.h"
+#include "stats_layout.h"
 
 #define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 20000
@@ -82,8 +83,9 @@ static void env_for(struct h_env *env, const char *dir)
 	h_env_set(env, "TLSSHIM_STATS_DIR", "%s", dir);
 }
 
-/* python3 -m http.server on 127.0.0.1:PORT under the shim with POLICY, counting into DIR. */
-static struct h_proc *start_http(int port, const char *policy, const char *dir)
+/* PYTHON -m http.server on 127.0.0.1:PORT under the shim with POLICY, counting into DIR. */
+static struct h_proc *start_http_as(const char *python, int port, const char *policy,
+				    const char *dir)
 {
 	struct h_proc *p = &servers[n_servers];
 	struct h_env env;
@@ -91,8 +93,8 @@ static struct h_proc *start_http(int port, const char *policy, const char *dir)
 	env_for(&env, dir);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
-	cr_assert_eq(h_spawn(p, ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
-				     (char *)h_tmpdir(), h_fmt("%d", port)),
+	cr_assert_eq(h_spawn(p, ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1",
+				     "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
 			     &env, NULL, 0),
 		     0, "expected http.server to start");
 	n_servers++;
@@ -100,6 +102,11 @@ static struct h_proc *start_http(int port, const char *policy, const char *dir)
 	cr_assert_eq(h_wait_port(port, 10000), 0, "expected http.server on %d; it said:\n%s", port,
 		     p->err);
 	return p;
+}
+
+static struct h_proc *start_http(int port, const char *policy, const char *dir)
+{
+	return start_http_as(PY, port, policy, dir);
 }
 
 /* Runs ARGV with ENV-less defaults plus TLSSHIM_STATS_DIR=DIR; returns its exit code. */
@@ -155,6 +162,24 @@ static void curl_plain(int port)
 	h_proc_free(&p);
 }
 
+/* Waits up to MS until process PID runs a program whose path ends in SUFFIX (it exec'd). */
+static int runs_program(int pid, const char *suffix, int ms)
+{
+	char exe[4096];
+
+	for (int waited = 0; waited < ms; waited += 20) {
+		ssize_t n = readlink(h_fmt("/proc/%d/exe", pid), exe, sizeof(exe) - 1);
+
+		if (n > 0) {
+			exe[n] = '\0';
+			if (n >= (ssize_t)strlen(suffix) && strcmp(exe + n - strlen(suffix), suffix) == 0)
+				return 1;
+		}
+		usleep(20000);
+	}
+	return 0;
+}
+
 /* Waits until `tlsshim stats PID` reading DIR contains NEEDLE; returns the last output. */
 static char *wait_stats(const char *dir, int pid, const char *needle)
 {
@@ -208,6 +233,98 @@ Test(stats, server_counts_by_rule_and_in_the_table)
 	cr_expect_eq(st.st_mode & 07777, 0600, "expected mode 0600, got %o", st.st_mode & 07777);
 	free(out);
 	free(table);
+}
+
+/*
+ * A statistics file says what its process wrote, and root's `tlsshim stats`
+ * reads every user's: a command name with terminal controls (here an OSC
+ * that sets the window title) is printed escaped, never as the controls.
+ */
+Test(stats, text_a_process_wrote_is_printed_escaped)
+{
+	const char *dir = h_tmpdir();
+	const char *py = h_fmt("%s/py\x1b]2;owned\x07", h_tmpdir());
+	int port = h_free_port();
+	struct h_proc *srv;
+	char *out, *table;
+
+	cr_assert_eq(symlink(PY, py), 0, "expected to make %s: %s", py, strerror(errno));
+	srv = start_http_as(py, port,
+			    h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port,
+				  pki("server.pem"), pki("server.key")),
+			    dir);
+	curl_https(port, 1);
+	out = wait_stats(dir, srv->pid, "1 full");
+	table = stats_out(dir, NULL);
+	cr_expect(strpbrk(out, "\x1b\x07") == NULL && strpbrk(table, "\x1b\x07") == NULL,
+		  "expected no terminal control in the output, got:\n%s\n%s", out, table);
+	cr_expect(strstr(out, "(py\\x1b]2;owned\\x07)") != NULL,
+		  "expected the command name escaped by PID:\n%s", out);
+	cr_expect(strstr(table, "py\\x1b]2;owned\\x07") != NULL,
+		  "expected the command name escaped in the table:\n%s", table);
+	free(out);
+	free(table);
+}
+
+/* Field 22 of /proc/PID/stat (the process's start time), or 0. */
+static unsigned long long starttime_of(int pid)
+{
+	size_t len;
+	char *stat = h_read_file(h_fmt("/proc/%d/stat", pid), &len), *p;
+	unsigned long long t = 0;
+
+	p = stat != NULL ? strrchr(stat, ')') : NULL;
+	for (int i = 0; i < 20 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL)
+		t = strtoull(p + 1, NULL, 10);
+	free(stat);
+	return t;
+}
+
+/* Writes a statistics file DIR/PID owned by UID: complete (with COMM) or half made. */
+static void forge(const char *dir, int pid, uid_t uid, int complete, const char *comm)
+{
+	struct stats_head h;
+	const char *path = h_fmt("%s/%d", dir, pid);
+
+	memset(&h, 0, sizeof(h));
+	if (complete)
+		atomic_store(&h.magic, STATS_MAGIC);
+	h.version = STATS_VERSION;
+	h.head_size = sizeof(h);
+	h.rule_size = sizeof(struct stats_rule);
+	h.pid = pid;
+	h.uid = uid;
+	h.starttime = starttime_of(pid);
+	snprintf(h.comm, sizeof(h.comm), "%s", comm);
+	cr_assert_eq(h_write_file(path, &h, sizeof(h)), 0, "expected to write %s", path);
+	cr_assert_eq(chown(path, uid, uid), 0, "expected to chown %s", path);
+}
+
+/*
+ * Root's `tlsshim stats` reads every user's directory. A file there speaks
+ * for that user's processes only (one naming a root process is not shown),
+ * and root removes nothing there: a directory swapped for a link while it
+ * looks would otherwise make root delete files elsewhere.
+ */
+Test(stats, another_users_directory_is_read_not_trusted)
+{
+	const char *dir = h_tmpdir();
+	char *out;
+	struct stat st;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root: a directory and files of another user");
+	cr_assert_eq(chown(dir, 65534, 65534), 0, "expected to chown %s", dir);
+	forge(dir, getpid(), 65534, 1, "forged");
+	forge(dir, 4194304, 65534, 0, "stale"); /* no such process: PID_MAX_LIMIT */
+	out = stats_out(dir, NULL);
+	cr_expect(strstr(out, "forged") == NULL,
+		  "expected another user's file about a root process not shown:\n%s", out);
+	cr_expect_eq(stat(h_fmt("%s/4194304", dir), &st), 0,
+		     "expected root to leave another user's stale file in place");
+	free(out);
 }
 
 Test(stats, prometheus_output_passes_promtool)
@@ -303,7 +420,7 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 			     &env, NULL, 0),
 		     0, "expected python to start");
 	cr_assert_eq(h_wait_output(&p, "denied", 10000), 0, "expected the denied line");
-	usleep(300000);
+	cr_assert(runs_program(p.pid, "/sleep", 15000), "expected python to exec sleep");
 	out = stats_out(dir, NULL);
 	cr_expect(strstr(out, h_fmt("%d ", p.pid)) == NULL,
 		  "expected a process that exec'd sleep not listed:\n%s", out);

@@ -50,6 +50,12 @@ static inline const char *errname(int e)
 		return "ENOMEM";
 	case ENOENT:
 		return "ENOENT";
+	case EFAULT:
+		return "EFAULT";
+	case EAFNOSUPPORT:
+		return "EAFNOSUPPORT";
+	case EISCONN:
+		return "EISCONN";
 	default:
 		return "E?";
 	}

@@ -4,7 +4,10 @@
  * update_requested (each one asks the server for a KeyUpdate in reply,
  * RFC 8446 section 4.6.3) as fast as the socket takes them, and never reads.
  *
- *   keyupdate_flood SECONDS PORT CA
+ *   keyupdate_flood SECONDS PORT CA [DATA_EVERY]
+ *
+ * With DATA_EVERY, one byte of application data goes after every DATA_EVERY
+ * key updates (a flood that tries to pass for a peer with traffic).
  *
  * Connects to 127.0.0.1:PORT, verifies the server against CA, floods for
  * SECONDS (or until the server closes the connection), then prints
@@ -49,16 +52,18 @@ static int wait_writable(int fd, double end)
 int main(int argc, char **argv)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
-	unsigned long sent = 0;
+	unsigned long sent = 0, every = 0;
 	double end;
 	SSL_CTX *ctx;
 	SSL *ssl;
 	int fd, rc;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: keyupdate_flood SECONDS PORT CA\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: keyupdate_flood SECONDS PORT CA [DATA_EVERY]\n");
 		return 2;
 	}
+	if (argc == 5)
+		every = strtoul(argv[4], NULL, 10);
 	signal(SIGPIPE, SIG_IGN); /* a server that gives up on us resets the connection */
 	ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -96,6 +101,11 @@ int main(int argc, char **argv)
 				goto out;
 		}
 		sent++;
+		while (every > 0 && sent % every == 0 && (rc = SSL_write(ssl, "d", 1)) != 1) {
+			if (SSL_get_error(ssl, rc) != SSL_ERROR_WANT_WRITE ||
+			    wait_writable(fd, end) != 0)
+				goto out;
+		}
 	}
 out:
 	printf("sent %lu key updates\n", sent);
