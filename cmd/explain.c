@@ -192,9 +192,13 @@ static const char *starttls_words(int proto, enum policy_dir dir)
 			     "GSSENCRequest with 'N'; the program reads the startup message as "
 			     "if it came in plain";
 	case POLICY_STARTTLS_SMTP:
-		return "smtp: tlsshim reads the greeting, sends EHLO and STARTTLS (RFC "
-		       "3207); the program reads the pre-TLS greeting, then its EHLO goes "
-		       "inside TLS";
+		return dir == POLICY_CONNECT
+			   ? "smtp: tlsshim reads the greeting, sends EHLO and STARTTLS (RFC "
+			     "3207); the program reads the pre-TLS greeting, then its EHLO goes "
+			     "inside TLS"
+			   : "smtp: tlsshim adds STARTTLS to the program's EHLO answer and "
+			     "answers the STARTTLS command itself (RFC 3207); before TLS the "
+			     "program sees only EHLO, HELO, NOOP, RSET and QUIT (530 to others)";
 	case POLICY_STARTTLS_IMAP:
 		return "imap: tlsshim reads the greeting, sends STARTTLS (RFC 3501 6.2.1); "
 		       "the program reads the greeting without its capability list, then its "

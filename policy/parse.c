@@ -1190,13 +1190,11 @@ static int parse_opts(struct pctx *c, struct policy_rule *r, const struct tok *t
 	if (r->dir == POLICY_ACCEPT && at[POLICY_OPT_ALLOW] && !at[POLICY_OPT_CLIENT_CA])
 		report(c, at[POLICY_OPT_ALLOW]->col,
 		       "'allow' needs 'client-ca' (client certificates are checked only with it)");
-	/* Server sides not built: say so rather than fail every connection. */
-	if (r->dir == POLICY_ACCEPT &&
-	    (o->starttls == POLICY_STARTTLS_IMAP || o->starttls == POLICY_STARTTLS_SMTP))
+	/* IMAP's server side is not built: say so rather than fail every connection. */
+	if (r->dir == POLICY_ACCEPT && o->starttls == POLICY_STARTTLS_IMAP)
 		report(c, at[POLICY_OPT_STARTTLS]->vcol,
-		       "starttls=%s applies to connect rules only (accept rules support "
-		       "postgres)",
-		       policy_starttls_str(o->starttls));
+		       "starttls=imap applies to connect rules only (accept rules support "
+		       "postgres and smtp)");
 	/* A cleartext client has no certificate: auto would serve it unauthenticated. */
 	for (i = POLICY_OPT_CLIENT_CA; i <= POLICY_OPT_ALLOW; i++) {
 		if (r->action == POLICY_AUTO && at[i])

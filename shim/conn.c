@@ -281,7 +281,8 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 		}
 		stls_init(c->st, rule->opt.starttls, TLS_ROLE_SERVER, rule->action == POLICY_AUTO,
 			  NULL);
-		c->state = CONN_STARTTLS;
+		/* SMTP: the program greets first; the shim filters the cleartext until STARTTLS. */
+		c->state = rule->opt.starttls == POLICY_STARTTLS_SMTP ? CONN_PLAIN : CONN_STARTTLS;
 	}
 	atomic_init(&c->user_nonblock, user_nonblock);
 	atomic_init(&c->user_nodelay,
@@ -431,7 +432,8 @@ static int out_flush(struct conn *c)
  * before their handshake completed. Their peer is a thread of this process,
  * maybe the very thread that will not call on the client again until the
  * server side has answered (connect, write, accept, read). So every thread
- * that waits in conn_wait() also moves these on (own_collect/own_step).
+ * that waits on a wrapped socket also moves these on (conn_own_collect(),
+ * conn_own_release(), conn_own_poke(); see conn.h).
  * The list holds a reference to each; lock order: a conn's lock, then
  * own_lock (nothing takes a conn lock while holding own_lock).
  */
@@ -819,11 +821,19 @@ static int step_starttls(struct conn *c, short *want)
 			log_info("%s: cleartext client (auto, starttls=%s)", c->desc,
 				 policy_starttls_str(s->proto));
 			c->state = CONN_PLAIN;
+			stats_decided(c->rule, POLICY_PLAIN);
 			return 0;
 		default:
 			return starttls_fail(c, LOG_LVL_WARN, s->why);
 		}
 	}
+}
+
+/* accept starttls=smtp: the cleartext before STARTTLS is still filtered. */
+static int smtp_filtering(const struct conn *c)
+{
+	return c->st != NULL && c->role == TLS_ROLE_SERVER &&
+	       c->st->proto == POLICY_STARTTLS_SMTP && !c->st->srv_done;
 }
 
 /* Bytes the program reads before any of the session's: a synthesised greeting, an 'N'. */
@@ -845,11 +855,119 @@ static ssize_t greet_read(struct conn *c, void *buf, size_t len, int flags)
 	if (flags & MSG_PEEK)
 		return (ssize_t)n;
 	s->greet_off += n;
-	if (s->greet_off == s->greet_len && !s->pg_filter) {
+	if (s->greet_off == s->greet_len && smtp_filtering(c)) {
+		s->greet_off = s->greet_len = 0; /* the next line the client sends goes here */
+	} else if (s->greet_off == s->greet_len && !s->pg_filter) {
 		free(c->st);
 		c->st = NULL;
 	}
 	return (ssize_t)n;
+}
+
+/* Sends the shim's own pending answer (st->out): 0 when none is left, -EAGAIN, -errno. */
+static int st_flush(struct conn *c, short *want)
+{
+	struct stls *s = c->st;
+	ssize_t n;
+
+	while (c->st_out_off < s->out_len) {
+		n = real.send(c->fd, s->out + c->st_out_off, s->out_len - c->st_out_off,
+			      MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			*want = POLLOUT;
+			return -EAGAIN;
+		}
+		if (n < 0)
+			return -errno;
+		c->st_out_off += (size_t)n;
+	}
+	s->out_len = 0;
+	c->st_out_off = 0;
+	return 0;
+}
+
+/*
+ * accept starttls=smtp, before STARTTLS: the program's read of the client's
+ * cleartext, a line at a time through stls_smtp_srv_input(). Returns bytes,
+ * 0 at the end of the stream, -EAGAIN, -errno, or -EALREADY when the state
+ * changed (to HANDSHAKE, or to an unfiltered PLAIN): the caller starts over.
+ */
+static ssize_t smtp_srv_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
+{
+	struct stls *s = c->st;
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		rc = st_flush(c, want);
+		if (rc != 0)
+			return rc;
+		if (greet_pending(c) > 0)
+			return greet_read(c, buf, len, flags);
+		switch (stls_smtp_srv_input(s)) {
+		case STLS_WANT_READ: {
+			size_t room = sizeof(s->in) - s->in_len;
+
+			if (greet_pending(c) > 0)
+				continue; /* a line for the program first */
+			n = real.recv(c->fd, s->in + s->in_len,
+				      s->read_max < room ? s->read_max : room, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				*want = POLLIN;
+				return -EAGAIN;
+			}
+			if (n < 0)
+				return -errno;
+			if (n == 0) {
+				/* The end of the stream: a partial line is the program's, then 0.
+				 */
+				if (s->in_len == 0)
+					return 0;
+				stls_greet_add(s, s->in, s->in_len);
+				stls_consume(s, s->in_len);
+				continue;
+			}
+			s->in_len += (size_t)n;
+			continue;
+		}
+		case STLS_WANT_WRITE:
+			continue;
+		case STLS_PLAIN:
+			if (greet_pending(c) > 0)
+				continue;
+			/* auto: the client went on in cleartext, unfiltered from now on. */
+			free(c->st);
+			c->st = NULL;
+			stats_decided(c->rule, POLICY_PLAIN);
+			log_info("%s: cleartext client (auto, starttls=smtp)", c->desc);
+			return -EALREADY;
+		case STLS_TLS:
+			log_debug("%s: starttls=smtp: the client sent STARTTLS; TLS handshake next",
+				  c->desc);
+			c->state = CONN_HANDSHAKE;
+			free(c->st); /* nothing is left in it: lines are taken one at a time */
+			c->st = NULL;
+			return -EALREADY;
+		default:
+			return starttls_fail(c, LOG_LVL_WARN, s->why);
+		}
+	}
+}
+
+/* The program's write before STARTTLS: -EALREADY when it goes to the client as it is. */
+static ssize_t smtp_srv_send(struct conn *c, const void *buf, size_t len, short *want)
+{
+	size_t take;
+	int direct, rc = st_flush(c, want);
+
+	if (rc != 0)
+		return rc;
+	take = stls_smtp_srv_output(c->st, buf, len, &direct);
+	if (direct)
+		return -EALREADY;
+	/* Kept bytes count as written; what could not go yet goes before the next I/O. */
+	rc = st_flush(c, want);
+	return rc == 0 || rc == -EAGAIN ? (ssize_t)take : rc;
 }
 
 static int step_handshake(struct conn *c, short *want)
@@ -1011,6 +1129,11 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 		return c->hs_hangup ? 0 : rc;
 	if (greet_pending(c) > 0 && !c->rd_shut)
 		return len == 0 ? 0 : greet_read(c, buf, len, flags);
+	if (c->state == CONN_PLAIN && c->st != NULL && c->role == TLS_ROLE_SERVER &&
+	    c->st->proto == POLICY_STARTTLS_SMTP) {
+		r = smtp_srv_recv(c, buf, len, flags, want);
+		return r == -EALREADY ? step_recv(c, buf, len, flags, want) : r;
+	}
 	if (c->state == CONN_PLAIN) {
 		/* The socket is non-blocking underneath: read() is recv(MSG_DONTWAIT). */
 		if (io == TS_IO_RW && flags == 0)
@@ -1222,6 +1345,11 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		return c->wr_shut ? -EPIPE : early_put(c, buf, len);
 	if (rc != 0)
 		return rc;
+	if (c->state == CONN_PLAIN && smtp_filtering(c)) {
+		r = smtp_srv_send(c, buf, len, want);
+		if (r != -EALREADY)
+			return r;
+	}
 	if (c->state == CONN_PLAIN) {
 		if (io == TS_IO_RW && flags == 0)
 			r = real.write(c->fd, buf, len);
@@ -1388,9 +1516,11 @@ static void own_advance(struct conn *o, struct pollfd *p)
 	p->fd = -1;
 	p->events = 0;
 	p->revents = 0;
-	/* After fork(), only the process that uses a session moves it on. */
-	if (o->claim != CLAIM_OWNER)
+	/* After fork(), only the process that uses a session moves it on (its own I/O does). */
+	if (o->claim != CLAIM_OWNER) {
+		own_remove(o);
 		return;
+	}
 	rc = step_ready(o, &want);
 	if (rc == 0 && o->state == CONN_OPEN && out_pending(o)) {
 		rc = out_flush(o);
@@ -2215,6 +2345,9 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	pthread_mutex_lock(&c->lock);
 	if (c->state == CONN_PLAIN) {
 		*kev = uev;
+		/* accept starttls=smtp: an answer of the shim's own still to send. */
+		if (smtp_filtering(c) && c->st->out_len > 0 && st_flush(c, &want) == -EAGAIN)
+			*kev |= POLLOUT;
 		goto out;
 	}
 	rc = step_ready(c, &want);

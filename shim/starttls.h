@@ -33,7 +33,7 @@ enum stls_rc {
 };
 
 #define STLS_IN_MAX    4096 /* the longest answer (SMTP's EHLO reply) read whole */
-#define STLS_OUT_MAX   320
+#define STLS_OUT_MAX   2048 /* the program's EHLO answer, rewritten (SMTP server) */
 #define STLS_GREET_MAX 1024
 #define STLS_WHY_MAX   400
 
@@ -44,6 +44,9 @@ struct stls {
 	unsigned char phase;       /* the protocol's own steps */
 	unsigned char has_cap;     /* IMAP: the server listed STARTTLS */
 	unsigned char pg_filter;   /* postgres client: the program's first message not seen yet */
+	unsigned char srv_ehlo;    /* SMTP server: the program's EHLO answer is awaited */
+	unsigned char srv_done;    /* SMTP server: no more filtering (TLS or cleartext chosen) */
+	size_t rlen;               /* SMTP server: bytes of the program's EHLO answer kept */
 	size_t read_max;
 	size_t in_len, out_len;
 	size_t greet_len, greet_off;
@@ -52,6 +55,7 @@ struct stls {
 	unsigned char in[STLS_IN_MAX];
 	unsigned char out[STLS_OUT_MAX];
 	unsigned char greet[STLS_GREET_MAX];
+	unsigned char reply[STLS_OUT_MAX - 32]; /* SMTP server: the program's EHLO answer */
 	char helo[64]; /* SMTP client: the EHLO argument (an address literal) */
 	char why[STLS_WHY_MAX];
 };
@@ -61,6 +65,22 @@ void stls_init(struct stls *s, int proto, enum tls_role role, int allow_plain, c
 
 /* Runs the machine on s->in (consuming what it uses). Returns enum stls_rc. */
 int stls_step(struct stls *s);
+
+/*
+ * SMTP server side (accept ... starttls=smtp): the session starts in
+ * cleartext with the program; these see both directions until the client's
+ * STARTTLS. stls_smtp_srv_input() takes the client's bytes in s->in, one line
+ * at a time, and only while s->greet is empty (the program has read the line
+ * before): a line for the program goes to s->greet (STLS_WANT_READ after it);
+ * an answer of the shim's own is in s->out (STLS_WANT_WRITE); STLS_TLS once
+ * the 220 to STARTTLS is sent; STLS_PLAIN when the client goes on in
+ * cleartext (auto); STLS_FAIL. stls_smtp_srv_output() takes the program's
+ * bytes: returns how many it took; *SEND_DIRECT set when they go to the
+ * client as they are (else they are kept, or rewritten into s->out, STARTTLS
+ * added to its EHLO answer).
+ */
+int stls_smtp_srv_input(struct stls *s);
+size_t stls_smtp_srv_output(struct stls *s, const void *buf, size_t len, int *send_direct);
 
 /* The protocols (dispatched by stls_step). */
 int stls_pg_step(struct stls *s);

@@ -34,6 +34,7 @@ static char *st_dir_env SHIM_LOAD_DATA; /* TLSSHIM_STATS_DIR (a copy), or NULL *
 /* XDG_RUNTIME_DIR, copied into memory the loader already wrote (no malloc at start-up). */
 static char st_xdg[128] SHIM_LOAD_DATA;
 static unsigned st_gen SHIM_LOAD_DATA = 1; /* bumped in a fork child: marks of connections */
+static atomic_int st_live; /* connections counted open in this process (stats_conn_new) */
 
 static pthread_mutex_t st_lock = PTHREAD_MUTEX_INITIALIZER;
 static char st_path[4096];
@@ -57,6 +58,7 @@ void stats_init(int secure)
 	st_secure = secure;
 	if (secure)
 		return;
+	/* getenv(): already bound by log_init(), so no symbol is resolved for it here. */
 	v = getenv("TLSSHIM_STATS");
 	st_off = v != NULL && strcmp(v, "off") == 0;
 	v = getenv("TLSSHIM_STATS_DIR");
@@ -277,6 +279,7 @@ unsigned stats_conn_new(const struct policy_rule *r)
 		return 0;
 	ADD(s->conns);
 	ADD(s->open);
+	atomic_fetch_add_explicit(&st_live, 1, memory_order_relaxed);
 	return st_gen;
 }
 
@@ -290,6 +293,7 @@ void stats_conn_end(const struct policy_rule *r, unsigned mark)
 	s = stats_rule_of(r);
 	if (s != NULL)
 		atomic_fetch_sub_explicit(&s->open, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&st_live, 1, memory_order_relaxed);
 }
 
 void stats_decided(const struct policy_rule *r, enum policy_action what)
@@ -411,7 +415,9 @@ void stats_cert_loaded(const struct policy_rule *r, const char *subject, int64_t
 
 void stats_fork_child(void)
 {
-	/* The parent's file stays the parent's: the child makes its own when it counts. */
+	int inherited = atomic_exchange_explicit(&st_live, 0, memory_order_relaxed);
+
+	/* The parent's file stays the parent's: the child counts in a file of its own. */
 	pthread_mutex_init(&st_lock, NULL);
 	st_gen++;
 	if (st_state != ST_MAPPED)
@@ -422,4 +428,12 @@ void stats_fork_child(void)
 	__atomic_store_n(&st_state, ST_UNTRIED, __ATOMIC_RELEASE);
 	for (int i = 0; i < STATS_EARLY_RULES; i++)
 		atomic_store_explicit(&st_plain_early[i], 0, memory_order_relaxed);
+	/*
+	 * With connections open, the child may be the one to use them (a forking
+	 * server's child runs the handshake and the I/O): its file is made now,
+	 * before the program's code runs in the child (which may confine itself
+	 * with seccomp), since handshakes and bytes never make one themselves.
+	 */
+	if (inherited > 0)
+		map_locked();
 }

@@ -85,7 +85,11 @@ int stats_fail_class(const char *reason);
  */
 void stats_cert_loaded(const struct policy_rule *r, const char *subject, int64_t not_after);
 
-/* fork(): the child keeps its own counters, in a file of its own (made lazily). */
+/*
+ * fork(): the child keeps its own counters, in a file of its own: made at
+ * once when the parent had connections open (the child may use them), else
+ * at the child's first connection.
+ */
 void stats_fork_child(void);
 
 #endif

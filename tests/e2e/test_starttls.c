@@ -391,6 +391,16 @@ Test(starttls_policy, check_and_explain_name_the_protocol_and_errors_point_at_it
 	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
 	cr_assert(strstr(p.out, "starttls=smtp") && strstr(p.out, "starttls=imap"), "%s", p.out);
 	h_proc_free(&p);
+	rc = run(&p,
+		 ARGV((char *)h_cmd(), "explain", "-p",
+		      h_fmt("accept 127.0.0.1:2525 tls starttls=smtp cert=%s key=%s",
+			    pki("server.pem"), pki("server.key")),
+		      "accept", "127.0.0.1:2525"),
+		 10000);
+	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
+	cr_assert(strstr(p.out, "smtp: tlsshim adds STARTTLS to the program's EHLO answer"), "%s",
+		  p.out);
+	h_proc_free(&p);
 	static const struct {
 		const char *rule, *msg;
 	} bad[] = {
@@ -398,7 +408,6 @@ Test(starttls_policy, check_and_explain_name_the_protocol_and_errors_point_at_it
 	     ":1:27: starttls: expected 'postgres', 'smtp' or 'imap', got 'pop3'"},
 	    {"connect *:25 plain starttls=smtp", ":1:20: options have no effect on a 'plain'"},
 	    {"accept *:143 tls cert=C key=K starttls=imap", "starttls=imap applies to connect"},
-	    {"accept *:25 tls cert=C key=K starttls=smtp", "starttls=smtp applies to connect"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		rc = run(&p, ARGV((char *)h_cmd(), "check", "-p", (char *)bad[i].rule), 10000);
@@ -587,4 +596,169 @@ Test(starttls_imap, client_side_server_refusing_starttls_never_gets_the_programs
 	cr_assert_eq(h_wait_output(srv, "GOT:", 10000), 0);
 	cr_assert(strstr(srv->out, "GOT:b'tlsshim2 STARTTLS\\r\\n'\n") != NULL,
 		  "the server got: %s", srv->out);
+}
+
+Test(starttls_smtp, blocking_and_nonblocking_programs_see_the_greeting_first)
+{
+	int port = h_free_port();
+	const char *policy;
+
+	start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
+			  pki("server.pem"), pki("server.key")),
+		     NULL, port);
+	policy = h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
+		       pki("ca.pem"));
+	/* Blocking I/O, then a non-blocking socket driven by poll() (tcpcat -N). */
+	for (int nb = 0; nb < 2; nb++) {
+		struct h_env env;
+		struct h_proc p;
+		int rc;
+
+		shim_env(&env, policy, NULL);
+		rc = h_run(&p,
+			   nb ? ARGV((char *)h_prog("tcpcat"), "-N", "127.0.0.1", h_fmt("%d", port),
+				     "EHLO prog.test\\r\\nQUIT\\r\\n")
+			      : ARGV((char *)h_prog("tcpcat"), "127.0.0.1", h_fmt("%d", port),
+				     "EHLO prog.test\\r\\nQUIT\\r\\n"),
+			   &env, CLIENT_MS);
+		h_env_free(&env);
+		cr_assert_eq(rc, 0, "nb=%d: %s %s", nb, p.out, p.err);
+		cr_assert(strncmp(p.out, "220 localhost Python SMTP", 25) == 0,
+			  "nb=%d: the greeting comes first: %s", nb, p.out);
+		cr_assert(strstr(p.out, "\r\n250-localhost\r\n") != NULL, "nb=%d: %s", nb, p.out);
+		cr_assert(strstr(p.out, "STARTTLS") == NULL, "nb=%d: %s", nb, p.out);
+		cr_assert(strstr(p.out, "\r\n221 ") != NULL, "nb=%d: %s", nb, p.out);
+		h_proc_free(&p);
+	}
+}
+
+/* A non-blocking client driven by SELECTOR (EpollSelector, SelectSelector, PollSelector). */
+static const char selector_client_py[] = "import selectors, socket, sys\n"
+					 "sel = getattr(selectors, sys.argv[2])()\n"
+					 "s = socket.socket(); s.setblocking(False)\n"
+					 "s.connect_ex(('127.0.0.1', int(sys.argv[1])))\n"
+					 "sel.register(s, selectors.EVENT_WRITE)\n"
+					 "assert sel.select(20), 'connect timed out'\n"
+					 "sel.modify(s, selectors.EVENT_READ)\n"
+					 "out = b''\n"
+					 "while b'\\r\\n' not in out:\n"
+					 "    assert sel.select(20), 'no greeting'\n"
+					 "    out += s.recv(4096)\n"
+					 "s.send(b'EHLO prog.test\\r\\nQUIT\\r\\n')\n"
+					 "while True:\n"
+					 "    assert sel.select(20), 'no answer'\n"
+					 "    d = s.recv(4096)\n"
+					 "    if not d: break\n"
+					 "    out += d\n"
+					 "sys.stdout.write(out.decode())\n";
+
+Test(starttls_smtp, epoll_select_and_poll_programs_read_the_greeting_then_talk_in_tls)
+{
+	static const char *const selectors[] = {"EpollSelector", "SelectSelector", "PollSelector"};
+	int port = h_free_port();
+	const char *policy;
+
+	start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
+			  pki("server.pem"), pki("server.key")),
+		     NULL, port);
+	policy = h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
+		       pki("ca.pem"));
+	for (size_t i = 0; i < 3; i++) {
+		struct h_env env;
+		struct h_proc p;
+		int rc;
+
+		shim_env(&env, policy, NULL);
+		rc = h_run(&p,
+			   ARGV(PYTHON, "-c", (char *)selector_client_py, h_fmt("%d", port),
+				(char *)selectors[i]),
+			   &env, CLIENT_MS);
+		h_env_free(&env);
+		cr_assert_eq(rc, 0, "%s: %s %s", selectors[i], p.out, p.err);
+		cr_assert(strncmp(p.out, "220 localhost Python SMTP", 25) == 0, "%s: %s",
+			  selectors[i], p.out);
+		/* aiosmtpd offers STARTTLS before TLS only: its absence shows where EHLO went. */
+		cr_assert(strstr(p.out, "\r\n250-localhost\r\n") && strstr(p.out, "\r\n221 ") &&
+			      !strstr(p.out, "STARTTLS"),
+			  "%s: the EHLO went inside TLS: %s", selectors[i], p.out);
+		h_proc_free(&p);
+	}
+}
+
+/* ---- SMTP, server side ------------------------------------------------------------- */
+
+/* aiosmtpd without any TLS: it never offers or knows STARTTLS. */
+static const char plain_smtp_server_py[] =
+    "import sys, time\n"
+    "from aiosmtpd.controller import Controller\n"
+    "class H:\n"
+    "    async def handle_DATA(self, server, session, envelope):\n"
+    "        print('GOT helo=%s from=%s data=%r' % (session.host_name, envelope.mail_from,\n"
+    "              envelope.content), flush=True)\n"
+    "        return '250 OK'\n"
+    "c = Controller(H(), hostname='127.0.0.1', port=int(sys.argv[1]))\n"
+    "c.start(); print('READY', flush=True)\n"
+    "time.sleep(3600)\n";
+
+/* smtplib: EHLO, starttls() when argv[3] is "tls" (verifying argv[2]), EHLO, a message. */
+static const char starttls_client_py[] =
+    "import smtplib, ssl, sys\n"
+    "s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=20)\n"
+    "s.ehlo('client.test')\n"
+    "print('OFFERED', s.has_extn('starttls'), flush=True)\n"
+    "if sys.argv[3] == 'tls':\n"
+    "    ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "    ctx.check_hostname = False\n"
+    "    print('STARTTLS', s.starttls(context=ctx)[0], s.sock.version(), flush=True)\n"
+    "    s.ehlo('client.test')\n"
+    "    print('OFFERED AFTER', s.has_extn('starttls'), flush=True)\n"
+    "try:\n"
+    "    s.sendmail('" CANARY "@client.test', ['to@x.test'], 'Subject: hi\\r\\n\\r\\nbody\\r\\n')\n"
+    "    print('SENT', flush=True)\n"
+    "except smtplib.SMTPException as e:\n"
+    "    print('REFUSED', e, flush=True)\n"
+    "s.quit()\n";
+
+Test(starttls_smtp, server_side_plain_aiosmtpd_gets_mail_over_starttls)
+{
+	int port = h_free_port();
+	struct h_env env;
+	struct h_proc p, *srv;
+	int rc;
+
+	shim_env(&env,
+		 h_fmt("accept 127.0.0.1:%d tls starttls=smtp cert=%s key=%s", port,
+		       pki("server.pem"), pki("server.key")),
+		 NULL);
+	h_env_set(&env, "PYTHONUNBUFFERED", "1");
+	srv = start_server(ARGV(PYTHON, "-c", (char *)plain_smtp_server_py, h_fmt("%d", port)),
+			   &env, port);
+	h_env_free(&env);
+	/* A client that upgrades: the shim offered STARTTLS and answered it. */
+	rc = run(
+	    &p,
+	    ARGV(PYTHON, "-c", (char *)starttls_client_py, h_fmt("%d", port), pki("ca.pem"), "tls"),
+	    CLIENT_MS);
+	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
+	cr_assert(strstr(p.out,
+			 "OFFERED True\nSTARTTLS 220 TLSv1.3\nOFFERED AFTER False\nSENT\n") != NULL,
+		  "%s", p.out);
+	h_proc_free(&p);
+	cr_assert_eq(h_wait_output(srv, "GOT ", 10000), 0, "%s", srv->err);
+	cr_assert(strstr(srv->out, "GOT helo=client.test from=" CANARY "@client.test") != NULL,
+		  "%s", srv->out);
+	/* A client that does not: its mail is refused (530) and never reaches the program. */
+	rc = run(&p,
+		 ARGV(PYTHON, "-c", (char *)starttls_client_py, h_fmt("%d", port), pki("ca.pem"),
+		      "plain"),
+		 CLIENT_MS);
+	cr_assert_eq(rc, 0, "%s %s", p.out, p.err);
+	cr_assert(strstr(p.out, "REFUSED (530, b'5.7.0 Must issue a STARTTLS command first'") !=
+		      NULL,
+		  "%s", p.out);
+	h_proc_free(&p);
+	h_collect(srv, 300);
+	cr_assert(strstr(srv->out, "GOT ") == strrchr(srv->out, 'G') - 0 ||
+		      strstr(strstr(srv->out, "GOT ") + 4, "GOT ") == NULL,
+		  "one message only: %s", srv->out);
 }

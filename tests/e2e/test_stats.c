@@ -448,6 +448,59 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 	free(out);
 }
 
+/*
+ * A forking server: the parent accepts, the child runs the handshake and the
+ * I/O. The child counts in a file of its own, made at the fork.
+ */
+Test(stats, forked_child_counts_in_its_own_file)
+{
+	const char *dir = h_tmpdir();
+	int port = h_free_port();
+	struct h_proc *srv = &servers[n_servers];
+	struct h_env env;
+	char *out, *line, *child;
+
+	env_for(&env, dir);
+	h_env_preload(&env);
+	h_env_set(&env, "TLSSHIM_POLICY", "accept 127.0.0.1:%d tls cert=%s key=%s", port,
+		  pki("server.pem"), pki("server.key"));
+	h_env_set(&env, "PORT", "%d", port);
+	cr_assert_eq(h_spawn(srv,
+			     ARGV(PY, "-c",
+				  "import http.server, os, socketserver, time\n"
+				  "class H(http.server.BaseHTTPRequestHandler):\n"
+				  "    def do_GET(self):\n"
+				  "        self.send_response(200); self.send_header('Content-Length', '3')\n"
+				  "        self.end_headers(); self.wfile.write(b'hi\\n'); self.wfile.flush()\n"
+				  "        time.sleep(4)  # the child stays for tlsshim stats to see\n"
+				  "class S(socketserver.ForkingMixIn, http.server.HTTPServer): pass\n"
+				  "S(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"),
+			     &env, NULL, 0),
+		     0, "expected the forking server to start");
+	n_servers++;
+	h_env_free(&env);
+	cr_assert_eq(h_wait_port(port, 10000), 0, "expected it to listen:\n%s", srv->err);
+	curl_https(port, 1);
+	out = stats_out(dir, NULL);
+	/* The table: the parent (1 connection, no handshake) and its child (the handshake). */
+	line = strstr(out, h_fmt("\n%-8d", srv->pid));
+	cr_expect(line != NULL, "expected the parent in the table:\n%s", out);
+	child = NULL;
+	for (char *l = strchr(out, '\n'); l != NULL; l = strchr(l + 1, '\n'))
+		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid)
+			child = l + 1;
+	cr_assert(child != NULL, "expected the forked child in the table:\n%s", out);
+	free(out);
+	out = stats_out(dir, ARGV(h_fmt("%d", atoi(child))));
+	cr_expect(strstr(out, "1 full, 0 resumed") != NULL && strstr(out, "bytes        in 0 B") == NULL,
+		  "expected the child's handshake and bytes in its own file:\n%s", out);
+	free(out);
+	out = stats_out(dir, ARGV(h_fmt("%d", srv->pid)));
+	cr_expect(strstr(out, "1 total") != NULL && strstr(out, "0 full, 0 resumed") != NULL,
+		  "expected the parent to count the accepted connection only:\n%s", out);
+	free(out);
+}
+
 Test(stats, nothing_made_when_off_or_when_nothing_is_wrapped)
 {
 	const char *dir = h_tmpdir();

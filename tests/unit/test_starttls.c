@@ -390,3 +390,134 @@ Test(starttls_imap, client_fails_closed_on_refusals)
 		cr_assert(strstr(s.why, cases[i].why) != NULL, "case %zu: %s", i, s.why);
 	}
 }
+
+/* ---- SMTP, server ----------------------------------------------------------------- */
+
+/* Feeds the client's bytes; collects what the program would read and what the shim sent. */
+static int srv_drive(struct stls *s, const char *client, size_t n, size_t chunk, char *prog,
+		     size_t *prog_len, char *sent, size_t *sent_len)
+{
+	size_t used = 0;
+	int rc;
+
+	*prog_len = *sent_len = 0;
+	for (int guard = 0; guard < 100000; guard++) {
+		rc = stls_smtp_srv_input(s);
+		if (rc == STLS_WANT_WRITE) {
+			memcpy(sent + *sent_len, s->out, s->out_len);
+			*sent_len += s->out_len;
+			s->out_len = 0;
+			continue;
+		}
+		/* The program reads what is for it before the next line is looked at. */
+		memcpy(prog + *prog_len, s->greet + s->greet_off, s->greet_len - s->greet_off);
+		*prog_len += s->greet_len - s->greet_off;
+		s->greet_len = s->greet_off = 0;
+		if (rc != STLS_WANT_READ)
+			return rc;
+		if (stls_line(s, 0) > 0)
+			continue; /* a whole line is here already: no read needed */
+		if (used == n)
+			return rc;
+		size_t k = n - used < chunk ? n - used : chunk;
+
+		if (k > s->read_max)
+			k = s->read_max;
+		memcpy(s->in + s->in_len, client + used, k);
+		s->in_len += k;
+		used += k;
+	}
+	return -100;
+}
+
+Test(starttls_smtp, server_passes_ehlo_refuses_mail_and_answers_starttls)
+{
+	static const char client[] = "EHLO c.test\r\nMAIL FROM:<a@b>\r\nNOOP\r\nSTARTTLS\r\n";
+
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		char prog[512], sent[512];
+		size_t pl, sl;
+		struct stls s;
+
+		stls_init(&s, POLICY_STARTTLS_SMTP, TLS_ROLE_SERVER, 0, NULL);
+		int rc = srv_drive(&s, client, strlen(client), chunks[i], prog, &pl, sent, &sl);
+
+		cr_assert_eq(rc, STLS_TLS, "chunk %zu: %d %s", chunks[i], rc, s.why);
+		cr_assert_eq(pl, strlen("EHLO c.test\r\nNOOP\r\n"), "chunk %zu", chunks[i]);
+		cr_assert(memcmp(prog, "EHLO c.test\r\nNOOP\r\n", pl) == 0,
+			  "the program never sees "
+			  "MAIL or STARTTLS");
+		cr_assert_eq(sl, strlen("530 5.7.0 Must issue a STARTTLS command first\r\n"
+					"220 2.0.0 Ready to start TLS\r\n"));
+	}
+}
+
+Test(starttls_smtp, server_auto_lets_a_cleartext_transaction_through)
+{
+	static const char client[] = "EHLO c.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n";
+	char prog[512], sent[512];
+	size_t pl, sl;
+	struct stls s;
+
+	stls_init(&s, POLICY_STARTTLS_SMTP, TLS_ROLE_SERVER, 1, NULL);
+	int rc = srv_drive(&s, client, strlen(client), 4096, prog, &pl, sent, &sl);
+
+	cr_assert_eq(rc, STLS_PLAIN);
+	cr_assert_eq(sl, 0);
+	cr_assert_eq(pl, strlen(client), "all of it, as sent");
+	cr_assert(s.srv_done);
+}
+
+Test(starttls_smtp, server_refuses_bytes_pipelined_after_starttls)
+{
+	static const char client[] = "STARTTLS\r\nMAIL FROM:<evil>\r\n";
+	char prog[512], sent[512];
+	size_t pl, sl;
+	struct stls s;
+
+	stls_init(&s, POLICY_STARTTLS_SMTP, TLS_ROLE_SERVER, 0, NULL);
+	int rc = srv_drive(&s, client, strlen(client), 4096, prog, &pl, sent, &sl);
+
+	cr_assert_eq(rc, STLS_FAIL);
+	cr_assert(strstr(s.why, "injection") != NULL, "%s", s.why);
+	cr_assert_eq(pl, 0);
+}
+
+Test(starttls_smtp, server_adds_starttls_to_the_programs_ehlo_answer)
+{
+	static const struct {
+		const char *answer, *want;
+	} cases[] = {
+	    {"250-mx.test\r\n250 SIZE 1000\r\n",
+	     "250-mx.test\r\n250-SIZE 1000\r\n250 STARTTLS\r\n"},
+	    {"250 mx.test\r\n", "250-mx.test\r\n250 STARTTLS\r\n"},
+	    {"250-mx\r\n250 STARTTLS\r\n", "250-mx\r\n250 STARTTLS\r\n"},
+	    {"550 no\r\n", "550 no\r\n"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t step = 1; step <= 64; step *= 4) {
+			struct stls s;
+			size_t at = 0, n = strlen(cases[i].answer);
+			int direct;
+
+			stls_init(&s, POLICY_STARTTLS_SMTP, TLS_ROLE_SERVER, 0, NULL);
+			s.srv_ehlo = 1;
+			while (at < n) {
+				size_t k = n - at < step ? n - at : step;
+				size_t t =
+				    stls_smtp_srv_output(&s, cases[i].answer + at, k, &direct);
+
+				cr_assert(!direct && t > 0);
+				at += t;
+			}
+			cr_assert_eq(s.out_len, strlen(cases[i].want), "case %zu step %zu", i,
+				     step);
+			cr_assert(memcmp(s.out, cases[i].want, s.out_len) == 0, "case %zu: %.*s", i,
+				  (int)s.out_len, s.out);
+			/* After the answer, the program's bytes go to the client as they are. */
+			cr_assert_eq(stls_smtp_srv_output(&s, "250 OK\r\n", 8, &direct), 8);
+			cr_assert(direct);
+		}
+	}
+}
