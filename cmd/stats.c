@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,9 +274,26 @@ static uid_t proc_owner(int pid)
 	return stat(path, &st) == 0 ? st.st_uid : (uid_t)-1;
 }
 
+/*
+ * A mapped file that shrinks while we read it (its writer, or another user
+ * truncating it on purpose) faults with SIGBUS: that file's read is given up.
+ */
+static sigjmp_buf bus_env;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+	if (bus_armed)
+		siglongjmp(bus_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
 static void read_one(const struct sdir *d, const char *name, int only_pid, struct snaps *out)
 {
+	struct sigaction bus = {.sa_handler = on_sigbus}, old_bus;
+	volatile int pending = 0; /* out->v[out->n] holds rules not yet counted */
 	struct stat st;
 	struct stats_head *h;
 	struct proc_snap *p;
@@ -303,6 +322,13 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 	close(fd);
 	if (m == MAP_FAILED)
 		return;
+	sigaction(SIGBUS, &bus, &old_bus);
+	if (sigsetjmp(bus_env, 1) != 0) {
+		if (pending) /* the entry being filled: not counted */
+			free(out->v[out->n].rules);
+		goto out;
+	}
+	bus_armed = 1;
 	h = m;
 	start = proc_starttime(pid);
 	if (atomic_load_explicit(&h->magic, memory_order_acquire) != STATS_MAGIC) {
@@ -336,6 +362,7 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 	p->rules = calloc(n_rules ? n_rules : 1, sizeof(*p->rules));
 	if (p->rules == NULL)
 		goto out;
+	pending = 1;
 	p->pid = pid;
 	p->uid = h->uid;
 	p->created = h->created;
@@ -346,7 +373,10 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 			  (struct stats_rule *)((char *)m + sizeof(struct stats_head) +
 						(size_t)i * sizeof(struct stats_rule)));
 	out->n++;
+	pending = 0;
 out:
+	bus_armed = 0;
+	sigaction(SIGBUS, &old_bus, NULL);
 	munmap(m, (size_t)st.st_size);
 }
 

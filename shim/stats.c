@@ -435,5 +435,5 @@ void stats_fork_child(void)
 	 * with seccomp), since handshakes and bytes never make one themselves.
 	 */
 	if (inherited > 0)
-		map_locked();
+		__atomic_store_n(&st_state, map_locked(), __ATOMIC_RELEASE);
 }

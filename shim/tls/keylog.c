@@ -2,11 +2,12 @@
  * keylog.c - TLSSHIM_KEYLOG: TLS secrets in the NSS key-log format, for Wireshark.
  *
  * Off unless the variable is set (a warning is logged when it is). The file
- * holds secrets: append-only, created 0600, never opened through a symlink,
- * and refused (no keys written) if others may read it or another user owns it. It is opened for
- * each line and closed again: a descriptor kept open could be closed by the program (daemons close
- * every fd above 2) and its number reused for a socket, which would then receive the secrets. Each
- * line is one write under a mutex, so lines from threads never interleave.
+ * holds secrets: append-only, created 0600, never opened through a symlink
+ * nor waited on (a FIFO), and refused (no keys written) if others may read it or another user owns
+ * it. It is opened for each line and closed again: a descriptor kept open could be closed by the
+ * program (daemons close every fd above 2) and its number reused for a socket, which would then
+ * receive the secrets. Each line is one write under a mutex, so lines from threads never
+ * interleave.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,9 +34,15 @@ static int keylog_open(const char *path, const char **why)
 	struct stat st;
 	int fd;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/*
+	 * O_NONBLOCK: opening a FIFO planted at the path would wait for a reader
+	 * (it fails with ENXIO instead); a regular file's writes do not block.
+	 */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (fd < 0) {
-		*why = errno == ELOOP ? "it is a symbolic link" : strerror(errno);
+		*why = errno == ELOOP   ? "it is a symbolic link"
+		       : errno == ENXIO ? "it is not a regular file"
+					: strerror(errno);
 		return -errno;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

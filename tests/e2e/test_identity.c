@@ -700,6 +700,15 @@ Test(identity_files, key_log_is_private_or_refused)
 	cr_expect(keys && keys[0] == '\0', "expected nothing through the symlink, got:\n%s", keys);
 	free(keys);
 	h_proc_free(&p);
+	/* A FIFO planted at the path (no reader): refused at once, the program never waits. */
+	const char *fifo = h_fmt("%s/fifo.keys", dir);
+
+	cr_assert_eq(mkfifo(fifo, 0600), 0, "expected to make %s", fifo);
+	rc = keylog_run(&p, port, fifo, NULL);
+	cr_expect_eq(rc, 0, "expected the connection to work without the key log, got %d:\n%s",
+		     rc, p.err);
+	cr_expect(strstr(p.err, "refused: it is not a regular file"), "stderr:\n%s", p.err);
+	h_proc_free(&p);
 }
 
 Test(identity_files, log_file_is_created_private_and_never_through_a_symlink)
@@ -720,6 +729,16 @@ Test(identity_files, log_file_is_created_private_and_never_through_a_symlink)
 	cr_assert_eq(symlink(target, link), 0);
 	keylog_run(&p, port, h_fmt("%s/k2", dir), link);
 	cr_expect(access(target, F_OK) != 0, "expected the symlink's target not to be created");
+	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid)),
+		  "expected the lines on stderr instead, stderr:\n%s", p.err);
+	h_proc_free(&p);
+	/* A FIFO without a reader: the lines go to stderr, the program does not wait. */
+	const char *fifo = h_fmt("%s/fifo.log", dir);
+
+	cr_assert_eq(mkfifo(fifo, 0600), 0, "expected to make %s", fifo);
+	cr_expect_neq(keylog_run(&p, port, h_fmt("%s/k3", dir), fifo), -1,
+		      "expected the program to end (nothing listens), not to wait; stderr:\n%s",
+		      p.err);
 	cr_expect(strstr(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid)),
 		  "expected the lines on stderr instead, stderr:\n%s", p.err);
 	h_proc_free(&p);

@@ -42,14 +42,19 @@ static int run(struct h_proc *p, char *const argv[], int timeout_ms)
 }
 
 static struct h_proc servers[4];
+static int is_pg[4]; /* servers[i] is a postmaster */
 static int n_servers;
 static char *work; /* a directory nobody may enter, removed at the end */
 
 static void teardown(void)
 {
 	for (int i = 0; i < n_servers; i++) {
+		/* postgres: immediate shutdown, its children with it, before the directory goes. */
+		if (is_pg[i] && !servers[i].reaped && kill(servers[i].pid, SIGQUIT) == 0)
+			h_wait(&servers[i], 10000);
 		h_kill(&servers[i]);
 		h_proc_free(&servers[i]);
+		is_pg[i] = 0;
 	}
 	n_servers = 0;
 	if (work != NULL) {
@@ -153,6 +158,7 @@ static void pg_start(const char *data, int port, int ssl, struct h_env *env)
 {
 	struct passwd *pw = getpwnam("nobody");
 
+	is_pg[n_servers] = 1;
 	start_server(ARGV("setpriv", h_fmt("--reuid=%u", (unsigned)pw->pw_uid),
 			  h_fmt("--regid=%u", (unsigned)pw->pw_gid), "--clear-groups",
 			  PG_BIN "postgres", "-D", (char *)data, "-p", h_fmt("%d", port), "-k",

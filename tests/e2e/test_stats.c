@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -282,8 +283,9 @@ static unsigned long long starttime_of(int pid)
 	return t;
 }
 
-/* Writes a statistics file DIR/PID owned by UID: complete (with COMM) or half made. */
-static void forge(const char *dir, int pid, uid_t uid, int complete, const char *comm)
+/* Writes a statistics file DIR/PID owned by UID: complete (with COMM, N_RULES zeroed rules) or half made. */
+static void forge_n(const char *dir, int pid, uid_t uid, int complete, const char *comm,
+		    uint32_t n_rules)
 {
 	struct stats_head h;
 	const char *path = h_fmt("%s/%d", dir, pid);
@@ -296,10 +298,18 @@ static void forge(const char *dir, int pid, uid_t uid, int complete, const char 
 	h.rule_size = sizeof(struct stats_rule);
 	h.pid = pid;
 	h.uid = uid;
+	h.n_rules = n_rules;
 	h.starttime = starttime_of(pid);
 	snprintf(h.comm, sizeof(h.comm), "%s", comm);
 	cr_assert_eq(h_write_file(path, &h, sizeof(h)), 0, "expected to write %s", path);
+	cr_assert_eq(truncate(path, (off_t)(sizeof(h) + n_rules * sizeof(struct stats_rule))), 0,
+		     "expected to size %s", path);
 	cr_assert_eq(chown(path, uid, uid), 0, "expected to chown %s", path);
+}
+
+static void forge(const char *dir, int pid, uid_t uid, int complete, const char *comm)
+{
+	forge_n(dir, pid, uid, complete, comm, 0);
 }
 
 /*
@@ -325,6 +335,61 @@ Test(stats, another_users_directory_is_read_not_trusted)
 	cr_expect_eq(stat(h_fmt("%s/4194304", dir), &st), 0,
 		     "expected root to leave another user's stale file in place");
 	free(out);
+}
+
+struct shrinker {
+	const char *path;
+	_Atomic int stop;
+};
+
+/* Cuts PATH down to its header and back to its size, over and over, until told to stop. */
+static void *shrink_loop(void *arg)
+{
+	struct shrinker *sh = arg;
+	struct stat st;
+	int fd = open(sh->path, O_WRONLY);
+
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return NULL;
+	while (!atomic_load(&sh->stop)) {
+		if (ftruncate(fd, (off_t)sizeof(struct stats_head)) != 0)
+			break;
+		usleep(300);
+		if (ftruncate(fd, st.st_size) != 0)
+			break;
+		usleep(300);
+	}
+	close(fd);
+	return NULL;
+}
+
+/*
+ * A file truncated while `tlsshim stats` has it mapped (its writer, or a
+ * user doing it on purpose to root's reader) must not kill the reader with
+ * SIGBUS: that file is skipped.
+ */
+Test(stats, a_file_that_shrinks_while_read_is_skipped)
+{
+	const char *dir = h_tmpdir();
+	struct shrinker sh = {.path = h_fmt("%s/%d", dir, getpid())};
+	char *argv[] = {(char *)h_cmd(), "stats", NULL};
+	pthread_t t;
+	int bad = 0;
+
+	forge_n(dir, getpid(), geteuid(), 1, "shrinking", 4096); /* megabytes: reading takes a while */
+	cr_assert_eq(pthread_create(&t, NULL, shrink_loop, &sh), 0);
+	for (int i = 0; i < 40 && bad == 0; i++) {
+		struct h_proc p;
+		int rc = run_in(&p, argv, dir);
+
+		if (rc != 0)
+			bad = rc;
+		h_proc_free(&p);
+	}
+	atomic_store(&sh.stop, 1);
+	pthread_join(t, NULL);
+	cr_expect_eq(bad, 0, "expected tlsshim stats to exit 0 every time, one exited %d (%s)",
+		     bad, bad == 128 + SIGBUS ? "SIGBUS" : "?");
 }
 
 Test(stats, prometheus_output_passes_promtool)
