@@ -342,8 +342,12 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 	if (h->version != STATS_VERSION || h->head_size != sizeof(struct stats_head) ||
 	    h->rule_size != sizeof(struct stats_rule) || h->pid != pid ||
 	    (uint64_t)st.st_size <
-		sizeof(struct stats_head) + (uint64_t)n_rules * sizeof(struct stats_rule))
-		goto out; /* another version's file: leave it to that version */
+		sizeof(struct stats_head) + (uint64_t)n_rules * sizeof(struct stats_rule)) {
+		/* Another version's file: left to its process while it lives. */
+		if (start == 0)
+			prune(d, name);
+		goto out;
+	}
 	if (start == 0 || (h->starttime != 0 && start != h->starttime) || exec_since(pid, h)) {
 		prune(d, name);
 		goto out;

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,20 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 	h_proc_free(&p);
 	h_env_free(&env);
 
+	/* A file of another layout (an older tlsshim's) whose process is gone: pruned too. */
+	{
+		unsigned char old_file[1224] = {0};
+		uint64_t magic = 0x31746174736c7374ULL;
+		uint32_t version_head[2] = {1, 80};
+
+		memcpy(old_file, &magic, 8);
+		memcpy(old_file + 8, version_head, 8);
+		cr_assert_eq(h_write_file(h_fmt("%s/999999999", dir), old_file, sizeof(old_file)),
+			     0, "expected to write an old-layout file");
+		free(stats_out(dir, NULL));
+		cr_expect_eq(stats_files(dir), 0, "expected a dead process's old-layout file pruned");
+	}
+
 	/* A server killed with SIGKILL: pruned too. */
 	srv = start_http(port,
 			 h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server.pem"),
@@ -524,6 +539,7 @@ Test(stats, forked_child_counts_in_its_own_file)
 	struct h_proc *srv = &servers[n_servers];
 	struct h_env env;
 	char *out, *line, *child;
+	int child_pid;
 
 	env_for(&env, dir);
 	h_env_preload(&env);
@@ -555,8 +571,9 @@ Test(stats, forked_child_counts_in_its_own_file)
 		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid)
 			child = l + 1;
 	cr_assert(child != NULL, "expected the forked child in the table:\n%s", out);
+	child_pid = atoi(child);
 	free(out);
-	out = stats_out(dir, ARGV(h_fmt("%d", atoi(child))));
+	out = stats_out(dir, ARGV(h_fmt("%d", child_pid)));
 	cr_expect(strstr(out, "1 full, 0 resumed") != NULL && strstr(out, "bytes        in 0 B") == NULL,
 		  "expected the child's handshake and bytes in its own file:\n%s", out);
 	free(out);
