@@ -210,6 +210,7 @@ test: deps
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map
 	$(Q)scripts/check-exports $(TLS_SO) shim/tls/exports.map
 	$(Q)scripts/check-hooks
+	$(Q)scripts/check-fd-surface
 	$(Q)BUILD=$(BUILD) SAN=$(SAN) scripts/run-tests $(TEST_BIN)
 
 # CPython's own socket test suites, plain and under the shim: the same tests must pass
@@ -287,6 +288,7 @@ check-exports: all
 
 lint: check-exports
 	$(Q)scripts/check-hooks
+	$(Q)scripts/check-fd-surface
 
 format:
 	$(Q)clang-format -i $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \

@@ -1949,8 +1949,9 @@ ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flag
 	size_t sum = 0;
 	ssize_t total = 0;
 
-	for (int i = 0; i < iovcnt; i++)
-		sum += iov[i].iov_len;
+	/* Bounded as it goes: lengths may add up past SIZE_MAX (the hooks checked each). */
+	for (int i = 0; i < iovcnt && sum <= sizeof(small); i++)
+		sum += iov[i].iov_len <= sizeof(small) ? iov[i].iov_len : sizeof(small) + 1;
 	/* Small gathers (headers + body) go out as one record, not one per piece. */
 	if (sum <= sizeof(small) && iovcnt > 1) {
 		size_t off = 0;
@@ -2215,6 +2216,51 @@ void conn_release_fd(int fd)
 			epreg_conn_closed(c);
 		conn_put(c);
 	}
+}
+
+/*
+ * Unmaps FD from C without a byte of I/O: its number now names another file.
+ * When it was C's last fd the session ends silently (its socket is already
+ * gone; close_notify would go into the new file). Returns 1 when it was the last.
+ */
+static int conn_forget_fd(struct conn *c, int fd)
+{
+	int last;
+
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < c->nfds; i++) {
+		if (c->fds[i] == fd) {
+			c->fds[i] = c->fds[--c->nfds];
+			break;
+		}
+	}
+	last = c->nfds == 0;
+	if (!last && c->fd == fd) {
+		c->fd = c->fds[0];
+		if (c->ts != NULL)
+			E->set_fd(c->ts, c->fd);
+	}
+	if (last)
+		c->closed = 1;
+	pthread_mutex_unlock(&c->lock);
+	return last;
+}
+
+void conn_drop_stale(int fd)
+{
+	int saved = errno, last = 0;
+	struct conn *c = fdtab_take(fd);
+
+	if (c != NULL) {
+		log_debug("%s: fd %d was closed without the shim (raw system call or another "
+			  "library) and now names a new file: its entry is dropped",
+			  c->desc, fd);
+		last = conn_forget_fd(c, fd);
+	}
+	epreg_fd_stale(fd, c, last);
+	if (c != NULL)
+		conn_put(c);
+	errno = saved;
 }
 
 void conn_disconnect(struct conn *c)

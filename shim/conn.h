@@ -189,6 +189,15 @@ int conn_close_fd(struct conn *c, int fd);
 void conn_release_fd(int fd);
 
 /*
+ * FD has just been handed out by the kernel (open, socket, accept, pipe, dup,
+ * ...): an entry under its number is stale (its socket was closed behind the
+ * shim's back). Drops it and its epoll registrations without any I/O on FD,
+ * and logs it at debug. errno is preserved. Callers test fdtab_maybe(FD) or
+ * epreg_active() first (fd_new() in hooks/hook.h).
+ */
+void conn_drop_stale(int fd);
+
+/*
  * connect(AF_UNSPEC) succeeded on the conn's socket: the connection is gone
  * (reset, no close_notify) and the socket may connect again. Every fd of it
  * is unwrapped, with the program's blocking mode and TCP_NODELAY restored.

@@ -67,6 +67,42 @@ static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct epset *sets;
 static atomic_int nsets;
 
+/*
+ * Stale fds (conn_drop_stale) seen while this thread holds ep_lock: a new fd
+ * handed out inside the registry's own work (OpenSSL opening a certificate
+ * during a handshake that epoll_wait drives) is dealt with when the lock is
+ * given back, not by taking it again. Under ep_lock.
+ */
+struct stale {
+	int fd;
+	int last;
+	struct conn *c; /* a reference, or NULL */
+};
+static __thread int ep_held;
+static struct stale *stale_q;
+static size_t stale_n, stale_cap;
+
+static void stale_locked(int fd, struct conn *c, int last);
+
+static void ep_lock_take(void)
+{
+	pthread_mutex_lock(&ep_lock);
+	ep_held = 1;
+}
+
+static void ep_lock_give(void)
+{
+	while (stale_n > 0) {
+		struct stale st = stale_q[--stale_n];
+
+		stale_locked(st.fd, st.c, st.last);
+		if (st.c != NULL)
+			conn_put(st.c);
+	}
+	ep_held = 0;
+	pthread_mutex_unlock(&ep_lock);
+}
+
 /* Per conn: its registrations, chained through next_of_conn (under ep_lock). */
 struct conn_regs {
 	struct conn *c;
@@ -293,7 +329,7 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (c == NULL && !shim.has_connect && !epreg_active())
 		return real.epoll_ctl(epfd, op, fd, ev) == 0 ? 0 : -errno;
 	real_init(); /* the registry calls several real functions */
-	pthread_mutex_lock(&ep_lock);
+	ep_lock_take();
 	s = set_find(epfd);
 	r = NULL;
 	if (s != NULL)
@@ -389,7 +425,7 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		rc = -EINVAL;
 		break;
 	}
-	pthread_mutex_unlock(&ep_lock);
+	ep_lock_give();
 	if (c != NULL)
 		conn_put(c);
 	return rc;
@@ -487,10 +523,10 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 	*handled = 0;
 	if (max <= 0)
 		return -EINVAL;
-	pthread_mutex_lock(&ep_lock);
+	ep_lock_take();
 	s = set_find(epfd);
 	if (s == NULL || s->nwrapped == 0) {
-		pthread_mutex_unlock(&ep_lock);
+		ep_lock_give();
 		return 0;
 	}
 	*handled = 1;
@@ -506,7 +542,7 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 		hs = due_deadlines(s, (uint64_t)now);
 		if (s->dirty != NULL && nsyn == 0)
 			hs = (uint64_t)now; /* a deadline passed: fail it in the next round */
-		pthread_mutex_unlock(&ep_lock);
+		ep_lock_give();
 		if (deadline >= 0)
 			left = deadline > now ? deadline - now : 0;
 		if (nsyn > 0)
@@ -523,18 +559,18 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 		if (k < 0 && nsyn == 0) {
 			int e = errno;
 
-			pthread_mutex_lock(&ep_lock);
+			ep_lock_take();
 			set_leave(s);
-			pthread_mutex_unlock(&ep_lock);
+			ep_lock_give();
 			return -e;
 		}
 		if (k < 0)
 			k = 0;
-		pthread_mutex_lock(&ep_lock);
+		ep_lock_take();
 		/* Its fd was closed meanwhile: nothing it returned is meaningful. */
 		if (s->closed) {
 			set_leave(s);
-			pthread_mutex_unlock(&ep_lock);
+			ep_lock_give();
 			return 0;
 		}
 		out = 0;
@@ -585,19 +621,17 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 		}
 		if (out > 0 || (deadline >= 0 && mono_ns() >= deadline)) {
 			set_leave(s);
-			pthread_mutex_unlock(&ep_lock);
+			ep_lock_give();
 			return out;
 		}
 	}
 }
 
-void epreg_fd_closed(int fd, struct conn *c)
+/* FD closed; OTHERS: another fd of C's socket stays open. Under ep_lock. */
+static void fd_closed_locked(int fd, struct conn *c, int others)
 {
 	struct epset **pp;
 
-	if (!epreg_active())
-		return;
-	pthread_mutex_lock(&ep_lock);
 	for (pp = &sets; *pp != NULL;) {
 		struct epset *s = *pp;
 		struct reg *r = NULL, *tmp;
@@ -614,7 +648,7 @@ void epreg_fd_closed(int fd, struct conn *c)
 			continue;
 		}
 		HASH_FIND(hh, s->by_fd, &fd, sizeof(fd), r);
-		if (r != NULL && r->c != NULL && c == r->c && c->nfds > 1) {
+		if (r != NULL && r->c != NULL && c == r->c && others) {
 			/* Another fd keeps the socket, and the kernel keeps reporting. */
 			HASH_DELETE(hh, s->by_fd, r);
 			r->orphan = 1;
@@ -623,14 +657,68 @@ void epreg_fd_closed(int fd, struct conn *c)
 		}
 		pp = &s->next;
 	}
-	pthread_mutex_unlock(&ep_lock);
+}
+
+/* Every registration of C ends. Under ep_lock. */
+static void conn_closed_locked(struct conn *c)
+{
+	struct conn_regs *cr;
+
+	/* reg_free unlinks from the conn's list: take the head until it is gone. */
+	for (;;) {
+		HASH_FIND_PTR(by_conn, &c, cr);
+		if (cr == NULL || cr->head == NULL)
+			break;
+		reg_free(cr->head);
+	}
+}
+
+void epreg_fd_closed(int fd, struct conn *c)
+{
+	if (!epreg_active())
+		return;
+	ep_lock_take();
+	fd_closed_locked(fd, c, c != NULL && c->nfds > 1);
+	ep_lock_give();
+}
+
+static void stale_locked(int fd, struct conn *c, int last)
+{
+	fd_closed_locked(fd, c, c != NULL && !last);
+	if (c != NULL && last && atomic_load_explicit(&c->n_epregs, memory_order_relaxed) > 0)
+		conn_closed_locked(c);
+}
+
+void epreg_fd_stale(int fd, struct conn *c, int last)
+{
+	if (!epreg_active() && (c == NULL || atomic_load(&c->n_epregs) == 0))
+		return;
+	if (ep_held) {
+		if (stale_n == stale_cap) {
+			size_t cap = stale_cap ? 2 * stale_cap : 8;
+			struct stale *q = realloc(stale_q, cap * sizeof(*q));
+
+			if (q == NULL)
+				return; /* the entry stays: dropped when the number is next handed
+					   out */
+			stale_q = q;
+			stale_cap = cap;
+		}
+		if (c != NULL)
+			conn_ref(c);
+		stale_q[stale_n++] = (struct stale){fd, last, c};
+		return;
+	}
+	ep_lock_take();
+	stale_locked(fd, c, last);
+	ep_lock_give();
 }
 
 void epreg_adopt(int fd, struct conn *c)
 {
 	if (!epreg_active())
 		return;
-	pthread_mutex_lock(&ep_lock);
+	ep_lock_take();
 	for (struct epset *s = sets; s != NULL; s = s->next) {
 		struct reg *r = NULL;
 
@@ -642,7 +730,7 @@ void epreg_adopt(int fd, struct conn *c)
 		r->kev = 0xffffffffu; /* force a MOD */
 		reg_wrap(r, c);
 	}
-	pthread_mutex_unlock(&ep_lock);
+	ep_lock_give();
 }
 
 /* Queues every registration of C, in every set. Under ep_lock. */
@@ -659,26 +747,18 @@ void epreg_touch(struct conn *c)
 {
 	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
 		return;
-	pthread_mutex_lock(&ep_lock);
+	ep_lock_take();
 	touch_locked(c);
-	pthread_mutex_unlock(&ep_lock);
+	ep_lock_give();
 }
 
 void epreg_conn_closed(struct conn *c)
 {
-	struct conn_regs *cr;
-
 	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
 		return;
-	pthread_mutex_lock(&ep_lock);
-	/* reg_free unlinks from the conn's list: take the head until it is gone. */
-	for (;;) {
-		HASH_FIND_PTR(by_conn, &c, cr);
-		if (cr == NULL || cr->head == NULL)
-			break;
-		reg_free(cr->head);
-	}
-	pthread_mutex_unlock(&ep_lock);
+	ep_lock_take();
+	conn_closed_locked(c);
+	ep_lock_give();
 }
 
 void epreg_fork_prepare(void)
@@ -693,5 +773,6 @@ void epreg_fork_parent(void)
 
 void epreg_fork_child(void)
 {
+	ep_held = 0;
 	pthread_mutex_init(&ep_lock, NULL);
 }

@@ -48,6 +48,15 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
  */
 void epreg_fd_closed(int fd, struct conn *c);
 
+/*
+ * FD's number was handed out anew after a close the shim never saw (C: the
+ * stale conn it mapped to, already out of fdtab and unmapped from C, or NULL;
+ * LAST: it was C's last fd): forget its registrations without any I/O. From
+ * inside the registry's own work (this thread holds its lock) this is done
+ * when the lock is given back.
+ */
+void epreg_fd_stale(int fd, struct conn *c, int last);
+
 /* FD has just been wrapped as C: adopt registrations made before. */
 void epreg_adopt(int fd, struct conn *c);
 

@@ -13,6 +13,7 @@
  * that early (read, write, close) fall back to raw system calls.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,6 +64,52 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
+/*
+ * A system call without libc's syscall(), which the shim interposes (hooks/
+ * syscall.c): the fallback of hooks that run inside dlsym(), before their
+ * real function is known, must not come back into the shim.
+ */
+#if defined(__x86_64__)
+long real_sys(long nr, long a, long b, long c, long d)
+{
+	register long r10 __asm__("r10") = d;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+			 : "rcx", "r11", "memory");
+	if (ret < 0 && ret > -4096) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+#elif defined(__aarch64__)
+long real_sys(long nr, long a, long b, long c, long d)
+{
+	register long x8 __asm__("x8") = nr;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+
+	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+	if (x0 < 0 && x0 > -4096) {
+		errno = (int)-x0;
+		return -1;
+	}
+	return x0;
+}
+#else
+long real_sys(long nr, long a, long b, long c, long d)
+{
+	(void)nr, (void)a, (void)b, (void)c, (void)d;
+	errno = ENOSYS;
+	return -1;
+}
+#endif
+
 static void die(const char *what, const char *name)
 {
 	char msg[256];
@@ -70,7 +117,8 @@ static void die(const char *what, const char *name)
 	    snprintf(msg, sizeof(msg), "tlsshim[%d]: error: %s: %s\n", (int)getpid(), what, name);
 
 	if (n > 0)
-		syscall(SYS_write, 2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+		real_sys(SYS_write, 2, (long)msg,
+			 (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, 0);
 	abort();
 }
 

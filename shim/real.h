@@ -7,12 +7,19 @@
 #ifndef TLSSHIM_REAL_H
 #define TLSSHIM_REAL_H
 
+#include <aio.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <mqueue.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -87,6 +94,62 @@
 	REQ(execvp, int, (const char *, char *const[]))                                          \
 	OPT(execvpe, int, (const char *, char *const[], char *const[]))                          \
 	OPT(fexecve, int, (int, char *const[], char *const[]))                                   \
+	OPT(preadv2, ssize_t, (int, const struct iovec *, int, off_t, int))                      \
+	OPT(pwritev2, ssize_t, (int, const struct iovec *, int, off_t, int))                     \
+	REQ(vdprintf, int, (int, const char *, va_list))                                         \
+	REQ(eventfd_read, int, (int, eventfd_t *))                                               \
+	REQ(eventfd_write, int, (int, eventfd_t))                                                \
+	REQ(syscall, long, (long, ...))                                                          \
+	OPT(openat, int, (int, const char *, int, ...))                                          \
+	OPT(__open_2, int, (const char *, int))                                                  \
+	OPT(__open64_2, int, (const char *, int))                                                \
+	OPT(__openat_2, int, (int, const char *, int))                                           \
+	OPT(__openat64_2, int, (int, const char *, int))                                         \
+	OPT(socket, int, (int, int, int))                                                        \
+	OPT(socketpair, int, (int, int, int, int[2]))                                            \
+	OPT(pipe2, int, (int[2], int))                                                           \
+	OPT(eventfd, int, (unsigned int, int))                                                   \
+	OPT(memfd_create, int, (const char *, unsigned int))                                     \
+	OPT(timerfd_create, int, (clockid_t, int))                                               \
+	OPT(signalfd, int, (int, const sigset_t *, int))                                         \
+	OPT(inotify_init, int, (void))                                                           \
+	OPT(inotify_init1, int, (int))                                                           \
+	OPT(fanotify_init, int, (unsigned int, unsigned int))                                    \
+	OPT(pidfd_open, int, (pid_t, unsigned int))                                              \
+	OPT(pidfd_getfd, int, (int, int, unsigned int))                                          \
+	OPT(fsopen, int, (const char *, unsigned int))                                           \
+	OPT(fsmount, int, (int, unsigned int, unsigned int))                                     \
+	OPT(fspick, int, (int, const char *, unsigned int))                                      \
+	OPT(open_tree, int, (int, const char *, unsigned int))                                   \
+	OPT(open_by_handle_at, int, (int, struct file_handle *, int))                            \
+	OPT(mkstemp, int, (char *))                                                              \
+	OPT(mkostemp, int, (char *, int))                                                        \
+	OPT(mkstemps, int, (char *, int))                                                        \
+	OPT(mkostemps, int, (char *, int, int))                                                  \
+	OPT(posix_openpt, int, (int))                                                            \
+	OPT(getpt, int, (void))                                                                  \
+	OPT(shm_open, int, (const char *, int, mode_t))                                          \
+	OPT(openpty, int,                                                                        \
+	    (int *, int *, char *, const struct termios *, const struct winsize *))              \
+	OPT(login_tty, int, (int))                                                               \
+	OPT(forkpty, pid_t, (int *, char *, const struct termios *, const struct winsize *))     \
+	OPT(mq_open, mqd_t, (const char *, int, ...))                                            \
+	OPT(__mq_open_2, mqd_t, (const char *, int))                                             \
+	OPT(rcmd_af, int,                                                                        \
+	    (char **, unsigned short, const char *, const char *, const char *, int *,           \
+	     sa_family_t))                                                                       \
+	OPT(rexec_af, int,                                                                       \
+	    (char **, int, const char *, const char *, const char *, int *, sa_family_t))        \
+	OPT(rresvport_af, int, (int *, sa_family_t))                                             \
+	OPT(aio_read, int, (struct aiocb *))                                                     \
+	OPT(aio_write, int, (struct aiocb *))                                                    \
+	OPT(lio_listio, int, (int, struct aiocb *const[], int, struct sigevent *))               \
+	OPT(backtrace_symbols_fd, void, (void *const *, int, int))                               \
+	OPT(execveat, int, (int, const char *, char *const[], char *const[], int))               \
+	REQ(fopen, FILE *, (const char *, const char *))                                         \
+	REQ(freopen, FILE *, (const char *, const char *, FILE *))                               \
+	REQ(tmpfile, FILE *, (void))                                                             \
+	REQ(opendir, DIR *, (const char *))                                                      \
 	REQ(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,        \
 			       const posix_spawnattr_t *, char *const[], char *const[]))         \
 	REQ(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *,       \
@@ -117,6 +180,12 @@ extern struct real_fns real;
  * Leaves the entry NULL when called re-entrantly from inside dlsym().
  */
 void real_resolve(void **slot, const char *name, int required);
+
+/*
+ * The system call NR with up to four arguments, straight to the kernel (not
+ * through syscall(), which the shim interposes). -1 and errno on failure.
+ */
+long real_sys(long nr, long a, long b, long c, long d);
 
 /* Resolves every entry: called before any wrapped work. Idempotent. */
 void real_init(void);

@@ -89,6 +89,7 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 		fd = real.accept4(lfd, sa, salen, flags);
 		if (fd < 0)
 			return fd;
+		fd_new(fd);
 		saved = errno;
 		r = accept_rule(lfd, fd, &local, &nodelay);
 		if (r == NULL || r->action == POLICY_PLAIN) {
@@ -121,19 +122,29 @@ static int shim_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags
 
 HOOK int accept(int fd, struct sockaddr *sa, socklen_t *len)
 {
+	int nfd;
+
 	NEED_REAL(accept);
-	if (!shim.has_accept)
-		return real.accept(fd, sa, len);
-	return shim_accept(fd, sa, len, 0);
+	if (shim.has_accept)
+		return shim_accept(fd, sa, len, 0);
+	nfd = real.accept(fd, sa, len);
+	fd_new(nfd);
+	return nfd;
 }
+HOOK_INTERNAL(accept)
 
 HOOK int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
+	int nfd;
+
 	NEED_REAL(accept4);
-	if (!shim.has_accept)
-		return real.accept4(fd, sa, len, flags);
-	return shim_accept(fd, sa, len, flags);
+	if (shim.has_accept)
+		return shim_accept(fd, sa, len, flags);
+	nfd = real.accept4(fd, sa, len, flags);
+	fd_new(nfd);
+	return nfd;
 }
+HOOK_INTERNAL(accept4)
 
 HOOK int listen(int fd, int backlog)
 {
@@ -147,3 +158,4 @@ HOOK int listen(int fd, int backlog)
 	}
 	return rc;
 }
+HOOK_INTERNAL(listen)

@@ -26,7 +26,7 @@ HOOK int close(int fd)
 	if (unlikely(real.close == NULL)) {
 		NEED_REAL(close);
 		if (real.close == NULL)
-			return (int)syscall(SYS_close, fd);
+			return (int)real_sys(SYS_close, fd, 0, 0, 0);
 	}
 	if (unlikely(fd == log_fd()))
 		log_forget_fd(fd);
@@ -35,6 +35,8 @@ HOOK int close(int fd)
 	conn_release_fd(fd);
 	return real.close(fd);
 }
+HOOK_ALIAS(close, __close)
+HOOK_INTERNAL(close)
 
 HOOK int shutdown(int fd, int how)
 {
@@ -51,6 +53,7 @@ HOOK int shutdown(int fd, int how)
 	conn_put(c);
 	return (int)hook_ret(rc);
 }
+HOOK_INTERNAL(shutdown)
 
 /* Releases the wrapped fds in [FIRST, LAST] (bounded by the table's size). */
 static void release_range(unsigned int first, unsigned int last)
@@ -88,6 +91,7 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 	rc = real.close_range(first, last, flags);
 	return rc;
 }
+HOOK_INTERNAL(close_range)
 
 HOOK void closefrom(int lowfd)
 {

@@ -180,6 +180,8 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return shim_connect_copy(fd, sa, len);
 	return real.connect(fd, sa, len);
 }
+HOOK_ALIAS(connect, __connect)
+HOOK_INTERNAL(connect)
 
 /*
  * TCP_NODELAY and TCP_CORK as the program set them (the wrapped socket always
@@ -253,3 +255,5 @@ HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	*len = sizeof(int);
 	return 0;
 }
+HOOK_INTERNAL(setsockopt)
+HOOK_INTERNAL(getsockopt)

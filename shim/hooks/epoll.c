@@ -60,3 +60,9 @@ HOOK int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct ti
 			t == NULL ? -1 : (int64_t)t->tv_sec * 1000000000 + t->tv_nsec, mask, &h);
 	return h ? (int)hook_ret(r) : real.epoll_pwait2(epfd, ev, max, t, mask);
 }
+
+/* syscall()'s way in (hooks/syscall.c). */
+HOOK_INTERNAL(epoll_ctl)
+HOOK_INTERNAL(epoll_wait)
+HOOK_INTERNAL(epoll_pwait)
+HOOK_INTERNAL(epoll_pwait2)

@@ -10,6 +10,7 @@
  * goes on: what the child would inherit moves into a relay first.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -178,6 +179,22 @@ HOOK int execlp(const char *file, const char *arg, ...)
 	return rc;
 }
 
+HOOK int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	struct inherit_exec x;
+
+	NEED_REAL_OPT(execveat);
+	if (real.execveat == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (shim.policy == NULL)
+		return real.execveat(dirfd, path, argv, envp, flags);
+	/* The file for the setuid check: known only when PATH names it by itself. */
+	inherit_exec_prepare(&x, path[0] == '/' || dirfd == AT_FDCWD ? path : NULL, 0, argv, envp);
+	EXEC_WITH(x, real.execveat(dirfd, path, argv, x.envp, flags));
+}
+
 HOOK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 		     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
@@ -234,5 +251,7 @@ HOOK FILE *popen(const char *cmd, const char *type)
 		inherit_exec_done(&x);
 	}
 	f = real.popen(cmd, type);
+	if (f != NULL)
+		fd_new(fileno(f)); /* a stale entry under the pipe's number (newfd.c) */
 	return f;
 }

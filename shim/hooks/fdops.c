@@ -50,9 +50,11 @@ HOOK int dup(int fd)
 
 	NEED_REAL(dup);
 	nfd = real.dup(fd);
+	fd_new(nfd);
 	follow(fd, nfd);
 	return nfd;
 }
+HOOK_INTERNAL(dup)
 
 HOOK int dup2(int oldfd, int newfd)
 {
@@ -65,6 +67,8 @@ HOOK int dup2(int oldfd, int newfd)
 		follow(oldfd, r);
 	return r;
 }
+HOOK_ALIAS(dup2, __dup2)
+HOOK_INTERNAL(dup2)
 
 HOOK int dup3(int oldfd, int newfd, int flags)
 {
@@ -78,18 +82,20 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 		follow(oldfd, r);
 	return r;
 }
+HOOK_INTERNAL(dup3)
 
 static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 {
 	struct conn *c;
 	int r;
 
-	if (likely(!fdtab_maybe(fd)))
+	if (likely(!fdtab_maybe(fd)) && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
 		return fn(fd, cmd, arg);
 	switch (cmd) {
 	case F_DUPFD:
 	case F_DUPFD_CLOEXEC:
 		r = fn(fd, cmd, arg);
+		fd_new(r);
 		follow(fd, r);
 		return r;
 	case F_GETFL:
@@ -128,6 +134,8 @@ HOOK int fcntl(int fd, int cmd, ...)
 	NEED_REAL(fcntl);
 	return do_fcntl(real.fcntl, fd, cmd, arg);
 }
+HOOK_ALIAS(fcntl, __fcntl)
+HOOK_INTERNAL(fcntl)
 
 HOOK int fcntl64(int fd, int cmd, ...)
 {
@@ -172,3 +180,4 @@ HOOK int ioctl(int fd, unsigned long req, ...)
 	conn_put(c);
 	return (int)hook_ret(r);
 }
+HOOK_INTERNAL(ioctl)

@@ -225,3 +225,7 @@ HOOK FILE *fdopen(int fd, const char *mode)
 		setvbuf(f, NULL, _IOFBF, BUFSIZ);
 	return f;
 }
+
+/* syscall()'s way in (hooks/syscall.c): SYS_sendfile is sendfile64. */
+HOOK_INTERNAL(sendfile64)
+HOOK_INTERNAL(splice)

@@ -9,6 +9,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "conn.h"
+#include "epreg.h"
+#include "fdtab.h"
 #include "real.h"
 
 #define HOOK __attribute__((visibility("default")))
@@ -39,6 +42,30 @@ static inline ssize_t hook_ret(ssize_t r)
 	}
 	return r;
 }
+
+/*
+ * FD was just handed out by the kernel (open, socket, accept, pipe, dup, ...):
+ * an entry under its number is stale, left by a close the shim never saw (a
+ * raw system call, a library that was not preloaded). One probe when the
+ * number is not in the table and no epoll registration is remembered.
+ */
+static inline void fd_new(int fd)
+{
+	if (unlikely(fd >= 0 && (fdtab_maybe(fd) || epreg_active())))
+		conn_drop_stale(fd);
+}
+
+/*
+ * The same code under a second exported name: glibc exports aliases (__write,
+ * __close, ...) a program can link against. HOOK_INTERNAL gives syscall()
+ * (hooks/syscall.c) a hidden name for a hook, hook_NAME, to reach it directly.
+ */
+#define HOOK_ALIAS(name, other)       \
+	extern __typeof__(name) other \
+	    __attribute__((alias(#name), copy(name), visibility("default")));
+#define HOOK_INTERNAL(name)                 \
+	extern __typeof__(name) hook_##name \
+	    __attribute__((alias(#name), copy(name), visibility("hidden")));
 
 /*
  * The policy decision for connecting FD to SA (connect(), and the implicit

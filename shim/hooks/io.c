@@ -5,12 +5,20 @@
  * table probe and goes straight to libc; a wrapped one goes to conn.c.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
 
 #include "addr.h"
 #include "conn.h"
@@ -20,6 +28,8 @@
 #include "shim.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
+int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap);
+int __dprintf_chk(int fd, int flag, const char *fmt, ...);
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *sa,
@@ -46,6 +56,9 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, in
 		return 0;
 	conn_set_io(c, io);
 	r = unsupported_flags(flags);
+	/* The kernel's copy faults (TCP's MSG_TRUNC copies nothing); OpenSSL's would crash. */
+	if (r == 0 && buf == NULL && len > 0 && !(flags & MSG_TRUNC))
+		r = -EFAULT;
 	if (r == 0)
 		r = conn_recv(c, buf, len, flags);
 	conn_put(c);
@@ -62,6 +75,8 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 		return 0;
 	conn_set_io(c, io);
 	r = unsupported_flags(flags);
+	if (r == 0 && buf == NULL && len > 0)
+		r = -EFAULT;
 	if (r == 0)
 		r = conn_send(c, buf, len, flags);
 	conn_put(c);
@@ -89,7 +104,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t len
 
 	NEED_REAL(read);
 	if (real.read == NULL)
-		return syscall(SYS_read, fd, buf, len);
+		return real_sys(SYS_read, fd, (long)buf, (long)len, 0);
 	if (!fdtab_maybe(fd))
 		return real.read(fd, buf, len);
 	r = wrapped_recv(fd, buf, len, 0, TS_IO_RW, &h);
@@ -121,7 +136,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 
 	NEED_REAL(write);
 	if (real.write == NULL)
-		return syscall(SYS_write, fd, buf, len);
+		return real_sys(SYS_write, fd, (long)buf, (long)len, 0);
 	if (!fdtab_maybe(fd))
 		return real.write(fd, buf, len);
 	r = wrapped_send(fd, buf, len, 0, TS_IO_RW, &h);
@@ -291,6 +306,97 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct
 	return sendto_slow(fd, buf, len, flags, sa, salen);
 }
 
+/*
+ * Whether [P, P+N) can be read, asked of the kernel without reading it: a
+ * futex wait with a zero time-out on a word of each page reads that word
+ * (EFAULT if it cannot) and returns at once (EAGAIN or ETIMEDOUT). futex is a
+ * call every threaded program's seccomp filter allows (shim/DESIGN.md, "System
+ * calls"); process_vm_readv would answer as well but a filter may kill for it.
+ * Used on wrapped fds only, for the program's iovec arrays and msghdrs.
+ */
+static int user_readable(const void *p, size_t n)
+{
+	static const struct timespec zero = {0, 0};
+	uintptr_t a = (uintptr_t)p, end = a + n;
+
+	if (p == NULL || end < a)
+		return 0;
+	while (a < end) {
+		const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
+
+		if (real_sys(SYS_futex, (long)w, FUTEX_WAIT_PRIVATE, (long)0xa5a5a5a5u,
+			     (long)&zero) != 0 &&
+		    errno == EFAULT)
+			return 0;
+		a = (a | 4095) + 1;
+	}
+	return 1;
+}
+
+/*
+ * The highest user address + 1 the kernel accepts in a range (x86-64, 4-level
+ * paging: TASK_SIZE_MAX; what access_ok() compares with).
+ */
+#define USER_END     0x7ffffffff000ul
+#define MAX_RW_COUNT 0x7ffff000ul /* INT_MAX rounded down to a page: the kernel's cap */
+
+/*
+ * The kernel's checks of an iovec array, for a wrapped fd (lib/iov_iter.c,
+ * import_iovec), in its order: a count above UIO_MAXIOV, or any length
+ * negative as ssize_t, EINVAL; an unreadable array, or a range past user
+ * space (a single buffer is first capped to MAX_RW_COUNT), EFAULT. And a
+ * buffer at NULL is EFAULT, where OpenSSL would crash: the kernel copies a
+ * small write in one piece and fails it whole (a large one may go out in part
+ * first: a difference of count, not of bytes). Returns 0 or -errno.
+ */
+static int iov_check(const struct iovec *iov, int cnt)
+{
+	if (cnt < 0 || cnt > IOV_MAX)
+		return -EINVAL;
+	if (cnt == 0)
+		return 0;
+	if (!user_readable(iov, (size_t)cnt * sizeof(*iov)))
+		return -EFAULT;
+	for (int i = 0; i < cnt; i++)
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
+	for (int i = 0; i < cnt; i++) {
+		uintptr_t base = (uintptr_t)iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (cnt == 1 && len > MAX_RW_COUNT)
+			len = MAX_RW_COUNT;
+		if (base + len < base || base + len > USER_END)
+			return -EFAULT;
+	}
+	for (int i = 0; i < cnt; i++)
+		if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+			return -EFAULT;
+	return 0;
+}
+
+/* Copies a structure the program passed (a msghdr) or fails with -EFAULT, as the kernel. */
+static int copy_from_user(void *dst, const void *src, size_t n)
+{
+	if (!user_readable(src, n))
+		return -EFAULT;
+	memcpy(dst, src, n);
+	return 0;
+}
+
+/* Bytes an iovec array (already checked) describes, saturating at SSIZE_MAX. */
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+	size_t sum = 0;
+
+	for (int i = 0; i < cnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - sum)
+			return SSIZE_MAX;
+		sum += iov[i].iov_len;
+	}
+	return sum;
+}
+
 static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct conn *c;
@@ -303,7 +409,9 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	if (c == NULL)
 		return real.readv(fd, iov, iovcnt);
 	conn_set_io(c, TS_IO_VEC);
-	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_recvv(c, iov, iovcnt, 0);
+	r = iov_check(iov, iovcnt);
+	if (r == 0)
+		r = conn_recvv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
 }
@@ -326,7 +434,9 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	if (c == NULL)
 		return real.writev(fd, iov, iovcnt);
 	conn_set_io(c, TS_IO_VEC);
-	r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL : conn_sendv(c, iov, iovcnt, 0);
+	r = iov_check(iov, iovcnt);
+	if (r == 0)
+		r = conn_sendv(c, iov, iovcnt, 0);
 	conn_put(c);
 	return hook_ret(r);
 }
@@ -337,27 +447,10 @@ HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	return writev_slow(fd, iov, iovcnt);
 }
 
-static ssize_t msg_recv(struct conn *c, struct msghdr *msg, int flags)
+/* The kernel's checks of a msghdr (net/socket.c, copy_msghdr_from_user). */
+static int msg_check(const struct msghdr *umsg, struct msghdr *msg)
 {
-	ssize_t r = unsupported_flags(flags);
-
-	if (r != 0)
-		return r;
-	if (msg->msg_iovlen > IOV_MAX)
-		return -EMSGSIZE;
-	conn_set_io(c, TS_IO_MSG);
-	r = conn_recvv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
-	if (r >= 0) {
-		msg->msg_namelen = 0;
-		msg->msg_controllen = 0;
-		msg->msg_flags = 0;
-	}
-	return r;
-}
-
-static ssize_t msg_send(struct conn *c, const struct msghdr *msg, int flags)
-{
-	ssize_t r = unsupported_flags(flags);
+	int r = copy_from_user(msg, umsg, sizeof(*msg));
 
 	if (r != 0)
 		return r;
@@ -366,8 +459,62 @@ static ssize_t msg_send(struct conn *c, const struct msghdr *msg, int flags)
 		return -EINVAL;
 	if (msg->msg_iovlen > IOV_MAX)
 		return -EMSGSIZE;
+	return iov_check(msg->msg_iov, (int)msg->msg_iovlen);
+}
+
+static ssize_t msg_recv(struct conn *c, struct msghdr *umsg, int flags)
+{
+	struct msghdr msg;
+	ssize_t r = msg_check(umsg, &msg);
+
+	if (r == 0)
+		r = unsupported_flags(flags);
+	if (r != 0)
+		return r;
 	conn_set_io(c, TS_IO_MSG);
-	return conn_sendv(c, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	r = conn_recvv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
+	if (r >= 0) {
+		umsg->msg_namelen = 0;
+		umsg->msg_controllen = 0;
+		umsg->msg_flags = 0;
+	}
+	return r;
+}
+
+static ssize_t msg_send(struct conn *c, const struct msghdr *umsg, int flags)
+{
+	struct msghdr msg;
+	ssize_t r = msg_check(umsg, &msg);
+
+	if (r == 0)
+		r = unsupported_flags(flags);
+	if (r != 0)
+		return r;
+	conn_set_io(c, TS_IO_MSG);
+	return conn_sendv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
+}
+
+/* Fds received over SCM_RIGHTS are new numbers (fd_new), in a process that has wrapped one. */
+static void received_fds(const struct msghdr *msg)
+{
+	struct cmsghdr *cm;
+
+	if (likely(msg->msg_controllen == 0 || (!fdtab_any() && !epreg_active())))
+		return;
+	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL;
+	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			fd_new(fd);
+		}
+	}
 }
 
 HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -376,8 +523,12 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	ssize_t r;
 
 	NEED_REAL(recvmsg);
-	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE))
-		return real.recvmsg(fd, msg, flags);
+	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE)) {
+		r = real.recvmsg(fd, msg, flags);
+		if (r >= 0)
+			received_fds(msg);
+		return r;
+	}
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.recvmsg(fd, msg, flags);
@@ -521,6 +672,8 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.sendmmsg(fd, v, n, flags);
+	if (n > IOV_MAX)
+		n = IOV_MAX; /* the kernel's cap (UIO_MAXIOV) */
 	for (i = 0; i < n; i++) {
 		r = msg_send(c, &v[i].msg_hdr, i > 0 ? flags | MSG_DONTWAIT : flags);
 		if (r < 0)
@@ -540,11 +693,18 @@ HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct t
 	ssize_t r = 0;
 
 	NEED_REAL(recvmmsg);
-	if (likely(!fdtab_maybe(fd)))
-		return real.recvmmsg(fd, v, n, flags, t);
+	if (likely(!fdtab_maybe(fd))) {
+		int got = real.recvmmsg(fd, v, n, flags, t);
+
+		for (int k = 0; k < got; k++)
+			received_fds(&v[k].msg_hdr);
+		return got;
+	}
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.recvmmsg(fd, v, n, flags, t);
+	if (n > IOV_MAX)
+		n = IOV_MAX;
 	for (i = 0; i < n; i++) {
 		r = msg_recv(c, &v[i].msg_hdr,
 			     i > 0 ? flags | MSG_DONTWAIT : flags & ~MSG_WAITFORONE);
@@ -557,3 +717,220 @@ HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct t
 		return (int)hook_ret(r);
 	return (int)i;
 }
+
+/* ---- preadv2/pwritev2: offset -1 is readv/writev on a socket ------------------------ */
+
+/*
+ * On a socket (no FMODE_PREAD/PWRITE) the kernel answers any other offset
+ * with ESPIPE, or EINVAL below -1, before touching data: those calls and
+ * pread/pwrite/preadv/pwritev go to libc, which cannot move a byte. With -1
+ * the call is readv/writev with RWF_* flags (fs/read_write.c,
+ * kiocb_set_rw_flags): RWF_NOWAIT is MSG_DONTWAIT on a socket, the other
+ * known flags are ignored, and any flag a socket cannot honour is EOPNOTSUPP,
+ * checked after the iovecs and only when there are bytes to move.
+ */
+#define RWF_SOCKET_OK 0x3fu /* HIPRI, DSYNC, SYNC, NOWAIT, APPEND, NOAPPEND */
+
+static ssize_t rwv2_wrapped(int fd, const struct iovec *iov, int cnt, int flags, int write,
+			    int *handled)
+{
+	struct conn *c = fdtab_get(fd);
+	ssize_t r;
+
+	*handled = c != NULL;
+	if (c == NULL)
+		return 0;
+	conn_set_io(c, TS_IO_VEC);
+	r = iov_check(iov, cnt);
+	if (r == 0 && iov_total(iov, cnt) > 0) {
+		int mf = (flags & RWF_NOWAIT) ? MSG_DONTWAIT : 0;
+
+		if ((unsigned)flags & ~RWF_SOCKET_OK)
+			r = -EOPNOTSUPP;
+		else
+			r = write ? conn_sendv(c, iov, cnt, mf) : conn_recvv(c, iov, cnt, mf);
+	}
+	conn_put(c);
+	return hook_ret(r);
+}
+
+HOOK ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
+{
+	ssize_t r;
+	int h = 0;
+
+	NEED_REAL_OPT(preadv2);
+	if (real.preadv2 == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (likely(!fdtab_maybe(fd)) || off != -1)
+		return real.preadv2(fd, iov, cnt, off, flags);
+	r = rwv2_wrapped(fd, iov, cnt, flags, 0, &h);
+	return h ? r : real.preadv2(fd, iov, cnt, off, flags);
+}
+HOOK_ALIAS(preadv2, preadv64v2)
+HOOK_INTERNAL(preadv2)
+
+HOOK ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
+{
+	ssize_t r;
+	int h = 0;
+
+	NEED_REAL_OPT(pwritev2);
+	if (real.pwritev2 == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (likely(!fdtab_maybe(fd)) || off != -1)
+		return real.pwritev2(fd, iov, cnt, off, flags);
+	r = rwv2_wrapped(fd, iov, cnt, flags, 1, &h);
+	return h ? r : real.pwritev2(fd, iov, cnt, off, flags);
+}
+HOOK_ALIAS(pwritev2, pwritev64v2)
+HOOK_INTERNAL(pwritev2)
+
+/* ---- calls that write to an fd from inside libc ------------------------------------ */
+
+/*
+ * dprintf/vdprintf format into a stream glibc writes with its internal
+ * write(): on a wrapped fd that would be cleartext. The text is formatted
+ * here and sent through TLS instead, as one write.
+ */
+static int vdprintf_wrapped(int fd, const char *fmt, va_list ap, int *handled)
+{
+	struct conn *c = fdtab_get(fd);
+	char *text = NULL;
+	ssize_t r;
+	int n;
+
+	*handled = c != NULL;
+	if (c == NULL)
+		return 0;
+	n = vasprintf(&text, fmt, ap);
+	if (n < 0) {
+		conn_put(c);
+		errno = ENOMEM;
+		return -1;
+	}
+	conn_set_io(c, TS_IO_RW);
+	r = n > 0 ? conn_send(c, text, (size_t)n, 0) : 0;
+	conn_put(c);
+	free(text);
+	/* glibc's dprintf fails (-1) when its stream could not write everything. */
+	if (r >= 0 && r < n)
+		r = -EAGAIN;
+	return r < 0 ? (int)hook_ret(r) : n;
+}
+
+static int shim_vdprintf(int fd, const char *fmt, va_list ap)
+{
+	int h = 0, r;
+
+	NEED_REAL(vdprintf);
+	if (likely(!fdtab_maybe(fd)))
+		return real.vdprintf(fd, fmt, ap);
+	r = vdprintf_wrapped(fd, fmt, ap, &h);
+	return h ? r : real.vdprintf(fd, fmt, ap);
+}
+
+HOOK int vdprintf(int fd, const char *fmt, va_list ap)
+{
+	return shim_vdprintf(fd, fmt, ap);
+}
+
+HOOK int dprintf(int fd, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = shim_vdprintf(fd, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* _FORTIFY_SOURCE: FLAG asks for %n checks, which only glibc's own printf does. */
+HOOK int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap)
+{
+	(void)flag;
+	return shim_vdprintf(fd, fmt, ap);
+}
+
+HOOK int __dprintf_chk(int fd, int flag, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	(void)flag;
+	va_start(ap, fmt);
+	r = shim_vdprintf(fd, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* eventfd_read/eventfd_write are 8-byte read/write: on a wrapped fd, through TLS. */
+static int eventfd_io(int fd, eventfd_t *value, int write)
+{
+	int h;
+	ssize_t r = write ? wrapped_send(fd, value, sizeof(*value), 0, TS_IO_RW, &h)
+			  : wrapped_recv(fd, value, sizeof(*value), 0, TS_IO_RW, &h);
+
+	if (!h)
+		return write ? real.eventfd_write(fd, *value) : real.eventfd_read(fd, value);
+	return r == (ssize_t)sizeof(*value) ? 0 : -1;
+}
+
+HOOK int eventfd_read(int fd, eventfd_t *value)
+{
+	NEED_REAL(eventfd_read);
+	if (likely(!fdtab_maybe(fd)))
+		return real.eventfd_read(fd, value);
+	return eventfd_io(fd, value, 0);
+}
+
+HOOK int eventfd_write(int fd, eventfd_t value)
+{
+	NEED_REAL(eventfd_write);
+	if (likely(!fdtab_maybe(fd)))
+		return real.eventfd_write(fd, value);
+	return eventfd_io(fd, &value, 1);
+}
+
+/* glibc's exported aliases of the same calls. */
+HOOK_ALIAS(read, __read)
+HOOK_ALIAS(write, __write)
+HOOK_ALIAS(send, __send)
+HOOK_INTERNAL(read)
+HOOK_INTERNAL(write)
+HOOK_INTERNAL(readv)
+HOOK_INTERNAL(writev)
+HOOK_INTERNAL(send)
+HOOK_INTERNAL(recv)
+HOOK_INTERNAL(sendto)
+HOOK_INTERNAL(recvfrom)
+HOOK_INTERNAL(sendmsg)
+HOOK_INTERNAL(recvmsg)
+HOOK_INTERNAL(sendmmsg)
+HOOK_INTERNAL(recvmmsg)
+
+/* backtrace_symbols_fd writes with libc's internal write: on a wrapped fd, through TLS. */
+HOOK void backtrace_symbols_fd(void *const *frames, int n, int fd)
+{
+	char **lines;
+	int h;
+
+	NEED_REAL_OPT(backtrace_symbols_fd);
+	if (likely(!fdtab_maybe(fd))) {
+		if (real.backtrace_symbols_fd != NULL)
+			real.backtrace_symbols_fd(frames, n, fd);
+		return;
+	}
+	lines = backtrace_symbols(frames, n);
+	for (int i = 0; lines != NULL && i < n; i++) {
+		wrapped_send(fd, lines[i], strlen(lines[i]), MSG_NOSIGNAL, TS_IO_RW, &h);
+		wrapped_send(fd, "\n", 1, MSG_NOSIGNAL, TS_IO_RW, &h);
+	}
+	free(lines);
+}
+HOOK_ALIAS(backtrace_symbols_fd, __backtrace_symbols_fd)

@@ -295,3 +295,11 @@ HOOK int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct time
 		return real.pselect(nfds, rd, wr, ex, t, mask);
 	return (int)hook_ret(rc);
 }
+
+/* glibc's exported aliases, and syscall()'s way in (hooks/syscall.c). */
+HOOK_ALIAS(poll, __poll)
+HOOK_ALIAS(select, __select)
+HOOK_INTERNAL(poll)
+HOOK_INTERNAL(ppoll)
+HOOK_INTERNAL(select)
+HOOK_INTERNAL(pselect)

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -32,10 +33,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <linux/sockios.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -1369,6 +1372,182 @@ static void vectored_s(void)
 	close(fd);
 }
 
+/* ---- preadv2/pwritev2 (offset -1 is readv/writev), and the positional calls ---- */
+
+static void rwv2_c(void)
+{
+	char a[2], b2[8], buf[16];
+	int fd = client();
+	struct iovec w[2] = { { "ab", 2 }, { "cd", 2 } };
+	struct iovec e = { buf, 0 };
+	struct iovec one = { "e", 1 };
+
+	CALL("pwritev2 -1 2+2", pwritev2(fd, w, 2, -1, 0));
+	CALL("pwritev2 -1 RWF_NOWAIT", pwritev2(fd, &one, 1, -1, RWF_NOWAIT));
+	CALL("pwritev2 -1 RWF_HIPRI|RWF_DSYNC", pwritev2(fd, &one, 1, -1, RWF_HIPRI | RWF_DSYNC));
+	CALL("pwritev2 -1 unknown flag", pwritev2(fd, &one, 1, -1, 0x40000000));
+	CALL("pwritev2 -1 unknown flag, no bytes", pwritev2(fd, &e, 1, -1, 0x40000000));
+	CALL("pwritev2 offset 0", pwritev2(fd, w, 2, 0, 0));
+	CALL("pwritev2 offset -2", pwritev2(fd, w, 2, -2, 0));
+	CALL("pwritev offset 0", pwritev(fd, w, 2, 0));
+	CALL("pwrite offset 0", pwrite(fd, "x", 1, 0));
+	CALL("pwrite offset -1", pwrite(fd, "x", 1, -1));
+	CALL("preadv2 -1 RWF_NOWAIT, nothing there", preadv2(fd, &e + 0, 1, -1, RWF_NOWAIT));
+	struct iovec nb = { buf, sizeof(buf) };
+	CALL("preadv2 -1 RWF_NOWAIT, nothing there, room", preadv2(fd, &nb, 1, -1, RWF_NOWAIT));
+	sync_send('a');
+	sync_wait('b');
+	struct iovec r[2] = { { a, 2 }, { b2, 8 } };
+	long n = CALL("preadv2 -1 2+8", preadv2(fd, r, 2, -1, 0));
+	if (n >= 2)
+		say("  iov %.2s|%.*s", a, (int)(n - 2), b2);
+	CALL("preadv2 offset 0", preadv2(fd, r, 2, 0, 0));
+	CALL("preadv offset 0", preadv(fd, r, 2, 0));
+	CALL("pread offset 0", pread(fd, buf, 1, 0));
+	CALL("close", close(fd));
+}
+
+static void rwv2_s(void)
+{
+	char buf[16];
+	int fd = server();
+
+	sync_wait('a');
+	CALLD("read_exact 6", read_exact(fd, buf, 6), buf);
+	CALL("write pong-ok", write(fd, "pong-ok", 7));
+	sync_send('b');
+	expect_eof(fd);
+	close(fd);
+}
+
+/* ---- syscall(): the raw numbers behave as the libc calls ---- */
+
+static void syscall_rw_c(void)
+{
+	char buf[16], path[] = "/tmp/conform-XXXXXX";
+	int fd = client();
+	struct iovec w[2] = { { "de", 2 }, { "f", 1 } };
+	struct iovec r = { buf, sizeof(buf) };
+
+	CALL("syscall write", syscall(SYS_write, fd, "abc", 3));
+	CALL("syscall writev", syscall(SYS_writev, fd, w, 2));
+	CALL("syscall sendto", syscall(SYS_sendto, fd, "gh", 2, 0, NULL, 0));
+	CALL("syscall pwritev2 -1", syscall(SYS_pwritev2, fd, w, 1, -1L, 0L, 0));
+	CALL("syscall pwrite64 offset 0", syscall(SYS_pwrite64, fd, "x", 1, 0L));
+	sync_send('a');
+	sync_wait('b');
+	CALLD("syscall read", syscall(SYS_read, fd, buf, 4), buf);
+	CALLD("syscall recvfrom", syscall(SYS_recvfrom, fd, buf, 2, 0, NULL, NULL), buf);
+	CALLD("syscall readv", syscall(SYS_readv, fd, &r, 1), buf);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	CALL("syscall poll, nothing there", syscall(SYS_poll, &p, 1, 0));
+	CALL("syscall ppoll, bad sigset size", syscall(SYS_ppoll, &p, 1, NULL, &(sigset_t){ 0 }, 4));
+	int d = (int)syscall(SYS_dup, fd);
+	say("syscall dup = %s", d >= 0 ? "a new fd" : en(errno));
+	CALL("syscall shutdown SHUT_WR", syscall(SYS_shutdown, fd, SHUT_WR));
+	sync_send('c');
+	CALLD("read at end", read(fd, buf, sizeof(buf)), buf);
+	/* The raw close: the next file that gets the number is an ordinary file. */
+	CALL("close the dup", close(d));
+	CALL("syscall close", syscall(SYS_close, fd));
+	int f = mkstemp(path);
+	say("file reuses the number = %d", f == fd);
+	unlink(path);
+	CALL("write file", write(f, "file-data", 9));
+	CALL("lseek", lseek(f, 0, SEEK_SET));
+	CALLD("read file", read(f, buf, sizeof(buf)), buf);
+	CALL("close file", close(f));
+}
+
+static void syscall_rw_s(void)
+{
+	char buf[16];
+	int fd = server();
+
+	sync_wait('a');
+	CALLD("read_exact 10", read_exact(fd, buf, 10), buf);
+	CALL("write 1234567890", write(fd, "1234567890", 10));
+	sync_send('b');
+	sync_wait('c');
+	expect_eof(fd);
+	close(fd);
+}
+
+/* ---- the kernel's argument checks on vectored calls ---- */
+
+/* The bad arguments are the point: the compiler's warnings about them are not. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#pragma GCC diagnostic ignored "-Wstringop-overread"
+#pragma GCC diagnostic ignored "-Wnonnull"
+static void iov_errors_c(void)
+{
+	char buf[16];
+	int fd = client();
+	struct iovec wrap[2] = { { buf, 10 }, { buf, SIZE_MAX - 5 } };
+	struct iovec huge[2] = { { buf, SSIZE_MAX }, { buf, SSIZE_MAX } };
+	struct iovec thirds[3] = { { buf, 0x6000000000000000 }, { buf, 0x6000000000000000 },
+				   { buf, 0x6000000000000000 } };
+	struct iovec ok = { "ok", 2 };
+	struct msghdr m = { 0 };
+
+	CALL("writev count -1", writev(fd, &ok, -1));
+	CALL("writev count 1025", writev(fd, &ok, 1025));
+	CALL("writev NULL array", writev(fd, NULL, 1));
+	CALL("writev sum wraps (length < 0)", writev(fd, wrap, 2));
+	CALL("writev two SSIZE_MAX", writev(fd, huge, 2));
+	CALL("writev three 0x6000..", writev(fd, thirds, 3));
+	void *gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(gone, 4096);
+	CALL("writev unmapped array", writev(fd, gone, 2));
+	CALL("sendmsg unmapped header", sendmsg(fd, gone, 0));
+	CALL("recvmsg unmapped header", recvmsg(fd, gone, MSG_DONTWAIT));
+	CALL("readv count -1", readv(fd, &ok, -1));
+	CALL("readv sum wraps", readv(fd, wrap, 2));
+	CALL("pwritev2 -1 sum wraps", pwritev2(fd, wrap, 2, -1, 0));
+	CALL("sendmsg NULL", sendmsg(fd, NULL, 0));
+	m.msg_iov = wrap;
+	m.msg_iovlen = 2;
+	CALL("sendmsg sum wraps", sendmsg(fd, &m, 0));
+	m.msg_iovlen = 1025;
+	CALL("sendmsg iovlen 1025", sendmsg(fd, &m, 0));
+	m.msg_iov = NULL;
+	m.msg_iovlen = 1;
+	CALL("sendmsg NULL iov", sendmsg(fd, &m, 0));
+	m.msg_iov = wrap;
+	m.msg_iovlen = 2;
+	CALL("recvmsg sum wraps", recvmsg(fd, &m, MSG_DONTWAIT));
+	CALL("writev zero count", writev(fd, &ok, 0));
+	CALL("write NULL", write(fd, NULL, 10));
+	CALL("send NULL", send(fd, NULL, 10, 0));
+	struct iovec nul[2] = { { NULL, 5 }, { "x", 1 } };
+	CALL("writev NULL first", writev(fd, nul, 2));
+	struct iovec part[2] = { { "ok", 2 }, { NULL, 5 } };
+	CALL("writev ok, then NULL", writev(fd, part, 2));
+	CALL("writev ok", writev(fd, part, 1));
+	sync_send('a');
+	sync_wait('b');
+	CALL("read NULL", read(fd, NULL, 4));
+	CALL("readv NULL first", readv(fd, nul, 2));
+	CALLD("read", read_exact(fd, buf, 4), buf);
+	CALL("close", close(fd));
+}
+#pragma GCC diagnostic pop
+
+static void iov_errors_s(void)
+{
+	char buf[16];
+	int fd = server();
+
+	sync_wait('a');
+	CALLD("read_exact 2", read_exact(fd, buf, 2), buf);
+	CALL("write back", write(fd, "back", 4));
+	msleep(100); /* "back" is in the client's socket before it reads */
+	sync_send('b');
+	expect_eof(fd);
+	close(fd);
+}
+
 /* ---- sendfile, splice, copy_file_range into the socket ---- */
 
 static int temp_file(size_t n, unsigned seed)
@@ -2180,6 +2359,9 @@ static const struct pattern {
 	{ "full_read_hup", full_read_hup_c, full_read_hup_s },
 	{ "fcntl_nonblock", fcntl_nonblock_c, fcntl_nonblock_s },
 	{ "vectored", vectored_c, vectored_s },
+	{ "rwv2", rwv2_c, rwv2_s },
+	{ "syscall_rw", syscall_rw_c, syscall_rw_s },
+	{ "iov_errors", iov_errors_c, iov_errors_s },
 	{ "sendfile", sendfile_c, sendfile_s },
 	{ "splice", splice_c, splice_s },
 	{ "fdopen", fdopen_c, fdopen_s },

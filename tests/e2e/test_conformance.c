@@ -203,6 +203,9 @@ CONFORM(fionread, 19)
 CONFORM(full_read_hup, 21)
 CONFORM(fcntl_nonblock, 25)
 CONFORM(vectored, 23)
+CONFORM(rwv2, 27)
+CONFORM(syscall_rw, 29)
+CONFORM(iov_errors, 36)
 CONFORM(sendfile, 13)
 CONFORM(splice, 12)
 CONFORM(fdopen, 23)
@@ -262,6 +265,9 @@ Test(conformance, every_pattern_has_a_test)
 	    "sockopts",
 	    "close_range",
 	    "server_nonblock",
+	    "rwv2",
+	    "syscall_rw",
+	    "iov_errors",
 	    "own_listener",
 	};
 	struct h_proc p;
