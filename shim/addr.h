@@ -51,4 +51,7 @@ int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep 
  */
 int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, socklen_t len);
 
+/* Whether [P, P+N) is readable, asked of the kernel (futex); 1 or 0. errno is clobbered. */
+int user_readable(const void *p, size_t n);
+
 #endif

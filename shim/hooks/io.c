@@ -307,33 +307,6 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct
 }
 
 /*
- * Whether [P, P+N) can be read, asked of the kernel without reading it: a
- * futex wait with a zero time-out on a word of each page reads that word
- * (EFAULT if it cannot) and returns at once (EAGAIN or ETIMEDOUT). futex is a
- * call every threaded program's seccomp filter allows (shim/DESIGN.md, "System
- * calls"); process_vm_readv would answer as well but a filter may kill for it.
- * Used on wrapped fds only, for the program's iovec arrays and msghdrs.
- */
-static int user_readable(const void *p, size_t n)
-{
-	static const struct timespec zero = {0, 0};
-	uintptr_t a = (uintptr_t)p, end = a + n;
-
-	if (p == NULL || end < a)
-		return 0;
-	while (a < end) {
-		const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
-
-		if (real_sys(SYS_futex, (long)w, FUTEX_WAIT_PRIVATE, (long)0xa5a5a5a5u,
-			     (long)&zero) != 0 &&
-		    errno == EFAULT)
-			return 0;
-		a = (a | 4095) + 1;
-	}
-	return 1;
-}
-
-/*
  * The highest user address + 1 the kernel accepts in a range (x86-64, 4-level
  * paging: TASK_SIZE_MAX; what access_ok() compares with).
  */
