@@ -28,8 +28,8 @@
 
 /* A wrapped server-side fd and its plain client. */
 struct tc {
-	int fd;     /* wrapped (fdtab) */
-	int peer;   /* the client: a plain socket */
+	int fd;   /* wrapped (fdtab) */
+	int peer; /* the client: a plain socket */
 	struct policy *p;
 };
 
@@ -70,8 +70,7 @@ static inline struct tc tc_wrap(const char *opts)
 	t.p = policy_new();
 	cr_assert_not_null(t.p);
 	policy_add_text(t.p, "TLSSHIM_POLICY", text, &d);
-	cr_assert_eq(policy_finish(t.p, &d), 0, "policy %s: %s", text,
-		     d.n ? d.v[0].msg : "");
+	cr_assert_eq(policy_finish(t.p, &d), 0, "policy %s: %s", text, d.n ? d.v[0].msg : "");
 	c = conn_new_server(t.fd, policy_rule_at(t.p, 0), "accept test", 0, -1, &err);
 	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
 	cr_assert_eq(fdtab_set(t.fd, c), 0);

@@ -42,8 +42,8 @@ Test(poll_emul, select_leaves_nfds_out_of_range_to_the_kernel)
 		FD_ZERO(&rd);
 		FD_SET(t.fd, &rd);
 		rc = poll_emul_select(bad[i], &rd, NULL, NULL, 0, NULL, &h);
-		cr_expect_eq(h, 0, "nfds %d: handled (rc %d); the kernel's error is its own", bad[i],
-			     rc);
+		cr_expect_eq(h, 0, "nfds %d: handled (rc %d); the kernel's error is its own",
+			     bad[i], rc);
 		cr_expect(FD_ISSET(t.fd, &rd), "nfds %d: the set was changed", bad[i]);
 	}
 	/* ... which for a negative count is EINVAL, before any set is read. */
@@ -90,8 +90,9 @@ Test(poll_emul, select_with_a_closed_fd_beside_a_wrapped_one_is_EBADF)
 	FD_ZERO(&rd);
 	FD_SET(t.fd, &rd);
 	FD_SET(p[0], &rd);
-	cr_expect_eq(poll_emul_select((t.fd > p[0] ? t.fd : p[0]) + 1, &rd, NULL, NULL, 0, NULL, &h),
-		     -EBADF);
+	cr_expect_eq(
+	    poll_emul_select((t.fd > p[0] ? t.fd : p[0]) + 1, &rd, NULL, NULL, 0, NULL, &h),
+	    -EBADF);
 	cr_expect_eq(h, 1);
 	tc_close(&t);
 }
