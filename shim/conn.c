@@ -24,9 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "engine_load.h"
 #include "epreg.h"
+#include "errmap.h"
 #include "fdtab.h"
 #include "listeners.h"
 #include "log.h"
@@ -59,14 +61,6 @@ static inline const struct engine_ops *engine(void)
 }
 
 #define E engine()
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- life cycle ------------------------------------------------------------------- */
 
@@ -495,10 +489,10 @@ static int fail_at(struct conn *c, int level, const char *reason)
 		E->flush(c->ts); /* best effort: let the alert reach the peer */
 	c->state = CONN_FAILED;
 	c->tls_failed = 1;
-	c->err = ECONNRESET;
-	c->so_error = ECONNRESET;
+	c->err = outcome_errno(OUTCOME_RESET);
+	c->so_error = c->err;
 	real.shutdown(c->fd, SHUT_RDWR);
-	return -ECONNRESET;
+	return -c->err;
 }
 
 static int fail(struct conn *c, const char *reason)
@@ -596,9 +590,9 @@ static int claim(struct conn *c)
 	}
 	if (claim_needed(c)) {
 		c->state = CONN_FAILED;
-		c->err = ECONNRESET;
+		c->err = outcome_errno(OUTCOME_RESET);
 	}
-	return -ECONNRESET;
+	return -outcome_errno(OUTCOME_RESET);
 }
 
 /* fork(), in the parent before it (c->lock held): an owner's conn becomes contended. */
@@ -685,7 +679,7 @@ static int step_connect(struct conn *c, short *want)
 
 		if (ms > CONN_CONNECT_WAIT_MS)
 			ms = CONN_CONNECT_WAIT_MS;
-		c->connect_wait_ns = now_ns() + (uint64_t)ms * 1000000u;
+		c->connect_wait_ns = (uint64_t)clock_ns() + (uint64_t)ms * 1000000u;
 	}
 	return 0;
 }
@@ -721,9 +715,9 @@ static int hangup(struct conn *c, int rc)
 	fail_at(c, level, why);
 	c->hs_hangup = 1;
 	c->rd_eof = 1;
-	c->err = EPIPE;
+	c->err = outcome_errno(OUTCOME_HUNGUP);
 	c->so_error = 0;
-	return -EPIPE;
+	return -c->err;
 }
 
 /* ---- starttls= (the machines are in starttls*.c) ------------------------------------ */
@@ -764,7 +758,7 @@ static int starttls_fail(struct conn *c, int level, const char *what)
 static int step_starttls(struct conn *c, short *want)
 {
 	struct stls *s = c->st;
-	uint64_t now = now_ns();
+	uint64_t now = (uint64_t)clock_ns();
 	char why[128];
 	ssize_t n;
 
@@ -973,7 +967,7 @@ static ssize_t smtp_srv_send(struct conn *c, const void *buf, size_t len, short 
 static int step_handshake(struct conn *c, short *want)
 {
 	char why[320];
-	uint64_t now = now_ns();
+	uint64_t now = (uint64_t)clock_ns();
 	int rc;
 
 	if (c->ts == NULL && session_new(c, why, sizeof(why)) != 0)
@@ -1021,7 +1015,7 @@ static int step_handshake(struct conn *c, short *want)
 static int step_auto(struct conn *c, short *want)
 {
 	unsigned char b[2];
-	uint64_t now = now_ns();
+	uint64_t now = (uint64_t)clock_ns();
 	char why[128];
 	ssize_t n;
 
@@ -1065,7 +1059,7 @@ static int step_ready(struct conn *c, short *want)
 			return -EBADF;
 		if (c->claim != CLAIM_OWNER && c->state != CONN_AUTO_DETECT && claim_needed(c) &&
 		    claim(c) != 0)
-			return -ECONNRESET;
+			return -outcome_errno(OUTCOME_RESET);
 		switch (c->state) {
 		case CONN_OPEN:
 		case CONN_PLAIN:
@@ -1191,7 +1185,7 @@ static ssize_t step_recv(struct conn *c, void *buf, size_t len, int flags, short
 	case TS_SYSERR:
 		rc = E->sys_errno(c->ts);
 		c->rd_eof = 1;
-		return -(rc ? rc : EIO);
+		return -engine_errno(TS_SYSERR, rc);
 	default:
 		return fail_rc(c, (int)r, "read");
 	}
@@ -1223,7 +1217,7 @@ static ssize_t engine_write(struct conn *c, const void *buf, size_t len, int ker
 		/* write()/writev() raised SIGPIPE already, as on the plain socket. */
 		if (rc == EPIPE && kernel_signals)
 			c->epipe_signalled = 1;
-		return -(rc ? rc : EIO);
+		return -engine_errno(TS_SYSERR, rc);
 	default:
 		return fail_rc(c, (int)r, "write");
 	}
@@ -1342,7 +1336,7 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 	}
 	/* Connected for the program before the handshake: keep the bytes until the keys exist. */
 	if (rc == -EAGAIN && c->early_open && c->state == CONN_HANDSHAKE)
-		return c->wr_shut ? -EPIPE : early_put(c, buf, len);
+		return c->wr_shut ? -outcome_errno(OUTCOME_HUNGUP) : early_put(c, buf, len);
 	if (rc != 0)
 		return rc;
 	if (c->state == CONN_PLAIN && smtp_filtering(c)) {
@@ -1364,7 +1358,7 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		return r < 0 ? -errno : r;
 	}
 	if (c->wr_shut)
-		return -EPIPE;
+		return -outcome_errno(OUTCOME_HUNGUP);
 	if (len == 0)
 		return 0;
 	/* In order: what was written before the handshake goes first. */
@@ -1376,7 +1370,7 @@ static ssize_t step_send_io(struct conn *c, const void *buf, size_t len, int fla
 		}
 		if (rc == TS_SYSERR) {
 			rc = E->sys_errno(c->ts);
-			return -(rc ? rc : EIO);
+			return -engine_errno(TS_SYSERR, rc);
 		}
 		if (rc != 0)
 			return fail_rc(c, rc, "write");
@@ -1490,7 +1484,7 @@ static uint64_t deadline_locked(const struct conn *c)
 	 * the very bytes this thread's wait was for: such waits look again often.
 	 */
 	if (c->own_listed && (c->state == CONN_HANDSHAKE || early_held(c) > 0)) {
-		uint64_t soon = now_ns() + CONN_OWN_RECHECK_NS;
+		uint64_t soon = (uint64_t)clock_ns() + CONN_OWN_RECHECK_NS;
 
 		if (d == 0 || soon < d)
 			d = soon;
@@ -1499,8 +1493,8 @@ static uint64_t deadline_locked(const struct conn *c)
 }
 
 struct waiter {
-	int opt;           /* SO_RCVTIMEO or SO_SNDTIMEO */
-	uint64_t deadline; /* 0 = none; computed on the first wait */
+	int opt;          /* SO_RCVTIMEO or SO_SNDTIMEO */
+	int64_t deadline; /* -1 = none; computed on the first wait */
 	int started;
 };
 
@@ -1606,14 +1600,15 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 {
 	struct pollfd p[1 + CONN_OWN_DRIVE];
 	struct conn *o[CONN_OWN_DRIVE];
-	uint64_t now, hs;
+	int64_t now;
+	uint64_t hs;
 	int timeout, n, no;
 
 	if (!w->started) {
 		int ms = sock_timeout_ms(c->fd, w->opt);
 
 		w->started = 1;
-		w->deadline = ms < 0 ? 0 : now_ns() + (uint64_t)ms * 1000000u;
+		w->deadline = ms < 0 ? -1 : clock_ns() + (int64_t)ms * 1000000;
 	}
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
@@ -1625,19 +1620,11 @@ static int conn_wait(struct conn *c, short want, struct waiter *w)
 		pthread_mutex_unlock(&c->lock);
 		if (n)
 			return -EBADF;
-		now = now_ns();
-		if (w->deadline != 0 && now >= w->deadline)
+		now = clock_ns();
+		if (w->deadline >= 0 && now >= w->deadline)
 			return -EAGAIN;
-		timeout = -1;
-		if (w->deadline != 0)
-			timeout = (int)((w->deadline - now + 999999) / 1000000);
 		/* Wake for the handshake deadline too: the next step then fails it. */
-		if (hs != 0) {
-			int hms = hs > now ? (int)((hs - now + 999999) / 1000000) : 0;
-
-			if (timeout < 0 || hms < timeout)
-				timeout = hms;
-		}
+		timeout = clock_wait_ms(clock_wait_left(now, w->deadline, hs));
 		no = conn_own_collect(&c, 1, o, p + 1, CONN_OWN_DRIVE);
 		n = real.poll(p, 1 + (nfds_t)no, timeout);
 		if (no > 0) {
@@ -1708,7 +1695,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 		}
 		/* The TCP part honours SO_SNDTIMEO like connect(2); the TLS part its deadline. */
 		if (c->state == CONN_HANDSHAKE)
-			w.deadline = 0, w.started = 1;
+			w.deadline = -1, w.started = 1;
 		rc = conn_wait(c, want, &w);
 		if (rc == -EAGAIN)
 			return -EINPROGRESS;
@@ -1722,7 +1709,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	/* A TCP error is reported as is; a TLS failure as a refused connection. */
 	if (c->tls_failed) {
 		c->so_error = 0;
-		return -ECONNREFUSED;
+		return -outcome_errno(OUTCOME_REFUSED);
 	}
 	if (rc != -EINTR && rc != -EBADF) {
 		pthread_mutex_lock(&c->lock);
@@ -2090,7 +2077,7 @@ static void drain_handshake(struct conn *c)
  */
 static void finish_early(struct conn *c, int wait_ms)
 {
-	uint64_t end = now_ns() + (uint64_t)wait_ms * 1000000u, now;
+	uint64_t end = (uint64_t)clock_ns() + (uint64_t)wait_ms * 1000000u, now;
 
 	while (!c->closed && (early_held(c) > 0 || c->shut_pending)) {
 		struct pollfd p = {.fd = c->fd};
@@ -2105,7 +2092,7 @@ static void finish_early(struct conn *c, int wait_ms)
 		} else if (rc != -EAGAIN) {
 			break;
 		}
-		now = now_ns();
+		now = (uint64_t)clock_ns();
 		if (now >= end)
 			break;
 		p.events = want;
@@ -2270,7 +2257,7 @@ void conn_disconnect(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	/* Threads still inside the conn see the reset a plain socket would report. */
 	c->state = CONN_FAILED;
-	c->err = ECONNRESET;
+	c->err = outcome_errno(OUTCOME_RESET);
 	c->notify_sent = 1;
 	n = c->nfds < 64 ? c->nfds : 64;
 	memcpy(fds, c->fds, (size_t)n * sizeof(int));

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <uthash.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "epreg.h"
 #include "fdtab.h"
@@ -471,14 +472,6 @@ static void reported(struct reg *r, uint32_t events)
 		queue(r);
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Examines the dirty registrations of S: brings their kernel entries up to
  * date and collects those ready without the kernel (R->syn) on *SYN. Returns
@@ -517,7 +510,7 @@ static int drain_dirty(struct epset *s, struct reg **syn)
 int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, const sigset_t *mask,
 	       int *handled)
 {
-	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	int64_t deadline = timeout_ns < 0 ? -1 : clock_ns() + timeout_ns;
 	struct epset *s;
 
 	*handled = 0;
@@ -538,24 +531,18 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 		int k, out, nsyn, room;
 
 		nsyn = drain_dirty(s, &syn);
-		now = mono_ns();
+		now = clock_ns();
 		hs = due_deadlines(s, (uint64_t)now);
 		if (s->dirty != NULL && nsyn == 0)
 			hs = (uint64_t)now; /* a deadline passed: fail it in the next round */
 		ep_lock_give();
-		if (deadline >= 0)
-			left = deadline > now ? deadline - now : 0;
-		if (nsyn > 0)
-			left = 0;
-		else if (hs != 0 && (left < 0 || (int64_t)hs - now < left))
-			left = (int64_t)hs > now ? (int64_t)hs - now : 0;
+		left = nsyn > 0 ? 0 : clock_wait_left(now, deadline, hs);
 		/* This process's handshakes with its own listeners move on (conn.h). */
 		if (conn_own_poke() > 0 && (left < 0 || left > CONN_OWN_RECHECK_NS))
 			left = CONN_OWN_RECHECK_NS;
 		/* Ready ones we found take places first; the kernel fills the rest. */
 		room = max - (nsyn < max ? nsyn : max - 1);
-		k = real.epoll_pwait(epfd, ev, room,
-				     left >= 0 ? (int)((left + 999999) / 1000000) : -1, mask);
+		k = real.epoll_pwait(epfd, ev, room, clock_wait_ms(left), mask);
 		if (k < 0 && nsyn == 0) {
 			int e = errno;
 
@@ -619,7 +606,7 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 			reported(r, r->syn);
 			r->syn = 0;
 		}
-		if (out > 0 || (deadline >= 0 && mono_ns() >= deadline)) {
+		if (out > 0 || (deadline >= 0 && clock_ns() >= deadline)) {
 			set_leave(s);
 			ep_lock_give();
 			return out;

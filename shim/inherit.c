@@ -41,6 +41,7 @@
 #include "../cmd/cmd.h"
 #include "addr.h"
 #include "conn.h"
+#include "errmap.h"
 #include "fdtab.h"
 #include "inherit.h"
 #include "log.h"
@@ -492,7 +493,7 @@ static void wrap(const int *fds, size_t n, const struct policy_rule *r, int clie
 		log_warn("%s: inherited connection denied by policy (%s:%u)", desc, r->source,
 			 r->line);
 		c->state = CONN_FAILED;
-		c->err = ECONNRESET;
+		c->err = outcome_errno(OUTCOME_RESET);
 		real.shutdown(fds[0], SHUT_RDWR);
 	} else {
 		if (h != NULL && h->kind == 'p' && r->action == POLICY_AUTO)
@@ -542,7 +543,7 @@ static void refused(const int *fds, size_t n)
 	if (c == NULL)
 		return;
 	c->state = CONN_FAILED;
-	c->err = ECONNRESET;
+	c->err = outcome_errno(OUTCOME_RESET);
 	for (size_t i = 0; i < n; i++)
 		if (i == 0 ? fdtab_set(fds[i], c) != 0
 			   : (conn_add_fd(c, fds[i]) != 0 || fdtab_set(fds[i], c) != 0))

@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "epreg.h"
+#include "errmap.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "inherit.h"
@@ -62,7 +63,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 		/* Never a guess between names: refused before a packet leaves. */
 		ep_describe(&ep, NULL, desc, sizeof(desc));
 		log_error("connect %s: refused: %s", desc, why);
-		return -ECONNREFUSED;
+		return -outcome_errno(OUTCOME_REFUSED);
 	}
 	if (r == NULL || r->action == POLICY_PLAIN) {
 		stats_decided(r, POLICY_PLAIN);
@@ -76,7 +77,7 @@ int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
 	if (r->action == POLICY_DENY) {
 		log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
 		stats_decided(r, POLICY_DENY);
-		return -EACCES;
+		return -outcome_errno(OUTCOME_DENIED);
 	}
 	/*
 	 * TCP Fast Open would put our first flight in the SYN, and with

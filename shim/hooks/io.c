@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "errmap.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
@@ -589,7 +590,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 			return hook_ret(r);
 		if (r == 1 && !fdtab_maybe(fd)) {
 			if (unlikely(passes_wrapped_fd(fd, &copy))) {
-				errno = EACCES;
+				errno = outcome_errno(OUTCOME_DENIED);
 				return -1;
 			}
 			return real.sendmsg(fd, &copy, flags);
@@ -598,7 +599,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	}
 	if (likely(!fdtab_maybe(fd))) {
 		if (unlikely(passes_wrapped_fd(fd, msg))) {
-			errno = EACCES;
+			errno = outcome_errno(OUTCOME_DENIED);
 			return -1;
 		}
 		return real.sendmsg(fd, msg, flags);
@@ -636,7 +637,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {
 				if (i > 0)
 					return real.sendmmsg(fd, v, i, flags);
-				errno = EACCES;
+				errno = outcome_errno(OUTCOME_DENIED);
 				return -1;
 			}
 		}

@@ -15,6 +15,7 @@
 #include <sys/select.h>
 #include <time.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "fdtab.h"
 #include "hook.h"
@@ -23,14 +24,6 @@ extern void __chk_fail(void) __attribute__((noreturn));
 int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
 int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask,
 		size_t fdslen);
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int any_wrapped(const struct pollfd *fds, nfds_t n)
 {
@@ -52,7 +45,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 	struct pollfd *k = kstack;
 	struct conn **cs = cstack;
 	short *ready = rstack;
-	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	int64_t deadline = timeout_ns < 0 ? -1 : clock_ns() + timeout_ns;
 	int count = 0;
 
 	if (n > 32) {
@@ -69,7 +62,8 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 	for (;;) {
 		struct timespec ts, *tsp = NULL;
 		int nready = 0, kn, no;
-		int64_t now, left = -1, hs = -1;
+		int64_t left;
+		uint64_t hs = 0;
 
 		for (nfds_t i = 0; i < n; i++) {
 			k[i] = fds[i];
@@ -82,16 +76,10 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 				nready++;
 			/* A pending handshake's deadline caps the wait: the next round fails it. */
 			uint64_t d = conn_deadline(cs[i]);
-			if (d != 0 && (hs < 0 || (int64_t)d < hs))
-				hs = (int64_t)d;
+			if (d != 0 && (hs == 0 || d < hs))
+				hs = d;
 		}
-		now = mono_ns();
-		if (deadline >= 0)
-			left = deadline > now ? deadline - now : 0;
-		if (nready > 0)
-			left = 0;
-		else if (hs >= 0 && (left < 0 || hs - now < left))
-			left = hs > now ? hs - now : 0;
+		left = nready > 0 ? 0 : clock_wait_left(clock_ns(), deadline, hs);
 		if (left >= 0) {
 			ts.tv_sec = left / 1000000000;
 			ts.tv_nsec = left % 1000000000;
@@ -117,7 +105,7 @@ static int poll_wrapped(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const 
 				count++;
 		}
 		/* Kernel events TLS consumed (handshake, tickets) are not the program's. */
-		if (count > 0 || (deadline >= 0 && mono_ns() >= deadline))
+		if (count > 0 || (deadline >= 0 && clock_ns() >= deadline))
 			break;
 	}
 	for (nfds_t i = 0; i < n; i++)
@@ -262,13 +250,13 @@ HOOK int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv
 		}
 		t = (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
 	}
-	start = mono_ns();
+	start = clock_ns();
 	rc = select_wrapped(nfds, rd, wr, ex, t, NULL, &h);
 	if (!h)
 		return real.select(nfds, rd, wr, ex, tv);
 	/* Linux select() reports the time left. */
 	if (tv != NULL) {
-		int64_t left = t - (mono_ns() - start);
+		int64_t left = t - (clock_ns() - start);
 
 		if (left < 0)
 			left = 0;
