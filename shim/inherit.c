@@ -42,6 +42,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "errmap.h"
+#include "fdclose.h"
 #include "fdtab.h"
 #include "inherit.h"
 #include "log.h"
@@ -1013,7 +1014,7 @@ static int relay(struct group *g, const char *what)
 	for (int i = 0; i < n; i++) {
 		int fl = real.fcntl(fds[i], F_GETFD);
 
-		conn_release_fd(fds[i]); /* no I/O: the session is the relay's now */
+		fdclose_release(fds[i]); /* no I/O: the session is the relay's now */
 		real.dup3(sp[0], fds[i], fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	}
 	free(fds);

@@ -150,7 +150,7 @@ static int shim_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
 		return real.connect(fd, sa, len);
 	rc = real.connect(fd, sa, len);
 	if (rc == 0)
-		conn_disconnect(c);
+		fdclose_disconnect(c);
 	conn_put(c);
 	return rc;
 }

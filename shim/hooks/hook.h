@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "epreg.h"
+#include "fdclose.h"
 #include "fdtab.h"
 #include "real.h"
 
@@ -52,7 +53,7 @@ static inline ssize_t hook_ret(ssize_t r)
 static inline void fd_new(int fd)
 {
 	if (unlikely(fd >= 0 && (fdtab_maybe(fd) || epreg_active())))
-		conn_drop_stale(fd);
+		fdclose_stale(fd);
 }
 
 /*
