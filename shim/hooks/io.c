@@ -26,6 +26,7 @@
 #include "hook.h"
 #include "log.h"
 #include "shim.h"
+#include "wrap.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
 int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap);
@@ -253,7 +254,7 @@ static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
 
 	if (!shim.has_connect && !fdtab_maybe(fd))
 		return 1;
-	rc = connect_again(fd, &decide);
+	rc = wrap_connect_again(fd, &decide);
 	if (!decide)
 		return rc;
 	/*
@@ -263,7 +264,7 @@ static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
 	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
 		return 1;
 	*sa = (const struct sockaddr *)ss;
-	return connect_decide(fd, *sa, salen);
+	return wrap_connect(fd, *sa, salen);
 }
 
 /* An address the kernel refuses to copy in, even where TCP then ignores it. */
