@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
 
 #include "conn.h"
@@ -74,4 +75,24 @@ int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg)
 		return r;
 	*(int *)arg = r;
 	return 0;
+}
+
+void fdstate_release_range(unsigned int first, unsigned int last)
+{
+	unsigned int top = FDTAB_CHUNK * FDTAB_CHUNKS - 1;
+	int lfd = log_fd();
+
+	if (lfd >= 0 && (unsigned int)lfd >= first && (unsigned int)lfd <= last)
+		log_forget_fd(lfd);
+	if (last > top)
+		last = top;
+	for (unsigned int fd = first; fd <= last && fd >= first; fd++) {
+		/* Skip chunks never allocated: a whole range costs little. */
+		if (atomic_load(&fdtab_chunks[fd >> FDTAB_CHUNK_BITS]) == NULL) {
+			fd |= FDTAB_CHUNK - 1;
+			continue;
+		}
+		if (fdtab_maybe((int)fd) || epreg_active())
+			conn_release_fd((int)fd);
+	}
 }

@@ -29,4 +29,12 @@ int fdstate_fl(struct conn *c, int (*fn)(int, int, ...), int fd, int cmd, void *
 /* ioctl(FD, FIONBIO or FIONREAD, ARG) on C, whose socket is FD. Returns 0 or -errno. */
 int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg);
 
+/*
+ * close_range/closefrom are about to close [FIRST, LAST]: the shim lets go of
+ * the wrapped fds among them first (close_notify where it was the last fd),
+ * and forgets the log file's fd if it is one of them. Chunks of the fd table
+ * never allocated are skipped, so a whole range costs little.
+ */
+void fdstate_release_range(unsigned int first, unsigned int last);
+
 #endif
