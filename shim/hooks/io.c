@@ -229,36 +229,6 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
-/*
- * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
- * sends in one call (TCP Fast Open): the connection is decided as connect()
- * decides it. Returns 1 when libc is to make the call as it is (not ours to
- * decide, or no destination: the kernel's own error), 0 when FD is now
- * wrapped and connected (send on it without the flag), or -errno: -EACCES
- * (deny), -EINPROGRESS (non-blocking: like Fast Open without a cookie,
- * nothing was sent and the program sends again once connected), a failure,
- * or on a socket already wrapped what a second connect gives (-EISCONN).
- */
-static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
-		    struct sockaddr_storage *ss)
-{
-	int decide, rc;
-
-	if (!shim.has_connect && !fdtab_maybe(fd))
-		return 1;
-	rc = wrap_connect_again(fd, &decide);
-	if (!decide)
-		return rc;
-	/*
-	 * A bad pointer is the kernel's EFAULT to give. A good address is decided
-	 * on a copy, which *SA then points to: libc gets what was decided.
-	 */
-	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
-		return 1;
-	*sa = (const struct sockaddr *)ss;
-	return wrap_connect(fd, *sa, salen);
-}
-
 /* An address the kernel refuses to copy in, even where TCP then ignores it. */
 static int bad_addrlen(const void *sa, socklen_t salen)
 {
@@ -275,7 +245,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	if (unlikely(flags & MSG_FASTOPEN)) {
 		struct sockaddr_storage ss;
 
-		r = fastopen(fd, &sa, salen, &ss);
+		r = wrap_fastopen(fd, &sa, salen, &ss);
 		if (r == 1)
 			return real.sendto(fd, buf, len, flags, sa, salen);
 		if (r < 0)
@@ -369,30 +339,6 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	return hook_ret(r);
 }
 
-/*
- * MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel
- * would use. When the address was copied, *COPY is MSG with its name pointing
- * to SS, and libc is to be given that.
- */
-static int msg_fastopen(int fd, const struct msghdr *msg, struct msghdr *copy,
-			struct sockaddr_storage *ss)
-{
-	const struct sockaddr *sa;
-	socklen_t len;
-	int r;
-
-	if (msg == NULL)
-		return 1;
-	sa = msg->msg_name;
-	len = msg->msg_namelen;
-	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
-		len = sizeof(struct sockaddr_storage);
-	r = fastopen(fd, &sa, len, ss);
-	*copy = *msg;
-	copy->msg_name = (void *)sa;
-	return r;
-}
-
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct conn *c;
@@ -403,7 +349,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		struct sockaddr_storage ss;
 		struct msghdr copy;
 
-		r = msg_fastopen(fd, msg, &copy, &ss);
+		r = wrap_fastopen_msg(fd, msg, &copy, &ss);
 		if (r < 0)
 			return hook_ret(r);
 		if (r == 1 && !fdtab_maybe(fd)) {
@@ -441,7 +387,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 		struct sockaddr_storage ss;
 		struct msghdr copy;
 
-		r = msg_fastopen(fd, &v[0].msg_hdr, &copy, &ss);
+		r = wrap_fastopen_msg(fd, &v[0].msg_hdr, &copy, &ss);
 		if (r < 0)
 			return (int)hook_ret(r);
 		/* As the kernel: the next message's Fast Open finds the socket connected. */
