@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "epreg.h"
+#include "fdclose.h"
 #include "fdstate.h"
 #include "fdtab.h"
 #include "log.h"
@@ -35,7 +36,7 @@ void fdstate_dup_target(int oldfd, int newfd)
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
-	conn_release_fd(newfd);
+	fdclose_release(newfd);
 }
 
 int fdstate_fl(struct conn *c, int (*fn)(int, int, ...), int fd, int cmd, void *arg)
@@ -93,6 +94,6 @@ void fdstate_release_range(unsigned int first, unsigned int last)
 			continue;
 		}
 		if (fdtab_maybe((int)fd) || epreg_active())
-			conn_release_fd((int)fd);
+			fdclose_release((int)fd);
 	}
 }

@@ -33,7 +33,7 @@ HOOK int close(int fd)
 		log_forget_fd(fd);
 	if (likely(!fdtab_maybe(fd) && !epreg_active()))
 		return real.close(fd);
-	conn_release_fd(fd);
+	fdclose_release(fd);
 	return real.close(fd);
 }
 HOOK_ALIAS(close, __close)

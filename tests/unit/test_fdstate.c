@@ -47,7 +47,7 @@ Test(fdstate, a_dup_shares_the_wrapping_and_dup2_onto_it_releases_it)
 	fdstate_dup(t.fd, d);
 	fdstate_dup_target(12345, d);
 	cr_expect(fdtab_maybe(d), "released for a dup2 that cannot happen");
-	conn_release_fd(d);
+	fdclose_release(d);
 	close(d);
 	close(p[0]);
 	close(p[1]);
