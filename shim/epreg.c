@@ -23,7 +23,7 @@ static struct epset *sets;
 static atomic_int nsets;
 
 /*
- * Stale fds (conn_drop_stale) seen while this thread holds ep_lock: a new fd
+ * Stale fds (fdclose_stale) seen while this thread holds ep_lock: a new fd
  * handed out inside the registry's own work (OpenSSL opening a certificate
  * during a handshake that epoll_wait drives) is dealt with when the lock is
  * given back, not by taking it again. Under ep_lock.
