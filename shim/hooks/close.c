@@ -30,7 +30,7 @@ HOOK int close(int fd)
 	}
 	if (unlikely(fd == log_fd()))
 		log_forget_fd(fd);
-	if (likely(!fdtab_maybe(fd) && !epreg_active()))
+	if (likely(!fdtab_maybe(fd) && !epreg_fd_maybe(fd)))
 		return real.close(fd);
 	conn_release_fd(fd);
 	return real.close(fd);
@@ -71,7 +71,7 @@ static void release_range(unsigned int first, unsigned int last)
 			fd |= FDTAB_CHUNK - 1;
 			continue;
 		}
-		if (fdtab_maybe((int)fd) || epreg_active())
+		if (fdtab_maybe((int)fd) || epreg_fd_maybe((int)fd))
 			conn_release_fd((int)fd);
 	}
 }

@@ -38,7 +38,7 @@ static void release_target(int oldfd, int newfd)
 	/* Our log file's descriptor is about to become something else. */
 	if (unlikely(newfd == log_fd()) && oldfd != newfd)
 		log_forget_fd(newfd);
-	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
+	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd)) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
 	conn_release_fd(newfd);
