@@ -290,12 +290,14 @@ lint: check-exports
 	$(Q)scripts/check-hooks
 	$(Q)scripts/check-fd-surface
 
+# Every C file of the tree, the tests too (tests/fuzz/corpus holds inputs, not C).
+FORMAT_SRC  = $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \
+	      $(wildcard policy/*.h cmd/*.h shim/*.h shim/*/*.h) \
+	      $(sort $(wildcard tests/*/*.[ch] tests/bench/*/*.[ch]))
 format:
-	$(Q)clang-format -i $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \
-	   $(wildcard policy/*.h shim/*.h shim/*/*.h)
+	$(Q)clang-format -i $(FORMAT_SRC)
 format-check:
-	$(Q)clang-format --dry-run --Werror $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) \
-	   $(TLS_SRC) $(wildcard policy/*.h shim/*.h shim/*/*.h)
+	$(Q)clang-format --dry-run --Werror $(FORMAT_SRC)
 
 compdb:
 	$(Q)$(MAKE) clean && bear -- $(MAKE) all $(UNIT_BIN) $(E2E_BIN)

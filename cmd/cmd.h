@@ -89,9 +89,9 @@ char *cmd_rule_text(const struct policy_rule *r);
 /*
  * The rules of policy TEXT, normalized (as `check` prints them, without the
  * source comments) one a line, in a malloc()ed string; NULL if TEXT has an
- * error (printed, as by cmd_policy_load()) or memory ran out. Relative file paths come out absolute (against the
- * working directory), so every process that inherits the text reads the
- * same files wherever it starts.
+ * error (printed, as by cmd_policy_load()) or memory ran out. Relative file
+ * paths come out absolute (against the working directory), so every process
+ * that inherits the text reads the same files wherever it starts.
  */
 char *cmd_policy_text_normalized(const char *text);
 

@@ -16,12 +16,13 @@
  * alone (an abstract UNIX socket), so no step depends on timing; the TCP
  * connection carries only the pattern's own data. Plain libc, no OpenSSL.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,7 +35,6 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <linux/sockios.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -109,9 +109,9 @@ static void show_data(const char *what, long r, int e, const void *buf)
 		const unsigned char *s = buf;
 
 		for (long i = 0; i < r; i++)
-			o += (s[i] >= 32 && s[i] < 127 && s[i] != '\\') ?
-				     sprintf(o, "%c", s[i]) :
-				     sprintf(o, "\\x%02x", s[i]);
+			o += (s[i] >= 32 && s[i] < 127 && s[i] != '\\')
+				 ? sprintf(o, "%c", s[i])
+				 : sprintf(o, "\\x%02x", s[i]);
 		*o = 0;
 		say("%s = %ld \"%s\"", what, r, q);
 	} else {
@@ -119,14 +119,14 @@ static void show_data(const char *what, long r, int e, const void *buf)
 	}
 }
 
-#define CALL(what, expr)                          \
-	({                                        \
-		errno = 0;                        \
-		long r_ = (long)(expr);           \
-		int e_ = errno;                   \
-		show((what), r_, e_);             \
-		errno = e_;                       \
-		r_;                               \
+#define CALL(what, expr)                \
+	({                              \
+		errno = 0;              \
+		long r_ = (long)(expr); \
+		int e_ = errno;         \
+		show((what), r_, e_);   \
+		errno = e_;             \
+		r_;                     \
 	})
 
 #define CALLD(what, expr, buf)                    \
@@ -145,9 +145,9 @@ static const char *pollname(int ev)
 	static const struct {
 		int bit;
 		const char *name;
-	} t[] = { { POLLIN, "POLLIN" },	    { POLLPRI, "POLLPRI" },	{ POLLOUT, "POLLOUT" },
-		  { POLLERR, "POLLERR" },   { POLLHUP, "POLLHUP" },	{ POLLNVAL, "POLLNVAL" },
-		  { POLLRDHUP, "POLLRDHUP" } };
+	} t[] = {{POLLIN, "POLLIN"},      {POLLPRI, "POLLPRI"}, {POLLOUT, "POLLOUT"},
+		 {POLLERR, "POLLERR"},    {POLLHUP, "POLLHUP"}, {POLLNVAL, "POLLNVAL"},
+		 {POLLRDHUP, "POLLRDHUP"}};
 
 	s[0] = 0;
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
@@ -168,8 +168,8 @@ static const char *epname(uint32_t ev)
 	static const struct {
 		uint32_t bit;
 		const char *name;
-	} t[] = { { EPOLLIN, "EPOLLIN" },   { EPOLLPRI, "EPOLLPRI" }, { EPOLLOUT, "EPOLLOUT" },
-		  { EPOLLERR, "EPOLLERR" }, { EPOLLHUP, "EPOLLHUP" }, { EPOLLRDHUP, "EPOLLRDHUP" } };
+	} t[] = {{EPOLLIN, "EPOLLIN"},   {EPOLLPRI, "EPOLLPRI"}, {EPOLLOUT, "EPOLLOUT"},
+		 {EPOLLERR, "EPOLLERR"}, {EPOLLHUP, "EPOLLHUP"}, {EPOLLRDHUP, "EPOLLRDHUP"}};
 
 	s[0] = 0;
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
@@ -300,7 +300,7 @@ static void set_nonblock(int fd, int on)
 
 static void msleep(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -363,7 +363,7 @@ static long recv_pat(int fd, size_t n, unsigned seed, int *ok)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && errno == EAGAIN) {
-			struct pollfd p = { fd, POLLIN, 0 };
+			struct pollfd p = {fd, POLLIN, 0};
 
 			poll(&p, 1, WAIT_MS);
 			continue;
@@ -449,7 +449,7 @@ static void nonblock_connect_c(void)
 
 	peer_addr(&a);
 	CALL("connect", connect(fd, (struct sockaddr *)&a, sizeof(a)));
-	struct pollfd p = { fd, POLLOUT, 0 };
+	struct pollfd p = {fd, POLLOUT, 0};
 	CALL("poll POLLOUT", poll(&p, 1, WAIT_MS));
 	say("revents = %s", pollname(p.revents));
 	CALL("getsockopt SO_ERROR", getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len));
@@ -495,7 +495,7 @@ static void nonblock_read_c(void)
 	CALLD("read (drained)", read(fd, b, sizeof(b)), b);
 	sync_send('e');
 	sync_wait('f');
-	struct pollfd p = { fd, POLLIN, 0 };
+	struct pollfd p = {fd, POLLIN, 0};
 	CALL("poll POLLIN", poll(&p, 1, WAIT_MS));
 	say("revents = %s", pollname(p.revents));
 	CALLD("read (peer closed)", read(fd, b, sizeof(b)), b);
@@ -555,7 +555,7 @@ static void nonblock_write_c(void)
 		ssize_t r = write(fd, b, sizeof(b));
 
 		if (r < 0 && errno == EAGAIN && !standing_still(fd) && now_ms() < until) {
-			struct pollfd w = { fd, POLLOUT, 0 };
+			struct pollfd w = {fd, POLLOUT, 0};
 
 			poll(&w, 1, 10); /* room, or the last ACK: look again */
 			continue;
@@ -569,7 +569,7 @@ static void nonblock_write_c(void)
 	}
 	say("fill: writes>0 = %d, ended with %s", writes > 0, last_err ? en(last_err) : "none");
 	say("fill: standing still = %d", standing_still(fd));
-	struct pollfd p = { fd, POLLOUT, 0 };
+	struct pollfd p = {fd, POLLOUT, 0};
 	CALL("poll POLLOUT (full)", poll(&p, 1, 0));
 	say("revents = %s", pollname(p.revents));
 	long again = CALL("write again (full)", write(fd, b, sizeof(b)));
@@ -615,8 +615,8 @@ static void wait_fd(enum waitkind k, int fd, short events, int ms, const char *l
 	switch (k) {
 	case W_POLL:
 	case W_PPOLL: {
-		struct pollfd p = { fd, events, 0 };
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+		struct pollfd p = {fd, events, 0};
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 		sigset_t ss;
 
 		sigemptyset(&ss);
@@ -628,8 +628,8 @@ static void wait_fd(enum waitkind k, int fd, short events, int ms, const char *l
 	case W_SELECT:
 	case W_PSELECT: {
 		fd_set rd, wr, ex;
-		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 		FD_ZERO(&rd);
 		FD_ZERO(&wr);
@@ -639,8 +639,8 @@ static void wait_fd(enum waitkind k, int fd, short events, int ms, const char *l
 		if (events & POLLOUT)
 			FD_SET(fd, &wr);
 		FD_SET(fd, &ex);
-		r = k == W_SELECT ? select(fd + 1, &rd, &wr, &ex, &tv) :
-				    pselect(fd + 1, &rd, &wr, &ex, &ts, NULL);
+		r = k == W_SELECT ? select(fd + 1, &rd, &wr, &ex, &tv)
+				  : pselect(fd + 1, &rd, &wr, &ex, &ts, NULL);
 		e = errno;
 		if (r > 0) {
 			rev |= FD_ISSET(fd, &rd) ? POLLIN : 0;
@@ -653,8 +653,8 @@ static void wait_fd(enum waitkind k, int fd, short events, int ms, const char *l
 	case W_EPOLL_PWAIT:
 	case W_EPOLL_PWAIT2:
 	default: {
-		struct epoll_event ev = { .events = (uint32_t)events, .data.u32 = 7 }, out[4];
-		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+		struct epoll_event ev = {.events = (uint32_t)events, .data.u32 = 7}, out[4];
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 		if (g_ep < 0) {
 			g_ep = epoll_create1(EPOLL_CLOEXEC);
@@ -664,9 +664,9 @@ static void wait_fd(enum waitkind k, int fd, short events, int ms, const char *l
 			die("epoll_ctl mod");
 		}
 		memset(out, 0, sizeof(out));
-		r = k == W_EPOLL	? epoll_wait(g_ep, out, 4, ms) :
-		    k == W_EPOLL_PWAIT	? epoll_pwait(g_ep, out, 4, ms, NULL) :
-					  epoll_pwait2(g_ep, out, 4, &ts, NULL);
+		r = k == W_EPOLL         ? epoll_wait(g_ep, out, 4, ms)
+		    : k == W_EPOLL_PWAIT ? epoll_pwait(g_ep, out, 4, ms, NULL)
+					 : epoll_pwait2(g_ep, out, 4, &ts, NULL);
 		e = errno;
 		if (r > 0) {
 			rev = (short)out[0].events;
@@ -729,13 +729,34 @@ static void ready_s(void)
 	close(fd);
 }
 
-static void poll_c(void) { ready_c(W_POLL); }
-static void ppoll_c(void) { ready_c(W_PPOLL); }
-static void select_c(void) { ready_c(W_SELECT); }
-static void pselect_c(void) { ready_c(W_PSELECT); }
-static void epoll_wait_c(void) { ready_c(W_EPOLL); }
-static void epoll_pwait_c(void) { ready_c(W_EPOLL_PWAIT); }
-static void epoll_pwait2_c(void) { ready_c(W_EPOLL_PWAIT2); }
+static void poll_c(void)
+{
+	ready_c(W_POLL);
+}
+static void ppoll_c(void)
+{
+	ready_c(W_PPOLL);
+}
+static void select_c(void)
+{
+	ready_c(W_SELECT);
+}
+static void pselect_c(void)
+{
+	ready_c(W_PSELECT);
+}
+static void epoll_wait_c(void)
+{
+	ready_c(W_EPOLL);
+}
+static void epoll_pwait_c(void)
+{
+	ready_c(W_EPOLL_PWAIT);
+}
+static void epoll_pwait2_c(void)
+{
+	ready_c(W_EPOLL_PWAIT2);
+}
 
 /* ---- epoll: level-triggered, edge-triggered, one-shot, several sets, closed fd ---- */
 
@@ -753,7 +774,7 @@ static void ep_wait(int ep, int ms, const char *label)
 
 static int ep_add(int ep, int fd, uint32_t ev, uint32_t tag, int op)
 {
-	struct epoll_event e = { .events = ev, .data.u32 = tag };
+	struct epoll_event e = {.events = ev, .data.u32 = tag};
 
 	return epoll_ctl(ep, op, fd, &e);
 }
@@ -774,7 +795,8 @@ static void epoll_level_c(void)
 	ep_wait(ep, 0, "6 buffered");
 	CALLD("read rest", read(fd, b, sizeof(b)), b);
 	ep_wait(ep, 0, "drained");
-	CALL("epoll_ctl MOD EPOLLIN|EPOLLOUT", ep_add(ep, fd, EPOLLIN | EPOLLOUT, 2, EPOLL_CTL_MOD));
+	CALL("epoll_ctl MOD EPOLLIN|EPOLLOUT",
+	     ep_add(ep, fd, EPOLLIN | EPOLLOUT, 2, EPOLL_CTL_MOD));
 	ep_wait(ep, 0, "writable");
 	ep_wait(ep, 0, "writable again");
 	CALL("epoll_ctl DEL", ep_add(ep, fd, 0, 0, EPOLL_CTL_DEL));
@@ -1103,7 +1125,8 @@ static void msg_dontwait_c(void)
 	int fd = client();
 
 	CALLD("recv DONTWAIT (nothing)", recv(fd, b, sizeof(b), MSG_DONTWAIT), b);
-	CALLD("recvfrom DONTWAIT (nothing)", recvfrom(fd, b, sizeof(b), MSG_DONTWAIT, NULL, NULL), b);
+	CALLD("recvfrom DONTWAIT (nothing)", recvfrom(fd, b, sizeof(b), MSG_DONTWAIT, NULL, NULL),
+	      b);
 	say("O_NONBLOCK = %d", !!(fcntl(fd, F_GETFL) & O_NONBLOCK));
 	sync_send('a');
 	sync_wait('b');
@@ -1140,7 +1163,7 @@ static void on_sigpipe(int s)
 static void sigpipe_c(void)
 {
 	char b[64];
-	struct sigaction sa = { .sa_handler = on_sigpipe };
+	struct sigaction sa = {.sa_handler = on_sigpipe};
 	int fd = client();
 
 	sigaction(SIGPIPE, &sa, NULL);
@@ -1155,7 +1178,7 @@ static void sigpipe_c(void)
 	say("sigpipes = %d", (int)g_sigpipes);
 	CALL("send 0 flags", send(fd, "x", 1, 0));
 	say("sigpipes = %d", (int)g_sigpipes);
-	struct iovec v = { "x", 1 };
+	struct iovec v = {"x", 1};
 	CALL("writev", writev(fd, &v, 1));
 	say("sigpipes = %d", (int)g_sigpipes);
 	CALL("close", close(fd));
@@ -1182,7 +1205,7 @@ static void half_close_c(void)
 	CALL("send after SHUT_WR (NOSIGNAL)", send(fd, "x", 1, MSG_NOSIGNAL));
 	CALLD("read resp", read_exact(fd, b, 4), b);
 	sync_wait('b');
-	struct pollfd p = { fd, POLLIN | POLLOUT | POLLRDHUP, 0 };
+	struct pollfd p = {fd, POLLIN | POLLOUT | POLLRDHUP, 0};
 	CALL("poll", poll(&p, 1, WAIT_MS));
 	say("revents = %s", pollname(p.revents));
 	CALLD("read", read(fd, b, sizeof(b)), b);
@@ -1199,7 +1222,7 @@ static void half_close_s(void)
 
 	CALLD("read req", read_exact(fd, b, 3), b);
 	CALLD("read (client shut)", read(fd, b, sizeof(b)), b);
-	struct pollfd p = { fd, POLLIN | POLLOUT | POLLRDHUP, 0 };
+	struct pollfd p = {fd, POLLIN | POLLOUT | POLLRDHUP, 0};
 	CALL("poll", poll(&p, 1, 0));
 	say("revents = %s", pollname(p.revents));
 	CALL("write resp", write(fd, "resp", 4));
@@ -1216,7 +1239,7 @@ static void peer_close_c(void)
 	int fd = client();
 
 	sync_wait('a');
-	struct pollfd p = { fd, POLLIN | POLLRDHUP, 0 };
+	struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
 	CALL("poll", poll(&p, 1, WAIT_MS));
 	say("revents = %s", pollname(p.revents));
 	CALLD("read", read(fd, b, sizeof(b)), b);
@@ -1322,30 +1345,30 @@ static void vectored_c(void)
 {
 	char a[3], b2[3], c3[8], buf[64];
 	int fd = client();
-	struct iovec w[3] = { { "ab", 2 }, { "cde", 3 }, { "fghij", 5 } };
+	struct iovec w[3] = {{"ab", 2}, {"cde", 3}, {"fghij", 5}};
 
 	CALL("writev 2+3+5", writev(fd, w, 3));
-	struct iovec r[3] = { { a, 3 }, { b2, 3 }, { c3, 8 } };
+	struct iovec r[3] = {{a, 3}, {b2, 3}, {c3, 8}};
 	sync_wait('b');
 	long n = CALL("readv 3+3+8", readv(fd, r, 3));
 	if (n >= 0)
 		say("  iov %.3s|%.3s|%.*s", a, b2, (int)(n > 6 ? n - 6 : 0), c3);
-	struct msghdr m = { 0 };
-	struct iovec ri = { buf, sizeof(buf) };
+	struct msghdr m = {0};
+	struct iovec ri = {buf, sizeof(buf)};
 	m.msg_iov = &ri;
 	m.msg_iovlen = 1;
 	sync_send('c');
 	sync_wait('d');
 	n = CALLD("recvmsg", recvmsg(fd, &m, 0), buf);
-	say("  msg_flags = %d msg_namelen = %d msg_controllen = %d", m.msg_flags, (int)m.msg_namelen,
-	    (int)m.msg_controllen);
+	say("  msg_flags = %d msg_namelen = %d msg_controllen = %d", m.msg_flags,
+	    (int)m.msg_namelen, (int)m.msg_controllen);
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
 	CALL("sendto NULL addr", sendto(fd, "to", 2, 0, NULL, 0));
 	CALLD("recvfrom with addr", recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&sa, &sl),
 	      buf);
 	say("  addrlen = %d", (int)sl);
-	struct iovec e = { buf, 0 };
+	struct iovec e = {buf, 0};
 	CALL("writev zero length", writev(fd, &e, 1));
 	CALL("write zero length", write(fd, buf, 0));
 	CALL("close", close(fd));
@@ -1360,8 +1383,8 @@ static void vectored_s(void)
 	CALL("write 12345678", write(fd, "12345678", 8));
 	sync_send('b');
 	sync_wait('c');
-	struct iovec w[2] = { { "msg", 3 }, { "-data", 5 } };
-	struct msghdr m = { 0 };
+	struct iovec w[2] = {{"msg", 3}, {"-data", 5}};
+	struct msghdr m = {0};
 	m.msg_iov = w;
 	m.msg_iovlen = 2;
 	CALL("sendmsg 3+5", sendmsg(fd, &m, 0));
@@ -1378,9 +1401,9 @@ static void rwv2_c(void)
 {
 	char a[2], b2[8], buf[16];
 	int fd = client();
-	struct iovec w[2] = { { "ab", 2 }, { "cd", 2 } };
-	struct iovec e = { buf, 0 };
-	struct iovec one = { "e", 1 };
+	struct iovec w[2] = {{"ab", 2}, {"cd", 2}};
+	struct iovec e = {buf, 0};
+	struct iovec one = {"e", 1};
 
 	CALL("pwritev2 -1 2+2", pwritev2(fd, w, 2, -1, 0));
 	CALL("pwritev2 -1 RWF_NOWAIT", pwritev2(fd, &one, 1, -1, RWF_NOWAIT));
@@ -1393,11 +1416,11 @@ static void rwv2_c(void)
 	CALL("pwrite offset 0", pwrite(fd, "x", 1, 0));
 	CALL("pwrite offset -1", pwrite(fd, "x", 1, -1));
 	CALL("preadv2 -1 RWF_NOWAIT, nothing there", preadv2(fd, &e + 0, 1, -1, RWF_NOWAIT));
-	struct iovec nb = { buf, sizeof(buf) };
+	struct iovec nb = {buf, sizeof(buf)};
 	CALL("preadv2 -1 RWF_NOWAIT, nothing there, room", preadv2(fd, &nb, 1, -1, RWF_NOWAIT));
 	sync_send('a');
 	sync_wait('b');
-	struct iovec r[2] = { { a, 2 }, { b2, 8 } };
+	struct iovec r[2] = {{a, 2}, {b2, 8}};
 	long n = CALL("preadv2 -1 2+8", preadv2(fd, r, 2, -1, 0));
 	if (n >= 2)
 		say("  iov %.2s|%.*s", a, (int)(n - 2), b2);
@@ -1426,8 +1449,8 @@ static void syscall_rw_c(void)
 {
 	char buf[16], path[] = "/tmp/conform-XXXXXX";
 	int fd = client();
-	struct iovec w[2] = { { "de", 2 }, { "f", 1 } };
-	struct iovec r = { buf, sizeof(buf) };
+	struct iovec w[2] = {{"de", 2}, {"f", 1}};
+	struct iovec r = {buf, sizeof(buf)};
 
 	CALL("syscall write", syscall(SYS_write, fd, "abc", 3));
 	CALL("syscall writev", syscall(SYS_writev, fd, w, 2));
@@ -1439,9 +1462,9 @@ static void syscall_rw_c(void)
 	CALLD("syscall read", syscall(SYS_read, fd, buf, 4), buf);
 	CALLD("syscall recvfrom", syscall(SYS_recvfrom, fd, buf, 2, 0, NULL, NULL), buf);
 	CALLD("syscall readv", syscall(SYS_readv, fd, &r, 1), buf);
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	CALL("syscall poll, nothing there", syscall(SYS_poll, &p, 1, 0));
-	CALL("syscall ppoll, bad sigset size", syscall(SYS_ppoll, &p, 1, NULL, &(sigset_t){ 0 }, 4));
+	CALL("syscall ppoll, bad sigset size", syscall(SYS_ppoll, &p, 1, NULL, &(sigset_t){0}, 4));
 	int d = (int)syscall(SYS_dup, fd);
 	say("syscall dup = %s", d >= 0 ? "a new fd" : en(errno));
 	CALL("syscall shutdown SHUT_WR", syscall(SYS_shutdown, fd, SHUT_WR));
@@ -1484,12 +1507,12 @@ static void iov_errors_c(void)
 {
 	char buf[16];
 	int fd = client();
-	struct iovec wrap[2] = { { buf, 10 }, { buf, SIZE_MAX - 5 } };
-	struct iovec huge[2] = { { buf, SSIZE_MAX }, { buf, SSIZE_MAX } };
-	struct iovec thirds[3] = { { buf, 0x6000000000000000 }, { buf, 0x6000000000000000 },
-				   { buf, 0x6000000000000000 } };
-	struct iovec ok = { "ok", 2 };
-	struct msghdr m = { 0 };
+	struct iovec wrap[2] = {{buf, 10}, {buf, SIZE_MAX - 5}};
+	struct iovec huge[2] = {{buf, SSIZE_MAX}, {buf, SSIZE_MAX}};
+	struct iovec thirds[3] = {
+	    {buf, 0x6000000000000000}, {buf, 0x6000000000000000}, {buf, 0x6000000000000000}};
+	struct iovec ok = {"ok", 2};
+	struct msghdr m = {0};
 
 	CALL("writev count -1", writev(fd, &ok, -1));
 	CALL("writev count 1025", writev(fd, &ok, 1025));
@@ -1520,9 +1543,9 @@ static void iov_errors_c(void)
 	CALL("writev zero count", writev(fd, &ok, 0));
 	CALL("write NULL", write(fd, NULL, 10));
 	CALL("send NULL", send(fd, NULL, 10, 0));
-	struct iovec nul[2] = { { NULL, 5 }, { "x", 1 } };
+	struct iovec nul[2] = {{NULL, 5}, {"x", 1}};
 	CALL("writev NULL first", writev(fd, nul, 2));
-	struct iovec part[2] = { { "ok", 2 }, { NULL, 5 } };
+	struct iovec part[2] = {{"ok", 2}, {NULL, 5}};
 	CALL("writev ok, then NULL", writev(fd, part, 2));
 	CALL("writev ok", writev(fd, part, 1));
 	sync_send('a');
@@ -1722,9 +1745,8 @@ static void dup_c(void)
 
 	say("dup ok = %d, dup2 = %d, F_DUPFD >= 200: %d, F_DUPFD_CLOEXEC >= 300: %d, dup3 = %d",
 	    d1 >= 0, d2, d3 >= 200, d4 >= 300, d5);
-	say("cloexec: dup %d dup2 %d F_DUPFD %d F_DUPFD_CLOEXEC %d dup3 %d",
-	    fcntl(d1, F_GETFD), fcntl(d2, F_GETFD), fcntl(d3, F_GETFD), fcntl(d4, F_GETFD),
-	    fcntl(d5, F_GETFD));
+	say("cloexec: dup %d dup2 %d F_DUPFD %d F_DUPFD_CLOEXEC %d dup3 %d", fcntl(d1, F_GETFD),
+	    fcntl(d2, F_GETFD), fcntl(d3, F_GETFD), fcntl(d4, F_GETFD), fcntl(d5, F_GETFD));
 	CALL("dup2 same fd", dup2(d2, d2) == d2);
 	CALL("dup3 same fd", dup3(d2, d2, 0));
 	CALL("close original", close(fd));
@@ -1873,7 +1895,7 @@ static void *duplex_writer(void *arg)
 
 static void duplex(int fd, unsigned wseed, unsigned rseed)
 {
-	struct duplex d = { fd, wseed, 0 };
+	struct duplex d = {fd, wseed, 0};
 	pthread_t t;
 	int ok;
 
@@ -1910,10 +1932,11 @@ static void rcvtimeo_c(void)
 {
 	char b[64];
 	int fd = client();
-	struct timeval tv = { 0, 200000 }, got = { 0, 0 };
+	struct timeval tv = {0, 200000}, got = {0, 0};
 	socklen_t len = sizeof(got);
 
-	CALL("setsockopt SO_RCVTIMEO 200ms", setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	CALL("setsockopt SO_RCVTIMEO 200ms",
+	     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
 	CALL("getsockopt SO_RCVTIMEO", getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &got, &len));
 	say("  = %ld.%06ld", (long)got.tv_sec, (long)got.tv_usec);
 	uint64_t t0 = now_ms();
@@ -1921,7 +1944,8 @@ static void rcvtimeo_c(void)
 	uint64_t dt = now_ms() - t0;
 	say("  waited >= 150ms and < 2000ms: %d", dt >= 150 && dt < 2000);
 	CALLD("recv (times out)", recv(fd, b, sizeof(b), 0), b);
-	CALL("setsockopt SO_SNDTIMEO 200ms", setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	CALL("setsockopt SO_SNDTIMEO 200ms",
+	     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
 	sync_send('a');
 	CALLD("read (data within timeout)", read(fd, b, sizeof(b)), b);
 	CALL("close", close(fd));
@@ -1948,8 +1972,8 @@ static void on_alarm(int s)
 
 static void arm(int restart, int ms)
 {
-	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0 };
-	struct itimerval it = { { 0, 0 }, { ms / 1000, (ms % 1000) * 1000 } };
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0};
+	struct itimerval it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
 
 	sigaction(SIGALRM, &sa, NULL);
 	setitimer(ITIMER_REAL, &it, NULL);
@@ -1967,7 +1991,7 @@ static void eintr_c(void)
 	CALLD("recv, no SA_RESTART", recv(fd, b, sizeof(b), 0), b);
 	say("  alarms = %d", (int)g_alarms);
 	arm(1, 150);
-	struct pollfd p = { fd, POLLIN, 0 };
+	struct pollfd p = {fd, POLLIN, 0};
 	CALL("poll, SA_RESTART (never restarted)", poll(&p, 1, 3000));
 	say("  alarms = %d", (int)g_alarms);
 	int ep = epoll_create1(0);
@@ -2285,13 +2309,13 @@ static void own_listener_s(void)
 static void full_read_hup_c(void)
 {
 	static char b[65536];
-	struct iovec iov[2] = { { b, 32768 }, { b + 32768, 32768 } };
-	struct msghdr m = { 0 };
+	struct iovec iov[2] = {{b, 32768}, {b + 32768, 32768}};
+	struct msghdr m = {0};
 	int fd = client(), n = -1;
 
 	CALL("shutdown SHUT_WR", shutdown(fd, SHUT_WR));
 	sync_wait('a');
-	struct pollfd p = { fd, POLLIN | POLLRDHUP, 0 };
+	struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
 	CALL("poll", poll(&p, 1, WAIT_MS));
 	say("revents = %s", pollname(p.revents));
 	CALL("ioctl FIONREAD", ioctl(fd, FIONREAD, &n));
@@ -2332,50 +2356,50 @@ static const struct pattern {
 	void (*client)(void);
 	void (*server)(void);
 } patterns[] = {
-	{ "blocking_rw", blocking_rw_c, blocking_rw_s },
-	{ "nonblock_connect", nonblock_connect_c, nonblock_connect_s },
-	{ "nonblock_read", nonblock_read_c, nonblock_read_s },
-	{ "nonblock_write", nonblock_write_c, nonblock_write_s },
-	{ "poll", poll_c, ready_s },
-	{ "ppoll", ppoll_c, ready_s },
-	{ "select", select_c, ready_s },
-	{ "pselect", pselect_c, ready_s },
-	{ "epoll_wait", epoll_wait_c, ready_s },
-	{ "epoll_pwait", epoll_pwait_c, ready_s },
-	{ "epoll_pwait2", epoll_pwait2_c, ready_s },
-	{ "epoll_level", epoll_level_c, epoll_level_s },
-	{ "epoll_edge", epoll_edge_c, epoll_edge_s },
-	{ "epoll_oneshot", epoll_oneshot_c, epoll_oneshot_s },
-	{ "epoll_two_sets", epoll_two_sets_c, epoll_two_sets_s },
-	{ "epoll_nested", epoll_nested_c, epoll_nested_s },
-	{ "epoll_closed_fd", epoll_closed_fd_c, epoll_closed_fd_s },
-	{ "msg_peek", msg_peek_c, msg_peek_s },
-	{ "msg_waitall", msg_waitall_c, msg_waitall_s },
-	{ "msg_dontwait", msg_dontwait_c, msg_dontwait_s },
-	{ "sigpipe", sigpipe_c, sigpipe_s },
-	{ "half_close", half_close_c, half_close_s },
-	{ "peer_close", peer_close_c, peer_close_s },
-	{ "fionread", fionread_c, fionread_s },
-	{ "full_read_hup", full_read_hup_c, full_read_hup_s },
-	{ "fcntl_nonblock", fcntl_nonblock_c, fcntl_nonblock_s },
-	{ "vectored", vectored_c, vectored_s },
-	{ "rwv2", rwv2_c, rwv2_s },
-	{ "syscall_rw", syscall_rw_c, syscall_rw_s },
-	{ "iov_errors", iov_errors_c, iov_errors_s },
-	{ "sendfile", sendfile_c, sendfile_s },
-	{ "splice", splice_c, splice_s },
-	{ "fdopen", fdopen_c, fdopen_s },
-	{ "dup", dup_c, dup_s },
-	{ "fork_client", fork_client_c, fork_client_s },
-	{ "fork_server", fork_server_c, fork_server_s },
-	{ "threads", threads_c, threads_s },
-	{ "rcvtimeo", rcvtimeo_c, rcvtimeo_s },
-	{ "eintr", eintr_c, eintr_s },
-	{ "coalesce", coalesce_c, coalesce_s },
-	{ "sockopts", sockopts_c, sockopts_s },
-	{ "close_range", close_range_c, close_range_s },
-	{ "server_nonblock", server_nonblock_c, server_nonblock_s },
-	{ "own_listener", own_listener_c, own_listener_s },
+    {"blocking_rw", blocking_rw_c, blocking_rw_s},
+    {"nonblock_connect", nonblock_connect_c, nonblock_connect_s},
+    {"nonblock_read", nonblock_read_c, nonblock_read_s},
+    {"nonblock_write", nonblock_write_c, nonblock_write_s},
+    {"poll", poll_c, ready_s},
+    {"ppoll", ppoll_c, ready_s},
+    {"select", select_c, ready_s},
+    {"pselect", pselect_c, ready_s},
+    {"epoll_wait", epoll_wait_c, ready_s},
+    {"epoll_pwait", epoll_pwait_c, ready_s},
+    {"epoll_pwait2", epoll_pwait2_c, ready_s},
+    {"epoll_level", epoll_level_c, epoll_level_s},
+    {"epoll_edge", epoll_edge_c, epoll_edge_s},
+    {"epoll_oneshot", epoll_oneshot_c, epoll_oneshot_s},
+    {"epoll_two_sets", epoll_two_sets_c, epoll_two_sets_s},
+    {"epoll_nested", epoll_nested_c, epoll_nested_s},
+    {"epoll_closed_fd", epoll_closed_fd_c, epoll_closed_fd_s},
+    {"msg_peek", msg_peek_c, msg_peek_s},
+    {"msg_waitall", msg_waitall_c, msg_waitall_s},
+    {"msg_dontwait", msg_dontwait_c, msg_dontwait_s},
+    {"sigpipe", sigpipe_c, sigpipe_s},
+    {"half_close", half_close_c, half_close_s},
+    {"peer_close", peer_close_c, peer_close_s},
+    {"fionread", fionread_c, fionread_s},
+    {"full_read_hup", full_read_hup_c, full_read_hup_s},
+    {"fcntl_nonblock", fcntl_nonblock_c, fcntl_nonblock_s},
+    {"vectored", vectored_c, vectored_s},
+    {"rwv2", rwv2_c, rwv2_s},
+    {"syscall_rw", syscall_rw_c, syscall_rw_s},
+    {"iov_errors", iov_errors_c, iov_errors_s},
+    {"sendfile", sendfile_c, sendfile_s},
+    {"splice", splice_c, splice_s},
+    {"fdopen", fdopen_c, fdopen_s},
+    {"dup", dup_c, dup_s},
+    {"fork_client", fork_client_c, fork_client_s},
+    {"fork_server", fork_server_c, fork_server_s},
+    {"threads", threads_c, threads_s},
+    {"rcvtimeo", rcvtimeo_c, rcvtimeo_s},
+    {"eintr", eintr_c, eintr_s},
+    {"coalesce", coalesce_c, coalesce_s},
+    {"sockopts", sockopts_c, sockopts_s},
+    {"close_range", close_range_c, close_range_s},
+    {"server_nonblock", server_nonblock_c, server_nonblock_s},
+    {"own_listener", own_listener_c, own_listener_s},
 };
 
 static void setup_server(void)

@@ -638,17 +638,16 @@ static const char *unix_script =
     "u2.sendto(b'udp-data', u1.getsockname()); print(u1.recv(100).decode())\n";
 
 /* Passes a plain fd, then the wrapped connection, over a UNIX socket (SCM_RIGHTS). */
-static const char *scm_script =
-    "import socket, sys\n"
-    "s = socket.create_connection(('localhost', int(sys.argv[1])))\n"
-    "a, b = socket.socketpair()\n"
-    "f = open('/dev/null')\n"
-    "print('plain fd sent', socket.send_fds(a, [b'x'], [f.fileno()]))\n"
-    "try:\n"
-    "    socket.send_fds(a, [b'y'], [s.fileno()])\n"
-    "    print('wrapped fd sent')\n"
-    "except PermissionError as e:\n"
-    "    print('wrapped fd refused', e.errno)\n";
+static const char *scm_script = "import socket, sys\n"
+				"s = socket.create_connection(('localhost', int(sys.argv[1])))\n"
+				"a, b = socket.socketpair()\n"
+				"f = open('/dev/null')\n"
+				"print('plain fd sent', socket.send_fds(a, [b'x'], [f.fileno()]))\n"
+				"try:\n"
+				"    socket.send_fds(a, [b'y'], [s.fileno()])\n"
+				"    print('wrapped fd sent')\n"
+				"except PermissionError as e:\n"
+				"    print('wrapped fd refused', e.errno)\n";
 
 /* The receiver of a wrapped fd would write cleartext into the TLS connection. */
 Test(client_policy, refuses_to_pass_a_wrapped_fd_over_scm_rights)
@@ -1325,9 +1324,9 @@ static void check_implicit(const char *mode)
 
 	rec = start_recorder(port, file, "HTTP/1.0 200 OK\\n\\nhello\\n");
 	/* tls to a server that answers in cleartext: refused, nothing of ours on the wire. */
-	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
-		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port),
-			   (char *)canary));
+	rc = run_shim(
+	    &p, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")),
+	    ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port), (char *)canary));
 	cr_expect_eq(rc, 1, "expected fastopen %s to fail against a plain server, got %d:\n%s%s",
 		     mode, rc, p.out, p.err);
 	cr_expect(strstr(p.err, nonblocking ? "(ECONNRESET)" : "(ECONNREFUSED)"),
@@ -1335,9 +1334,9 @@ static void check_implicit(const char *mode)
 		  mode, nonblocking ? "ECONNRESET" : "ECONNREFUSED", p.err);
 	h_proc_free(&p);
 	/* deny: EACCES, and no connection at all. */
-	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d deny", port),
-		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port),
-			   (char *)canary));
+	rc = run_shim(
+	    &p, h_fmt("connect 127.0.0.1:%d deny", port),
+	    ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", port), (char *)canary));
 	cr_expect_eq(rc, 1, "expected fastopen %s to fail under deny, got %d:\n%s%s", mode, rc,
 		     p.out, p.err);
 	cr_expect(strstr(p.err, "(EACCES)"), "expected fastopen %s to see EACCES, stderr:\n%s",
@@ -1361,9 +1360,9 @@ static void check_implicit(const char *mode)
 	free(got);
 	/* tls to a TLS server: the data goes through, inside TLS. */
 	start_sink(tport, "server.pem", "server.key", NULL, NULL);
-	rc = run_shim(&p, h_fmt("connect 127.0.0.1:%d tls ca=%s", tport, pki("ca.pem")),
-		      ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", tport),
-			   (char *)canary));
+	rc = run_shim(
+	    &p, h_fmt("connect 127.0.0.1:%d tls ca=%s", tport, pki("ca.pem")),
+	    ARGV((char *)h_prog("fastopen"), (char *)mode, h_fmt("%d", tport), (char *)canary));
 	cr_expect_eq(rc, 0, "expected fastopen %s to talk TLS to tls_sink, got %d:\n%s%s", mode, rc,
 		     p.out, p.err);
 	cr_expect(strstr(p.out, sha256_hex(canary, strlen(canary))),
@@ -1468,9 +1467,9 @@ static void check_fork_owner(const char *order, const char *first, const char *s
 		  "expected a warn line about the losing process, stderr:\n%s", p.err);
 	sink_wait(sink, 1);
 	line = line_with(sink->out, "conn 1: received");
-	cr_expect(line && strstr(line, h_fmt("received %zu bytes sha256=%s end=close_notify",
-					     strlen(got_want),
-					     sha256_hex(got_want, strlen(got_want)))),
+	cr_expect(line &&
+		      strstr(line, h_fmt("received %zu bytes sha256=%s end=close_notify",
+					 strlen(got_want), sha256_hex(got_want, strlen(got_want)))),
 		  "expected the TLS peer to decrypt exactly \"before\\n%s\\n\" and a "
 		  "close_notify (no bad record mac), tls_sink said:\n%s",
 		  first, sink->out);

@@ -856,7 +856,8 @@ static void expect_go_refused(int cgo)
 	int rc;
 
 	if (prog == NULL)
-		cr_skip_test("/usr/bin/go is not installed (Debian golang-go): no Go program to run");
+		cr_skip_test(
+		    "/usr/bin/go is not installed (Debian golang-go): no Go program to run");
 	run_env(&env);
 	rc = run_cmd(&p, &env, "run", "-p", "connect *:443 tls", "--", prog, NULL);
 	cr_expect_eq(rc, 126, "run %s: exit %d, want 126; err: %s", prog, rc, p.err);
@@ -1118,7 +1119,8 @@ Test(run, relative_cert_paths_hold_after_chdir_and_in_children, .timeout = 60)
 	    "print('child exit', subprocess.run(['sh', '-c', 'exit 3']).returncode, flush=True)\n"
 	    "class H(http.server.BaseHTTPRequestHandler):\n"
 	    "    def do_GET(self):\n"
-	    "        self.send_response(200); self.end_headers(); self.wfile.write(b'relative ok')\n"
+	    "        self.send_response(200); self.end_headers(); self.wfile.write(b'relative "
+	    "ok')\n"
 	    "socketserver.TCPServer.allow_reuse_address = True\n"
 	    "s = socketserver.TCPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
 	    "print('listening', flush=True)\n"
@@ -1132,10 +1134,11 @@ Test(run, relative_cert_paths_hold_after_chdir_and_in_children, .timeout = 60)
 	need_shim();
 	run_env(&env);
 	cr_assert_eq(h_spawn(&srv,
-			     (char *[]){"sh", "-c", "cd \"$1\" && exec \"$2\" run -p \"$3\" -- "
-						  "python3 -c \"$4\" \"$5\"",
-					"sh", (char *)h_pki(), (char *)h_cmd(), rule, (char *)script,
-					h_fmt("%d", port), NULL},
+			     (char *[]){"sh", "-c",
+					"cd \"$1\" && exec \"$2\" run -p \"$3\" -- "
+					"python3 -c \"$4\" \"$5\"",
+					"sh", (char *)h_pki(), (char *)h_cmd(), rule,
+					(char *)script, h_fmt("%d", port), NULL},
 			     &env, NULL, 0),
 		     0);
 	cr_assert(h_wait_output(&srv, "listening", 20000) == 0, "the server did not start:\n%s\n%s",
@@ -1147,10 +1150,12 @@ Test(run, relative_cert_paths_hold_after_chdir_and_in_children, .timeout = 60)
 	h_env_init(&plain);
 	rc = h_run(&cli,
 		   (char *[]){"curl", "-sS", "--max-time", "10", "--cacert",
-			      (char *)h_pki_file("ca.pem"), h_fmt("https://localhost:%d/", port), NULL},
+			      (char *)h_pki_file("ca.pem"), h_fmt("https://localhost:%d/", port),
+			      NULL},
 		   &plain, 15000);
-	cr_expect_eq(rc, 0, "expected curl to get the page over TLS after the server's chdir, "
-			    "exit %d:\n%s\nserver:\n%s",
+	cr_expect_eq(rc, 0,
+		     "expected curl to get the page over TLS after the server's chdir, "
+		     "exit %d:\n%s\nserver:\n%s",
 		     rc, cli.err, srv.err);
 	cr_expect_str_eq(cli.out, "relative ok", "the page over TLS");
 	h_proc_free(&cli);

@@ -87,9 +87,9 @@ static struct h_proc *start_server(char *const argv[], int port, const char *pol
 /* tls_sink PORT CERT KEY (paths). */
 static struct h_proc *start_sink(int port, const char *cert, const char *key)
 {
-	return start_server(ARGV((char *)h_prog("tls_sink"), h_fmt("%d", port), (char *)cert,
-				 (char *)key),
-			    port, NULL);
+	return start_server(
+	    ARGV((char *)h_prog("tls_sink"), h_fmt("%d", port), (char *)cert, (char *)key), port,
+	    NULL);
 }
 
 /* The environment of a program under the shim with POLICY. */
@@ -109,17 +109,17 @@ static int run_env(struct h_proc *p, struct h_env *e, char *const argv[])
 }
 
 /* tcpcat -h HOST PORT SEND under the shim with POLICY (LOG: TLSSHIM_LOG or NULL). */
-static int tcpcat(struct h_proc *p, const char *policy, const char *log, const char *host,
-		  int port, const char *send)
+static int tcpcat(struct h_proc *p, const char *policy, const char *log, const char *host, int port,
+		  const char *send)
 {
 	struct h_env e;
 
 	shim_env(&e, policy);
 	if (log)
 		h_env_set(&e, "TLSSHIM_LOG", "%s", log);
-	return run_env(p, &e,
-		       ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, h_fmt("%d", port),
-			    (char *)send));
+	return run_env(
+	    p, &e,
+	    ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, h_fmt("%d", port), (char *)send));
 }
 
 /* "sha256/BASE64" of the SubjectPublicKeyInfo of the PEM certificate PATH. */
@@ -186,9 +186,10 @@ static int check_log_lines(const char *text, pid_t pid)
 		size_t len = end ? (size_t)(end - l) : strlen(l);
 
 		if (strncmp(l, "tlsshim", 7) == 0) {
-			cr_expect(strncmp(l, own, strlen(own)) == 0,
-				  "expected every tlsshim line to be the server's own (%s), got: %.*s",
-				  own, (int)len, l);
+			cr_expect(
+			    strncmp(l, own, strlen(own)) == 0,
+			    "expected every tlsshim line to be the server's own (%s), got: %.*s",
+			    own, (int)len, l);
 			n++;
 		}
 		l += len + (end ? 1 : 0);
@@ -273,15 +274,15 @@ Test(identity_pins, insecure_pin_counts_only_the_end_entity_key)
 
 	/* The genuine server, whose chain does include the CA: under insecure only its own key. */
 	sink = start_sink(port, pki("server.pem"), pki("server.key"));
-	rc = tcpcat(&p,
-		    h_fmt("connect localhost:%d tls insecure pin=%s", port, spki_pin(pki("ca.pem"))),
-		    NULL, "localhost", port, CANARY);
+	rc = tcpcat(
+	    &p, h_fmt("connect localhost:%d tls insecure pin=%s", port, spki_pin(pki("ca.pem"))),
+	    NULL, "localhost", port, CANARY);
 	cr_expect_neq(rc, 0, "expected a CA pin not to count under insecure, got:\n%s", p.out);
 	h_proc_free(&p);
-	rc = tcpcat(&p,
-		    h_fmt("connect localhost:%d tls insecure pin=%s", port,
-			  spki_pin(pki("server.pem"))),
-		    NULL, "localhost", port, "ping");
+	rc = tcpcat(
+	    &p,
+	    h_fmt("connect localhost:%d tls insecure pin=%s", port, spki_pin(pki("server.pem"))),
+	    NULL, "localhost", port, "ping");
 	cr_expect_eq(rc, 0, "expected the end-entity pin to match under insecure, stderr:\n%s",
 		     p.err);
 	h_proc_free(&p);
@@ -472,7 +473,8 @@ static void make_hostile_client(const char *path)
 	X509_set_pubkey(x, key);
 	name = X509_get_subject_name(x);
 	cr_assert(X509_NAME_add_entry_by_NID(name, NID_commonName, V_ASN1_UTF8STRING,
-					     (const unsigned char *)cn, (int)sizeof(cn) - 1, -1, 0));
+					     (const unsigned char *)cn, (int)sizeof(cn) - 1, -1,
+					     0));
 	X509_set_issuer_name(x, X509_get_subject_name(ca));
 	ASN1_STRING_set(ia5, dns, (int)sizeof(dns) - 1);
 	GENERAL_NAME_set0_value(g, GEN_DNS, ia5);
@@ -563,11 +565,12 @@ static int run_preloaded(struct h_proc *p, const char *dir, int setgid_copy, con
 		cr_assert_eq(chmod(prog, 0755), 0);
 	}
 	h_env_init(&e);
-	return run_env(p, &e,
-		       ARGV("unshare", "-m", "sh", "-c",
-			    h_fmt("mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s "
-				  "/etc && exec env %s %s -h 127.0.0.1 %d " CANARY,
-				  up, work, envs, prog, port)));
+	return run_env(
+	    p, &e,
+	    ARGV("unshare", "-m", "sh", "-c",
+		 h_fmt("mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s "
+		       "/etc && exec env %s %s -h 127.0.0.1 %d " CANARY,
+		       up, work, envs, prog, port)));
 }
 
 Test(identity_secure, setgid_program_reads_no_tlsshim_variable)
@@ -620,7 +623,8 @@ Test(identity_secure, setgid_program_reads_no_tlsshim_variable)
 		got = NULL;
 		usleep(20000);
 	}
-	cr_expect(got && strstr(got, CANARY), "expected the data to arrive as sent (no rule applies)");
+	cr_expect(got && strstr(got, CANARY),
+		  "expected the data to arrive as sent (no rule applies)");
 	free(got);
 }
 
@@ -635,8 +639,8 @@ static int keylog_run(struct h_proc *p, int port, const char *keylog, const char
 		h_env_set(&e, "TLSSHIM_KEYLOG", "%s", keylog);
 	if (logfile)
 		h_env_set(&e, "TLSSHIM_LOG_FILE", "%s", logfile);
-	return run_env(p, &e,
-		       ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"));
+	return run_env(
+	    p, &e, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"));
 }
 
 Test(identity_files, key_log_is_private_or_refused)
@@ -705,8 +709,8 @@ Test(identity_files, key_log_is_private_or_refused)
 
 	cr_assert_eq(mkfifo(fifo, 0600), 0, "expected to make %s", fifo);
 	rc = keylog_run(&p, port, fifo, NULL);
-	cr_expect_eq(rc, 0, "expected the connection to work without the key log, got %d:\n%s",
-		     rc, p.err);
+	cr_expect_eq(rc, 0, "expected the connection to work without the key log, got %d:\n%s", rc,
+		     p.err);
 	cr_expect(strstr(p.err, "refused: it is not a regular file"), "stderr:\n%s", p.err);
 	h_proc_free(&p);
 }
@@ -779,8 +783,8 @@ Test(identity_ciphers, tls12_server_accepts_only_ecdhe_aead)
 	struct h_env e;
 	int rc;
 
-	start_server(ARGV("/usr/bin/python3", "-m", "http.server", "-b", "127.0.0.1",
-			  "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
+	start_server(ARGV("/usr/bin/python3", "-m", "http.server", "-b", "127.0.0.1", "--directory",
+			  (char *)h_tmpdir(), h_fmt("%d", port)),
 		     port,
 		     h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server.pem"),
 			   pki("server.key")));
@@ -791,9 +795,9 @@ Test(identity_ciphers, tls12_server_accepts_only_ecdhe_aead)
 	cr_expect_neq(rc, 0, "expected a CBC-only client to be refused, got:\n%s", p.out);
 	h_proc_free(&p);
 	h_env_init(&e);
-	rc = run_env(&p, &e,
-		     ARGV("openssl", "s_client", "-tls1_2", "-connect",
-			  h_fmt("127.0.0.1:%d", port)));
+	rc = run_env(
+	    &p, &e,
+	    ARGV("openssl", "s_client", "-tls1_2", "-connect", h_fmt("127.0.0.1:%d", port)));
 	cr_expect(strstr(p.out, "Cipher is ECDHE-ECDSA-AES256-GCM-SHA384") ||
 		      strstr(p.out, "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256") ||
 		      strstr(p.out, "Cipher is ECDHE-ECDSA-CHACHA20-POLY1305"),
@@ -809,8 +813,8 @@ static void explain(struct h_proc *p, const char *policy, const char *dir, const
 	int rc;
 
 	h_env_init(&e);
-	rc = run_env(p, &e, ARGV((char *)h_cmd(), "explain", "-p", (char *)policy, (char *)dir,
-				 (char *)ep));
+	rc = run_env(
+	    p, &e, ARGV((char *)h_cmd(), "explain", "-p", (char *)policy, (char *)dir, (char *)ep));
 	cr_assert_eq(rc, 0, "explain -p '%s' %s %s: exit %d\n%s", policy, dir, ep, rc, p->err);
 }
 

@@ -199,8 +199,8 @@ static int tls_client(struct h_proc *p, int port, char *a1, char *a2, char *a3, 
 	int rc;
 
 	h_env_init(&e);
-	rc = h_run(p, ARGV(PY, path, h_fmt("%d", port), pki("ca.pem"), a1, a2, a3, a4, a5),
-		   &e, CLIENT_MS);
+	rc = h_run(p, ARGV(PY, path, h_fmt("%d", port), pki("ca.pem"), a1, a2, a3, a4, a5), &e,
+		   CLIENT_MS);
 	h_env_free(&e);
 	return rc;
 }
@@ -215,8 +215,8 @@ Test(inherit_inetd, super_server_under_shim_execs_cat_and_echo_is_exact)
 	int rc;
 
 	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), "cat"), &e,
-		    port);
+	srv =
+	    start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), "cat"), &e, port);
 	for (int i = 0; i < 2; i++) {
 		rc = tls_client(&c, port, "@1", "@200000", "@5", NULL, NULL);
 		cr_expect_eq(rc, 0,
@@ -234,18 +234,17 @@ Test(inherit_inetd, super_server_under_shim_execs_cat_and_echo_is_exact)
 }
 
 /* A statically linked cat: the loader ignores LD_PRELOAD for it. */
-static const char *static_cat_c =
-    "#include <unistd.h>\n"
-    "int main(void)\n"
-    "{\n"
-    "\tchar b[65536];\n"
-    "\tssize_t n;\n"
-    "\twhile ((n = read(0, b, sizeof(b))) > 0)\n"
-    "\t\tfor (ssize_t o = 0, w; o < n; o += w)\n"
-    "\t\t\tif ((w = write(1, b + o, (size_t)(n - o))) <= 0)\n"
-    "\t\t\t\treturn 1;\n"
-    "\treturn 0;\n"
-    "}\n";
+static const char *static_cat_c = "#include <unistd.h>\n"
+				  "int main(void)\n"
+				  "{\n"
+				  "\tchar b[65536];\n"
+				  "\tssize_t n;\n"
+				  "\twhile ((n = read(0, b, sizeof(b))) > 0)\n"
+				  "\t\tfor (ssize_t o = 0, w; o < n; o += w)\n"
+				  "\t\t\tif ((w = write(1, b + o, (size_t)(n - o))) <= 0)\n"
+				  "\t\t\t\treturn 1;\n"
+				  "\treturn 0;\n"
+				  "}\n";
 
 /*
  * The super-server execs a program that will not load the library: the
@@ -477,8 +476,8 @@ Test(inherit_activation, deny_rule_closes_the_inherited_connection)
 
 	srv = activate(port, h_fmt("accept 127.0.0.1:%d deny", port));
 	plain_client(&c, port, "hello");
-	cr_expect(strstr(c.out, "echo") == NULL, "expected a denied connection to get nothing, got:\n%s",
-		  c.out);
+	cr_expect(strstr(c.out, "echo") == NULL,
+		  "expected a denied connection to get nothing, got:\n%s", c.out);
 	h_proc_free(&c);
 	h_collect(srv, 500);
 	cr_expect(strstr(srv->err, "inherited connection denied by policy") != NULL,
@@ -531,7 +530,8 @@ Test(inherit_git, git_daemon_clone_over_tls_is_byte_identical)
 	int port = h_free_port();
 	const char *dir = h_tmpdir();
 	char *proxy = script("gitproxy.sh",
-			     h_fmt("#!/bin/sh\n# -t: git closes its writing side long before the pack is all read\nexec socat -t 60 - "
+			     h_fmt("#!/bin/sh\n# -t: git closes its writing side long before the "
+				   "pack is all read\nexec socat -t 60 - "
 				   "OPENSSL:127.0.0.1:$2,cafile=%s,commonname=localhost\n",
 				   pki("ca.pem")),
 			     1);
@@ -604,8 +604,8 @@ static struct h_proc *start_tls_echo(int port)
 
 	h_env_init(&e);
 	return start(ARGV(PY, script("tls_echo.py", tls_echo_py, 0), h_fmt("%d", port),
-		   pki("server.pem"), pki("server.key")),
-	      &e, port);
+			  pki("server.pem"), pki("server.key")),
+		     &e, port);
 }
 
 /* Connects to PORT, puts the socket on 0 and 1, execs the rest of argv. */
@@ -668,7 +668,8 @@ Test(inherit_client, tcpclient_program_adopts_fds_6_and_7)
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected the program to run, got %d:\n%s", rc, c.err);
 	cr_expect(strstr(c.err, "helper got via-tcpclient") != NULL,
-		  "expected the program to talk TLS on fds 6/7 by its connect rule, got:\n%s", c.err);
+		  "expected the program to talk TLS on fds 6/7 by its connect rule, got:\n%s",
+		  c.err);
 	h_proc_free(&c);
 }
 
@@ -682,8 +683,8 @@ Test(inherit_client, client_session_follows_exec_to_a_helper)
 	srv = start_tls_echo(port);
 	shim_env(&e, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")), "info");
 	rc = h_run(&c,
-		   ARGV(PY, script("launch.py", launch_py, 0), h_fmt("%d", port), "talk",
-			"/bin/sh", "-c", (char *)helper_sh),
+		   ARGV(PY, script("launch.py", launch_py, 0), h_fmt("%d", port), "talk", "/bin/sh",
+			"-c", (char *)helper_sh),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected the helper to run, got %d:\n%s", rc, c.err);
@@ -768,8 +769,9 @@ Test(inherit_refuse, system_and_posix_spawn_children_write_through_a_relay)
 	shim_env(&e, accept_rule(port, "tls"), "info");
 	srv = start(ARGV(PY, script("spawn.py", spawn_py, 0), h_fmt("%d", port)), &e, port);
 	rc = tls_client(&c, port, "x", "=got x", "=from-system", "=from-spawn", "=after");
-	cr_expect_eq(rc, 0, "expected the server's and both children's lines over TLS, got %d:\n%s%s",
-		     rc, c.out, c.err);
+	cr_expect_eq(rc, 0,
+		     "expected the server's and both children's lines over TLS, got %d:\n%s%s", rc,
+		     c.out, c.err);
 	h_proc_free(&c);
 	h_wait(srv, 5000);
 	cr_expect(strstr(srv->err, "spawn of sh: its TLS session moved to relay process") != NULL,
@@ -801,7 +803,8 @@ Test(inherit_refuse, connection_on_many_fds_follows_exec_on_every_one)
 	shim_env(&e, accept_rule(port, "tls"), "info");
 	srv = start(ARGV(PY, script("manyfd.py", manyfd_py, 0), h_fmt("%d", port)), &e, port);
 	rc = tls_client(&c, port, "x", "=got x", "=via-10", "=via-19", "EOF");
-	cr_expect_eq(rc, 0, "expected both lines over TLS (fd 19 through the relay too), got %d:\n%s%s",
+	cr_expect_eq(rc, 0,
+		     "expected both lines over TLS (fd 19 through the relay too), got %d:\n%s%s",
 		     rc, c.out, c.err);
 	h_proc_free(&c);
 	h_wait(srv, 5000);
@@ -813,8 +816,17 @@ Test(inherit_refuse, connection_on_many_fds_follows_exec_on_every_one)
 Test(inherit_refuse, malformed_inherit_entries_are_ignored)
 {
 	static const char *const bad[] = {
-	    ";;;", "a", "a 0", "a -5 1 0", "a 99999999999999999999 1 0 c x", "r", "r 1 4 nonsense 1 :: 2 1",
-	    "x", "a 0 1 0 c " /* empty name */, "a 1 1 zz p p p p p p p p p p", "\x01\xff garbage",
+	    ";;;",
+	    "a",
+	    "a 0",
+	    "a -5 1 0",
+	    "a 99999999999999999999 1 0 c x",
+	    "r",
+	    "r 1 4 nonsense 1 :: 2 1",
+	    "x",
+	    "a 0 1 0 c " /* empty name */,
+	    "a 1 1 zz p p p p p p p p p p",
+	    "\x01\xff garbage",
 	};
 	char big[6000];
 	struct h_env e;
@@ -832,7 +844,8 @@ Test(inherit_refuse, malformed_inherit_entries_are_ignored)
 		rc = h_run(&c, ARGV(PY, "-c", "print('ran')"), &e, CLIENT_MS);
 		h_env_free(&e);
 		cr_expect(rc == 0 && strstr(c.out, "ran") != NULL,
-			  "expected a program to run normally with TLSSHIM_INHERIT=\"%.60s\", got %d:\n%s",
+			  "expected a program to run normally with TLSSHIM_INHERIT=\"%.60s\", got "
+			  "%d:\n%s",
 			  v, rc, c.err);
 		h_proc_free(&c);
 	}
@@ -872,15 +885,16 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	size_t len = 0;
 	int rc;
 
-	sh(h_fmt("set -e; cd %s; ssh-keygen -q -t ed25519 -N '' -f hostkey; "
-		 "ssh-keygen -q -t ed25519 -N '' -f userkey; cp userkey.pub authorized_keys; "
-		 "mkdir -p /run/sshd; printf 'Port %d\\nListenAddress 127.0.0.1\\nHostKey %s/hostkey\\n"
-		 "PidFile none\\nUsePAM no\\nStrictModes no\\nAuthorizedKeysFile %s/authorized_keys\\n"
-		 "PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' > sshd_config",
-		 dir, port, dir, dir));
+	sh(h_fmt(
+	    "set -e; cd %s; ssh-keygen -q -t ed25519 -N '' -f hostkey; "
+	    "ssh-keygen -q -t ed25519 -N '' -f userkey; cp userkey.pub authorized_keys; "
+	    "mkdir -p /run/sshd; printf 'Port %d\\nListenAddress 127.0.0.1\\nHostKey %s/hostkey\\n"
+	    "PidFile none\\nUsePAM no\\nStrictModes no\\nAuthorizedKeysFile %s/authorized_keys\\n"
+	    "PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' > sshd_config",
+	    dir, port, dir, dir));
 	shim_env(&e, accept_rule(port, "tls"), "info");
-	sshd = start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e,
-		     port);
+	sshd =
+	    start(ARGV("/usr/sbin/sshd", "-D", "-e", "-f", h_fmt("%s/sshd_config", dir)), &e, port);
 	h_env_init(&e);
 	start(ARGV(PY, script("tap.py", tap_py, 0), h_fmt("%d", tport), h_fmt("%d", port), wire),
 	      &e, tport);
@@ -922,7 +936,8 @@ Test(inherit_sshd, ssh_over_tls_to_sshd_and_no_cleartext_on_the_wire)
 	/* The client's own banner goes out in cleartext from the plain ssh; sshd's never. */
 	cr_expect(count_mem(got, len, "SSH-2.0-OpenSSH") <= 1,
 		  "expected no cleartext banner from sshd on the wire (only the plain client's)");
-	cr_expect(memmem(got, len, "ssh-ed25519", 11) == NULL && memmem(got, len, "hello-ssh", 9) == NULL,
+	cr_expect(memmem(got, len, "ssh-ed25519", 11) == NULL &&
+		      memmem(got, len, "hello-ssh", 9) == NULL,
 		  "expected no cleartext key exchange or session data on the wire");
 	free(got);
 }

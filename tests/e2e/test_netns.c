@@ -52,7 +52,8 @@ static void teardown(void)
 		h_proc_free(&server);
 	have_server = 0;
 	if (ns_srv[0] != '\0')
-		sh(h_fmt("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_srv, ns_cli),
+		sh(h_fmt("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", ns_srv,
+			 ns_cli),
 		   NULL);
 	ns_srv[0] = ns_cli[0] = '\0';
 }
@@ -215,8 +216,8 @@ Test(netns, mtls_across_namespaces_with_rotation_mid_traffic)
 	       h_fmt("connect " SRV_ADDR ":8443 tls name=server.test ca=%s/ca.crt cert=%s/tls.crt "
 		     "key=%s/tls.key",
 		     cdir, cdir, cdir));
-	cr_assert_eq(h_spawn(&client, ARGV("ip", "netns", "exec", ns_cli, PY, "-c",
-					   (char *)client_py, "8"),
+	cr_assert_eq(h_spawn(&client,
+			     ARGV("ip", "netns", "exec", ns_cli, PY, "-c", (char *)client_py, "8"),
 			     &env, NULL, 0),
 		     0, "expected the client to start");
 	h_env_free(&env);
@@ -246,8 +247,8 @@ Test(netns, mtls_across_namespaces_with_rotation_mid_traffic)
 	       h_fmt("connect " SRV_ADDR ":8443 tls name=server.test ca=%s/ca.pem cert=%s/db0.pem "
 		     "key=%s/db0.key",
 		     src, src, src));
-	h_run(&bad, ARGV("ip", "netns", "exec", ns_cli, PY, "-c", (char *)client_py, "0.01"),
-	      &env, 30000);
+	h_run(&bad, ARGV("ip", "netns", "exec", ns_cli, PY, "-c", (char *)client_py, "0.01"), &env,
+	      30000);
 	h_env_free(&env);
 	cr_expect(strstr(bad.out, "OK 0 FAIL 1") != NULL,
 		  "expected the sa/db client refused, it said:\n%s%s", bad.out, bad.err);

@@ -88,8 +88,9 @@ Test(runtimes, python_ssl_over_wrapped_sockets)
 
 	shim_env(&env, both_policy(port));
 	rc = h_run(&p,
-		   ARGV(PYTHON, "-c", (char *)nested_py, h_fmt("%d", port), (char *)h_pki_file("ca.pem"),
-			(char *)h_pki_file("server.pem"), (char *)h_pki_file("server.key")),
+		   ARGV(PYTHON, "-c", (char *)nested_py, h_fmt("%d", port),
+			(char *)h_pki_file("ca.pem"), (char *)h_pki_file("server.pem"),
+			(char *)h_pki_file("server.key")),
 		   &env, RUN_MS);
 	/* Before: the shim emptied the thread's error queue inside python's handshake, and
 	 * python saw "EOF occurred in violation of protocol" instead of its own error. */
@@ -114,29 +115,29 @@ Test(runtimes, python_ssl_over_wrapped_sockets)
  * close at once: the last records and the FIN arrive together, and with both
  * directions shut the client's next event is data beside EPOLLHUP.
  */
-static const char hup_server_py[] =
-    "import socket, sys\n"
-    "port, n = int(sys.argv[1]), int(sys.argv[2])\n"
-    "data = bytes((i * 7) % 251 for i in range(n))\n"
-    "ls = socket.socket()\n"
-    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "ls.bind(('127.0.0.1', port)); ls.listen(8)\n"
-    "print('READY', flush=True)\n"
-    "while True:\n"
-    "    c, _ = ls.accept()\n"
-    "    while c.recv(65536):\n"
-    "        pass\n"
-    "    try:\n"
-    "        c.sendall(data)\n"
-    "    except OSError:\n"
-    "        pass\n"
-    "    c.close()\n";
+static const char hup_server_py[] = "import socket, sys\n"
+				    "port, n = int(sys.argv[1]), int(sys.argv[2])\n"
+				    "data = bytes((i * 7) % 251 for i in range(n))\n"
+				    "ls = socket.socket()\n"
+				    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+				    "ls.bind(('127.0.0.1', port)); ls.listen(8)\n"
+				    "print('READY', flush=True)\n"
+				    "while True:\n"
+				    "    c, _ = ls.accept()\n"
+				    "    while c.recv(65536):\n"
+				    "        pass\n"
+				    "    try:\n"
+				    "        c.sendall(data)\n"
+				    "    except OSError:\n"
+				    "        pass\n"
+				    "    c.close()\n";
 
 /* argv: port. Node's own stream reading (libuv, epoll, 64 KiB reads): counts and checks. */
 static const char hup_client_js[] =
     "const net = require('net');\n"
     "let got = 0, bad = -1;\n"
-    "const s = net.connect(+process.argv[process.argv.length - 1], '127.0.0.1', () => s.end('go'));\n"
+    "const s = net.connect(+process.argv[process.argv.length - 1], '127.0.0.1', () => "
+    "s.end('go'));\n"
     "s.on('data', d => {\n"
     "  for (let i = 0; i < d.length; i++)\n"
     "    if (bad < 0 && d[i] !== ((got + i) * 7) % 251) bad = got + i;\n"

@@ -725,8 +725,7 @@ static void raw_result(const struct h_proc *p, char *end, size_t endlen, double 
  * sent back; a line at LEVEL ("warn", "info") names REASON; the next real
  * client is served.
  */
-static void check_bad_input(const char *mode, const char *level, const char *reason,
-			    double limit_s)
+static void check_bad_input(const char *mode, const char *level, const char *reason, double limit_s)
 {
 	int port = h_free_port();
 	char end[16];
@@ -761,8 +760,8 @@ static void check_bad_input(const char *mode, const char *level, const char *rea
 		char *line = line_with(srv->err, warn);
 
 		cr_expect(line && strstr(line, reason),
-			  "expected the %s line for %s to say \"%s\", got: %s", level, mode,
-			  reason, line ? line : "(none)");
+			  "expected the %s line for %s to say \"%s\", got: %s", level, mode, reason,
+			  line ? line : "(none)");
 		free(line);
 	}
 	cr_expect(!srv->reaped, "expected the server to survive %s, it exited:\n%s", mode,
@@ -1442,8 +1441,9 @@ static void redis_check_flood(int port)
 	struct h_proc p;
 	int rc = redis_cli(&p, port, "PING", NULL, NULL);
 
-	cr_expect_eq(rc, 0, "expected redis-cli --tls PING to exit 0 during a KeyUpdate flood, "
-			    "got %d:\n%s",
+	cr_expect_eq(rc, 0,
+		     "expected redis-cli --tls PING to exit 0 during a KeyUpdate flood, "
+		     "got %d:\n%s",
 		     rc, p.err);
 	cr_expect_str_eq(p.out, "PONG\n", "expected PONG, got \"%s\"", p.out);
 	h_proc_free(&p);
@@ -1459,8 +1459,7 @@ static void recorder_check_flood(int port)
 	h_env_init(&e);
 	h_env_preload(&e);
 	h_env_set(&e, "TLSSHIM_POLICY", "connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem"));
-	rc = h_run(&p,
-		   ARGV((char *)h_prog("tcpcat"), "-h", "127.0.0.1", h_fmt("%d", port), "ping"),
+	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "127.0.0.1", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
 	h_env_free(&e);
 	cr_expect(rc == 0 && strcmp(p.out, "pong\n") == 0,
@@ -1493,9 +1492,9 @@ Test(server_badinput, keyupdate_flood_with_some_data_is_bounded, .timeout = 90)
 	const char *file = h_fmt("%s/recorded", h_tmpdir());
 	struct h_proc *srv;
 
-	srv = start_server(ARGV((char *)h_prog("recorder"), "-r", "pong\\n", h_fmt("%d", port),
-				(char *)file),
-			   port, tls_rule(port, "tls", NULL), NULL);
+	srv = start_server(
+	    ARGV((char *)h_prog("recorder"), "-r", "pong\\n", h_fmt("%d", port), (char *)file),
+	    port, tls_rule(port, "tls", NULL), NULL);
 	check_keyupdate_flood(srv, port, recorder_check_flood, "8");
 }
 
@@ -1545,14 +1544,14 @@ static int answer_records(const char *mode, int body, char **server_out)
 	int port = h_free_port(), rc, n = -1, got = -1;
 	struct h_proc p, *srv;
 
-	srv = start_server(ARGV((char *)h_prog("corkserve"), h_fmt("%d", port), (char *)mode,
-				h_fmt("%d", body)),
-			   port, tls_rule(port, "tls", NULL), NULL);
-	rc = run_client(&p, ARGV(PY, "-c", (char *)records_script, h_fmt("%d", port),
-				 pki("ca.pem"), h_fmt("%d", 100 + body)));
+	srv = start_server(
+	    ARGV((char *)h_prog("corkserve"), h_fmt("%d", port), (char *)mode, h_fmt("%d", body)),
+	    port, tls_rule(port, "tls", NULL), NULL);
+	rc = run_client(&p, ARGV(PY, "-c", (char *)records_script, h_fmt("%d", port), pki("ca.pem"),
+				 h_fmt("%d", 100 + body)));
 	cr_assert(rc == 0 && sscanf(p.out, "records %d bytes %d", &n, &got) == 2,
-		  "expected the %s answers to arrive, the client exited %d:\n%s%s", mode, rc,
-		  p.out, p.err);
+		  "expected the %s answers to arrive, the client exited %d:\n%s%s", mode, rc, p.out,
+		  p.err);
 	cr_assert_eq(got, 100 + body, "expected %d bytes from %s, got %d", 100 + body, mode, got);
 	h_proc_free(&p);
 	h_wait(srv, 5000);

@@ -95,8 +95,9 @@ static struct h_proc *start_http_as(const char *python, int port, const char *po
 	env_for(&env, dir);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
-	cr_assert_eq(h_spawn(p, ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1",
-				     "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
+	cr_assert_eq(h_spawn(p,
+			     ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1",
+				  "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
 			     &env, NULL, 0),
 		     0, "expected http.server to start");
 	n_servers++;
@@ -146,8 +147,8 @@ static void curl_https(int port, int n)
 	for (int i = 0; i < n; i++) {
 		struct h_proc p;
 		int rc = run_in(&p,
-				ARGV("curl", "-sS", "-o", "/dev/null", "--cacert", (char *)pki("ca.pem"),
-				     h_fmt("https://localhost:%d/", port)),
+				ARGV("curl", "-sS", "-o", "/dev/null", "--cacert",
+				     (char *)pki("ca.pem"), h_fmt("https://localhost:%d/", port)),
 				"/nonexistent");
 
 		cr_assert_eq(rc, 0, "expected curl over TLS to succeed:\n%s", p.err);
@@ -174,7 +175,8 @@ static int runs_program(int pid, const char *suffix, int ms)
 
 		if (n > 0) {
 			exe[n] = '\0';
-			if (n >= (ssize_t)strlen(suffix) && strcmp(exe + n - strlen(suffix), suffix) == 0)
+			if (n >= (ssize_t)strlen(suffix) &&
+			    strcmp(exe + n - strlen(suffix), suffix) == 0)
 				return 1;
 		}
 		usleep(20000);
@@ -215,8 +217,7 @@ Test(stats, server_counts_by_rule_and_in_the_table)
 	curl_plain(port);
 	out = wait_stats(dir, srv->pid, "not_tls 1");
 	cr_expect(strstr(out, "4 total") != NULL, "expected 4 connections counted:\n%s", out);
-	cr_expect(strstr(out, "3 full, 0 resumed") != NULL, "expected 3 full handshakes:\n%s",
-		  out);
+	cr_expect(strstr(out, "3 full, 0 resumed") != NULL, "expected 3 full handshakes:\n%s", out);
 	cr_expect(strstr(out, "not_tls 1") != NULL,
 		  "expected the cleartext client counted as not_tls:\n%s", out);
 	cr_expect(strstr(out, "TLSv1.3 3") != NULL, "expected 3 TLS 1.3 handshakes:\n%s", out);
@@ -252,8 +253,8 @@ Test(stats, text_a_process_wrote_is_printed_escaped)
 
 	cr_assert_eq(symlink(PY, py), 0, "expected to make %s: %s", py, strerror(errno));
 	srv = start_http_as(py, port,
-			    h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port,
-				  pki("server.pem"), pki("server.key")),
+			    h_fmt("accept 127.0.0.1:%d tls cert=%s key=%s", port, pki("server.pem"),
+				  pki("server.key")),
 			    dir);
 	curl_https(port, 1);
 	out = wait_stats(dir, srv->pid, "1 full");
@@ -284,7 +285,10 @@ static unsigned long long starttime_of(int pid)
 	return t;
 }
 
-/* Writes a statistics file DIR/PID owned by UID: complete (with COMM, N_RULES zeroed rules) or half made. */
+/*
+ * Writes a statistics file DIR/PID owned by UID: complete (with COMM, N_RULES zeroed rules)
+ * or half made.
+ */
 static void forge_n(const char *dir, int pid, uid_t uid, int complete, const char *comm,
 		    uint32_t n_rules)
 {
@@ -377,7 +381,8 @@ Test(stats, a_file_that_shrinks_while_read_is_skipped)
 	pthread_t t;
 	int bad = 0;
 
-	forge_n(dir, getpid(), geteuid(), 1, "shrinking", 4096); /* megabytes: reading takes a while */
+	/* megabytes: reading takes a while */
+	forge_n(dir, getpid(), geteuid(), 1, "shrinking", 4096);
 	cr_assert_eq(pthread_create(&t, NULL, shrink_loop, &sh), 0);
 	for (int i = 0; i < 40 && bad == 0; i++) {
 		struct h_proc p;
@@ -389,8 +394,8 @@ Test(stats, a_file_that_shrinks_while_read_is_skipped)
 	}
 	atomic_store(&sh.stop, 1);
 	pthread_join(t, NULL);
-	cr_expect_eq(bad, 0, "expected tlsshim stats to exit 0 every time, one exited %d (%s)",
-		     bad, bad == 128 + SIGBUS ? "SIGBUS" : "?");
+	cr_expect_eq(bad, 0, "expected tlsshim stats to exit 0 every time, one exited %d (%s)", bad,
+		     bad == 128 + SIGBUS ? "SIGBUS" : "?");
 }
 
 Test(stats, prometheus_output_passes_promtool)
@@ -452,18 +457,19 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 	h_env_set(&env, "TLSSHIM_POLICY", "connect 127.0.0.1:%d deny", port);
 	h_env_set(&env, "PORT", "%d", port);
 	h_env_set(&env, "CMD", "%s", h_cmd());
-	rc = h_run(&p,
-		   ARGV(PY, "-c",
-			"import os, socket, subprocess\n"
-			"try:\n"
-			"    socket.create_connection(('127.0.0.1', int(os.environ['PORT'])))\n"
-			"except PermissionError:\n"
-			"    print('denied')\n"
-			"print(subprocess.run([os.environ['CMD'], 'stats', str(os.getpid())],\n"
-			"                     capture_output=True, text=True,\n"
-			"                     env={'TLSSHIM_STATS_DIR': os.environ['TLSSHIM_STATS_DIR']})"
-			".stdout)\n"),
-		   &env, CLIENT_MS);
+	rc = h_run(
+	    &p,
+	    ARGV(PY, "-c",
+		 "import os, socket, subprocess\n"
+		 "try:\n"
+		 "    socket.create_connection(('127.0.0.1', int(os.environ['PORT'])))\n"
+		 "except PermissionError:\n"
+		 "    print('denied')\n"
+		 "print(subprocess.run([os.environ['CMD'], 'stats', str(os.getpid())],\n"
+		 "                     capture_output=True, text=True,\n"
+		 "                     env={'TLSSHIM_STATS_DIR': os.environ['TLSSHIM_STATS_DIR']})"
+		 ".stdout)\n"),
+	    &env, CLIENT_MS);
 	cr_expect_eq(rc, 0, "expected the client to run:\n%s", p.err);
 	cr_expect(strstr(p.out, "denied") != NULL, "expected EACCES:\n%s", p.out);
 	cr_expect(strstr(p.out, "0 total, 0 open, 1 denied") != NULL,
@@ -475,16 +481,17 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 
 	/* One that execs a program not under the shim: its counters are not the new program's. */
 	h_env_set(&env, "PYTHONUNBUFFERED", "1");
-	cr_assert_eq(h_spawn(&p,
-			     ARGV(PY, "-c",
-				  "import os, socket\n"
-				  "try:\n"
-				  "    socket.create_connection(('127.0.0.1', int(os.environ['PORT'])))\n"
-				  "except PermissionError:\n"
-				  "    print('denied', flush=True)\n"
-				  "os.execve('/bin/sleep', ['sleep', '30'], {})\n"),
-			     &env, NULL, 0),
-		     0, "expected python to start");
+	cr_assert_eq(
+	    h_spawn(&p,
+		    ARGV(PY, "-c",
+			 "import os, socket\n"
+			 "try:\n"
+			 "    socket.create_connection(('127.0.0.1', int(os.environ['PORT'])))\n"
+			 "except PermissionError:\n"
+			 "    print('denied', flush=True)\n"
+			 "os.execve('/bin/sleep', ['sleep', '30'], {})\n"),
+		    &env, NULL, 0),
+	    0, "expected python to start");
 	cr_assert_eq(h_wait_output(&p, "denied", 10000), 0, "expected the denied line");
 	cr_assert(runs_program(p.pid, "/sleep", 15000), "expected python to exec sleep");
 	out = stats_out(dir, NULL);
@@ -507,7 +514,8 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
 		cr_assert_eq(h_write_file(h_fmt("%s/999999999", dir), old_file, sizeof(old_file)),
 			     0, "expected to write an old-layout file");
 		free(stats_out(dir, NULL));
-		cr_expect_eq(stats_files(dir), 0, "expected a dead process's old-layout file pruned");
+		cr_expect_eq(stats_files(dir), 0,
+			     "expected a dead process's old-layout file pruned");
 	}
 
 	/* A server killed with SIGKILL: pruned too. */
@@ -546,18 +554,20 @@ Test(stats, forked_child_counts_in_its_own_file)
 	h_env_set(&env, "TLSSHIM_POLICY", "accept 127.0.0.1:%d tls cert=%s key=%s", port,
 		  pki("server.pem"), pki("server.key"));
 	h_env_set(&env, "PORT", "%d", port);
-	cr_assert_eq(h_spawn(srv,
-			     ARGV(PY, "-c",
-				  "import http.server, os, socketserver, time\n"
-				  "class H(http.server.BaseHTTPRequestHandler):\n"
-				  "    def do_GET(self):\n"
-				  "        self.send_response(200); self.send_header('Content-Length', '3')\n"
-				  "        self.end_headers(); self.wfile.write(b'hi\\n'); self.wfile.flush()\n"
-				  "        time.sleep(4)  # the child stays for tlsshim stats to see\n"
-				  "class S(socketserver.ForkingMixIn, http.server.HTTPServer): pass\n"
-				  "S(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"),
-			     &env, NULL, 0),
-		     0, "expected the forking server to start");
+	cr_assert_eq(
+	    h_spawn(
+		srv,
+		ARGV(PY, "-c",
+		     "import http.server, os, socketserver, time\n"
+		     "class H(http.server.BaseHTTPRequestHandler):\n"
+		     "    def do_GET(self):\n"
+		     "        self.send_response(200); self.send_header('Content-Length', '3')\n"
+		     "        self.end_headers(); self.wfile.write(b'hi\\n'); self.wfile.flush()\n"
+		     "        time.sleep(4)  # the child stays for tlsshim stats to see\n"
+		     "class S(socketserver.ForkingMixIn, http.server.HTTPServer): pass\n"
+		     "S(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"),
+		&env, NULL, 0),
+	    0, "expected the forking server to start");
 	n_servers++;
 	h_env_free(&env);
 	cr_assert_eq(h_wait_port(port, 10000), 0, "expected it to listen:\n%s", srv->err);
@@ -574,7 +584,8 @@ Test(stats, forked_child_counts_in_its_own_file)
 	child_pid = atoi(child);
 	free(out);
 	out = stats_out(dir, ARGV(h_fmt("%d", child_pid)));
-	cr_expect(strstr(out, "1 full, 0 resumed") != NULL && strstr(out, "bytes        in 0 B") == NULL,
+	cr_expect(strstr(out, "1 full, 0 resumed") != NULL &&
+		      strstr(out, "bytes        in 0 B") == NULL,
 		  "expected the child's handshake and bytes in its own file:\n%s", out);
 	free(out);
 	out = stats_out(dir, ARGV(h_fmt("%d", srv->pid)));
@@ -638,15 +649,14 @@ TestSuite(expiry, .fini = teardown, .timeout = 90);
 /* DIR/NAME.pem + .key for localhost, signed by the test CA, valid for DAYS days. */
 static void make_cert_days(const char *dir, const char *name, int days)
 {
-	char *script =
-	    h_fmt("set -e; cd '%s'\n"
-		  "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s.key\n"
-		  "openssl req -new -key %s.key -subj /CN=soon.test -out %s.csr\n"
-		  "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > %s.ext\n"
-		  "openssl x509 -req -in %s.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
-		  "-hex 8) -days %d -extfile %s.ext -out %s.pem\n",
-		  dir, name, name, name, name, name, pki("ca.pem"), pki("ca.key"), days, name,
-		  name);
+	char *script = h_fmt(
+	    "set -e; cd '%s'\n"
+	    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out %s.key\n"
+	    "openssl req -new -key %s.key -subj /CN=soon.test -out %s.csr\n"
+	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > %s.ext\n"
+	    "openssl x509 -req -in %s.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
+	    "-hex 8) -days %d -extfile %s.ext -out %s.pem\n",
+	    dir, name, name, name, name, name, pki("ca.pem"), pki("ca.key"), days, name, name);
 	struct h_proc p;
 	int rc = run_in(&p, ARGV("/bin/sh", "-c", script), "/nonexistent");
 
@@ -770,11 +780,11 @@ static char *cert_sha256(const char *path)
 {
 	struct h_proc p;
 	char *fp;
-	int rc = run_in(&p,
-			ARGV("/bin/sh", "-c",
-			     h_fmt("openssl x509 -in '%s' -outform DER | sha256sum | cut -c1-64",
-				   path)),
-			"/nonexistent");
+	int rc =
+	    run_in(&p,
+		   ARGV("/bin/sh", "-c",
+			h_fmt("openssl x509 -in '%s' -outform DER | sha256sum | cut -c1-64", path)),
+		   "/nonexistent");
 
 	cr_assert_eq(rc, 0, "expected the fingerprint of %s", path);
 	fp = strndup(p.out, 64);
@@ -793,8 +803,7 @@ static void k8s_publish(const char *dir, const char *version, const char *old_ve
 
 	unlink(tmp);
 	cr_assert_eq(symlink(version, tmp), 0, "symlink ..data_tmp: %s", strerror(errno));
-	cr_assert_eq(rename(tmp, h_fmt("%s/..data", dir)), 0, "rename ..data: %s",
-		     strerror(errno));
+	cr_assert_eq(rename(tmp, h_fmt("%s/..data", dir)), 0, "rename ..data: %s", strerror(errno));
 	if (old_version != NULL) {
 		struct h_proc p;
 
@@ -945,10 +954,9 @@ Test(k8s_rotation, flapping_data_link_never_mixes_key_and_cert)
 	k8s_publish(dir, "..v0", NULL);
 	cr_assert_eq(symlink("..data/tls.crt", h_fmt("%s/tls.crt", dir)), 0, "symlink");
 	cr_assert_eq(symlink("..data/tls.key", h_fmt("%s/tls.key", dir)), 0, "symlink");
-	srv = start_http(port,
-			 h_fmt("accept 127.0.0.1:%d tls cert=%s/tls.crt key=%s/tls.key", port, dir,
-			       dir),
-			 "/nonexistent");
+	srv = start_http(
+	    port, h_fmt("accept 127.0.0.1:%d tls cert=%s/tls.crt key=%s/tls.key", port, dir, dir),
+	    "/nonexistent");
 	cr_assert_eq(pthread_create(&t, NULL, flap, &f), 0, "expected the flapper thread");
 	env_for(&env, "/nonexistent");
 	h_spawn(&client,

@@ -55,7 +55,8 @@ static struct h_proc *start_server(char *const argv[], int port)
 static struct h_proc *start_echo(int port)
 {
 	return start_server(ARGV((char *)h_prog("tls_sink"), "-e", h_fmt("%d", port),
-				 (char *)h_pki_file("server.pem"), (char *)h_pki_file("server.key")),
+				 (char *)h_pki_file("server.pem"),
+				 (char *)h_pki_file("server.key")),
 			    port);
 }
 
@@ -110,9 +111,10 @@ Test(surface, canary_never_on_the_wire_by_pwritev2_syscall_or_dprintf)
 		  p.err);
 	got = h_read_file(wire, &len);
 	cr_assert_not_null(got, "expected the relay's record %s", wire);
-	cr_expect(len > 0 && (unsigned char)got[0] == 0x16,
-		  "expected the wire to start with a TLS handshake record, first byte 0x%02x of %zu",
-		  len ? (unsigned char)got[0] : 0, len);
+	cr_expect(
+	    len > 0 && (unsigned char)got[0] == 0x16,
+	    "expected the wire to start with a TLS handshake record, first byte 0x%02x of %zu",
+	    len ? (unsigned char)got[0] : 0, len);
 	cr_expect(!memmem(got, len, canary, strlen(canary)),
 		  "expected the canary never in cleartext on the wire; %zu bytes recorded hold it",
 		  len);
@@ -158,11 +160,10 @@ Test(surface, node_echoes_and_files_after_libuv_raw_close)
 	if (access("/usr/bin/node", X_OK) != 0)
 		cr_skip_test("node is not installed (scripts/setup-deps installs nodejs)");
 	start_echo(port);
-	rc = run_shim(&p,
-		      h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port,
-			    h_pki_file("ca.pem")),
-		      ARGV("/usr/bin/node", "-e", (char *)node_script, "--", h_fmt("%d", port),
-			   (char *)h_tmpdir()));
+	rc = run_shim(
+	    &p, h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port, h_pki_file("ca.pem")),
+	    ARGV("/usr/bin/node", "-e", (char *)node_script, "--", h_fmt("%d", port),
+		 (char *)h_tmpdir()));
 	cr_expect_eq(rc, 0, "expected node to exit 0, got %d; stdout:\n%s\nstderr:\n%s", rc, p.out,
 		     p.err);
 	cr_expect_str_eq(p.out,
@@ -187,10 +188,9 @@ Test(surface, fd_closed_behind_the_shims_back_is_reused_cleanly)
 	int rc;
 
 	start_echo(port);
-	rc = run_shim(&p,
-		      h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port,
-			    h_pki_file("ca.pem")),
-		      ARGV((char *)h_prog("stale"), h_fmt("%d", port)));
+	rc = run_shim(
+	    &p, h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port, h_pki_file("ca.pem")),
+	    ARGV((char *)h_prog("stale"), h_fmt("%d", port)));
 	cr_expect_eq(rc, 0, "expected stale to exit 0, got %d; stdout:\n%s\nstderr:\n%s", rc, p.out,
 		     p.err);
 	cr_expect_str_eq(p.out,

@@ -113,10 +113,9 @@ Test(system_mode, plain_curl_is_wrapped_by_the_system_policy, .fini = stop_serve
 
 	skip_unless_usable();
 	start_tls_server(port);
-	rc = in_namespace(&p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")),
-			  1,
-			  h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/",
-				port));
+	rc = in_namespace(
+	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/", port));
 	cr_expect_eq(rc, 0, "curl exited %d: %s", rc, p.err);
 	cr_expect(strstr(p.out, page_marker), "expected the TLS server's page, got:\n%.400s",
 		  p.out);
@@ -125,10 +124,9 @@ Test(system_mode, plain_curl_is_wrapped_by_the_system_policy, .fini = stop_serve
 	h_proc_free(&p);
 
 	/* The same namespace without the preload line: curl speaks cleartext and fails. */
-	rc = in_namespace(&p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")),
-			  0,
-			  h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/",
-				port));
+	rc = in_namespace(
+	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 0,
+	    h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/", port));
 	cr_expect_neq(rc, 0, "without the system mode curl should fail against a TLS server");
 	cr_expect(!strstr(p.out, page_marker), "%.400s", p.out);
 	h_proc_free(&p);
@@ -144,17 +142,17 @@ Test(system_mode, user_policy_cannot_weaken_a_system_tls_rule, .fini = stop_serv
 
 	skip_unless_usable();
 	start_tls_server(port);
-	rc = in_namespace(
-	    &p,
-	    h_fmt("# the database\nconnect *:1 deny\nconnect localhost:%d tls ca=%s\n", port,
-		  h_pki_file("ca.pem")),
-	    1,
-	    h_fmt("export TLSSHIM_POLICY='connect localhost:%d plain'\n"
-		  "curl -sS -m 15 http://localhost:%d/; echo \"== curl $?\"\n"
-		  "$TLSSHIM explain connect localhost:%d; echo \"== explain $?\"\n"
-		  "TLSSHIM_POLICY='connect localhost:%d deny' curl -sS -m 15 "
-		  "http://localhost:%d/ 2>&1; echo \"== deny $?\"\n",
-		  port, port, port, port, port));
+	rc =
+	    in_namespace(&p,
+			 h_fmt("# the database\nconnect *:1 deny\nconnect localhost:%d tls ca=%s\n",
+			       port, h_pki_file("ca.pem")),
+			 1,
+			 h_fmt("export TLSSHIM_POLICY='connect localhost:%d plain'\n"
+			       "curl -sS -m 15 http://localhost:%d/; echo \"== curl $?\"\n"
+			       "$TLSSHIM explain connect localhost:%d; echo \"== explain $?\"\n"
+			       "TLSSHIM_POLICY='connect localhost:%d deny' curl -sS -m 15 "
+			       "http://localhost:%d/ 2>&1; echo \"== deny $?\"\n",
+			       port, port, port, port, port));
 	cr_assert_eq(rc, 0, "%s", p.err);
 	cr_expect(strstr(p.out, page_marker), "a plain rule of the user must not turn TLS off:\n%s",
 		  p.out);
@@ -227,17 +225,18 @@ Test(system_mode, setuid_client_gets_only_the_system_policy, .fini = stop_server
 	start_tls_server(port);
 	rc = in_namespace(
 	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
-	    h_fmt("mkdir -m 0755 $T/bin && cp %s $T/bin/client && chmod 4755 $T/bin/client\n"
-		  "cp %s $T/bin/plain && chmod 0755 $T/bin/plain\n"
-		  "chmod 0711 $T $(dirname $T)\n"
-		  /* What a user would try: turn TLS off, break the policy, write a root file. */
-		  "run() { setpriv --reuid=65534 --regid=65534 --clear-groups env -i "
-		  "PATH=/usr/bin:/bin TLSSHIM_POLICY='connect localhost:%d plain; not a rule' "
-		  "TLSSHIM_LOG_FILE=$T/by-root.log \"$@\"; }\n"
-		  "run $T/bin/client localhost %d 'GET / HTTP/1.0\\r\\n\\r\\n'; echo \"== suid $?\"\n"
-		  "[ -e $T/by-root.log ] && echo '== log file created'\n"
-		  "run $T/bin/plain localhost %d 'x' 2>&1; echo \"== plain $?\"\n",
-		  h_prog("tcpcat"), h_prog("tcpcat"), port, port, port));
+	    h_fmt(
+		"mkdir -m 0755 $T/bin && cp %s $T/bin/client && chmod 4755 $T/bin/client\n"
+		"cp %s $T/bin/plain && chmod 0755 $T/bin/plain\n"
+		"chmod 0711 $T $(dirname $T)\n"
+		/* What a user would try: turn TLS off, break the policy, write a root file. */
+		"run() { setpriv --reuid=65534 --regid=65534 --clear-groups env -i "
+		"PATH=/usr/bin:/bin TLSSHIM_POLICY='connect localhost:%d plain; not a rule' "
+		"TLSSHIM_LOG_FILE=$T/by-root.log \"$@\"; }\n"
+		"run $T/bin/client localhost %d 'GET / HTTP/1.0\\r\\n\\r\\n'; echo \"== suid $?\"\n"
+		"[ -e $T/by-root.log ] && echo '== log file created'\n"
+		"run $T/bin/plain localhost %d 'x' 2>&1; echo \"== plain $?\"\n",
+		h_prog("tcpcat"), h_prog("tcpcat"), port, port, port));
 	cr_assert_eq(rc, 0, "%s", p.err);
 	cr_expect(strstr(p.out, page_marker),
 		  "the setuid client must be wrapped by the system policy:\n%s\n%s", p.out, p.err);
@@ -295,8 +294,7 @@ Test(system_mode, enable_disable_round_trip_is_byte_identical)
 		  p.out);
 	cr_expect(strstr(p.out, "== status 0"), "%s", p.out);
 	cr_expect(strstr(p.out, "== disable 0"), "%s", p.out);
-	cr_expect(strstr(p.out, "== identical"), "disable must restore the same bytes:\n%s",
-		  p.out);
+	cr_expect(strstr(p.out, "== identical"), "disable must restore the same bytes:\n%s", p.out);
 	cr_expect(!strstr(p.out, "== temp file left"), "%s", p.out);
 	cr_expect(!strstr(p.out, "== preload file left"),
 		  "enable then disable with no preload file must leave none:\n%s", p.out);
@@ -383,13 +381,13 @@ Test(system_mode, user_client_certificate_added_to_a_system_rule, .fini = stop_s
 
 	skip_unless_usable();
 	h_env_init(&env);
-	cr_assert_eq(h_spawn(&server,
-			     ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port),
-				  "-cert", (char *)h_pki_file("server.pem"), "-key",
-				  (char *)h_pki_file("server.key"), "-Verify", "1", "-CAfile",
-				  (char *)h_pki_file("ca.pem")),
-			     &env, NULL, 0),
-		     0);
+	cr_assert_eq(
+	    h_spawn(&server,
+		    ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port), "-cert",
+			 (char *)h_pki_file("server.pem"), "-key", (char *)h_pki_file("server.key"),
+			 "-Verify", "1", "-CAfile", (char *)h_pki_file("ca.pem")),
+		    &env, NULL, 0),
+	    0);
 	h_env_free(&env);
 	cr_assert_eq(h_wait_port(port, 10000), 0);
 	rc = in_namespace(

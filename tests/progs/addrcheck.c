@@ -65,8 +65,7 @@ int main(int argc, char **argv)
 	show("sendto fastopen len 129",
 	     sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&big, 129));
 	FRESH(AF_INET);
-	show("sendto fastopen len 15",
-	     sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&a, 15));
+	show("sendto fastopen len 15", sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&a, 15));
 	FRESH(AF_INET);
 	show("send fastopen no address", send(fd, "x", 1, MSG_FASTOPEN));
 	FRESH(AF_INET);
@@ -75,8 +74,8 @@ int main(int argc, char **argv)
 	FRESH(AF_INET);
 	{
 		struct iovec iov = {.iov_base = "x", .iov_len = 1};
-		struct msghdr m = {.msg_name = bad, .msg_namelen = sizeof(a), .msg_iov = &iov,
-				   .msg_iovlen = 1};
+		struct msghdr m = {
+		    .msg_name = bad, .msg_namelen = sizeof(a), .msg_iov = &iov, .msg_iovlen = 1};
 
 		show("sendmsg fastopen bad name", sendmsg(fd, &m, MSG_FASTOPEN));
 	}

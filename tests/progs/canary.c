@@ -107,8 +107,7 @@ int main(int argc, char **argv)
 
 	n = snprintf(line, sizeof(line), "%s syscall-pwritev2\n", canary);
 	iov[0] = (struct iovec){line, (size_t)n};
-	check(fd, "syscall-pwritev2", syscall(SYS_pwritev2, fd, iov, 1, -1L, 0L, 0),
-	      (size_t)n);
+	check(fd, "syscall-pwritev2", syscall(SYS_pwritev2, fd, iov, 1, -1L, 0L, 0), (size_t)n);
 
 	n = snprintf(line, sizeof(line), "%s syscall-sendto\n", canary);
 	check(fd, "syscall-sendto", syscall(SYS_sendto, fd, line, (size_t)n, 0, NULL, 0),

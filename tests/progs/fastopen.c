@@ -98,9 +98,8 @@ int main(int argc, char **argv)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	msg = argv[3];
 	len = unescape(msg);
-	fd = socket(strncmp(mode, "sendto-v6", 9) == 0 || strcmp(mode, "connect24") == 0
-			? AF_INET6
-			: AF_INET,
+	fd = socket(strncmp(mode, "sendto-v6", 9) == 0 || strcmp(mode, "connect24") == 0 ? AF_INET6
+											 : AF_INET,
 		    SOCK_STREAM, 0);
 	if (strcmp(mode, "sendto") == 0) {
 		n = sendto(fd, msg, len, MSG_FASTOPEN, (struct sockaddr *)&a, sizeof(a));

@@ -69,7 +69,8 @@ int main(int argc, char **argv)
 
 			if (r > 0) {
 				for (ssize_t j = 0; j < r; j++) {
-					if (bad < 0 && buf[j] != (unsigned char)(((got + j) * 7) % 251))
+					if (bad < 0 &&
+					    buf[j] != (unsigned char)(((got + j) * 7) % 251))
 						bad = got + j;
 				}
 				got += r;

@@ -11,9 +11,9 @@
  *
  * Connects to 127.0.0.1:PORT, verifies the server against CA, floods for
  * SECONDS (or until the server closes the connection), then prints
- * "sent N key updates" and exits 0 (1 if the handshake failed). A server that answered every request into an unbounded buffer
- * would spend CPU and memory without limit; one that applies back-pressure
- * stops reading, and this client's sends then block.
+ * "sent N key updates" and exits 0 (1 if the handshake failed). A server that answered every
+ * request into an unbounded buffer would spend CPU and memory without limit; one that applies
+ * back-pressure stops reading, and this client's sends then block.
  */
 #include <arpa/inet.h>
 #include <errno.h>

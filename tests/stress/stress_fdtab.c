@@ -73,7 +73,7 @@ int main(void)
 		fdtab_set(fds[0], c);
 		fdtab_set(fds[1], c); /* as dup() does */
 		conn_add_fd(c, fds[1]);
-		conn_put(c);            /* the table now holds the only references */
+		conn_put(c); /* the table now holds the only references */
 		got = fdtab_take(fds[1]);
 		check(got == c, "take returns the mapped conn", &failed);
 		conn_close_fd(got, fds[1]);
@@ -81,7 +81,7 @@ int main(void)
 		got = fdtab_take(fds[0]);
 		check(got == c, "take of the last fd", &failed);
 		conn_close_fd(got, fds[0]);
-		conn_put(got);          /* freed here or by the last reader's put */
+		conn_put(got); /* freed here or by the last reader's put */
 		check(fdtab_get(fds[0]) == NULL, "unmapped fd has no conn", &failed);
 	}
 	atomic_store(&stop, 1);

@@ -385,10 +385,9 @@ Test(names, several_candidates_refuse_a_rule_that_would_guess)
 	on_thread(remember_thread, &b);
 	on_thread(decide_thread, &d);
 	cr_assert_null(d.r);
-	cr_assert_str_eq(d.why,
-			 "several names were resolved to this address (evil.example, "
-			 "api.internal) and the rule (T:1) has no name=: the name to verify "
-			 "would be a guess; add name=NAME to the rule");
+	cr_assert_str_eq(d.why, "several names were resolved to this address (evil.example, "
+				"api.internal) and the rule (T:1) has no name=: the name to verify "
+				"would be a guess; add name=NAME to the rule");
 
 	/* name= settles it; plain and deny need no name; one name is no guess. */
 	decided(&d);

@@ -650,8 +650,7 @@ Test(policy_errors, refuses_combinations_that_would_skip_a_check)
 		const char *opt, *msg;
 	} cases[] = {
 	    {"accept *:1 auto cert=%s key=%s client-ca=%s", "client-ca", auto_msg},
-	    {"accept *:1 auto cert=%s key=%s client-ca=%s allow=dns:*.internal", "allow",
-	     auto_msg},
+	    {"accept *:1 auto cert=%s key=%s client-ca=%s allow=dns:*.internal", "allow", auto_msg},
 	    {"accept *:1 tls cert=%s key=%s ca=%s", "ca",
 	     "'ca' applies to connect rules only: client certificates verify only against "
 	     "client-ca; did you mean 'client-ca='?"},

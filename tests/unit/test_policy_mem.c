@@ -74,8 +74,8 @@ Test(policy_mem, table_in_a_small_buffer_spills_and_answers)
 	cr_expect((unsigned char *)p >= buf && (unsigned char *)p < buf + sizeof(buf),
 		  "the table itself is in the caller's buffer");
 	for (i = 0; i < 2000; i++)
-		len += (size_t)snprintf(text + len, cap - len, "connect host%zu.example:%zu tls\n", i,
-					1000 + i);
+		len += (size_t)snprintf(text + len, cap - len, "connect host%zu.example:%zu tls\n",
+					i, 1000 + i);
 	cr_assert_eq(policy_add_text(p, "T", text, &d), 0);
 	cr_assert_eq(policy_finish(p, &d), 0);
 	cr_assert_eq(policy_count(p), 2000);

@@ -138,7 +138,12 @@ Test(policy_parse, stores_addresses_in_network_order_with_family_and_prefix)
 	    {"connect 10.1.2.3:1-2 tls", AF_INET, 32, {10, 1, 2, 3}, "10.1.2.3", 1, 2},
 	    {"connect 192.168.0.0/16 tls", AF_INET, 16, {192, 168, 0, 0}, "192.168.0.0", 1, 65535},
 	    {"connect 0.0.0.0:5 tls", AF_INET, 32, {0, 0, 0, 0}, "0.0.0.0", 5, 5},
-	    {"connect 255.255.255.255:5 tls", AF_INET, 32, {255, 255, 255, 255}, "255.255.255.255", 5,
+	    {"connect 255.255.255.255:5 tls",
+	     AF_INET,
+	     32,
+	     {255, 255, 255, 255},
+	     "255.255.255.255",
+	     5,
 	     5},
 	    {"connect 100.20.3.0/24 tls", AF_INET, 24, {100, 20, 3, 0}, "100.20.3.0", 1, 65535},
 	    {"connect [::ffff:10.0.0.0/104]:7 tls", AF_INET, 8, {10, 0, 0, 0}, "10.0.0.0", 7, 7},
@@ -257,7 +262,8 @@ Test(policy_parse, reads_file_options_of_both_directions)
 	r = one_rule(buf, &p);
 	cr_expect_str_eq(r->opt.ca, dir, "%s", buf);
 	policy_free(p);
-	snprintf(buf, sizeof(buf), "accept *:1 tls cert=%s key=%s client-ca=%s", f_cert, f_key, dir);
+	snprintf(buf, sizeof(buf), "accept *:1 tls cert=%s key=%s client-ca=%s", f_cert, f_key,
+		 dir);
 	r = one_rule(buf, &p);
 	cr_expect_str_eq(r->opt.client_ca, dir, "%s", buf);
 	policy_free(p);
@@ -616,11 +622,12 @@ Test(policy_parse, prints_options_in_contract_order)
 	char buf[2048], want[2048];
 	struct policy *p;
 
-	snprintf(buf, sizeof(buf),
-		 "connect a.com:443 tls expiry-warn=30 handshake-timeout=1 ciphersuites=S ciphers=C "
-		 "min-version=1.3 alpn=h2 pin=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= "
-		 "insecure name=n.com sni=s.com key=%s cert=%s ca=%s",
-		 f_key, f_cert, f_ca);
+	snprintf(
+	    buf, sizeof(buf),
+	    "connect a.com:443 tls expiry-warn=30 handshake-timeout=1 ciphersuites=S ciphers=C "
+	    "min-version=1.3 alpn=h2 pin=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= "
+	    "insecure name=n.com sni=s.com key=%s cert=%s ca=%s",
+	    f_key, f_cert, f_ca);
 	snprintf(want, sizeof(want),
 		 "connect a.com:443 tls ca=%s cert=%s key=%s sni=s.com name=n.com insecure "
 		 "pin=sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= alpn=h2 min-version=1.3 "
@@ -717,9 +724,16 @@ Test(policy_parse, parses_explain_endpoints)
 Test(policy_parse, ipv4_conversions_agree_with_inet_pton_and_inet_ntop)
 {
 	static const char *const fixed[] = {
-	    "0.0.0.0", "255.255.255.255", "1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
-	    "1..2.3", ".1.2.3", "1.2.3.", "256.1.1.1", "1.2.3.1000", "", ".", "1", "00.0.0.0",
-	    "0.0.0.00", "9.99.199.255", "1.2.3.4 ", "1.2.3.-4",
+	    "0.0.0.0",   "255.255.255.255",
+	    "1.2.3.4",   "01.2.3.4",
+	    "1.2.3.04",  "1.2.3",
+	    "1.2.3.4.5", "1..2.3",
+	    ".1.2.3",    "1.2.3.",
+	    "256.1.1.1", "1.2.3.1000",
+	    "",          ".",
+	    "1",         "00.0.0.0",
+	    "0.0.0.00",  "9.99.199.255",
+	    "1.2.3.4 ",  "1.2.3.-4",
 	};
 	static const char alphabet[] = "0123456789.";
 	unsigned seed = 12345;
@@ -746,7 +760,8 @@ Test(policy_parse, ipv4_conversions_agree_with_inet_pton_and_inet_ntop)
 			continue;
 		cr_assert_eq(memcmp(got, want, 4), 0, "'%s': bytes", in);
 		inet_ntop(AF_INET, want, want_text, sizeof(want_text));
-		cr_assert_eq(policy_ipv4_text(got, got_text), strlen(want_text), "'%s': length", in);
+		cr_assert_eq(policy_ipv4_text(got, got_text), strlen(want_text), "'%s': length",
+			     in);
 		cr_assert_str_eq(got_text, want_text, "'%s': text", in);
 	}
 	for (i = 0; i < 20000; i++) {
@@ -788,8 +803,7 @@ Test(policy_parse, relative_file_paths_are_made_absolute)
 	cr_assert_eq(chdir("/"), 0);
 	snprintf(polrel, sizeof(polrel), "%s", pol + 1); /* "tmp/…/sub/policy" from "/" */
 	p = policy_new();
-	cr_assert_eq(policy_add_file(p, polrel, &d), 0, "%s: %s", polrel,
-		     d.n ? d.v[0].msg : "");
+	cr_assert_eq(policy_add_file(p, polrel, &d), 0, "%s: %s", polrel, d.n ? d.v[0].msg : "");
 	cr_assert_eq(policy_finish(p, &d), 0);
 	snprintf(want, sizeof(want), "%s/../cert.pem", sub);
 	cr_expect_str_eq(policy_rule_at(p, 0)->opt.cert, want, "cert= in a relative file");
@@ -840,8 +854,9 @@ Test(policy_parse, quick_file_checks_still_refuse_a_missing_file)
 				policy_quick_file_checks(p);
 			ok = policy_add_text(p, "T", text, &d) == 0 && policy_finish(p, &d) == 0;
 			cr_expect_eq(ok, quick ? cases[i].quick_ok : cases[i].full_ok,
-				     "%s checks of \"%s\": loaded %d (%s)", quick ? "quick" : "full",
-				     text, ok, d.n ? d.v[0].msg : "no message");
+				     "%s checks of \"%s\": loaded %d (%s)",
+				     quick ? "quick" : "full", text, ok,
+				     d.n ? d.v[0].msg : "no message");
 			if (!ok)
 				cr_expect(d.n >= 1 && strstr(d.v[0].msg, "cannot read"),
 					  "expected 'cannot read', got '%s'",

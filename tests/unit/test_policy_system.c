@@ -49,8 +49,8 @@ static const struct floor_case floor_cases[] = {
     /* A more specific rule of the process does not carve an exception out of the system's. */
     {"connect *:5432 tls", "connect db:5432 plain", "db", 5432, "connect *:5432 tls",
      "/etc/tlsshim/policy"},
-    {"connect *.corp:* tls", "connect db.corp:5432 plain", "db.corp", 5432,
-     "connect *.corp:* tls", "/etc/tlsshim/policy"},
+    {"connect *.corp:* tls", "connect db.corp:5432 plain", "db.corp", 5432, "connect *.corp:* tls",
+     "/etc/tlsshim/policy"},
     /* Where the system has no rule, the process's own applies, and the other way round. */
     {"connect db:5432 tls", "connect web:443 plain", "web", 443, "connect web:443 plain",
      "TLSSHIM_POLICY"},
@@ -212,15 +212,17 @@ static const struct meet_case meet_cases[] = {
      "a.db.corp", 5432, 1},
     {"connect *.db.corp:* tls", "connect *.corp:* tls cert=/etc/hostname key=/etc/hostname",
      "a.db.corp", 5432, 1},
-    {"connect *:5432 tls", "connect db:5432 tls cert=/etc/hostname key=/etc/hostname", "db",
-     5432, 1},
-    {"connect 10.0.0.0/8:5432 tls", "connect 10.9.8.7:5432 tls cert=/etc/hostname "
-				    "key=/etc/hostname",
+    {"connect *:5432 tls", "connect db:5432 tls cert=/etc/hostname key=/etc/hostname", "db", 5432,
+     1},
+    {"connect 10.0.0.0/8:5432 tls",
+     "connect 10.9.8.7:5432 tls cert=/etc/hostname "
+     "key=/etc/hostname",
      NULL, 5432, 1},
     {"connect 10.9.0.0/16:5432 tls", "connect db:5432 tls cert=/etc/hostname key=/etc/hostname",
      "db", 5432, 1},
-    {"connect 10.9.8.7:5432-5440 tls", "connect 10.9.8.7:5433 tls cert=/etc/hostname "
-				       "key=/etc/hostname",
+    {"connect 10.9.8.7:5432-5440 tls",
+     "connect 10.9.8.7:5433 tls cert=/etc/hostname "
+     "key=/etc/hostname",
      NULL, 5433, 1},
     /* Same action only: a stricter action wins outright, a weaker one loses outright. */
     {"connect db:5432 tls", "connect db:5432 deny", "db", 5432, 0},
@@ -341,7 +343,7 @@ static void mkfile(const char *path, mode_t mode)
 struct trust_case {
 	mode_t dir_mode, file_mode;
 	uid_t dir_uid, file_uid;
-	int want; /* 0 or -EPERM */
+	int want;        /* 0 or -EPERM */
 	const char *why; /* substring of the reason */
 };
 
