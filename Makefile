@@ -286,9 +286,11 @@ check-exports: all
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map
 	$(Q)scripts/check-exports $(TLS_SO) shim/tls/exports.map
 
+# The export lists, the hooked-name and fd-surface checks, and clang-tidy (.clang-tidy).
 lint: check-exports
 	$(Q)scripts/check-hooks
 	$(Q)scripts/check-fd-surface
+	$(Q)scripts/check-tidy
 
 # Every C file of the tree, the tests too (tests/fuzz/corpus holds inputs, not C).
 FORMAT_SRC  = $(POLICY_SRC) $(CMD_SRC) $(SHIM_SRC) $(HOOK_SRC) $(TLS_SRC) \

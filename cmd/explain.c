@@ -544,7 +544,8 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 	n = policy_match_all(floor_lines(p, q, w, &as), q, all, MAX_MATCHES);
 	host_words(w, hw, sizeof(hw));
 	port_words(w, pw, sizeof(pw));
-	if (m.name && w->host_kind == POLICY_HOST_NAME && (!q->name || strcmp(m.name, q->name)))
+	if (m.name && w->host_kind == POLICY_HOST_NAME &&
+	    (!q->name || strcmp(m.name, q->name) != 0))
 		line("matched by", "%s (it resolves to %s), %s", hw, addr, pw);
 	else
 		line("matched by", "%s, %s", hw, pw);

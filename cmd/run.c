@@ -273,7 +273,7 @@ int cmd_run(int argc, char **argv)
 		cmd_err("warning: the policy has no rules: %s runs with every connection left "
 			"alone (set -p/-f, or TLSSHIM_POLICY/TLSSHIM_POLICY_FILE)",
 			prog);
-	fflush(NULL);
+	(void)fflush(NULL); /* what is printed is a warning: the program runs anyway */
 	execv(path, a.pos);
 	/* Like execvp: a file the kernel cannot run is a shell script without "#!". */
 	if (errno == ENOEXEC) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,14 +113,21 @@ static int exec_since(int pid, const struct stats_head *h)
 	return (uint64_t)st.st_dev != h->exe_dev || (uint64_t)st.st_ino != h->exe_ino;
 }
 
-static int all_digits(const char *s)
+/* The process ID S spells (digits only, 1 to INT_MAX), or 0 (atoi wraps "4294967297" to 1). */
+static int pid_of(const char *s)
 {
+	long v = 0;
+
 	if (*s == '\0')
 		return 0;
-	for (; *s; s++)
+	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
 			return 0;
-	return 1;
+		v = v * 10 + (*s - '0');
+		if (v > INT_MAX)
+			return 0;
+	}
+	return (int)v;
 }
 
 /* Length of the well-formed UTF-8 sequence at S (N bytes), 0 if none or a control. */
@@ -285,8 +293,8 @@ static void on_sigbus(int sig)
 {
 	if (bus_armed)
 		siglongjmp(bus_env, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
+	(void)signal(sig, SIG_DFL);
+	(void)raise(sig);
 }
 
 /* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
@@ -303,9 +311,9 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 	uint64_t start;
 	time_t now = time(NULL);
 
-	if (!all_digits(name))
+	pid = pid_of(name);
+	if (pid <= 0)
 		return;
-	pid = atoi(name);
 	if (only_pid > 0 && pid != only_pid)
 		return;
 	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -499,7 +507,8 @@ static void utc(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "-");
 		return;
 	}
-	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+	if (strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "-");
 }
 
 /* "2027-01-12 (37 days)", "2026-12-01 (EXPIRED)", or "-". */
@@ -513,7 +522,10 @@ static void expiry(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "-");
 		return;
 	}
-	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	if (strftime(day, sizeof(day), "%Y-%m-%d", &tm) == 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
 	if (t <= now)
 		snprintf(buf, len, "%s (EXPIRED)", day);
 	else
@@ -800,7 +812,7 @@ static int write_prometheus(const char *path, const struct snaps *s)
 	print_prometheus(f, s);
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		cmd_err("cannot write %s: %s", tmp, strerror(errno));
-		fclose(f);
+		(void)fclose(f); /* the error is reported */
 		goto out;
 	}
 	if (fclose(f) != 0) {
@@ -832,8 +844,8 @@ int cmd_stats(int argc, char **argv)
 			if (i + 1 >= argc || argv[i + 1][0] == '\0')
 				return cmd_usage_error("%s needs a file name", argv[i]);
 			output = argv[++i];
-		} else if (all_digits(argv[i]) && pid == 0 && atoi(argv[i]) > 0) {
-			pid = atoi(argv[i]);
+		} else if (pid_of(argv[i]) > 0 && pid == 0) {
+			pid = pid_of(argv[i]);
 		} else {
 			return cmd_usage_error("stats: unexpected '%s' (usage: tlsshim stats [PID] "
 					       "[--prometheus [--output FILE]])",

@@ -206,7 +206,7 @@ static int verify_loads(const char *lib)
 	int st;
 
 	engine_path(lib, engine, sizeof(engine));
-	fflush(NULL);
+	(void)fflush(NULL); /* so the child does not print it again */
 	pid = fork();
 	if (pid < 0) {
 		cmd_err("cannot check the library loads: fork: %s", strerror(errno));
@@ -432,7 +432,7 @@ static int system_status(const char *lib)
 		printf("preload:       not enabled (%s does not name the library)\n",
 		       CMD_PRELOAD_FILE);
 	free(buf);
-	fflush(stdout);
+	(void)fflush(stdout); /* before the checks' messages on stderr */
 	/* Files are checked when root asks: a process of another user may not read them. */
 	sys = cmd_system_load(geteuid() == 0, &state);
 	switch (state) {

@@ -1,7 +1,6 @@
 /*
  * format.c - rules back to text (the normalized form `check` prints, which
- * parses back to the same rule), the words for enums, and the HOST:PORT
- * endpoints `explain` takes.
+ * parses back to the same rule) and the words for enums.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -318,105 +317,4 @@ int policy_format_rule(const struct policy_rule *r, char *buf, size_t len)
 	putf(&o, " %s", policy_action_str(r->action));
 	put_opts(&o, &r->opt);
 	return (int)o.pos;
-}
-
-/* ---- endpoints ---------------------------------------------------------------------- */
-
-static int endpoint_port(const char *s, uint16_t *port)
-{
-	unsigned long v = 0;
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 5)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
-}
-
-int policy_parse_endpoint(const char *s, struct policy_query *q, char *namebuf, size_t namelen,
-			  char *err, size_t errlen)
-{
-	char host[POLICY_NAME_MAX + 2], shown[96], norm[POLICY_NAME_MAX + 1];
-	const char *colon, *hs, *why;
-	size_t hn, at;
-	int rc;
-
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close || close[1] != ':') {
-			snprintf(err, errlen, "expected [IPv6]:PORT, got '%s'",
-				 policy_shown(s, strlen(s), shown, sizeof(shown)));
-			return -1;
-		}
-		hs = s + 1;
-		hn = (size_t)(close - hs);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon) {
-			snprintf(err, errlen, "expected HOST:PORT, got '%s'",
-				 policy_shown(s, strlen(s), shown, sizeof(shown)));
-			return -1;
-		}
-		if (memchr(s, ':', (size_t)(colon - s))) {
-			snprintf(err, errlen, "IPv6 addresses must be in brackets: [ADDRESS]:PORT");
-			return -1;
-		}
-		hs = s;
-		hn = (size_t)(colon - s);
-	}
-	if (endpoint_port(colon + 1, &q->port) < 0) {
-		snprintf(err, errlen, "expected a port 1-65535, got '%s'",
-			 policy_shown(colon + 1, strlen(colon + 1), shown, sizeof(shown)));
-		return -1;
-	}
-	if (hn == 0 || hn >= sizeof(host)) {
-		snprintf(err, errlen, "expected a host name or address before ':'");
-		return -1;
-	}
-	memcpy(host, hs, hn);
-	host[hn] = '\0';
-	q->name = NULL;
-	q->family = 0;
-	memset(q->addr, 0, sizeof(q->addr));
-	if (s[0] == '[') {
-		if (strchr(host, '%') || inet_pton(AF_INET6, host, q->addr) != 1) {
-			snprintf(err, errlen, "invalid IPv6 address '%s'",
-				 policy_shown(host, hn, shown, sizeof(shown)));
-			return -1;
-		}
-		q->family = AF_INET6;
-		return 0;
-	}
-	if (policy_ipv4_parse(host, hn, q->addr) == 0) {
-		q->family = AF_INET;
-		return 0;
-	}
-	if (policy_looks_numeric(host, hn)) {
-		snprintf(err, errlen,
-			 "invalid IPv4 address '%s' (expected a dotted quad like 10.0.0.1)",
-			 policy_shown(host, hn, shown, sizeof(shown)));
-		return -1;
-	}
-	rc = policy_name_norm(host, hn, norm, &why, &at);
-	if (rc < 0) {
-		snprintf(err, errlen, "invalid host name '%s': %s",
-			 policy_shown(host, hn, shown, sizeof(shown)), why);
-		return -1;
-	}
-	if ((size_t)rc >= namelen) {
-		snprintf(err, errlen, "host name too long");
-		return -1;
-	}
-	memcpy(namebuf, norm, (size_t)rc + 1);
-	q->name = namebuf;
-	return 0;
 }

@@ -1,9 +1,10 @@
 /*
  * internal.h - what the files of the policy library share and nothing else sees.
  *
- * parse.c turns text into rules, index.c owns the table and its look-up
- * structures, format.c prints rules and parses endpoints, diag.c collects
- * diagnostics. Only policy.h is public.
+ * parse.c and the files parse.h names turn text into rules (hosts.c also
+ * parses endpoints), index.c owns the table and its look-up structures,
+ * format.c prints rules, diag.c collects diagnostics, system.c layers the
+ * system policy. Only policy.h is public (env.h is the environment's names).
  */
 #ifndef TLSSHIM_POLICY_INTERNAL_H
 #define TLSSHIM_POLICY_INTERNAL_H
@@ -80,9 +81,10 @@ struct policy {
 	size_t n_merged;
 };
 
-/* parse.c */
+/* rules.c: adds R to P's rules (R->id set); 0, or -1 out of memory. */
 int policy_append_rule(struct policy *p, struct policy_rule *r);
 
+/* hosts.c */
 /*
  * Checks the DNS name [S, S+N) and writes it lower-case, without one trailing
  * dot, to OUT (at least POLICY_NAME_MAX + 1 bytes). Returns its length, or -1

@@ -69,7 +69,7 @@ enum ts_io {
 };
 
 /* The most plaintext a peek decrypts ahead (kept in the session until read). */
-#define TS_PEEK_MAX (256 * 1024)
+#define TS_PEEK_MAX ((size_t)256 * 1024)
 
 /* How far the peer got in the handshake (engine_ops.peer_progress). */
 enum {

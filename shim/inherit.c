@@ -446,8 +446,8 @@ static const struct policy_rule *match_connect(const struct ep *peer, const char
 /* Whether PORT is in the kernel's ephemeral range (a connection this side made). */
 static int port_ephemeral(uint16_t port)
 {
-	char buf[64] = "";
-	unsigned lo = 32768, hi = 60999;
+	char buf[64] = "", *end;
+	unsigned long lo = 32768, hi = 60999; /* the kernel's default */
 	int fd = real_open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC, 0);
 
 	if (fd >= 0) {
@@ -455,8 +455,15 @@ static int port_ephemeral(uint16_t port)
 
 		real.close(fd);
 		if (n > 0) {
+			unsigned long a, b;
+
 			buf[n] = '\0';
-			sscanf(buf, "%u %u", &lo, &hi);
+			a = strtoul(buf, &end, 10);
+			b = strtoul(end, NULL, 10);
+			if (a > 0 && a <= b && b <= 65535) { /* else the default */
+				lo = a;
+				hi = b;
+			}
 		}
 	}
 	return port >= lo && port <= hi;

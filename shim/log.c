@@ -116,22 +116,23 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/* Contract in log.h. */
-size_t log_escape(char *out, size_t cap, const char *in, size_t n)
+/*
+ * Escapes whole units of IN[0..N) (a byte, its escape, a UTF-8 sequence) into
+ * OUT while they fit in ROOM bytes. Returns the bytes written; *USED is how
+ * much of IN they stand for.
+ */
+static size_t escape_units(char *out, size_t room, const unsigned char *s, size_t n, size_t *used)
 {
 	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0, i = 0;
 
-	if (cap == 0)
-		return 0;
 	while (i < n) {
 		size_t u = s[i] >= 0x80 ? utf8_len(s + i, n - i) : 0;
 		char esc[4];
 		size_t elen;
 
 		if (u > 0) {
-			if (o + u > cap - 1)
+			if (o + u > room)
 				break;
 			memcpy(out + o, s + i, u);
 			o += u;
@@ -149,26 +150,43 @@ size_t log_escape(char *out, size_t cap, const char *in, size_t n)
 			esc[3] = hex[s[i] & 15];
 			elen = 4;
 		}
-		if (o + elen > cap - 1)
+		if (o + elen > room)
 			break;
 		memcpy(out + o, esc, elen);
 		o += elen;
 		i++;
 	}
-	/* Say that something was cut rather than let a truncated name pass as whole. */
-	if (i < n && cap > 4) {
-		size_t written = o;
+	*used = i;
+	return o;
+}
 
-		while (o + 3 > cap - 1)
-			o--;
-		/* Never leave half a UTF-8 sequence before the marker. */
-		while (o > 0 && o < written && ((unsigned char)out[o] & 0xc0) == 0x80)
-			o--;
-		memcpy(out + o, "...", 3);
-		o += 3;
+/*
+ * log_escape, and CUT says IN is itself the start of a longer text: either
+ * way a text not shown whole ends in "...", after whole units only (half an
+ * escape or a lone backslash before the marker would read as other bytes).
+ */
+static size_t escape_text(char *out, size_t cap, const char *in, size_t n, int cut)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o, used;
+
+	if (cap == 0)
+		return 0;
+	o = escape_units(out, cap - 1, s, n, &used);
+	if (used < n || cut) {
+		/* With no room for text and marker, the marker alone (as much as fits). */
+		o = cap > 4 ? escape_units(out, cap - 4, s, n, &used) : 0;
+		memcpy(out + o, "...", cap > 4 ? 3 : cap - 1);
+		o += cap > 4 ? 3 : cap - 1;
 	}
 	out[o] = '\0';
 	return o;
+}
+
+/* Contract in log.h. */
+size_t log_escape(char *out, size_t cap, const char *in, size_t n)
+{
+	return escape_text(out, cap, in, n, 0);
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -176,7 +194,7 @@ void log_msg(int level, const char *fmt, ...)
 	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX];
 	int saved = errno;
 	va_list ap;
-	int n, m;
+	int n, m, cut;
 	ssize_t (*wr)(int, const void *, size_t);
 
 	if (level > log_level)
@@ -192,14 +210,15 @@ void log_msg(int level, const char *fmt, ...)
 	va_end(ap);
 	if (m < 0)
 		m = 0;
-	if (m > (int)sizeof(msg) - 1)
+	cut = m > (int)sizeof(msg) - 1; /* the message itself did not fit */
+	if (cut)
 		m = (int)sizeof(msg) - 1;
 	/*
 	 * The message carries peer- and file-supplied text (certificate names,
 	 * reasons, paths): escaped as a whole, so that no byte of it can end this
 	 * line, start a forged one or reach a terminal as a control sequence.
 	 */
-	n += (int)log_escape(line + n, sizeof(line) - (size_t)n - 1, msg, (size_t)m);
+	n += (int)escape_text(line + n, sizeof(line) - (size_t)n - 1, msg, (size_t)m, cut);
 	line[n++] = '\n';
 	if (wr(log_path ? open_log_file() : 2, line, (size_t)n) < 0 && log_path) {
 		/* Our fd may have been closed behind our back: reopen once. */

@@ -22,7 +22,8 @@ int log_init(void);
  * Copies IN[0..N) to OUT (CAP bytes, NUL-terminated) as log text: printable
  * ASCII and well-formed UTF-8 as they are; control characters (C0, DEL, C1),
  * bidirectional overrides and bytes that are not UTF-8 as \xNN; a backslash
- * as \\. Text that does not fit ends in "...". Returns the length written.
+ * as \\. Text that does not fit ends in "..." after whole escapes and
+ * characters (with CAP under 5, it is dots only). Returns the length written.
  */
 size_t log_escape(char *out, size_t cap, const char *in, size_t n);
 

@@ -49,7 +49,7 @@
 #define TL_RING 2048 /* per thread: at least 8 names of the longest kind */
 
 #define SELF_MAX_ADDRS 16 /* per name */
-#define SELF_MAX_PAIRS (NAMES_SELF_MAX_NAMES * SELF_MAX_ADDRS)
+#define SELF_MAX_PAIRS ((size_t)NAMES_SELF_MAX_NAMES * SELF_MAX_ADDRS)
 
 #define DNS_MAX_NAME 253 /* RFC 1035 section 2.3.4, without the trailing dot */
 
@@ -684,7 +684,7 @@ static int self_usable(const struct self_cache *c, const struct policy *p)
 
 static int self_fresh(const struct self_cache *c, const struct policy *p, uint64_t now)
 {
-	return self_usable(c, p) && now - c->when_ms < NAMES_SELF_TTL_S * 1000u;
+	return self_usable(c, p) && now - c->when_ms < NAMES_SELF_TTL_S * 1000ULL;
 }
 
 /*

@@ -163,6 +163,7 @@
 
 // clang-format on
 
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): a type and a parameter list, not expressions */
 #define REAL_MEMBER(name, ret, args) ret(*name) args;
 
 struct real_fns {

@@ -1,6 +1,6 @@
 /*
- * connect.c - hooks: connect() chooses a rule and wraps; getsockopt(SO_ERROR)
- * reports the wrapped connection's outcome.
+ * connect.c - hooks: connect() goes to wrap_connect() (wrap.c: decided by
+ * decide.c); getsockopt(SO_ERROR) reports the wrapped connection's outcome.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,146 +12,24 @@
 
 #include "addr.h"
 #include "conn.h"
-#include "epreg.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "inherit.h"
 #include "log.h"
-#include "names.h"
 #include "shim.h"
-#include "stats.h"
-
-/* Drops a wrapping that never became TLS, restoring the program's blocking mode. */
-static void unwrap(int fd)
-{
-	struct conn *c = fdtab_take(fd);
-	int fl;
-
-	if (c == NULL)
-		return;
-	fl = real.fcntl(fd, F_GETFL);
-	if (fl >= 0 && !conn_nonblock(c))
-		real.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	conn_put(c);
-}
-
-int connect_decide(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	struct policy_query q = {.dir = POLICY_CONNECT};
-	struct policy_match m;
-	const struct policy_rule *r;
-	const char *alt[8];
-	char name[NAMES_MAX_NAME], why[LOG_MSG_MAX - 100]; /* the names, cut to a log line */
-	char desc[NAMES_MAX_NAME + 80];
-	const char *peer;
-	struct conn *c;
-	struct ep ep;
-	int rc, err = 0, off = 0;
-
-	real_init(); /* wrapped work ahead: the whole table */
-	if (tcp_destination(fd, sa, len, &ep) != 0)
-		return 1;
-	q.family = ep.family;
-	memcpy(q.addr, ep.addr, sizeof(q.addr));
-	q.port = ep.port;
-	q.alt_names = alt;
-	q.n_alt = names_self(shim.policy, POLICY_CONNECT, ep.family, ep.addr, alt, 8);
-	/* The name the rule is about: SNI and the name the certificate must carry. */
-	r = names_match_connect(shim.policy, &q, &m, &peer, name, why, sizeof(why));
-	if (why[0] != '\0') {
-		/* Never a guess between names: refused before a packet leaves. */
-		ep_describe(&ep, NULL, desc, sizeof(desc));
-		log_error("connect %s: refused: %s", desc, why);
-		return -ECONNREFUSED;
-	}
-	if (r == NULL || r->action == POLICY_PLAIN) {
-		stats_decided(r, POLICY_PLAIN);
-		if (r != NULL)
-			log_debug("connect %s:%u: plain by %s:%u", ep.text, ep.port, r->source,
-				  r->line);
-		return 1;
-	}
-	memcpy(desc, "connect ", 8);
-	ep_describe(&ep, peer, desc + 8, sizeof(desc) - 8);
-	if (r->action == POLICY_DENY) {
-		log_warn("%s: denied by policy (%s:%u)", desc, r->source, r->line);
-		stats_decided(r, POLICY_DENY);
-		return -EACCES;
-	}
-	/*
-	 * TCP Fast Open would put our first flight in the SYN, and with
-	 * TCP_FASTOPEN_CONNECT make connect() return before there is a
-	 * connection: the shim connects first, then speaks TLS.
-	 */
-	real.setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &off, sizeof(off));
-	c = conn_new_client(fd, r, peer, ep.text, ep.port, desc, &err);
-	if (c == NULL)
-		return -err;
-	rc = fdtab_set(fd, c);
-	if (rc != 0) {
-		conn_put(c);
-		return rc;
-	}
-	epreg_adopt(fd, c);
-	rc = conn_connect(c, sa, len);
-	/*
-	 * A TCP-level failure leaves the socket unconnected (it may be connected
-	 * again). After EINTR the connection goes on, still ours to wrap.
-	 */
-	if (rc < 0 && rc != -EINPROGRESS && rc != -EINTR && !c->tls_failed)
-		unwrap(fd);
-	conn_put(c);
-	return rc;
-}
-
-int connect_again(int fd, int *decide)
-{
-	struct conn *c = fdtab_get(fd);
-	int rc, afresh;
-
-	*decide = 1;
-	if (c == NULL)
-		return 0;
-	rc = conn_connect_again(c, &afresh);
-	conn_put(c);
-	*decide = 0;
-	/* After a TCP failure this call reports it, as Linux does; the next one starts afresh. */
-	if (afresh)
-		unwrap(fd);
-	return rc;
-}
+#include "wrap.h"
 
 static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	int rc, decide;
 
-	rc = connect_again(fd, &decide);
+	rc = wrap_connect_again(fd, &decide);
 	if (!decide)
 		return (int)hook_ret(rc);
-	rc = connect_decide(fd, sa, len);
+	rc = wrap_connect(fd, sa, len);
 	if (rc == 1)
 		return real.connect(fd, sa, len);
 	return (int)hook_ret(rc);
-}
-
-/*
- * connect(AF_UNSPEC) dissolves the association (the kernel resets the
- * connection), and the socket may then connect anywhere: the session ends
- * with it, without close_notify (the plain socket sends a reset), and the
- * next connect() is decided afresh.
- */
-static int shim_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	struct conn *c = fdtab_get(fd);
-	int rc;
-
-	if (c == NULL)
-		return real.connect(fd, sa, len);
-	rc = real.connect(fd, sa, len);
-	if (rc == 0)
-		conn_disconnect(c);
-	conn_put(c);
-	return rc;
 }
 
 /*
@@ -167,7 +45,7 @@ static int shim_connect_copy(int fd, const struct sockaddr *sa, socklen_t len)
 	if (sockaddr_copy(&ss, sa, len) != 0)
 		return real.connect(fd, sa, len);
 	if (len >= (socklen_t)sizeof(sa_family_t) && a->sa_family == AF_UNSPEC && fdtab_maybe(fd))
-		return shim_disconnect(fd, a, len);
+		return wrap_disconnect(fd, a, len);
 	if (shim.has_connect && (a->sa_family == AF_INET || a->sa_family == AF_INET6))
 		return shim_connect(fd, a, len);
 	return real.connect(fd, a, len);

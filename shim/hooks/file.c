@@ -1,6 +1,7 @@
 /*
  * file.c - hooks that would otherwise move bytes past TLS: sendfile and
- * splice into or out of a wrapped socket are carried through TLS, and a
+ * splice into or out of a wrapped socket are carried through TLS
+ * (conn_copy.c), and a
  * stdio stream opened on a wrapped fd (glibc's stdio calls read/write
  * internally, never through our hooks) reads and writes through TLS.
  */
@@ -13,91 +14,23 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "conn_copy.h"
 #include "fdtab.h"
 #include "hook.h"
 
-#define COPY_CHUNK 65536
-
-/* Sends all of BUF through C, waiting if needed (the bytes are already consumed). */
-static ssize_t send_all(struct conn *c, const char *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = conn_send(c, buf + done, len - done, MSG_NOSIGNAL);
-
-		if (r == -EAGAIN) {
-			struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-
-			real.poll(&p, 1, 1000);
-			continue;
-		}
-		if (r < 0)
-			return done > 0 ? (ssize_t)done : r;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
-
-/* sendfile/splice into a wrapped socket: read IN, encrypt, send. */
-static ssize_t copy_in(struct conn *c, int in, off64_t *off, size_t count)
-{
-	char small[4096]; /* a web server's small files (headers + sendfile) need no malloc */
-	size_t cap = count < COPY_CHUNK ? count : COPY_CHUNK;
-	char *buf = cap <= sizeof(small) ? small : malloc(cap);
-	size_t total = 0;
-	ssize_t r = 0;
-
-	if (buf == NULL)
-		return -ENOMEM;
-	while (total < count) {
-		size_t n = count - total < cap ? count - total : cap;
-
-		r = off ? pread64(in, buf, n, *off) : real.read(in, buf, n);
-		if (r <= 0) {
-			if (r < 0)
-				r = -errno;
-			break;
-		}
-		if (off)
-			*off += r;
-		r = send_all(c, buf, (size_t)r);
-		if (r < 0)
-			break;
-		total += (size_t)r;
-		/* A non-blocking caller gets what went out now, like a socket's partial send. */
-		if (conn_nonblock(c))
-			break;
-	}
-	if (buf != small)
-		free(buf);
-	return total > 0 ? (ssize_t)total : r;
-}
-
-static ssize_t do_sendfile(int out, int in, off64_t *off, size_t count)
-{
-	struct conn *c = fdtab_get(out);
-	ssize_t r;
-
-	if (c == NULL)
-		return -ENOENT;
-	r = copy_in(c, in, off, count);
-	conn_put(c);
-	return r;
-}
-
 HOOK ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
+	struct conn *c;
 	off64_t o;
 	ssize_t r;
 
 	NEED_REAL(sendfile);
-	if (likely(!fdtab_maybe(out)))
+	c = unlikely(fdtab_maybe(out)) ? fdtab_get(out) : NULL;
+	if (likely(c == NULL))
 		return real.sendfile(out, in, off, count);
 	o = off ? *off : 0;
-	r = do_sendfile(out, in, off ? &o : NULL, count);
-	if (r == -ENOENT)
-		return real.sendfile(out, in, off, count);
+	r = conn_copy_in(c, in, off ? &o : NULL, count);
+	conn_put(c);
 	if (off)
 		*off = (off_t)o;
 	return hook_ret(r);
@@ -105,14 +38,15 @@ HOOK ssize_t sendfile(int out, int in, off_t *off, size_t count)
 
 HOOK ssize_t sendfile64(int out, int in, off64_t *off, size_t count)
 {
+	struct conn *c;
 	ssize_t r;
 
 	NEED_REAL(sendfile64);
-	if (likely(!fdtab_maybe(out)))
+	c = unlikely(fdtab_maybe(out)) ? fdtab_get(out) : NULL;
+	if (likely(c == NULL))
 		return real.sendfile64(out, in, off, count);
-	r = do_sendfile(out, in, off, count);
-	if (r == -ENOENT)
-		return real.sendfile64(out, in, off, count);
+	r = conn_copy_in(c, in, off, count);
+	conn_put(c);
 	return hook_ret(r);
 }
 
@@ -124,30 +58,14 @@ HOOK ssize_t splice(int in, loff_t *inoff, int out, loff_t *outoff, size_t len, 
 	NEED_REAL(splice);
 	if (likely(!fdtab_maybe(in) && !fdtab_maybe(out)))
 		return real.splice(in, inoff, out, outoff, len, flags);
-	if ((c = fdtab_get(out)) != NULL) {
-		r = copy_in(c, in, inoff, len < COPY_CHUNK ? len : COPY_CHUNK);
-	} else if ((c = fdtab_get(in)) != NULL) {
-		char buf[16384];
-		size_t n = len < sizeof(buf) ? len : sizeof(buf);
-		size_t done = 0;
-
-		r = conn_recv(c, buf, n, (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0);
-		/* Plaintext already taken from TLS must land in the pipe. */
-		while (r > 0 && done < (size_t)r) {
-			ssize_t w = outoff ? pwrite64(out, buf + done, (size_t)r - done, *outoff)
-					   : real.write(out, buf + done, (size_t)r - done);
-			if (w < 0) {
-				if (errno == EAGAIN || errno == EINTR)
-					continue;
-				r = -errno;
-				break;
-			}
-			if (outoff)
-				*outoff += w;
-			done += (size_t)w;
-		}
+	c = fdtab_get(out);
+	if (c != NULL) {
+		r = conn_copy_in(c, in, inoff, len < CONN_COPY_CHUNK ? len : CONN_COPY_CHUNK);
 	} else {
-		return real.splice(in, inoff, out, outoff, len, flags);
+		c = fdtab_get(in);
+		if (c == NULL)
+			return real.splice(in, inoff, out, outoff, len, flags);
+		r = conn_copy_out(c, out, outoff, len, (flags & SPLICE_F_NONBLOCK) != 0);
 	}
 	conn_put(c);
 	return hook_ret(r);

@@ -25,7 +25,9 @@
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
+#include "scm.h"
 #include "shim.h"
+#include "wrap.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
 int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap);
@@ -253,7 +255,7 @@ static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
 
 	if (!shim.has_connect && !fdtab_maybe(fd))
 		return 1;
-	rc = connect_again(fd, &decide);
+	rc = wrap_connect_again(fd, &decide);
 	if (!decide)
 		return rc;
 	/*
@@ -263,7 +265,7 @@ static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
 	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
 		return 1;
 	*sa = (const struct sockaddr *)ss;
-	return connect_decide(fd, *sa, salen);
+	return wrap_connect(fd, *sa, salen);
 }
 
 /* An address the kernel refuses to copy in, even where TCP then ignores it. */
@@ -467,29 +469,6 @@ static ssize_t msg_send(struct conn *c, const struct msghdr *umsg, int flags)
 	return conn_sendv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
 }
 
-/* Fds received over SCM_RIGHTS are new numbers (fd_new), in a process that has wrapped one. */
-static void received_fds(const struct msghdr *msg)
-{
-	struct cmsghdr *cm;
-
-	if (likely(msg->msg_controllen == 0 || (!fdtab_any() && !epreg_active())))
-		return;
-	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL;
-	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-		size_t n;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			fd_new(fd);
-		}
-	}
-}
-
 HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct conn *c;
@@ -499,7 +478,7 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	if (likely(!fdtab_maybe(fd)) || (flags & MSG_ERRQUEUE)) {
 		r = real.recvmsg(fd, msg, flags);
 		if (r >= 0)
-			received_fds(msg);
+			scm_received(msg);
 		return r;
 	}
 	c = fdtab_get(fd);
@@ -508,46 +487,6 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	r = msg_recv(c, msg, flags);
 	conn_put(c);
 	return hook_ret(r);
-}
-
-/*
- * Whether MSG passes a wrapped fd over SCM_RIGHTS (logged). Its TLS session
- * cannot go with it (a known limit): the receiver would read raw records and
- * write cleartext into a connection the policy says is TLS. So, like a
- * connection the policy denies, the send is refused with EACCES. Looked at
- * only for messages with control data, in a process that has wrapped an fd.
- */
-static int passes_wrapped_fd(int fd, const struct msghdr *msg)
-{
-	struct cmsghdr *cm;
-
-	if (likely(msg == NULL || msg->msg_controllen == 0 || !fdtab_any()))
-		return 0;
-	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL;
-	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-		const unsigned char *data = CMSG_DATA(cm);
-		size_t n, i;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < n; i++) {
-			int passed;
-			struct conn *c;
-
-			memcpy(&passed, data + i * sizeof(int), sizeof(int));
-			c = fdtab_maybe(passed) ? fdtab_get(passed) : NULL;
-			if (c == NULL)
-				continue;
-			log_error(
-			    "%s: refused to pass it (fd %d) over SCM_RIGHTS on fd %d: its TLS "
-			    "session cannot go with it, and the receiver would write cleartext",
-			    c->desc, passed, fd);
-			conn_put(c);
-			return 1;
-		}
-	}
-	return 0;
 }
 
 /*
@@ -588,7 +527,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		if (r < 0)
 			return hook_ret(r);
 		if (r == 1 && !fdtab_maybe(fd)) {
-			if (unlikely(passes_wrapped_fd(fd, &copy))) {
+			if (unlikely(scm_passes_wrapped(fd, &copy))) {
 				errno = EACCES;
 				return -1;
 			}
@@ -597,7 +536,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		flags &= ~MSG_FASTOPEN;
 	}
 	if (likely(!fdtab_maybe(fd))) {
-		if (unlikely(passes_wrapped_fd(fd, msg))) {
+		if (unlikely(scm_passes_wrapped(fd, msg))) {
 			errno = EACCES;
 			return -1;
 		}
@@ -633,7 +572,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	}
 	if (likely(!fdtab_maybe(fd))) {
 		for (i = 0; v != NULL && i < n && fdtab_any(); i++) {
-			if (unlikely(passes_wrapped_fd(fd, &v[i].msg_hdr))) {
+			if (unlikely(scm_passes_wrapped(fd, &v[i].msg_hdr))) {
 				if (i > 0)
 					return real.sendmmsg(fd, v, i, flags);
 				errno = EACCES;
@@ -670,7 +609,7 @@ HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct t
 		int got = real.recvmmsg(fd, v, n, flags, t);
 
 		for (int k = 0; k < got; k++)
-			received_fds(&v[k].msg_hdr);
+			scm_received(&v[k].msg_hdr);
 		return got;
 	}
 	c = fdtab_get(fd);

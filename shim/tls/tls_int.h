@@ -93,7 +93,7 @@ int tls_bio_flush(struct tsess *s);
  * until it drains: a few records (RFC 8446 section 5.2: at most 2^14 + 256
  * bytes of ciphertext each).
  */
-#define TLS_OUT_HOLD (4 * (16384 + 256 + 5))
+#define TLS_OUT_HOLD ((size_t)4 * (16384 + 256 + 5))
 
 /*
  * Records the peer may make us send in reply (KeyUpdate with update_requested,

@@ -582,7 +582,8 @@ static void expiry_check(struct ctx_entry *e)
 		t = (time_t)x->not_after;
 		if (gmtime_r(&t, &tm) == NULL)
 			continue;
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		if (strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+			continue;
 		left = x->not_after - now;
 		if (left <= 0)
 			tls_log(

@@ -659,6 +659,10 @@ Test(stats, unknown_pid_is_an_error)
 	rc = run_in(&p, ARGV((char *)h_cmd(), "stats", "--output", "x"), h_tmpdir());
 	cr_expect_eq(rc, 64, "expected a usage error for --output without --prometheus");
 	h_proc_free(&p);
+	/* Past INT_MAX is no PID: read as an int it wraps (to 1, init, here). */
+	rc = run_in(&p, ARGV((char *)h_cmd(), "stats", "4294967297"), h_tmpdir());
+	cr_expect_eq(rc, 64, "expected a usage error for PID 4294967297, got %d:\n%s", rc, p.err);
+	h_proc_free(&p);
 }
 
 /* ---- certificate expiry (expiry-warn=) ----------------------------------------------- */

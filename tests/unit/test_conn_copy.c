@@ -1,0 +1,99 @@
+/*
+ * test_conn_copy.c - unit tests of shim/conn_copy.c: sendfile/splice through
+ * a wrapped connection (here one that `auto` let through in cleartext, so the
+ * peer reads what the program sent as it was).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "conn_copy.h"
+#include "test_conn_util.h"
+
+static void read_exactly(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, buf + got, n - got);
+
+		cr_assert(r > 0, "read: %zd after %zu of %zu", r, got, n);
+		got += (size_t)r;
+	}
+}
+
+/* A file of N bytes whose byte i is i * 7 (mod 256). */
+static int file_of(size_t n)
+{
+	char path[] = "/tmp/tlsshim-copy.XXXXXX";
+	int fd = mkstemp(path);
+	unsigned char *b = malloc(n);
+
+	cr_assert(fd >= 0 && b != NULL);
+	unlink(path);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)(i * 7);
+	cr_assert_eq(write(fd, b, n), (ssize_t)n);
+	free(b);
+	return fd;
+}
+
+Test(conn_copy, a_closed_input_sends_nothing)
+{
+	struct tc t = tc_buffered();
+	struct conn *c = fdtab_get(t.fd);
+	off64_t off = 0;
+
+	cr_expect_eq(conn_copy_in(c, 12345, NULL, 10), -EBADF);
+	cr_expect_eq(conn_copy_in(c, 12345, &off, 10), -EBADF);
+	cr_expect_eq(off, 0);
+	conn_put(c);
+	tc_close(&t);
+}
+
+Test(conn_copy, sendfile_from_an_offset_sends_every_byte)
+{
+	struct tc t = tc_buffered();
+	struct conn *c = fdtab_get(t.fd);
+	size_t n = 3 * CONN_COPY_CHUNK + 5;
+	int f = file_of(n + 100);
+	unsigned char *got = malloc(n);
+	off64_t off = 100;
+
+	cr_assert_not_null(got);
+	cr_expect_eq(conn_copy_in(c, f, &off, n), (ssize_t)n);
+	cr_expect_eq(off, (off64_t)(100 + n));
+	read_exactly(t.peer, (char *)got, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(got[i], (unsigned char)((i + 100) * 7), "byte %zu", i);
+	/* Past the end of the file: 0, as sendfile. */
+	cr_expect_eq(conn_copy_in(c, f, &off, 10), 0);
+	free(got);
+	close(f);
+	conn_put(c);
+	tc_close(&t);
+}
+
+Test(conn_copy, splice_out_hands_over_what_the_shim_holds_first)
+{
+	struct tc t = tc_buffered();
+	struct conn *c = fdtab_get(t.fd);
+	struct pollfd p = {.fd = t.fd, .events = POLLIN};
+	int pp[2];
+	char buf[16];
+
+	cr_assert_eq(pipe(pp), 0);
+	cr_assert_eq(conn_poll_prepare(c, POLLIN, &p.events) & POLLIN, POLLIN);
+	cr_expect_eq(conn_copy_out(c, pp[1], NULL, 100, 1), 8);
+	read_exactly(pp[0], buf, 8);
+	cr_expect_arr_eq(buf, tc_cleartext, 8);
+	cr_expect_eq(conn_copy_out(c, pp[1], NULL, 100, 1), -EAGAIN, "nothing more to read");
+	close(pp[0]);
+	close(pp[1]);
+	conn_put(c);
+	tc_close(&t);
+}
