@@ -9,9 +9,10 @@
  * set errno.
  *
  * Locking: c->lock serialises engine calls and state changes; it is never
- * held across a wait, so one thread can read while another writes. Lifetime:
- * reference counted; each fd mapping in fdtab holds one reference, and every
- * hook pins the conn for the duration of its call (fdtab_get/conn_put).
+ * held across a wait, so one thread can read while another writes (struct
+ * conn says which fields need it). Lifetime: reference counted; each fd
+ * mapping in fdtab holds one reference, and every hook pins the conn for the
+ * duration of its call (fdtab_get/conn_put). Closing goes through fdclose.h.
  */
 #ifndef TLSSHIM_CONN_H
 #define TLSSHIM_CONN_H
@@ -36,32 +37,38 @@ enum conn_state {
 	CONN_FAILED,         /* handshake or TLS failure: every I/O gets c->err */
 };
 
+/*
+ * Who may touch what. (I) immutable once the conn is published in fdtab;
+ * (A) atomic, read and written without the lock; (L) c->lock held; the
+ * bitfields share words, so every one of them is (L). Lock order: c->lock,
+ * then conn_wait.c's own_lock, or epreg's lock; never two conns' locks.
+ */
 struct conn {
 	pthread_mutex_t lock;
-	atomic_int refs;
-	atomic_int n_epregs; /* epoll sets it is registered in (epreg.c) */
-	enum tls_role role;
-	enum conn_state state;
-	int fd;   /* the fd the session does I/O on */
-	int *fds; /* every fd of this process mapped here */
-	int nfds, capfds;
-	int fds_inline[2];
-	atomic_int user_nonblock; /* O_NONBLOCK as the program believes it is set */
-	atomic_int user_nodelay;  /* TCP_NODELAY as the program believes it is set */
-	atomic_uint rd_eagain;    /* reads that ended in EAGAIN (edge-triggered epoll) */
-	atomic_uint wr_eagain;    /* writes that ended in EAGAIN or short */
-	atomic_int io_family;     /* enum ts_io of the program's latest I/O call (conn_set_io) */
-	int err;                  /* errno of I/O once FAILED */
-	int so_error;             /* pending SO_ERROR (cleared when read), like a socket */
-	unsigned rd_eof : 1;      /* the peer ended the stream (read gives 0) */
-	unsigned rd_shut : 1;     /* program did shutdown(SHUT_RD) */
-	unsigned wr_shut : 1;     /* program did shutdown(SHUT_WR): close_notify sent */
+	atomic_int refs;          /* (A) conn_ref/conn_put; each fdtab mapping holds one */
+	atomic_int n_epregs;      /* (A, epreg's lock to change) epoll sets it is in (epreg.c) */
+	enum tls_role role;       /* (I) */
+	enum conn_state state;    /* (L) */
+	int fd;                   /* (L) the fd the session does I/O on */
+	int *fds;                 /* (L) every fd of this process mapped here */
+	int nfds, capfds;         /* (L) */
+	int fds_inline[2];        /* (L) */
+	atomic_int user_nonblock; /* (A) O_NONBLOCK as the program believes it is set */
+	atomic_int user_nodelay;  /* (A) TCP_NODELAY as the program believes it is set */
+	atomic_uint rd_eagain;    /* (A) reads that ended in EAGAIN (edge-triggered epoll) */
+	atomic_uint wr_eagain;    /* (A) writes that ended in EAGAIN or short */
+	atomic_int io_family; /* (A) enum ts_io of the program's latest I/O call (conn_set_io) */
+	int err;              /* (L) errno of I/O once FAILED */
+	int so_error;         /* (L) pending SO_ERROR (cleared when read), like a socket */
+	unsigned rd_eof : 1;  /* the peer ended the stream (read gives 0) */
+	unsigned rd_shut : 1; /* program did shutdown(SHUT_RD) */
+	unsigned wr_shut : 1; /* program did shutdown(SHUT_WR): close_notify sent */
 	unsigned notify_sent : 1;
 	unsigned closed : 1;          /* last fd closed; the socket is gone */
 	unsigned tls_failed : 1;      /* FAILED because of TLS (not a TCP error) */
 	unsigned connect_told : 1;    /* connect() has reported success once (then EISCONN) */
 	unsigned own_listener : 1;    /* client: the destination is this process's listener */
-	unsigned own_listed : 1;      /* in conn.c's list of handshakes any waiter moves on */
+	unsigned own_listed : 1;      /* in conn_wait.c's list of handshakes any waiter moves on */
 	unsigned early_open : 1;      /* client: connected for the program, handshake going on */
 	unsigned shut_pending : 1;    /* shutdown(SHUT_WR) waits for the handshake and early */
 	unsigned hs_hangup : 1;       /* the peer left during the handshake: reads see EOF */
@@ -69,24 +76,24 @@ struct conn {
 	unsigned corked : 1;          /* TCP_CORK as the program set it (conn_set_cork) */
 	unsigned kcorked : 1;         /* ... and passed to the kernel (a cleartext socket) */
 	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
-	unsigned char claim;          /* CLAIM_*: may this process use the session (fork) */
-	uint64_t claim_gen;           /* the fork generation this process contends in */
-	_Atomic uint64_t *claim_word; /* shared with forked processes: gen << 1 | claimed */
-	uint64_t hs_deadline_ns;      /* CLOCK_MONOTONIC; 0 until the handshake starts */
-	unsigned stats_mark;          /* stats_conn_new()'s mark, for stats_conn_end() */
-	uint64_t connect_wait_ns;     /* client: until when connect waits for the handshake */
-	unsigned char *early;         /* plaintext written before the handshake completed */
-	size_t early_len, early_off;  /* early[early_off..early_len) is not yet encrypted */
-	const struct policy_rule *rule;
-	struct tsess *ts;
-	struct stls *st;     /* starttls=: the dialogue, then what the program reads first */
-	size_t st_out_off;   /* bytes of st->out already sent */
-	unsigned char *hold; /* plaintext gathered for one record (TCP_CORK, MSG_MORE) */
-	size_t hold_len;
-	char *peer_name; /* client: SNI / verified name, or NULL */
-	char *desc;      /* "connect api.internal:443 (10.1.2.3)" for log lines */
-	char peer_addr[48];
-	uint16_t port;
+	unsigned char claim;          /* (L) CLAIM_*: may this process use the session (fork) */
+	uint64_t claim_gen;           /* (L) the fork generation this process contends in */
+	_Atomic uint64_t *claim_word; /* (L) to set; the word (A) is shared with forked processes */
+	uint64_t hs_deadline_ns;      /* (L) CLOCK_MONOTONIC; 0 until the handshake starts */
+	unsigned stats_mark;          /* (I) stats_conn_new()'s mark, for stats_conn_end() */
+	uint64_t connect_wait_ns;     /* (L) client: until when connect waits for the handshake */
+	unsigned char *early;         /* (L) plaintext written before the handshake completed */
+	size_t early_len, early_off;  /* (L) early[early_off..early_len) is not yet encrypted */
+	const struct policy_rule *rule; /* (I) */
+	struct tsess *ts;  /* (L) the engine's session; NULL until made (a server's at first use) */
+	struct stls *st;   /* (L) starttls=: the dialogue, then what the program reads first */
+	size_t st_out_off; /* (L) bytes of st->out already sent */
+	unsigned char *hold; /* (L) plaintext gathered for one record (TCP_CORK, MSG_MORE) */
+	size_t hold_len;     /* (L) */
+	char *peer_name;     /* (I) client: SNI / verified name, or NULL */
+	char *desc;          /* (I) "connect api.internal:443 (10.1.2.3)" for log lines */
+	char peer_addr[48];  /* (I) */
+	uint16_t port;       /* (I) */
 };
 
 /* How long a connect waits for the handshake after TCP has connected. */
@@ -181,28 +188,20 @@ int conn_add_fd(struct conn *c, int fd);
 int conn_close_fd(struct conn *c, int fd);
 
 /*
- * The program is closing FD (close, dup2 onto it, fclose of its stream):
- * unmaps it, forgets its epoll registrations, and ends the TLS session if it
- * was the conn's last fd (conn_close_fd). Safe for an fd that is not wrapped.
- * The caller then closes FD itself.
+ * FD's number now names another file (fdclose_stale): unmaps it from C
+ * without a byte of I/O; when it was C's last fd the session ends silently.
+ * Returns 1 when it was the last.
  */
-void conn_release_fd(int fd);
+int conn_forget_fd(struct conn *c, int fd);
 
 /*
- * FD has just been handed out by the kernel (open, socket, accept, pipe, dup,
- * ...): an entry under its number is stale (its socket was closed behind the
- * shim's back). Drops it and its epoll registrations without any I/O on FD,
- * and logs it at debug. errno is preserved. Callers test fdtab_maybe(FD) or
- * epreg_active() first (fd_new() in hooks/hook.h).
+ * connect(AF_UNSPEC) succeeded (fdclose_disconnect): C fails as a reset
+ * connection, without close_notify. Copies up to MAX of its fds into FDS and
+ * returns their count; conn_unwrap_fd() then gives each back the program's
+ * blocking mode, TCP_NODELAY and TCP_CORK.
  */
-void conn_drop_stale(int fd);
-
-/*
- * connect(AF_UNSPEC) succeeded on the conn's socket: the connection is gone
- * (reset, no close_notify) and the socket may connect again. Every fd of it
- * is unwrapped, with the program's blocking mode and TCP_NODELAY restored.
- */
-void conn_disconnect(struct conn *c);
+int conn_disconnect(struct conn *c, int *fds, int max);
+void conn_unwrap_fd(struct conn *c, int fd);
 
 /* The program's view of TCP_NODELAY (the socket always has it: see conn.c). */
 int conn_nodelay(const struct conn *c);

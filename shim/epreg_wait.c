@@ -10,6 +10,7 @@
 #include <time.h>
 #include <uthash.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "epreg.h"
 #include "epreg_int.h"
@@ -107,14 +108,6 @@ static void reported(struct reg *r, uint32_t events)
 		ep_queue(r);
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Examines the dirty registrations of S: brings their kernel entries up to
  * date and collects those ready without the kernel (R->syn) on *SYN. Returns
@@ -159,18 +152,12 @@ static int drain_dirty(struct epset *s, struct reg **syn)
  */
 static int64_t wait_left(struct epset *s, int64_t deadline, int nsyn)
 {
-	int64_t now = mono_ns(), left = -1;
+	int64_t now = clock_ns();
 	uint64_t hs = due_deadlines(s, (uint64_t)now);
 
 	if (s->dirty != NULL && nsyn == 0)
 		hs = (uint64_t)now; /* a deadline passed: fail it in the next round */
-	if (deadline >= 0)
-		left = deadline > now ? deadline - now : 0;
-	if (nsyn > 0)
-		left = 0;
-	else if (hs != 0 && (left < 0 || (int64_t)hs - now < left))
-		left = (int64_t)hs > now ? (int64_t)hs - now : 0;
-	return left;
+	return nsyn > 0 ? 0 : clock_wait_left(now, deadline, hs);
 }
 
 /*
@@ -254,7 +241,7 @@ static int wait_end(struct epset *s, int rc, int take)
 int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, const sigset_t *mask,
 	       int *handled)
 {
-	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	int64_t deadline = timeout_ns < 0 ? -1 : clock_ns() + timeout_ns;
 	struct epset *s;
 
 	*handled = 0;
@@ -289,7 +276,7 @@ int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, co
 			return wait_end(s, 0, 0);
 		out = from_kernel(s, ev, k < 0 ? 0 : k);
 		out = from_syn(syn, ev, out, max);
-		if (out > 0 || (deadline >= 0 && mono_ns() >= deadline))
+		if (out > 0 || (deadline >= 0 && clock_ns() >= deadline))
 			return wait_end(s, out, 0);
 	}
 }

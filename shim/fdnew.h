@@ -6,6 +6,7 @@
 
 #include "conn.h"
 #include "epreg.h"
+#include "fdclose.h"
 #include "fdtab.h"
 
 /*
@@ -17,7 +18,7 @@
 static inline void fd_new(int fd)
 {
 	if (__builtin_expect(fd >= 0 && (fdtab_maybe(fd) || epreg_active()), 0))
-		conn_drop_stale(fd);
+		fdclose_stale(fd);
 }
 
 #endif

@@ -3,9 +3,9 @@
  *
  * An array indexed by fd, in lazily allocated chunks, of pointers to struct
  * conn. A call on an fd the shim does not wrap costs two atomic loads and no
- * lock. Pointers found are pinned with conn_get() under a striped lock, so a
- * concurrent close cannot free a conn between the load and the pin. Design:
- * shim/DESIGN.md.
+ * lock. Pointers found are pinned with fdtab_get() under a striped lock, so a
+ * concurrent fdtab_take() (close: fdclose.h) cannot free a conn between the
+ * load and the pin. Design: shim/DESIGN.md.
  */
 #ifndef TLSSHIM_FDTAB_H
 #define TLSSHIM_FDTAB_H

@@ -41,6 +41,8 @@
 #include "../cmd/cmd.h"
 #include "addr.h"
 #include "conn.h"
+#include "errmap.h"
+#include "fdclose.h"
 #include "fdtab.h"
 #include "inherit.h"
 #include "log.h"
@@ -499,7 +501,7 @@ static void wrap(const int *fds, size_t n, const struct policy_rule *r, int clie
 		log_warn("%s: inherited connection denied by policy (%s:%u)", desc, r->source,
 			 r->line);
 		c->state = CONN_FAILED;
-		c->err = ECONNRESET;
+		c->err = outcome_errno(OUTCOME_RESET);
 		real.shutdown(fds[0], SHUT_RDWR);
 	} else {
 		if (h != NULL && h->kind == 'p' && r->action == POLICY_AUTO)
@@ -549,7 +551,7 @@ static void refused(const int *fds, size_t n)
 	if (c == NULL)
 		return;
 	c->state = CONN_FAILED;
-	c->err = ECONNRESET;
+	c->err = outcome_errno(OUTCOME_RESET);
 	for (size_t i = 0; i < n; i++)
 		if (i == 0 ? fdtab_set(fds[i], c) != 0
 			   : (conn_add_fd(c, fds[i]) != 0 || fdtab_set(fds[i], c) != 0))
@@ -1019,7 +1021,7 @@ static int relay(struct group *g, const char *what)
 	for (int i = 0; i < n; i++) {
 		int fl = real.fcntl(fds[i], F_GETFD);
 
-		conn_release_fd(fds[i]); /* no I/O: the session is the relay's now */
+		fdclose_release(fds[i]); /* no I/O: the session is the relay's now */
 		real.dup3(sp[0], fds[i], fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0);
 	}
 	free(fds);

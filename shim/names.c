@@ -38,6 +38,7 @@
 #include <sys/auxv.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "names.h"
 #include "real.h"
@@ -597,14 +598,6 @@ const struct policy_rule *names_match_connect(const struct policy *p, struct pol
 
 /* ---- the shim's own resolution ------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void self_add(struct self_cache *c, const struct nkey *k, uint32_t idx)
 {
 	for (size_t i = 0; i < c->n; i++) {
@@ -674,7 +667,7 @@ static void self_fill(struct self_cache *c, const struct policy *p, enum policy_
 	for (size_t i = 0; i < count; i++)
 		self_resolve_one(c, names[i], (uint32_t)i);
 	c->p = p;
-	c->when_ms = now_ms();
+	c->when_ms = (uint64_t)clock_ms();
 }
 
 static int self_usable(const struct self_cache *c, const struct policy *p)
@@ -697,7 +690,7 @@ static void self_ensure(struct self_dir *sd, const struct policy *p, enum policy
 		struct self_cache *c = &sd->buf[sd->cur];
 		struct self_cache *spare;
 
-		if (self_fresh(c, p, now_ms()))
+		if (self_fresh(c, p, (uint64_t)clock_ms()))
 			return;
 		if (sd->refreshing) {
 			if (self_usable(c, p))

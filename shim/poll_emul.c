@@ -10,6 +10,7 @@
 #include <sys/select.h>
 #include <time.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "fdtab.h"
 #include "poll_emul.h"
@@ -17,14 +18,6 @@
 
 #define STACK_FDS        32 /* poll sets up to this size need no malloc */
 #define STACK_SELECT_FDS 64
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 int poll_emul_any_wrapped(const struct pollfd *fds, nfds_t n)
 {
@@ -87,13 +80,13 @@ static void round_free(struct round *w, nfds_t n, int pinned)
 /*
  * Fills the kernel's set from FDS and what each wrapped fd needs; returns how
  * many are ready without the kernel, and in *HS the earliest pending
- * handshake deadline (-1: none), which caps the wait: the next round fails it.
+ * handshake deadline (0: none), which caps the wait: the next round fails it.
  */
-static int round_prepare(struct round *w, const struct pollfd *fds, nfds_t n, int64_t *hs)
+static int round_prepare(struct round *w, const struct pollfd *fds, nfds_t n, uint64_t *hs)
 {
 	int nready = 0;
 
-	*hs = -1;
+	*hs = 0;
 	for (nfds_t i = 0; i < n; i++) {
 		uint64_t d;
 
@@ -106,24 +99,16 @@ static int round_prepare(struct round *w, const struct pollfd *fds, nfds_t n, in
 		if (w->ready[i])
 			nready++;
 		d = conn_deadline(w->cs[i]);
-		if (d != 0 && (*hs < 0 || (int64_t)d < *hs))
-			*hs = (int64_t)d;
+		if (d != 0 && (*hs == 0 || d < *hs))
+			*hs = d;
 	}
 	return nready;
 }
 
 /* The wait of this round, ns (-1: forever): 0 when something is ready. */
-static int64_t round_left(int64_t deadline, int nready, int64_t hs)
+static int64_t round_left(int64_t deadline, int nready, uint64_t hs)
 {
-	int64_t now = mono_ns(), left = -1;
-
-	if (deadline >= 0)
-		left = deadline > now ? deadline - now : 0;
-	if (nready > 0)
-		left = 0;
-	else if (hs >= 0 && (left < 0 || hs - now < left))
-		left = hs > now ? hs - now : 0;
-	return left;
+	return nready > 0 ? 0 : clock_wait_left(clock_ns(), deadline, hs);
 }
 
 /* Turns the kernel's answer into the program's revents; returns how many fds have events. */
@@ -147,7 +132,7 @@ int poll_emul(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *
 {
 	struct round w;
 	struct conn *own[CONN_OWN_DRIVE];
-	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	int64_t deadline = timeout_ns < 0 ? -1 : clock_ns() + timeout_ns;
 	int count = round_init(&w, fds, n);
 
 	if (count != 0) {
@@ -156,7 +141,8 @@ int poll_emul(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *
 	}
 	for (;;) {
 		struct timespec ts, *tsp = NULL;
-		int64_t hs, left;
+		int64_t left;
+		uint64_t hs;
 		int nready = round_prepare(&w, fds, n, &hs), kn, no;
 
 		left = round_left(deadline, nready, hs);
@@ -175,7 +161,7 @@ int poll_emul(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *
 			break;
 		count = round_result(&w, fds, n);
 		/* Kernel events TLS consumed (handshake, tickets) are not the program's. */
-		if (count > 0 || (deadline >= 0 && mono_ns() >= deadline))
+		if (count > 0 || (deadline >= 0 && clock_ns() >= deadline))
 			break;
 	}
 	round_free(&w, n, 1);
@@ -283,12 +269,12 @@ int poll_emul_select_tv(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct tim
 		}
 		t = (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
 	}
-	start = mono_ns();
+	start = clock_ns();
 	rc = poll_emul_select(nfds, rd, wr, ex, t, NULL, handled);
 	if (!*handled || tv == NULL)
 		return rc;
 	/* Linux select() reports the time left. */
-	left = t - (mono_ns() - start);
+	left = t - (clock_ns() - start);
 	if (left < 0)
 		left = 0;
 	tv->tv_sec = left / 1000000000;

@@ -12,6 +12,8 @@
 #include "conn.h"
 #include "decide.h"
 #include "epreg.h"
+#include "errmap.h"
+#include "fdclose.h"
 #include "fdnew.h"
 #include "fdtab.h"
 #include "log.h"
@@ -60,7 +62,7 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	case DECIDE_REFUSE:
 		ep_describe(&d.ep, NULL, desc, sizeof(desc));
 		log_error("connect %s: refused: %s", desc, d.why);
-		return -ECONNREFUSED;
+		return -outcome_errno(OUTCOME_REFUSED);
 	case DECIDE_PASS:
 		return connect_pass(&d);
 	case DECIDE_DENY:
@@ -73,7 +75,7 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (d.outcome == DECIDE_DENY) {
 		log_warn("%s: denied by policy (%s:%u)", desc, d.rule->source, d.rule->line);
 		stats_decided(d.rule, POLICY_DENY);
-		return -EACCES;
+		return -outcome_errno(OUTCOME_DENIED);
 	}
 	/*
 	 * TCP Fast Open would put our first flight in the SYN, and with
@@ -127,7 +129,7 @@ int wrap_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
 		return real.connect(fd, sa, len);
 	rc = real.connect(fd, sa, len);
 	if (rc == 0)
-		conn_disconnect(c);
+		fdclose_disconnect(c);
 	conn_put(c);
 	return rc;
 }

@@ -32,7 +32,7 @@ HOOK int close(int fd)
 		log_forget_fd(fd);
 	if (likely(!fdtab_maybe(fd) && !epreg_fd_maybe(fd)))
 		return real.close(fd);
-	conn_release_fd(fd);
+	fdclose_release(fd);
 	return real.close(fd);
 }
 HOOK_ALIAS(close, __close)
@@ -72,7 +72,7 @@ static void release_range(unsigned int first, unsigned int last)
 			continue;
 		}
 		if (fdtab_maybe((int)fd) || epreg_fd_maybe((int)fd))
-			conn_release_fd((int)fd);
+			fdclose_release((int)fd);
 	}
 }
 

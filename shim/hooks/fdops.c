@@ -41,7 +41,7 @@ static void release_target(int oldfd, int newfd)
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd)) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
-	conn_release_fd(newfd);
+	fdclose_release(newfd);
 }
 
 HOOK int dup(int fd)

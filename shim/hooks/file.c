@@ -116,7 +116,7 @@ static int cookie_close(void *cookie)
 {
 	int fd = (int)(intptr_t)cookie;
 
-	conn_release_fd(fd);
+	fdclose_release(fd);
 	return real.close(fd);
 }
 

@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "errmap.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
@@ -528,7 +529,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 			return hook_ret(r);
 		if (r == 1 && !fdtab_maybe(fd)) {
 			if (unlikely(scm_passes_wrapped(fd, &copy))) {
-				errno = EACCES;
+				errno = outcome_errno(OUTCOME_DENIED);
 				return -1;
 			}
 			return real.sendmsg(fd, &copy, flags);
@@ -537,7 +538,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	}
 	if (likely(!fdtab_maybe(fd))) {
 		if (unlikely(scm_passes_wrapped(fd, msg))) {
-			errno = EACCES;
+			errno = outcome_errno(OUTCOME_DENIED);
 			return -1;
 		}
 		return real.sendmsg(fd, msg, flags);
@@ -575,7 +576,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 			if (unlikely(scm_passes_wrapped(fd, &v[i].msg_hdr))) {
 				if (i > 0)
 					return real.sendmmsg(fd, v, i, flags);
-				errno = EACCES;
+				errno = outcome_errno(OUTCOME_DENIED);
 				return -1;
 			}
 		}

@@ -24,6 +24,7 @@
 
 #include <openssl/err.h>
 
+#include "clock.h"
 #include "tls_int.h"
 
 #define CTX_FILES         4 /* cert, key, ca, client-ca */
@@ -88,14 +89,6 @@ struct scache_slot {
 static pthread_mutex_t scache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct scache_slot scache[SCACHE_SIZE];
 static unsigned long scache_clock;
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* Formats "WHAT PATH: <OpenSSL's reason>" into ERR and empties the ERR queue. */
 static void ssl_fail(char *err, size_t errlen, const char *what, const char *path)
@@ -635,7 +628,7 @@ static void cert_report(const struct ctx_entry *e, SSL_CTX *ctx)
 static void ctx_refresh(struct ctx_entry *e)
 {
 	struct file_stamp st[CTX_FILES];
-	long long now = now_ns();
+	long long now = clock_ns();
 	char why[sizeof(e->err)];
 	int trust_changed, tries, moved;
 	SSL_CTX *n;

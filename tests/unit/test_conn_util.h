@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fdclose.h"
 #include "fdtab.h"
 #include "policy.h"
 #include "real.h"
@@ -115,7 +116,7 @@ static inline void tc_reset_peer(struct tc *t)
 
 static inline void tc_close(struct tc *t)
 {
-	conn_release_fd(t->fd);
+	fdclose_release(t->fd);
 	close(t->fd);
 	if (t->peer >= 0)
 		close(t->peer);

@@ -223,7 +223,7 @@ Test(epreg_wait, closing_the_fd_ends_its_registration)
 
 	cr_assert_eq(ep_add(ep, t.fd, EPOLLIN, 1), 0);
 	buffered_in_shim(ep, &t);
-	conn_release_fd(t.fd); /* what close() does first */
+	fdclose_release(t.fd); /* what close() does first */
 	cr_expect_eq(ep_wait1(ep, ev, 2, 0, &h), 0);
 	cr_expect_eq(h, 0, "a closed fd's registration is still handled");
 	close(t.fd);

@@ -1,0 +1,712 @@
+/*
+ * test_conn.c - unit tests of a wrapped connection's state machine (shim/conn*.c)
+ * against a fake TLS engine, linked against the core without the hooks.
+ *
+ * The fake engine is a "TLS" whose records are the bytes themselves: a
+ * handshake sends 'h' and reads one byte from the peer ('H' completes it,
+ * 'A' is an alert, anything else is not TLS), data passes through as it is,
+ * and close_notify is the byte 0x15. The peer is the other end of a
+ * socketpair (or a TCP connection on 127.0.0.1 for connect), driven by the
+ * test. Negative cases first.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn_int.h"
+#include "fdclose.h"
+#include "fdtab.h"
+#include "real.h"
+
+#define NOTIFY 0x15 /* the fake's close_notify */
+
+/* ---- the fake engine ---------------------------------------------------------------- */
+
+struct tsess {
+	int fd;
+	int hello_sent;
+	int sys_err;
+	int progress;
+	int notify_sent;
+	const char *reason;
+};
+
+static int fake_refuse_sessions; /* sess_new fails, as when a certificate cannot be loaded */
+
+static struct tsess *f_new(const struct tsess_params *p, char *err, size_t errlen)
+{
+	struct tsess *s;
+
+	if (fake_refuse_sessions) {
+		snprintf(err, errlen, "cannot load cert /nonexistent: no such file");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	cr_assert_not_null(s);
+	s->fd = p->fd;
+	return s;
+}
+
+static void f_free(struct tsess *s)
+{
+	free(s);
+}
+
+static void f_set_fd(struct tsess *s, int fd)
+{
+	s->fd = fd;
+}
+
+static void f_set_io(struct tsess *s, int family)
+{
+	(void)s;
+	(void)family;
+}
+
+/* A socket result as the engine reports it. */
+static int f_io_error(struct tsess *s, int want)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return want;
+	s->sys_err = errno;
+	return TS_SYSERR;
+}
+
+static int f_handshake(struct tsess *s)
+{
+	char b;
+	ssize_t n;
+
+	if (!s->hello_sent) {
+		if (send(s->fd, "h", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			return f_io_error(s, TS_WANT_WRITE);
+		s->hello_sent = 1;
+	}
+	n = recv(s->fd, &b, 1, MSG_DONTWAIT);
+	if (n < 0)
+		return f_io_error(s, TS_WANT_READ);
+	if (n == 0)
+		return TS_EOF;
+	s->progress = TS_PEER_SPOKE;
+	if (b == 'H')
+		return 0;
+	s->reason = b == 'A' ? "peer sent alert: handshake failure"
+			     : "peer is not speaking TLS (wrong version number)";
+	if (b != 'A')
+		s->progress = TS_PEER_PARTIAL;
+	return TS_FATAL;
+}
+
+static ssize_t f_read(struct tsess *s, void *buf, size_t len, int peek)
+{
+	char tmp[4096];
+	ssize_t n;
+	size_t k = 0;
+
+	if (len == 0)
+		return 0;
+	n = recv(s->fd, tmp, len < sizeof(tmp) ? len : sizeof(tmp), MSG_DONTWAIT | MSG_PEEK);
+	if (n < 0)
+		return f_io_error(s, TS_WANT_READ);
+	if (n == 0)
+		return TS_EOF;
+	if (tmp[0] == NOTIFY) {
+		if (!peek)
+			recv(s->fd, tmp, 1, MSG_DONTWAIT);
+		return TS_CLOSED;
+	}
+	while (k < (size_t)n && tmp[k] != NOTIFY)
+		k++;
+	if (peek) {
+		if (buf != NULL)
+			memcpy(buf, tmp, k);
+		return (ssize_t)k;
+	}
+	return recv(s->fd, buf, k, MSG_DONTWAIT);
+}
+
+static ssize_t f_write(struct tsess *s, const void *buf, size_t len)
+{
+	ssize_t n = send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	return n < 0 ? f_io_error(s, TS_WANT_WRITE) : n;
+}
+
+static int f_flush(struct tsess *s)
+{
+	(void)s;
+	return 0;
+}
+
+static int f_close_notify(struct tsess *s)
+{
+	static const char n = NOTIFY;
+
+	if (s->notify_sent)
+		return 0;
+	if (send(s->fd, &n, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return f_io_error(s, TS_WANT_WRITE);
+	s->notify_sent = 1;
+	return 0;
+}
+
+static size_t f_zero(const struct tsess *s)
+{
+	(void)s;
+	return 0;
+}
+
+static int f_izero(const struct tsess *s)
+{
+	(void)s;
+	return 0;
+}
+
+static const char *f_reason(const struct tsess *s)
+{
+	return s->reason != NULL ? s->reason : "no reason";
+}
+
+static int f_sys_errno(const struct tsess *s)
+{
+	return s->sys_err;
+}
+
+static void f_describe(const struct tsess *s, char *buf, size_t len)
+{
+	(void)s;
+	snprintf(buf, len, "fake");
+}
+
+static int f_progress(const struct tsess *s)
+{
+	return s->progress;
+}
+
+static void f_info(const struct tsess *s, struct ts_info *out)
+{
+	(void)s;
+	memset(out, 0, sizeof(*out));
+}
+
+static const struct engine_ops fake_ops = {
+    .abi = ENGINE_ABI,
+    .sess_new = f_new,
+    .sess_free = f_free,
+    .set_fd = f_set_fd,
+    .set_io = f_set_io,
+    .handshake = f_handshake,
+    .read = f_read,
+    .write = f_write,
+    .flush = f_flush,
+    .close_notify = f_close_notify,
+    .pending = f_zero,
+    .buffered_input = f_izero,
+    .more_input = f_izero,
+    .output_pending = f_izero,
+    .reason = f_reason,
+    .sys_errno = f_sys_errno,
+    .describe = f_describe,
+    .peer_progress = f_progress,
+    .info = f_info,
+};
+
+/* ---- fixtures ----------------------------------------------------------------------- */
+
+/* No source: the statistics never count the stand-in rule. */
+static struct policy_rule rule = {
+    .action = POLICY_TLS,
+    .opt = {.handshake_timeout_ms = 10000},
+};
+static int sp[2]; /* sp[0]: the program's socket (wrapped); sp[1]: the peer */
+
+static void setup(void)
+{
+	real_init();
+	conn_engine_ptr = &fake_ops;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+}
+
+static void teardown(void)
+{
+	close(sp[0]);
+	close(sp[1]);
+}
+
+/* An accepted connection, non-blocking as accept4(SOCK_NONBLOCK) makes it. */
+static struct conn *server(void)
+{
+	int err = 0;
+	struct conn *c;
+
+	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
+	c = conn_new_server(sp[0], &rule, "accept test", 1, 0, &err);
+	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
+	return c;
+}
+
+static void peer_says(const char *bytes, size_t len)
+{
+	cr_assert_eq(send(sp[1], bytes, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* What the peer has received so far (non-blocking), as a string; -1 on a socket error. */
+static ssize_t peer_got(char *buf, size_t len)
+{
+	ssize_t n = recv(sp[1], buf, len - 1, MSG_DONTWAIT);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* Brings a server conn to OPEN: the peer answers the fake handshake. */
+static struct conn *open_server(void)
+{
+	struct conn *c = server();
+	char b[8];
+	short want = 0;
+
+	peer_says("H", 1);
+	pthread_mutex_lock(&c->lock);
+	cr_assert_eq(conn_step_ready(c, &want), 0);
+	pthread_mutex_unlock(&c->lock);
+	cr_assert_eq(c->state, CONN_OPEN);
+	cr_assert_eq(peer_got(b, sizeof(b)), 1, "the fake's hello");
+	return c;
+}
+
+TestSuite(conn, .init = setup, .fini = teardown, .timeout = 20);
+
+/* ---- negative cases: failures and their errnos -------------------------------------- */
+
+Test(conn, handshake_alert_fails_every_later_call_with_econnreset)
+{
+	struct conn *c = server();
+	char buf[16];
+	short kev = 0, ready;
+
+	peer_says("A", 1);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET);
+	cr_expect_eq(c->state, CONN_FAILED);
+	cr_expect(c->tls_failed);
+	cr_expect_eq(conn_send(c, "data", 4, MSG_NOSIGNAL), -ECONNRESET,
+		     "a write after the failure");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET, "and the next read");
+	cr_expect_eq(conn_take_so_error(c), ECONNRESET, "SO_ERROR says the same");
+	cr_expect_eq(conn_take_so_error(c), 0, "SO_ERROR is cleared once read");
+	ready = conn_poll_prepare(c, POLLIN | POLLOUT, &kev);
+	cr_expect(ready & POLLERR, "readiness reports the error: %#x", ready);
+	cr_expect(ready & POLLIN, "and the read that would fail: %#x", ready);
+	cr_expect_eq(kev, 0, "nothing to ask the kernel");
+	/* Nothing in cleartext: the peer got the hello, then the end of the stream. */
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 1);
+	cr_expect_str_eq(buf, "h");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 0, "TCP shut down after the failure");
+	conn_put(c);
+}
+
+Test(conn, bytes_that_are_not_tls_fail_the_handshake)
+{
+	struct conn *c = server();
+	char buf[16];
+
+	peer_says("GET / HTTP/1.0\r\n", 16);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET);
+	cr_expect_eq(conn_send(c, "x", 1, MSG_NOSIGNAL), -ECONNRESET);
+	conn_put(c);
+}
+
+Test(conn, a_session_that_cannot_be_made_fails_without_a_byte_sent)
+{
+	struct conn *c = server();
+	char buf[16];
+
+	fake_refuse_sessions = 1;
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 0, "the peer sees only the end of the stream");
+	conn_put(c);
+}
+
+Test(conn, a_client_whose_session_cannot_be_made_is_refused_before_connect)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0), err = 0;
+	struct conn *c;
+
+	cr_assert_geq(fd, 0);
+	fake_refuse_sessions = 1;
+	c = conn_new_client(fd, &rule, "example.test", "127.0.0.1", 443, "connect test", &err);
+	cr_expect_null(c);
+	cr_expect_eq(err, ECONNREFUSED, "err = %d (%s)", err, strerror(err));
+	close(fd);
+}
+
+Test(conn, a_peer_that_leaves_during_the_handshake_is_an_end_of_stream)
+{
+	struct conn *c = server();
+	char buf[16];
+
+	shutdown(sp[1], SHUT_WR); /* a port probe: connects and closes */
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 0, "the program reads the end");
+	cr_expect(c->hs_hangup);
+	cr_expect_eq(conn_send(c, "x", 1, MSG_NOSIGNAL), 1, "the first write is taken (dropped)");
+	cr_expect_eq(conn_send(c, "y", 1, MSG_NOSIGNAL), -EPIPE, "later ones get EPIPE");
+	cr_expect_eq(conn_take_so_error(c), 0, "no pending error: the peer just left");
+	conn_put(c);
+}
+
+Test(conn, the_handshake_deadline_fails_a_silent_peer)
+{
+	struct policy_rule quick = rule;
+	struct timespec ms20 = {0, 20 * 1000000};
+	struct conn *c;
+	char buf[4];
+	int err = 0;
+
+	quick.opt.handshake_timeout_ms = 1;
+	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
+	c = conn_new_server(sp[0], &quick, "accept test", 1, 0, &err);
+	cr_assert_not_null(c);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "the deadline starts");
+	cr_expect_neq(conn_deadline(c), 0, "readiness callers are told when to look again");
+	nanosleep(&ms20, NULL);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET, "past it: failed");
+	cr_expect_eq(conn_deadline(c), 0, "nothing pending once failed");
+	conn_put(c);
+}
+
+Test(conn, a_reset_after_the_handshake_is_econnreset_not_an_end_of_stream)
+{
+	struct conn *c = open_server();
+	char buf[16];
+
+	/* The peer closes with our bytes unread: the kernel resets the connection. */
+	cr_assert_eq(conn_send(c, "unread", 6, MSG_NOSIGNAL), 6);
+	close(sp[1]);
+	sp[1] = open("/dev/null", O_RDONLY); /* for teardown */
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET);
+	conn_put(c);
+}
+
+Test(conn, a_write_after_shutdown_gets_epipe)
+{
+	struct conn *c = open_server();
+
+	cr_assert_eq(conn_shutdown(c, SHUT_WR), 0);
+	cr_expect_eq(conn_send(c, "x", 1, MSG_NOSIGNAL), -EPIPE);
+	conn_put(c);
+}
+
+Test(conn, io_on_a_closed_conn_is_ebadf)
+{
+	struct conn *c = open_server();
+	char b;
+
+	conn_ref(c);
+	cr_expect_eq(conn_close_fd(c, sp[0]), 1, "the last fd");
+	cr_expect_eq(conn_recv(c, &b, 1, 0), -EBADF);
+	cr_expect_eq(conn_send(c, "x", 1, MSG_NOSIGNAL), -EBADF);
+	conn_put(c);
+	conn_put(c);
+}
+
+/* ---- the handshake's steps ---------------------------------------------------------- */
+
+Test(conn, want_read_asks_the_kernel_for_pollin_and_a_nonblocking_read_gets_eagain)
+{
+	struct conn *c = server();
+	char buf[8];
+	short kev = 0;
+
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN);
+	cr_expect_eq(c->state, CONN_HANDSHAKE);
+	cr_expect_eq(conn_poll_prepare(c, POLLIN, &kev), 0, "nothing ready yet");
+	cr_expect_eq(kev, POLLIN, "kev = %#x", kev);
+	cr_expect_eq(conn_poll_prepare(c, POLLOUT, &kev), 0, "not writable during the handshake");
+	cr_expect_eq(kev, POLLIN, "the direction TLS needs, not the one asked for: %#x", kev);
+	peer_says("H", 1);
+	cr_expect_eq(conn_poll_result(c, POLLOUT, POLLIN), 0,
+		     "the kernel's POLLIN completed the handshake, but said nothing of POLLOUT");
+	cr_expect_eq(c->state, CONN_OPEN);
+	cr_expect_eq(conn_poll_result(c, POLLOUT, POLLOUT), POLLOUT, "then writable");
+	cr_expect_eq(c->state, CONN_OPEN);
+	conn_put(c);
+}
+
+Test(conn, want_write_asks_the_kernel_for_pollout)
+{
+	struct conn *c = server();
+	char fill[4096], buf[8];
+	short kev = 0;
+
+	memset(fill, 'f', sizeof(fill));
+	while (send(sp[0], fill, sizeof(fill), MSG_DONTWAIT) > 0)
+		; /* the socket cannot take the handshake's first flight */
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN);
+	cr_expect_eq(conn_poll_prepare(c, POLLIN, &kev), 0);
+	cr_expect_eq(kev, POLLOUT, "kev = %#x", kev);
+	while (recv(sp[1], fill, sizeof(fill), MSG_DONTWAIT) > 0)
+		;
+	cr_expect_eq(conn_poll_prepare(c, POLLIN, &kev), 0);
+	cr_expect_eq(kev, POLLIN, "the flight went: now the answer is awaited (%#x)", kev);
+	conn_put(c);
+}
+
+Test(conn, data_flows_both_ways_once_open)
+{
+	struct conn *c = open_server();
+	char buf[32];
+
+	peer_says("hello", 5);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), MSG_PEEK), 5, "a peek");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 5);
+	buf[5] = '\0';
+	cr_expect_str_eq(buf, "hello");
+	cr_expect_eq(conn_send(c, "world", 5, 0), 5);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 5);
+	cr_expect_str_eq(buf, "world");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "nothing more: EAGAIN");
+	conn_put(c);
+}
+
+Test(conn, a_blocking_read_waits_for_data_already_there)
+{
+	struct conn *c;
+	char buf[32];
+	int err = 0;
+
+	peer_says("Hready", 6);
+	c = conn_new_server(sp[0], &rule, "accept test", 0, 0, &err); /* a blocking program */
+	cr_assert_not_null(c);
+	cr_expect(fcntl(sp[0], F_GETFL) & O_NONBLOCK, "non-blocking underneath");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 5);
+	conn_put(c);
+}
+
+Test(conn, a_blocking_read_honours_so_rcvtimeo)
+{
+	struct timeval tv = {0, 20000};
+	struct conn *c;
+	char buf[8];
+	int err = 0;
+
+	cr_assert_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	peer_says("H", 1);
+	c = conn_new_server(sp[0], &rule, "accept test", 0, 0, &err);
+	cr_assert_not_null(c);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "the time-out expired, as Linux");
+	cr_expect_eq(c->state, CONN_OPEN);
+	conn_put(c);
+}
+
+/* ---- the end of the stream ---------------------------------------------------------- */
+
+Test(conn, close_notify_from_the_peer_is_an_end_of_stream)
+{
+	struct conn *c = open_server();
+	char buf[16];
+	const char bytes[] = {'b', 'y', 'e', NOTIFY};
+	short kev = 0;
+
+	peer_says(bytes, sizeof(bytes));
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 3, "the data before it");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 0, "then the end");
+	cr_expect(c->rd_eof);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 0, "and again");
+	cr_expect(conn_poll_prepare(c, POLLIN | POLLRDHUP, &kev) & POLLIN, "readable (EOF)");
+	conn_put(c);
+}
+
+Test(conn, a_tcp_eof_without_close_notify_is_an_end_of_stream_too)
+{
+	struct conn *c = open_server();
+	char buf[16];
+
+	shutdown(sp[1], SHUT_WR);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 0);
+	cr_expect(c->rd_eof);
+	cr_expect_eq(c->state, CONN_OPEN, "not a failure: the program decides");
+	conn_put(c);
+}
+
+Test(conn, shutdown_wr_sends_close_notify_then_fin)
+{
+	struct conn *c = open_server();
+	char buf[8];
+
+	cr_assert_eq(conn_shutdown(c, SHUT_WR), 0);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 1);
+	cr_expect_eq(buf[0], NOTIFY, "close_notify first");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 0, "then FIN");
+	cr_expect(c->wr_shut && c->notify_sent);
+	conn_put(c);
+}
+
+Test(conn, the_last_close_sends_close_notify_and_a_dup_keeps_the_session)
+{
+	struct conn *c = open_server();
+	int d = dup(sp[0]);
+	char buf[8];
+
+	cr_assert_eq(conn_add_fd(c, d), 0);
+	cr_expect_eq(conn_close_fd(c, sp[0]), 0, "not the last fd");
+	cr_expect_eq(c->fd, d, "the session moved to the dup");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "no close_notify yet");
+	cr_expect_eq(conn_send(c, "x", 1, 0), 1, "still usable through the dup");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 1);
+	cr_expect_eq(conn_close_fd(c, d), 1, "the last fd");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 1);
+	cr_expect_eq(buf[0], NOTIFY, "close_notify at the last close");
+	close(d);
+	conn_put(c);
+}
+
+Test(conn, a_handshake_never_finished_sends_no_close_notify)
+{
+	struct conn *c = server();
+	char buf[8];
+
+	cr_expect_eq(conn_close_fd(c, sp[0]), 1);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "nothing: no session to end");
+	conn_put(c);
+}
+
+/* ---- connect (a TCP peer on 127.0.0.1 in a thread) ---------------------------------- */
+
+struct tcp_peer {
+	int lfd;
+	char answer; /* the byte the fake handshake gets */
+	pthread_t t;
+};
+
+static void *tcp_peer_run(void *arg)
+{
+	struct tcp_peer *p = arg;
+	int fd = accept(p->lfd, NULL, NULL);
+	char b;
+
+	if (fd >= 0) {
+		if (recv(fd, &b, 1, 0) == 1) /* the hello */
+			send(fd, &p->answer, 1, MSG_NOSIGNAL);
+		while (recv(fd, &b, 1, 0) > 0)
+			;
+		close(fd);
+	}
+	return NULL;
+}
+
+static struct conn *client_to(struct tcp_peer *p, char answer, int nonblock, struct sockaddr_in *sa)
+{
+	socklen_t len = sizeof(*sa);
+	int fd, err = 0;
+	struct conn *c;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(p->lfd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	cr_assert_eq(listen(p->lfd, 1), 0);
+	cr_assert_eq(getsockname(p->lfd, (struct sockaddr *)sa, &len), 0);
+	p->answer = answer;
+	pthread_create(&p->t, NULL, tcp_peer_run, p);
+	fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	c = conn_new_client(fd, &rule, NULL, "127.0.0.1", ntohs(sa->sin_port), "connect test",
+			    &err);
+	cr_assert_not_null(c, "conn_new_client: %s", strerror(err));
+	return c;
+}
+
+static void client_done(struct tcp_peer *p, struct conn *c)
+{
+	int fd = c->fd;
+
+	conn_close_fd(c, fd);
+	close(fd);
+	conn_put(c);
+	pthread_join(p->t, NULL);
+	close(p->lfd);
+}
+
+Test(conn, a_blocking_connect_whose_handshake_fails_is_refused)
+{
+	struct tcp_peer p;
+	struct sockaddr_in sa;
+	struct conn *c = client_to(&p, 'A', 0, &sa);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), -ECONNREFUSED);
+	client_done(&p, c);
+}
+
+Test(conn, a_nonblocking_connect_whose_handshake_fails_resets_the_next_io)
+{
+	struct tcp_peer p;
+	struct sockaddr_in sa;
+	struct conn *c = client_to(&p, 'A', 1, &sa);
+	char b;
+	int i;
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), -EINPROGRESS);
+	/* As an event loop: wait for readiness until the outcome is known. */
+	for (i = 0; i < 1000 && c->state != CONN_FAILED && c->state != CONN_OPEN; i++) {
+		short kev = 0;
+		struct pollfd pf = {.fd = c->fd};
+
+		if (conn_poll_prepare(c, POLLOUT, &kev) != 0)
+			break;
+		pf.events = kev;
+		cr_assert_geq(poll(&pf, 1, 1000), 0);
+		conn_poll_result(c, POLLOUT, pf.revents);
+	}
+	cr_expect_eq(c->state, CONN_FAILED);
+	cr_expect_eq(conn_recv(c, &b, 1, 0), -ECONNRESET);
+	cr_expect_eq(conn_take_so_error(c), ECONNRESET);
+	client_done(&p, c);
+}
+
+Test(conn, a_blocking_connect_returns_once_the_handshake_completed)
+{
+	struct tcp_peer p;
+	struct sockaddr_in sa;
+	struct conn *c = client_to(&p, 'H', 0, &sa);
+	int afresh = 1;
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_expect_eq(c->state, CONN_OPEN);
+	cr_expect_eq(conn_connect_again(c, &afresh), -EISCONN, "as Linux, once connected");
+	cr_expect_eq(afresh, 0);
+	client_done(&p, c);
+}
+
+Test(conn, a_connect_refused_by_tcp_is_reported_as_it_is)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM, 0), fd, err = 0, afresh = 0;
+	struct conn *c;
+
+	/* A port nobody listens on: bound, then closed. */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+	close(l);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	c = conn_new_client(fd, &rule, NULL, "127.0.0.1", ntohs(sa.sin_port), "connect test", &err);
+	cr_assert_not_null(c);
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), -ECONNREFUSED);
+	cr_expect_not(c->tls_failed, "a TCP failure, not a TLS one");
+	cr_expect_eq(conn_connect_again(c, &afresh), -ECONNABORTED,
+		     "SO_ERROR was read: ECONNABORTED, as Linux");
+	cr_expect(afresh, "the caller unwraps the socket for a fresh connect");
+	conn_close_fd(c, fd);
+	close(fd);
+	conn_put(c);
+}
