@@ -16,7 +16,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "cmd.h"
+#include "exe.h"
 
 /* The kernel allows this many nested "#!" interpreters (fs/exec.c). */
 #define EXE_MAX_DEPTH 5
@@ -266,6 +266,31 @@ static int check_script(const char *path, const unsigned char *head, size_t n, c
 	return rc;
 }
 
+/* exe_preloadable() for the ELF file PATH open on FD (no setuid bit, no capabilities). */
+static int check_elf(int fd, const char *path, char *why, size_t whylen)
+{
+	struct elf_facts f;
+
+	if (elf_inspect(fd, &f) != 0) {
+		snprintf(why, whylen, "%s: broken ELF headers", path);
+		return -2;
+	}
+	/* Go's runtime makes its system calls itself, with or without cgo. */
+	if (f.go) {
+		snprintf(why, whylen,
+			 "%s is a Go program: Go makes its socket system calls directly, "
+			 "not through libc: tlsshim would never see its connections, "
+			 "and they would go out in cleartext",
+			 path);
+		return -3;
+	}
+	if (!f.interp && !is_loader(path)) {
+		snprintf(why, whylen, "%s is statically linked (it has no ELF interpreter)", path);
+		return -1;
+	}
+	return 0;
+}
+
 /* exe_preloadable() for PATH, DEPTH interpreters deep. */
 static int check(const char *path, char *why, size_t whylen, int depth)
 {
@@ -314,28 +339,8 @@ static int check(const char *path, char *why, size_t whylen, int depth)
 		goto out;
 	}
 	if (n >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0) {
-		struct elf_facts f;
-
-		if (elf_inspect(fd, &f) != 0) {
-			snprintf(why, whylen, "%s: broken ELF headers", path);
-			goto out;
-		}
-		/* Go's runtime makes its system calls itself, with or without cgo. */
-		if (f.go) {
-			snprintf(why, whylen,
-				 "%s is a Go program: Go makes its socket system calls directly, "
-				 "not through libc: tlsshim would never see its connections, "
-				 "and they would go out in cleartext",
-				 path);
-			rc = -3;
-			goto out;
-		}
-		if (!f.interp && !is_loader(path)) {
-			snprintf(why, whylen, "%s is statically linked (it has no ELF interpreter)",
-				 path);
-			rc = -1;
-			goto out;
-		}
+		rc = check_elf(fd, path, why, whylen);
+		goto out;
 	}
 	/* Not ELF and not a script: execv fails with ENOEXEC and says so. */
 	rc = 0;

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 
 #include "cmd.h"
+#include "load.h"
+#include "util.h"
 
 #define MAX_MATCHES 256
 #define MAX_ALT     64
@@ -567,15 +569,68 @@ static void explain(const struct policy *p, struct policy_query *q, const char *
 		print_accept_tls(w);
 }
 
-int cmd_explain(int argc, char **argv)
+/* Loads the policy A names over the system policy. 0, or the exit status (printed why). */
+static int load_layered(const struct cmd_args *a, struct policy **p, struct policy **sys)
 {
 	enum cmd_system_state sys_state;
+
+	/* As a process of this user would decide: the system policy is the floor. */
+	*sys = cmd_system_load(0, &sys_state);
+	*p = cmd_policy_load(&a->src);
+	if (!*p)
+		return CMD_EXIT_POLICY;
+	if (*sys && policy_set_floor(*p, *sys) != 0) {
+		cmd_err("out of memory");
+		return CMD_EXIT_SOFTWARE;
+	}
+	return 0;
+}
+
+/*
+ * Completes Q as the shim would see the connection: an accept names its
+ * listening address, never a name; a connect to a name resolves it; a connect
+ * to an address gets the policy's names that resolve to it (in ALT, room for
+ * MAX_ALT). Returns 0, or the exit status (printed why).
+ */
+static int complete_query(const struct policy *p, struct policy_query *q, const char **alt)
+{
+	const char *const *names;
+	char err[256];
+	size_t n, n_alt = 0;
+
+	if (q->name && q->dir == POLICY_ACCEPT) {
+		if (resolve(q, err, sizeof(err)) != 0) {
+			cmd_err("explain: cannot resolve %s: %s; accept rules match the listening "
+				"address, so give that",
+				q->name, err);
+			return CMD_EXIT_USAGE;
+		}
+		q->name = NULL;
+	} else if (q->name) {
+		/* As the program would: resolve, then connect to the first address. */
+		if (resolve(q, err, sizeof(err)) != 0)
+			printf("note: %s does not resolve here (%s); matching by the name only\n",
+			       q->name, err);
+	} else if (q->dir == POLICY_CONNECT) {
+		/* As the shim does for programs that never ask libc for a name. */
+		n = policy_exact_names(p, POLICY_CONNECT, &names);
+		for (size_t i = 0; i < n && n_alt < MAX_ALT; i++) {
+			if (resolves_to(names[i], q))
+				alt[n_alt++] = names[i];
+		}
+		q->alt_names = n_alt ? alt : NULL;
+		q->n_alt = n_alt;
+	}
+	return 0;
+}
+
+int cmd_explain(int argc, char **argv)
+{
 	struct cmd_args a;
 	struct policy *p = NULL, *sys = NULL;
 	struct policy_query q;
-	const char *alt[MAX_ALT], *const *names;
+	const char *alt[MAX_ALT];
 	char namebuf[256], err[256];
-	size_t n, i, n_alt = 0;
 	int rc, named;
 
 	rc = cmd_args_parse(&a, argc, argv, 0);
@@ -587,27 +642,14 @@ int cmd_explain(int argc, char **argv)
 		goto out;
 	}
 	memset(&q, 0, sizeof(q));
-	if (strcmp(a.pos[0], "connect") == 0) {
-		q.dir = POLICY_CONNECT;
-	} else if (strcmp(a.pos[0], "accept") == 0) {
-		q.dir = POLICY_ACCEPT;
-	} else {
+	if (strcmp(a.pos[0], "connect") != 0 && strcmp(a.pos[0], "accept") != 0) {
 		rc = cmd_usage_error("explain: '%s' is not a direction: connect or accept",
 				     a.pos[0]);
 		goto out;
 	}
-	/* As a process of this user would decide: the system policy is the floor. */
-	sys = cmd_system_load(0, &sys_state);
-	p = cmd_policy_load(&a.src);
-	if (!p) {
-		rc = CMD_EXIT_POLICY;
+	rc = load_layered(&a, &p, &sys);
+	if (rc != 0)
 		goto out;
-	}
-	if (sys && policy_set_floor(p, sys) != 0) {
-		cmd_err("out of memory");
-		rc = CMD_EXIT_SOFTWARE;
-		goto out;
-	}
 	if (policy_parse_endpoint(a.pos[1], &q, namebuf, sizeof(namebuf), err, sizeof(err)) != 0) {
 		cmd_err("explain: '%s': %s (write HOST:PORT: api.example.com:443, 10.0.0.1:443 "
 			"or [2001:db8::1]:443)",
@@ -618,31 +660,9 @@ int cmd_explain(int argc, char **argv)
 	/* Set after parsing, which may clear the query. */
 	q.dir = strcmp(a.pos[0], "connect") == 0 ? POLICY_CONNECT : POLICY_ACCEPT;
 	named = q.name != NULL;
-	if (q.name && q.dir == POLICY_ACCEPT) {
-		/* accept rules match the listening socket's address, never a name. */
-		if (resolve(&q, err, sizeof(err)) != 0) {
-			cmd_err("explain: cannot resolve %s: %s; accept rules match the listening "
-				"address, so give that",
-				q.name, err);
-			rc = CMD_EXIT_USAGE;
-			goto out;
-		}
-		q.name = NULL;
-	} else if (q.name) {
-		/* As the program would: resolve, then connect to the first address. */
-		if (resolve(&q, err, sizeof(err)) != 0)
-			printf("note: %s does not resolve here (%s); matching by the name only\n",
-			       q.name, err);
-	} else if (q.dir == POLICY_CONNECT) {
-		/* As the shim does for programs that never ask libc for a name. */
-		n = policy_exact_names(p, POLICY_CONNECT, &names);
-		for (i = 0; i < n && n_alt < MAX_ALT; i++) {
-			if (resolves_to(names[i], &q))
-				alt[n_alt++] = names[i];
-		}
-		q.alt_names = n_alt ? alt : NULL;
-		q.n_alt = n_alt;
-	}
+	rc = complete_query(p, &q, alt);
+	if (rc != 0)
+		goto out;
 	explain(p, &q, a.pos[1], named);
 	rc = CMD_EXIT_OK;
 out:

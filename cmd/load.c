@@ -1,6 +1,6 @@
 /*
  * load.c - load the policy the way the preload library will, report its
- * errors as SOURCE:LINE:COL, and print the normalized rule table (`check`).
+ * errors as SOURCE:LINE:COL, and print the normalized rule table.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd.h"
+#include "env.h"
+#include "load.h"
 
 static void print_diags(const struct policy_diags *d)
 {
@@ -45,10 +46,10 @@ struct policy *cmd_policy_load(const struct cmd_policy_src *src)
 		text = src->text;
 		file = src->file;
 	} else {
-		text = getenv("TLSSHIM_POLICY");
-		file = env_nonempty("TLSSHIM_POLICY_FILE");
+		text = getenv(ENV_POLICY);
+		file = env_nonempty(ENV_POLICY_FILE);
 	}
-	if (policy_add_text(p, CMD_POLICY_SOURCE, text, &d) != 0)
+	if (policy_add_text(p, ENV_POLICY, text, &d) != 0)
 		bad = 1;
 	if (file && policy_add_file(p, file, &d) != 0)
 		bad = 1;
@@ -183,49 +184,6 @@ void cmd_policy_print(const struct policy *p)
 		free(texts[i]);
 	}
 	free(texts);
-}
-
-int cmd_check(int argc, char **argv)
-{
-	enum cmd_system_state sys_state;
-	struct policy *sys = NULL, *p;
-	struct cmd_args a;
-	int rc;
-
-	rc = cmd_args_parse(&a, argc, argv, 0);
-	if (rc != 0)
-		goto out;
-	if (a.n_pos > 0) {
-		rc = cmd_usage_error("'check' takes no arguments, only -p and -f (got '%s')",
-				     a.pos[0]);
-		goto out;
-	}
-	/*
-	 * The system policy, as every process sees it: a problem with it is an error
-	 * here. Root also gets its files checked (processes check them on use).
-	 */
-	sys = cmd_system_load(geteuid() == 0, &sys_state);
-	p = cmd_policy_load(&a.src);
-	if (!p || sys_state == CMD_SYSTEM_REFUSED || sys_state == CMD_SYSTEM_ERRORS) {
-		rc = CMD_EXIT_POLICY;
-		policy_free(p);
-		goto out;
-	}
-	if (sys) {
-		printf("# the system policy, %s: a floor (the rules after it may tighten it, never "
-		       "weaken it)\n",
-		       CMD_SYSTEM_POLICY);
-		cmd_policy_print(sys);
-		if (policy_count(p) > 0)
-			puts("# this process's own rules");
-	}
-	if (!sys || policy_count(p) > 0)
-		cmd_policy_print(p);
-	policy_free(p);
-out:
-	policy_free(sys);
-	cmd_args_free(&a);
-	return rc < 0 ? CMD_EXIT_OK : rc;
 }
 
 char *cmd_policy_text_normalized(const char *text)

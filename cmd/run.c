@@ -14,53 +14,10 @@
 #include <unistd.h>
 
 #include "cmd.h"
-
-#define SHIM_LIB "libtlsshim.so"
-#ifndef TLSSHIM_LIBDIR
-#define TLSSHIM_LIBDIR "/usr/local/lib"
-#endif
-
-/*
- * Finds the preload library next to this executable (build tree), in the
- * LIBDIR it was built for (`make LIBDIR=...`: the Debian package's private
- * /usr/lib/MULTIARCH/tlsshim), or in ../lib (a relocated install). LIBDIR goes
- * before ../lib so that an installed command never picks up another copy left
- * in PREFIX/lib. Returns a malloc()ed absolute path, or NULL after printing why.
- */
-char *cmd_find_library(void)
-{
-	static const char *const rel[] = {SHIM_LIB, NULL, "../lib/" SHIM_LIB};
-	char self[PATH_MAX], cand[PATH_MAX + 32];
-	char *dir, *abs;
-	ssize_t n;
-	size_t i;
-
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0) {
-		cmd_err("cannot find the tlsshim executable (/proc/self/exe: %s), so not the "
-			"library next to it either; is /proc mounted?",
-			strerror(errno));
-		return NULL;
-	}
-	self[n] = '\0';
-	dir = dirname(self);
-	for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		if (rel[i] != NULL)
-			snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]);
-		else
-			snprintf(cand, sizeof(cand), "%s/%s", TLSSHIM_LIBDIR, SHIM_LIB);
-		if (access(cand, R_OK) != 0)
-			continue;
-		/* realpath() drops the "..", so LD_PRELOAD names one canonical file. */
-		abs = realpath(cand, NULL);
-		if (abs)
-			return abs;
-	}
-	cmd_err("the preload library is missing: none of %s/%s, %s/%s, %s/../lib/%s exists; "
-		"reinstall tlsshim (or run 'make')",
-		dir, SHIM_LIB, TLSSHIM_LIBDIR, SHIM_LIB, dir, SHIM_LIB);
-	return NULL;
-}
+#include "env.h"
+#include "exe.h"
+#include "load.h"
+#include "util.h"
 
 static const char *base_name(const char *p, size_t len, size_t *blen)
 {
@@ -93,7 +50,7 @@ static int is_shim(const char *elem, size_t len)
 	size_t blen;
 	const char *b = base_name(elem, len, &blen);
 
-	return blen == strlen(SHIM_LIB) && strncmp(b, SHIM_LIB, blen) == 0;
+	return blen == strlen(CMD_SHIM_LIB) && strncmp(b, CMD_SHIM_LIB, blen) == 0;
 }
 
 /*
@@ -156,7 +113,7 @@ static int set_env(const struct cmd_args *a, const char *preload)
 
 	if (setenv("LD_PRELOAD", preload, 1) != 0)
 		return -1;
-	if (a->log && setenv("TLSSHIM_LOG", a->log, 1) != 0)
+	if (a->log && setenv(ENV_LOG, a->log, 1) != 0)
 		return -1;
 	if (!a->src.given)
 		return 0;
@@ -166,16 +123,16 @@ static int set_env(const struct cmd_args *a, const char *preload)
 
 		if (!norm)
 			return -1;
-		rc |= setenv("TLSSHIM_POLICY", norm, 1);
+		rc |= setenv(ENV_POLICY, norm, 1);
 		free(norm);
 	} else
-		rc |= unsetenv("TLSSHIM_POLICY");
+		rc |= unsetenv(ENV_POLICY);
 	if (!a->src.file)
-		return rc | unsetenv("TLSSHIM_POLICY_FILE");
+		return rc | unsetenv(ENV_POLICY_FILE);
 	file = absolute(a->src.file);
 	if (!file)
 		return -1;
-	rc |= setenv("TLSSHIM_POLICY_FILE", file, 1);
+	rc |= setenv(ENV_POLICY_FILE, file, 1);
 	free(file);
 	return rc;
 }
@@ -200,9 +157,46 @@ static void run_sh(const char *path, char **argv, int n)
 /* Whether the caller asked for errors only (then no warning about an empty policy). */
 static int quiet(const struct cmd_args *a)
 {
-	const char *l = a->log ? a->log : getenv("TLSSHIM_LOG");
+	const char *l = a->log ? a->log : getenv(ENV_LOG);
 
 	return l && strcmp(l, "error") == 0;
+}
+
+/*
+ * Finds PROG as execvp(3) would, into *PATH (malloc()ed), and checks that the
+ * loader will preload the library into it. Returns 0, or the exit status
+ * after printing why not.
+ */
+static int find_program(const char *prog, char **path)
+{
+	char why[PATH_MAX + 128];
+	int r;
+
+	*path = exe_find(prog, getenv("PATH"));
+	if (!*path) {
+		if (errno == EACCES) {
+			cmd_err("%s: permission denied (found, but not executable)", prog);
+			return CMD_EXIT_NOEXEC;
+		}
+		cmd_err("%s: command not found", prog);
+		return CMD_EXIT_NOTFOUND;
+	}
+	r = exe_preloadable(*path, why, sizeof(why));
+	if (r == -1) {
+		cmd_err("refusing to run %s: %s; the dynamic loader ignores LD_PRELOAD for it, so "
+			"its connections would go out in cleartext",
+			prog, why);
+		return CMD_EXIT_NOEXEC;
+	}
+	if (r == -3) {
+		cmd_err("refusing to run %s: %s", prog, why);
+		return CMD_EXIT_NOEXEC;
+	}
+	if (r < 0) {
+		cmd_err("cannot run %s: %s", prog, why);
+		return CMD_EXIT_NOEXEC;
+	}
+	return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -210,9 +204,8 @@ int cmd_run(int argc, char **argv)
 	struct cmd_args a;
 	struct policy *p = NULL;
 	char *lib = NULL, *path = NULL, *preload = NULL;
-	char why[PATH_MAX + 128];
 	const char *prog;
-	int rc, r;
+	int rc;
 
 	rc = cmd_args_parse(&a, argc, argv, 1);
 	if (rc != 0)
@@ -233,35 +226,9 @@ int cmd_run(int argc, char **argv)
 		rc = CMD_EXIT_SOFTWARE;
 		goto out;
 	}
-	path = exe_find(prog, getenv("PATH"));
-	if (!path) {
-		if (errno == EACCES) {
-			cmd_err("%s: permission denied (found, but not executable)", prog);
-			rc = CMD_EXIT_NOEXEC;
-		} else {
-			cmd_err("%s: command not found", prog);
-			rc = CMD_EXIT_NOTFOUND;
-		}
+	rc = find_program(prog, &path);
+	if (rc != 0)
 		goto out;
-	}
-	r = exe_preloadable(path, why, sizeof(why));
-	if (r == -1) {
-		cmd_err("refusing to run %s: %s; the dynamic loader ignores LD_PRELOAD for it, so "
-			"its connections would go out in cleartext",
-			prog, why);
-		rc = CMD_EXIT_NOEXEC;
-		goto out;
-	}
-	if (r == -3) {
-		cmd_err("refusing to run %s: %s", prog, why);
-		rc = CMD_EXIT_NOEXEC;
-		goto out;
-	}
-	if (r < 0) {
-		cmd_err("cannot run %s: %s", prog, why);
-		rc = CMD_EXIT_NOEXEC;
-		goto out;
-	}
 	preload = build_preload(lib, getenv("LD_PRELOAD"));
 	if (!preload || set_env(&a, preload) != 0) {
 		cmd_err("cannot set up the environment: %s", strerror(errno));
@@ -271,7 +238,7 @@ int cmd_run(int argc, char **argv)
 	/* With a system policy, its rules apply: no rules of its own is a normal case. */
 	if (policy_count(p) == 0 && !quiet(&a) && access(CMD_SYSTEM_POLICY, F_OK) != 0)
 		cmd_err("warning: the policy has no rules: %s runs with every connection left "
-			"alone (set -p/-f, or TLSSHIM_POLICY/TLSSHIM_POLICY_FILE)",
+			"alone (set -p/-f, or " ENV_POLICY "/" ENV_POLICY_FILE ")",
 			prog);
 	(void)fflush(NULL); /* what is printed is a warning: the program runs anyway */
 	execv(path, a.pos);

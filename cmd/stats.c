@@ -23,9 +23,10 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "env.h"
 #include "stats_layout.h"
+#include "util.h"
 
-#define STATS_RUN_DIR "/run/tlsshim"
 #define STALE_UNSET_S 10 /* a file whose writer never finished it */
 
 /*
@@ -297,75 +298,87 @@ static void on_sigbus(int sig)
 	(void)raise(sig);
 }
 
-/* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
-static void read_one(const struct sdir *d, const char *name, int only_pid, struct snaps *out)
+/*
+ * Maps D's file NAME read-only if it is the file of process PID (ONLY_PID, if
+ * not 0) it should be: a regular file big enough for a header, and in another
+ * user's directory that user's file about that user's process. NULL if not.
+ */
+static void *map_file(const struct sdir *d, const char *name, int only_pid, int *pid,
+		      struct stat *st)
 {
-	struct sigaction bus = {.sa_handler = on_sigbus}, old_bus;
-	volatile int pending = 0; /* out->v[out->n] holds rules not yet counted */
-	struct stat st;
-	struct stats_head *h;
-	struct proc_snap *p;
 	void *m;
-	int fd, pid;
-	uint32_t n_rules;
-	uint64_t start;
-	time_t now = time(NULL);
+	int fd;
 
-	pid = pid_of(name);
-	if (pid <= 0)
-		return;
-	if (only_pid > 0 && pid != only_pid)
-		return;
+	*pid = pid_of(name);
+	if (*pid <= 0)
+		return NULL;
+	if (only_pid > 0 && *pid != only_pid)
+		return NULL;
 	fd = openat(d->fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return; /* another user's, or gone */
-	/* In another user's directory, only that user's file about that user's process. */
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (size_t)st.st_size < sizeof(struct stats_head) ||
-	    (d->others && (st.st_uid != d->owner || proc_owner(pid) != d->owner))) {
+		return NULL; /* another user's, or gone */
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
+	    (size_t)st->st_size < sizeof(struct stats_head) ||
+	    (d->others && (st->st_uid != d->owner || proc_owner(*pid) != d->owner))) {
 		close(fd);
-		return;
+		return NULL;
 	}
-	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	m = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
-	if (m == MAP_FAILED)
-		return;
-	sigaction(SIGBUS, &bus, &old_bus);
-	if (sigsetjmp(bus_env, 1) != 0) {
-		if (pending) /* the entry being filled: not counted */
-			free(out->v[out->n].rules);
-		goto out;
-	}
-	bus_armed = 1;
-	h = m;
-	start = proc_starttime(pid);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+/*
+ * Whether the header H of D's file NAME (ST: its stat) is complete, of this
+ * version and of the live process PID; *N_RULES gets its rule count. A file
+ * whose process is gone (or made by a dead writer, or before an exec) is
+ * pruned. May fault (SIGBUS) on a file truncated under us: the caller catches it.
+ */
+static int head_usable(const struct sdir *d, const char *name, const struct stats_head *h, int pid,
+		       const struct stat *st, uint32_t *n_rules)
+{
+	uint64_t start = proc_starttime(pid);
+
 	if (atomic_load_explicit(&h->magic, memory_order_acquire) != STATS_MAGIC) {
 		/* Being made (show it next time), or left half made by a dead writer. */
-		if (start == 0 || now - st.st_mtime > STALE_UNSET_S)
+		if (start == 0 || time(NULL) - st->st_mtime > STALE_UNSET_S)
 			prune(d, name);
-		goto out;
+		return 0;
 	}
 	/* Read once: the file's writer may change it while we look (never trust a second read). */
-	n_rules = __atomic_load_n(&h->n_rules, __ATOMIC_RELAXED);
+	*n_rules = __atomic_load_n(&h->n_rules, __ATOMIC_RELAXED);
 	if (h->version != STATS_VERSION || h->head_size != sizeof(struct stats_head) ||
 	    h->rule_size != sizeof(struct stats_rule) || h->pid != pid ||
-	    (uint64_t)st.st_size <
-		sizeof(struct stats_head) + (uint64_t)n_rules * sizeof(struct stats_rule)) {
+	    (uint64_t)st->st_size <
+		sizeof(struct stats_head) + (uint64_t)*n_rules * sizeof(struct stats_rule)) {
 		/* Another version's file: left to its process while it lives. */
 		if (start == 0)
 			prune(d, name);
-		goto out;
+		return 0;
 	}
 	if (start == 0 || (h->starttime != 0 && start != h->starttime) || exec_since(pid, h)) {
 		prune(d, name);
-		goto out;
+		return 0;
 	}
+	return 1;
+}
+
+/*
+ * Copies the N_RULES rules after header H (mapped at M) into a new entry of
+ * OUT. *PENDING is 1 while the entry holds rules not yet counted (a SIGBUS
+ * then frees them).
+ */
+static void snap_proc(struct snaps *out, const struct stats_head *h, void *m, int pid,
+		      uint32_t n_rules, volatile int *pending)
+{
+	struct proc_snap *p;
+
 	if (out->n == out->cap) {
 		size_t cap = out->cap ? out->cap * 2 : 16;
 		struct proc_snap *v = realloc(out->v, cap * sizeof(*v));
 
 		if (v == NULL)
-			goto out;
+			return;
 		out->v = v;
 		out->cap = cap;
 	}
@@ -373,8 +386,8 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 	memset(p, 0, sizeof(*p));
 	p->rules = calloc(n_rules ? n_rules : 1, sizeof(*p->rules));
 	if (p->rules == NULL)
-		goto out;
-	pending = 1;
+		return;
+	*pending = 1;
 	p->pid = pid;
 	p->uid = h->uid;
 	p->created = h->created;
@@ -385,7 +398,31 @@ static void read_one(const struct sdir *d, const char *name, int only_pid, struc
 			  (struct stats_rule *)((char *)m + sizeof(struct stats_head) +
 						(size_t)i * sizeof(struct stats_rule)));
 	out->n++;
-	pending = 0;
+	*pending = 0;
+}
+
+/* Reads D's file NAME into OUT->v (a new entry) if it belongs to a live process. */
+static void read_one(const struct sdir *d, const char *name, int only_pid, struct snaps *out)
+{
+	struct sigaction bus = {.sa_handler = on_sigbus}, old_bus;
+	volatile int pending = 0; /* out->v[out->n] holds rules not yet counted */
+	struct stat st;
+	uint32_t n_rules = 0;
+	void *m;
+	int pid;
+
+	m = map_file(d, name, only_pid, &pid, &st);
+	if (m == NULL)
+		return;
+	sigaction(SIGBUS, &bus, &old_bus);
+	if (sigsetjmp(bus_env, 1) != 0) {
+		if (pending) /* the entry being filled: not counted */
+			free(out->v[out->n].rules);
+		goto out;
+	}
+	bus_armed = 1;
+	if (head_usable(d, name, m, pid, &st, &n_rules))
+		snap_proc(out, m, m, pid, n_rules, &pending);
 out:
 	bus_armed = 0;
 	sigaction(SIGBUS, &old_bus, NULL);
@@ -451,12 +488,12 @@ static void read_all(int only_pid, struct snaps *out)
 {
 	char *seen[64], buf[4200];
 	size_t nseen = 0;
-	const char *v = getenv("TLSSHIM_STATS_DIR");
+	const char *v = getenv(ENV_STATS_DIR);
 	glob_t g;
 
 	if (v != NULL && v[0] != '\0')
 		read_dir(v, 0, only_pid, out, seen, &nseen);
-	read_dir(STATS_RUN_DIR, 0, only_pid, out, seen, &nseen);
+	read_dir(ENV_STATS_DIR_DEFAULT, 0, only_pid, out, seen, &nseen);
 	v = getenv("XDG_RUNTIME_DIR");
 	if (v != NULL && v[0] == '/') {
 		snprintf(buf, sizeof(buf), "%s/tlsshim", v);
@@ -666,29 +703,109 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* One sample per rule of every process: NAME{labels} FIELD. */
-#define PER_RULE(f, s, name, expr)                                          \
+/* One sample per rule of every process for which COND holds: NAME{labels} EXPR. */
+#define PER_RULE_IF(f, s, name, expr, cond)                                 \
 	do {                                                                \
 		for (size_t i_ = 0; i_ < (s)->n; i_++) {                    \
 			const struct proc_snap *p_ = &(s)->v[i_];           \
 			for (uint32_t j_ = 0; j_ < p_->n_rules; j_++) {     \
 				const struct rule_snap *r = &p_->rules[j_]; \
+				if (!(cond))                                \
+					continue;                           \
 				fprintf(f, "%s{", name);                    \
 				put_rule_labels(f, p_, r);                  \
 				fprintf(f, "} %lld\n", (long long)(expr));  \
 			}                                                   \
 		}                                                           \
 	} while (0)
+#define PER_RULE(f, s, name, expr) PER_RULE_IF(f, s, name, expr, 1)
+
+static uint64_t count_failed(const struct rule_snap *r, int k)
+{
+	return r->failed[k];
+}
+
+static uint64_t count_handshakes(const struct rule_snap *r, int k)
+{
+	return k ? r->hs_resumed : r->hs_full;
+}
+
+static uint64_t count_version(const struct rule_snap *r, int k)
+{
+	return r->version[k];
+}
+
+/*
+ * One sample per rule of every process and per value of LABEL (VALUES[0..N)):
+ * NAME{labels,LABEL="VALUES[k]"} COUNT(r, k).
+ */
+static void per_rule_by(FILE *f, const struct snaps *s, const char *name, const char *label,
+			const char *const *values, int n,
+			uint64_t (*count)(const struct rule_snap *r, int k))
+{
+	for (size_t i = 0; i < s->n; i++)
+		for (uint32_t j = 0; j < s->v[i].n_rules; j++)
+			for (int k = 0; k < n; k++) {
+				const struct rule_snap *r = &s->v[i].rules[j];
+
+				fprintf(f, "%s{", name);
+				put_rule_labels(f, &s->v[i], r);
+				fprintf(f, ",%s=\"%s\"} %llu\n", label, values[k],
+					(unsigned long long)count(r, k));
+			}
+}
+
+static void put_ciphers(FILE *f, const struct snaps *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		for (uint32_t j = 0; j < s->v[i].n_rules; j++) {
+			const struct rule_snap *r = &s->v[i].rules[j];
+
+			for (int k = 0; k <= r->n_cipher; k++) {
+				if (k == r->n_cipher && r->cipher_other == 0)
+					break;
+				fputs("tlsshim_tls_cipher_total{", f);
+				put_rule_labels(f, &s->v[i], r);
+				fputc(',', f);
+				put_label(f, "cipher",
+					  k < r->n_cipher ? r->cipher[k].name : "other");
+				fprintf(f, "} %llu\n",
+					(unsigned long long)(k < r->n_cipher ? r->cipher[k].n
+									     : r->cipher_other));
+			}
+		}
+}
+
+/* The two certificate gauges of the rules that have a certificate. */
+static void put_certificates(FILE *f, const struct snaps *s)
+{
+	family(f, "tlsshim_certificate_expiry_timestamp_seconds", "gauge",
+	       "notAfter of the rule's certificate chain (the certificate that expires first).");
+	for (size_t i = 0; i < s->n; i++)
+		for (uint32_t j = 0; j < s->v[i].n_rules; j++) {
+			const struct rule_snap *r = &s->v[i].rules[j];
+
+			if (r->not_after == 0)
+				continue;
+			fputs("tlsshim_certificate_expiry_timestamp_seconds{", f);
+			put_rule_labels(f, &s->v[i], r);
+			fputc(',', f);
+			put_label(f, "subject", r->subject);
+			fprintf(f, "} %lld\n", (long long)r->not_after);
+		}
+	family(f, "tlsshim_certificate_loaded_timestamp_seconds", "gauge",
+	       "When the rule's certificate was last (re)loaded.");
+	PER_RULE_IF(f, s, "tlsshim_certificate_loaded_timestamp_seconds", r->loaded_at,
+		    r->not_after != 0);
+}
 
 static void print_prometheus(FILE *f, const struct snaps *s)
 {
-	size_t i;
-	uint32_t j;
-	int k;
+	static const char *const resumed[] = {"false", "true"};
 
 	family(f, "tlsshim_process_start_time_seconds", "gauge",
 	       "When the process made its statistics file (its first wrapped connection).");
-	for (i = 0; i < s->n; i++) {
+	for (size_t i = 0; i < s->n; i++) {
 		fputs("tlsshim_process_start_time_seconds{", f);
 		put_proc_labels(f, &s->v[i]);
 		fprintf(f, "} %lld\n", (long long)s->v[i].created);
@@ -707,87 +824,25 @@ static void print_prometheus(FILE *f, const struct snaps *s)
 	PER_RULE(f, s, "tlsshim_connections_plain_total", r->plain);
 	family(f, "tlsshim_connections_failed_total", "counter",
 	       "Wrapped connections that failed, by reason.");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++)
-			for (k = 0; k < STATS_FAIL_N; k++) {
-				fputs("tlsshim_connections_failed_total{", f);
-				put_rule_labels(f, &s->v[i], &s->v[i].rules[j]);
-				fprintf(f, ",reason=\"%s\"} %llu\n", fail_names[k],
-					(unsigned long long)s->v[i].rules[j].failed[k]);
-			}
+	per_rule_by(f, s, "tlsshim_connections_failed_total", "reason", fail_names, STATS_FAIL_N,
+		    count_failed);
 	family(f, "tlsshim_handshakes_total", "counter",
 	       "Completed TLS handshakes, full or resuming a session.");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++)
-			for (k = 0; k < 2; k++) {
-				const struct rule_snap *r = &s->v[i].rules[j];
-
-				fputs("tlsshim_handshakes_total{", f);
-				put_rule_labels(f, &s->v[i], r);
-				fprintf(f, ",resumed=\"%s\"} %llu\n", k ? "true" : "false",
-					(unsigned long long)(k ? r->hs_resumed : r->hs_full));
-			}
+	per_rule_by(f, s, "tlsshim_handshakes_total", "resumed", resumed, 2, count_handshakes);
 	family(f, "tlsshim_tls_version_total", "counter",
 	       "Completed handshakes by negotiated TLS version.");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++)
-			for (k = 0; k < STATS_VER_N; k++) {
-				fputs("tlsshim_tls_version_total{", f);
-				put_rule_labels(f, &s->v[i], &s->v[i].rules[j]);
-				fprintf(f, ",version=\"%s\"} %llu\n", ver_names[k],
-					(unsigned long long)s->v[i].rules[j].version[k]);
-			}
+	per_rule_by(f, s, "tlsshim_tls_version_total", "version", ver_names, STATS_VER_N,
+		    count_version);
 	family(f, "tlsshim_tls_cipher_total", "counter",
 	       "Completed handshakes by negotiated cipher suite.");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++) {
-			const struct rule_snap *r = &s->v[i].rules[j];
-
-			for (k = 0; k <= r->n_cipher; k++) {
-				if (k == r->n_cipher && r->cipher_other == 0)
-					break;
-				fputs("tlsshim_tls_cipher_total{", f);
-				put_rule_labels(f, &s->v[i], r);
-				fputc(',', f);
-				put_label(f, "cipher",
-					  k < r->n_cipher ? r->cipher[k].name : "other");
-				fprintf(f, "} %llu\n",
-					(unsigned long long)(k < r->n_cipher ? r->cipher[k].n
-									     : r->cipher_other));
-			}
-		}
+	put_ciphers(f, s);
 	family(f, "tlsshim_received_bytes_total", "counter",
 	       "Plaintext bytes the program read from wrapped connections.");
 	PER_RULE(f, s, "tlsshim_received_bytes_total", r->bytes_in);
 	family(f, "tlsshim_sent_bytes_total", "counter",
 	       "Plaintext bytes the program wrote to wrapped connections.");
 	PER_RULE(f, s, "tlsshim_sent_bytes_total", r->bytes_out);
-	family(f, "tlsshim_certificate_expiry_timestamp_seconds", "gauge",
-	       "notAfter of the rule's certificate chain (the certificate that expires first).");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++) {
-			const struct rule_snap *r = &s->v[i].rules[j];
-
-			if (r->not_after == 0)
-				continue;
-			fputs("tlsshim_certificate_expiry_timestamp_seconds{", f);
-			put_rule_labels(f, &s->v[i], r);
-			fputc(',', f);
-			put_label(f, "subject", r->subject);
-			fprintf(f, "} %lld\n", (long long)r->not_after);
-		}
-	family(f, "tlsshim_certificate_loaded_timestamp_seconds", "gauge",
-	       "When the rule's certificate was last (re)loaded.");
-	for (i = 0; i < s->n; i++)
-		for (j = 0; j < s->v[i].n_rules; j++) {
-			const struct rule_snap *r = &s->v[i].rules[j];
-
-			if (r->not_after == 0)
-				continue;
-			fputs("tlsshim_certificate_loaded_timestamp_seconds{", f);
-			put_rule_labels(f, &s->v[i], r);
-			fprintf(f, "} %lld\n", (long long)r->loaded_at);
-		}
+	put_certificates(f, s);
 }
 
 /* Writes the exposition to PATH atomically: a temporary file beside it, fsync, rename. */
@@ -864,7 +919,8 @@ int cmd_stats(int argc, char **argv)
 		if (s.n == 0) {
 			cmd_err(
 			    "no statistics for process %d: it is not running under tlsshim, has "
-			    "not wrapped a connection yet, has TLSSHIM_STATS=off, or its file "
+			    "not wrapped a connection yet, has " ENV_STATS "=" ENV_STATS_OFF
+			    ", or its file "
 			    "is in a directory this user cannot read",
 			    pid);
 			rc = 1;

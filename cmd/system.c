@@ -22,6 +22,9 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "env.h"
+#include "load.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -217,7 +220,7 @@ static int verify_loads(const char *lib)
 
 		/* The constructor reads TLSSHIM_*: check what every program will see. */
 		while (*e) {
-			if (strncmp(*e, "TLSSHIM_", 8) == 0) {
+			if (strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX)) == 0) {
 				char name[128];
 
 				snprintf(name, sizeof(name), "%.*s", (int)strcspn(*e, "="), *e);

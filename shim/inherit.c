@@ -38,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../cmd/cmd.h"
+#include "../cmd/exe.h"
 #include "addr.h"
 #include "conn.h"
 #include "errmap.h"
