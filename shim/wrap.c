@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "decide.h"
 #include "epreg.h"
@@ -118,6 +119,44 @@ int wrap_connect_again(int fd, int *decide)
 	if (afresh)
 		unwrap(fd);
 	return rc;
+}
+
+int wrap_fastopen(int fd, const struct sockaddr **sa, socklen_t salen, struct sockaddr_storage *ss)
+{
+	int decide, rc;
+
+	if (!shim.has_connect && !fdtab_maybe(fd))
+		return 1;
+	rc = wrap_connect_again(fd, &decide);
+	if (!decide)
+		return rc;
+	/*
+	 * A bad pointer is the kernel's EFAULT to give. A good address is decided
+	 * on a copy, which *SA then points to: libc gets what was decided.
+	 */
+	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
+		return 1;
+	*sa = (const struct sockaddr *)ss;
+	return wrap_connect(fd, *sa, salen);
+}
+
+int wrap_fastopen_msg(int fd, const struct msghdr *msg, struct msghdr *copy,
+		      struct sockaddr_storage *ss)
+{
+	const struct sockaddr *sa;
+	socklen_t len;
+	int r;
+
+	if (msg == NULL)
+		return 1;
+	sa = msg->msg_name;
+	len = msg->msg_namelen;
+	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
+		len = sizeof(struct sockaddr_storage);
+	r = wrap_fastopen(fd, &sa, len, ss);
+	*copy = *msg;
+	copy->msg_name = (void *)sa;
+	return r;
 }
 
 int wrap_disconnect(int fd, const struct sockaddr *sa, socklen_t len)

@@ -30,6 +30,26 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int wrap_connect_again(int fd, int *decide);
 
 /*
+ * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
+ * sends in one call (TCP Fast Open): the connection is decided as connect()
+ * decides it. Returns 1 when libc is to make the call as it is (not ours to
+ * decide, or no destination: the kernel's own error), 0 when FD is now
+ * wrapped and connected (send on it without the flag), or -errno: -EACCES
+ * (deny), -EINPROGRESS (non-blocking: like Fast Open without a cookie,
+ * nothing was sent and the program sends again once connected), a failure,
+ * or on a socket already wrapped what a second connect gives (-EISCONN).
+ */
+int wrap_fastopen(int fd, const struct sockaddr **sa, socklen_t salen, struct sockaddr_storage *ss);
+
+/*
+ * MSG_FASTOPEN with MSG's address: wrap_fastopen() with the length the kernel
+ * would use. When the address was copied, *COPY is MSG with its name pointing
+ * to SS, and libc is to be given that.
+ */
+int wrap_fastopen_msg(int fd, const struct msghdr *msg, struct msghdr *copy,
+		      struct sockaddr_storage *ss);
+
+/*
  * connect(FD, SA) with SA's family AF_UNSPEC: the kernel dissolves the
  * association (it resets the connection), and the socket may then connect
  * anywhere: the session ends with it, without close_notify (the plain socket

@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "epreg.h"
+#include "fdstate.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
@@ -55,27 +56,6 @@ HOOK int shutdown(int fd, int how)
 }
 HOOK_INTERNAL(shutdown)
 
-/* Releases the wrapped fds in [FIRST, LAST] (bounded by the table's size). */
-static void release_range(unsigned int first, unsigned int last)
-{
-	unsigned int top = FDTAB_CHUNK * FDTAB_CHUNKS - 1;
-	int lfd = log_fd();
-
-	if (lfd >= 0 && (unsigned int)lfd >= first && (unsigned int)lfd <= last)
-		log_forget_fd(lfd);
-	if (last > top)
-		last = top;
-	for (unsigned int fd = first; fd <= last && fd >= first; fd++) {
-		/* Skip chunks never allocated: a whole range costs little. */
-		if (atomic_load(&fdtab_chunks[fd >> FDTAB_CHUNK_BITS]) == NULL) {
-			fd |= FDTAB_CHUNK - 1;
-			continue;
-		}
-		if (fdtab_maybe((int)fd) || epreg_active())
-			fdclose_release((int)fd);
-	}
-}
-
 HOOK int close_range(unsigned int first, unsigned int last, int flags)
 {
 	int rc;
@@ -87,7 +67,7 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 	}
 	if (first > last || (flags & CLOSE_RANGE_CLOEXEC))
 		return real.close_range(first, last, flags);
-	release_range(first, last);
+	fdstate_release_range(first, last);
 	rc = real.close_range(first, last, flags);
 	return rc;
 }
@@ -98,7 +78,7 @@ HOOK void closefrom(int lowfd)
 	NEED_REAL_OPT(closefrom);
 	if (lowfd < 0)
 		lowfd = 0;
-	release_range((unsigned int)lowfd, UINT_MAX);
+	fdstate_release_range((unsigned int)lowfd, UINT_MAX);
 	if (real.closefrom != NULL)
 		real.closefrom(lowfd);
 }

@@ -1,22 +1,18 @@
 /*
  * connect.c - hooks: connect() goes to wrap_connect() (wrap.c: decided by
- * decide.c); getsockopt(SO_ERROR) reports the wrapped connection's outcome.
+ * decide.c); setsockopt/getsockopt of the options a wrapped connection
+ * answers itself go to sockopt.c.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "addr.h"
 #include "conn.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "inherit.h"
-#include "log.h"
 #include "shim.h"
+#include "sockopt.h"
 #include "wrap.h"
 
 static int shim_connect(int fd, const struct sockaddr *sa, socklen_t len)
@@ -61,19 +57,6 @@ HOOK int connect(int fd, const struct sockaddr *sa, socklen_t len)
 HOOK_ALIAS(connect, __connect)
 HOOK_INTERNAL(connect)
 
-/*
- * TCP_NODELAY and TCP_CORK as the program set them (the wrapped socket always
- * has TCP_NODELAY; TLS connections gather corked bytes themselves).
- */
-static int tcpopt_get(struct conn *c, int opt, void *val, socklen_t *len)
-{
-	if (val == NULL || len == NULL || *len < (socklen_t)sizeof(int))
-		return -EINVAL;
-	*(int *)val = opt == TCP_CORK ? conn_cork(c) : conn_nodelay(c);
-	*len = sizeof(int);
-	return 0;
-}
-
 HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	struct conn *c;
@@ -83,19 +66,12 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	/* An fd standing for a TCP connection whose TLS session is in a relay (inherit.c). */
 	if (unlikely(inherit_any_relayed()) && inherit_setsockopt(fd, level, opt, val, len, &rc))
 		return (int)hook_ret(rc);
-	if (likely(level != IPPROTO_TCP || (opt != TCP_NODELAY && opt != TCP_CORK) ||
-		   !fdtab_maybe(fd)))
+	if (likely(!sockopt_set_ours(level, opt) || !fdtab_maybe(fd)))
 		return real.setsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.setsockopt(fd, level, opt, val, len);
-	rc = 0;
-	if (val == NULL || len < (socklen_t)sizeof(int))
-		rc = -EINVAL;
-	else if (opt == TCP_CORK)
-		rc = conn_set_cork(c, *(const int *)val != 0);
-	else
-		conn_set_nodelay(c, *(const int *)val != 0);
+	rc = sockopt_set(c, opt, val, len);
 	conn_put(c);
 	return (int)hook_ret(rc);
 }
@@ -103,35 +79,19 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 HOOK int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	struct conn *c;
-	short kev;
 	int e;
 
 	NEED_REAL(getsockopt);
 	if (unlikely(inherit_any_relayed()) && inherit_getsockopt(fd, level, opt, val, len, &e))
 		return (int)hook_ret(e);
-	if (likely(!fdtab_maybe(fd)) ||
-	    !((level == SOL_SOCKET && opt == SO_ERROR) ||
-	      (level == IPPROTO_TCP && (opt == TCP_NODELAY || opt == TCP_CORK))))
+	if (likely(!fdtab_maybe(fd)) || !sockopt_get_ours(level, opt))
 		return real.getsockopt(fd, level, opt, val, len);
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.getsockopt(fd, level, opt, val, len);
-	if (level == IPPROTO_TCP) {
-		e = tcpopt_get(c, opt, val, len);
-		conn_put(c);
-		return (int)hook_ret(e);
-	}
-	/* Let a connect in progress learn its outcome first, as the kernel would. */
-	conn_poll_prepare(c, POLLOUT, &kev);
-	e = conn_take_so_error(c);
+	e = sockopt_get(c, level, opt, val, len);
 	conn_put(c);
-	if (val == NULL || len == NULL || *len < (socklen_t)sizeof(int)) {
-		errno = EINVAL;
-		return -1;
-	}
-	*(int *)val = e;
-	*len = sizeof(int);
-	return 0;
+	return (int)hook_ret(e);
 }
 HOOK_INTERNAL(setsockopt)
 HOOK_INTERNAL(getsockopt)

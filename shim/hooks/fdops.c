@@ -1,9 +1,6 @@
 /*
- * fdops.c - hooks: dup/dup2/dup3/fcntl/ioctl.
- *
- * The wrapping follows the fd through dup; O_NONBLOCK and FIONBIO are
- * remembered as the program set them while the socket underneath stays
- * non-blocking; FIONREAD counts plaintext.
+ * fdops.c - hooks: dup/dup2/dup3/fcntl/ioctl; what a wrapped fd's duplicates
+ * and flags look like to the program is fdstate.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,36 +10,10 @@
 
 #include "conn.h"
 #include "epreg.h"
+#include "fdstate.h"
 #include "fdtab.h"
 #include "hook.h"
 #include "log.h"
-
-/* NEWFD is now a duplicate of OLDFD: share its wrapping. */
-static void follow(int oldfd, int newfd)
-{
-	struct conn *c;
-
-	if (newfd < 0 || !fdtab_maybe(oldfd))
-		return;
-	c = fdtab_get(oldfd);
-	if (c == NULL)
-		return;
-	if (conn_add_fd(c, newfd) == 0)
-		fdtab_set(newfd, c);
-	conn_put(c);
-}
-
-/* dup2/dup3 close NEWFD first, when OLDFD is valid: so do we, with close_notify. */
-static void release_target(int oldfd, int newfd)
-{
-	/* Our log file's descriptor is about to become something else. */
-	if (unlikely(newfd == log_fd()) && oldfd != newfd)
-		log_forget_fd(newfd);
-	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
-	    real.fcntl(oldfd, F_GETFD) < 0)
-		return;
-	fdclose_release(newfd);
-}
 
 HOOK int dup(int fd)
 {
@@ -51,7 +22,7 @@ HOOK int dup(int fd)
 	NEED_REAL(dup);
 	nfd = real.dup(fd);
 	fd_new(nfd);
-	follow(fd, nfd);
+	fdstate_dup(fd, nfd);
 	return nfd;
 }
 HOOK_INTERNAL(dup)
@@ -61,10 +32,10 @@ HOOK int dup2(int oldfd, int newfd)
 	int r;
 
 	NEED_REAL(dup2);
-	release_target(oldfd, newfd);
+	fdstate_dup_target(oldfd, newfd);
 	r = real.dup2(oldfd, newfd);
 	if (r >= 0 && oldfd != newfd)
-		follow(oldfd, r);
+		fdstate_dup(oldfd, r);
 	return r;
 }
 HOOK_ALIAS(dup2, __dup2)
@@ -76,10 +47,10 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 
 	NEED_REAL(dup3);
 	if (oldfd != newfd)
-		release_target(oldfd, newfd);
+		fdstate_dup_target(oldfd, newfd);
 	r = real.dup3(oldfd, newfd, flags);
 	if (r >= 0)
-		follow(oldfd, r);
+		fdstate_dup(oldfd, r);
 	return r;
 }
 HOOK_INTERNAL(dup3)
@@ -96,7 +67,7 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 	case F_DUPFD_CLOEXEC:
 		r = fn(fd, cmd, arg);
 		fd_new(r);
-		follow(fd, r);
+		fdstate_dup(fd, r);
 		return r;
 	case F_GETFL:
 	case F_SETFL:
@@ -107,20 +78,9 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return fn(fd, cmd, arg);
-	if (cmd == F_GETFL) {
-		r = fn(fd, F_GETFL);
-		if (r >= 0)
-			r = conn_nonblock(c) ? (r | O_NONBLOCK) : (r & ~O_NONBLOCK);
-	} else {
-		long fl = (long)arg;
-
-		/* The socket stays non-blocking underneath; the program's wish is emulated. */
-		r = fn(fd, F_SETFL, fl | O_NONBLOCK);
-		if (r >= 0)
-			conn_set_nonblock(c, (fl & O_NONBLOCK) != 0);
-	}
+	r = fdstate_fl(c, fn, fd, cmd, arg);
 	conn_put(c);
-	return r;
+	return (int)hook_ret(r);
 }
 
 HOOK int fcntl(int fd, int cmd, ...)
@@ -155,7 +115,7 @@ HOOK int ioctl(int fd, unsigned long req, ...)
 	struct conn *c;
 	va_list ap;
 	void *arg;
-	int r = 0;
+	int r;
 
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
@@ -166,17 +126,7 @@ HOOK int ioctl(int fd, unsigned long req, ...)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.ioctl(fd, req, arg);
-	if (arg == NULL) {
-		r = -EFAULT;
-	} else if (req == FIONBIO) {
-		conn_set_nonblock(c, *(int *)arg != 0);
-	} else {
-		r = conn_readable_bytes(c);
-		if (r == -ENOTTY)
-			r = real.ioctl(fd, req, arg) < 0 ? -errno : 0;
-		else if (r >= 0)
-			*(int *)arg = r, r = 0;
-	}
+	r = fdstate_ioctl(c, fd, req, arg);
 	conn_put(c);
 	return (int)hook_ret(r);
 }

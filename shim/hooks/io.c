@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "conn_msg.h"
 #include "errmap.h"
 #include "fdtab.h"
 #include "hook.h"
@@ -38,16 +39,6 @@ ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *sa,
 		       socklen_t *salen);
 
-/* Flags a TLS stream cannot honour. */
-static int unsupported_flags(int flags)
-{
-	if (flags & MSG_OOB) {
-		log_warn("MSG_OOB on a TLS-wrapped socket is not supported");
-		return -EOPNOTSUPP;
-	}
-	return 0;
-}
-
 /* IO: the program's call family (enum ts_io), which the shim's own socket calls then use. */
 static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, int *handled)
 {
@@ -58,7 +49,7 @@ static ssize_t wrapped_recv(int fd, void *buf, size_t len, int flags, int io, in
 	if (c == NULL)
 		return 0;
 	conn_set_io(c, io);
-	r = unsupported_flags(flags);
+	r = conn_msg_flags_check(flags);
 	/* The kernel's copy faults (TCP's MSG_TRUNC copies nothing); OpenSSL's would crash. */
 	if (r == 0 && buf == NULL && len > 0 && !(flags & MSG_TRUNC))
 		r = -EFAULT;
@@ -77,7 +68,7 @@ static ssize_t wrapped_send(int fd, const void *buf, size_t len, int flags, int 
 	if (c == NULL)
 		return 0;
 	conn_set_io(c, io);
-	r = unsupported_flags(flags);
+	r = conn_msg_flags_check(flags);
 	if (r == 0 && buf == NULL && len > 0)
 		r = -EFAULT;
 	if (r == 0)
@@ -239,36 +230,6 @@ HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return shim_recvfrom(fd, buf, len, flags, sa, salen);
 }
 
-/*
- * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
- * sends in one call (TCP Fast Open): the connection is decided as connect()
- * decides it. Returns 1 when libc is to make the call as it is (not ours to
- * decide, or no destination: the kernel's own error), 0 when FD is now
- * wrapped and connected (send on it without the flag), or -errno: -EACCES
- * (deny), -EINPROGRESS (non-blocking: like Fast Open without a cookie,
- * nothing was sent and the program sends again once connected), a failure,
- * or on a socket already wrapped what a second connect gives (-EISCONN).
- */
-static int fastopen(int fd, const struct sockaddr **sa, socklen_t salen,
-		    struct sockaddr_storage *ss)
-{
-	int decide, rc;
-
-	if (!shim.has_connect && !fdtab_maybe(fd))
-		return 1;
-	rc = wrap_connect_again(fd, &decide);
-	if (!decide)
-		return rc;
-	/*
-	 * A bad pointer is the kernel's EFAULT to give. A good address is decided
-	 * on a copy, which *SA then points to: libc gets what was decided.
-	 */
-	if (*sa == NULL || !shim.has_connect || sockaddr_copy(ss, *sa, salen) != 0)
-		return 1;
-	*sa = (const struct sockaddr *)ss;
-	return wrap_connect(fd, *sa, salen);
-}
-
 /* An address the kernel refuses to copy in, even where TCP then ignores it. */
 static int bad_addrlen(const void *sa, socklen_t salen)
 {
@@ -285,7 +246,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	if (unlikely(flags & MSG_FASTOPEN)) {
 		struct sockaddr_storage ss;
 
-		r = fastopen(fd, &sa, salen, &ss);
+		r = wrap_fastopen(fd, &sa, salen, &ss);
 		if (r == 1)
 			return real.sendto(fd, buf, len, flags, sa, salen);
 		if (r < 0)
@@ -309,70 +270,6 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct
 	return sendto_slow(fd, buf, len, flags, sa, salen);
 }
 
-/*
- * The highest user address + 1 the kernel accepts in a range (x86-64, 4-level
- * paging: TASK_SIZE_MAX; what access_ok() compares with).
- */
-#define USER_END     0x7ffffffff000ul
-#define MAX_RW_COUNT 0x7ffff000ul /* INT_MAX rounded down to a page: the kernel's cap */
-
-/*
- * The kernel's checks of an iovec array, for a wrapped fd (lib/iov_iter.c,
- * import_iovec), in its order: a count above UIO_MAXIOV, or any length
- * negative as ssize_t, EINVAL; an unreadable array, or a range past user
- * space (a single buffer is first capped to MAX_RW_COUNT), EFAULT. And a
- * buffer at NULL is EFAULT, where OpenSSL would crash: the kernel copies a
- * small write in one piece and fails it whole (a large one may go out in part
- * first: a difference of count, not of bytes). Returns 0 or -errno.
- */
-static int iov_check(const struct iovec *iov, int cnt)
-{
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
-	if (cnt == 0)
-		return 0;
-	if (!user_readable(iov, (size_t)cnt * sizeof(*iov)))
-		return -EFAULT;
-	for (int i = 0; i < cnt; i++)
-		if ((ssize_t)iov[i].iov_len < 0)
-			return -EINVAL;
-	for (int i = 0; i < cnt; i++) {
-		uintptr_t base = (uintptr_t)iov[i].iov_base;
-		size_t len = iov[i].iov_len;
-
-		if (cnt == 1 && len > MAX_RW_COUNT)
-			len = MAX_RW_COUNT;
-		if (base + len < base || base + len > USER_END)
-			return -EFAULT;
-	}
-	for (int i = 0; i < cnt; i++)
-		if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
-			return -EFAULT;
-	return 0;
-}
-
-/* Copies a structure the program passed (a msghdr) or fails with -EFAULT, as the kernel. */
-static int copy_from_user(void *dst, const void *src, size_t n)
-{
-	if (!user_readable(src, n))
-		return -EFAULT;
-	memcpy(dst, src, n);
-	return 0;
-}
-
-/* Bytes an iovec array (already checked) describes, saturating at SSIZE_MAX. */
-static size_t iov_total(const struct iovec *iov, int cnt)
-{
-	size_t sum = 0;
-
-	for (int i = 0; i < cnt; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - sum)
-			return SSIZE_MAX;
-		sum += iov[i].iov_len;
-	}
-	return sum;
-}
-
 static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct conn *c;
@@ -385,7 +282,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	if (c == NULL)
 		return real.readv(fd, iov, iovcnt);
 	conn_set_io(c, TS_IO_VEC);
-	r = iov_check(iov, iovcnt);
+	r = conn_msg_iov_check(iov, iovcnt);
 	if (r == 0)
 		r = conn_recvv(c, iov, iovcnt, 0);
 	conn_put(c);
@@ -410,7 +307,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	if (c == NULL)
 		return real.writev(fd, iov, iovcnt);
 	conn_set_io(c, TS_IO_VEC);
-	r = iov_check(iov, iovcnt);
+	r = conn_msg_iov_check(iov, iovcnt);
 	if (r == 0)
 		r = conn_sendv(c, iov, iovcnt, 0);
 	conn_put(c);
@@ -421,53 +318,6 @@ HOOK ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	PASS_THROUGH(writev, fd, fd, iov, iovcnt);
 	return writev_slow(fd, iov, iovcnt);
-}
-
-/* The kernel's checks of a msghdr (net/socket.c, copy_msghdr_from_user). */
-static int msg_check(const struct msghdr *umsg, struct msghdr *msg)
-{
-	int r = copy_from_user(msg, umsg, sizeof(*msg));
-
-	if (r != 0)
-		return r;
-	/* The kernel clamps a long msg_namelen but refuses a negative one. */
-	if (msg->msg_name != NULL && (int)msg->msg_namelen < 0)
-		return -EINVAL;
-	if (msg->msg_iovlen > IOV_MAX)
-		return -EMSGSIZE;
-	return iov_check(msg->msg_iov, (int)msg->msg_iovlen);
-}
-
-static ssize_t msg_recv(struct conn *c, struct msghdr *umsg, int flags)
-{
-	struct msghdr msg;
-	ssize_t r = msg_check(umsg, &msg);
-
-	if (r == 0)
-		r = unsupported_flags(flags);
-	if (r != 0)
-		return r;
-	conn_set_io(c, TS_IO_MSG);
-	r = conn_recvv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
-	if (r >= 0) {
-		umsg->msg_namelen = 0;
-		umsg->msg_controllen = 0;
-		umsg->msg_flags = 0;
-	}
-	return r;
-}
-
-static ssize_t msg_send(struct conn *c, const struct msghdr *umsg, int flags)
-{
-	struct msghdr msg;
-	ssize_t r = msg_check(umsg, &msg);
-
-	if (r == 0)
-		r = unsupported_flags(flags);
-	if (r != 0)
-		return r;
-	conn_set_io(c, TS_IO_MSG);
-	return conn_sendv(c, msg.msg_iov, (int)msg.msg_iovlen, flags);
 }
 
 HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -485,33 +335,9 @@ HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.recvmsg(fd, msg, flags);
-	r = msg_recv(c, msg, flags);
+	r = conn_recvmsg(c, msg, flags);
 	conn_put(c);
 	return hook_ret(r);
-}
-
-/*
- * MSG_FASTOPEN with MSG's address: fastopen() with the length the kernel
- * would use. When the address was copied, *COPY is MSG with its name pointing
- * to SS, and libc is to be given that.
- */
-static int msg_fastopen(int fd, const struct msghdr *msg, struct msghdr *copy,
-			struct sockaddr_storage *ss)
-{
-	const struct sockaddr *sa;
-	socklen_t len;
-	int r;
-
-	if (msg == NULL)
-		return 1;
-	sa = msg->msg_name;
-	len = msg->msg_namelen;
-	if ((int)len >= 0 && len > (socklen_t)sizeof(struct sockaddr_storage))
-		len = sizeof(struct sockaddr_storage);
-	r = fastopen(fd, &sa, len, ss);
-	*copy = *msg;
-	copy->msg_name = (void *)sa;
-	return r;
 }
 
 HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -524,7 +350,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		struct sockaddr_storage ss;
 		struct msghdr copy;
 
-		r = msg_fastopen(fd, msg, &copy, &ss);
+		r = wrap_fastopen_msg(fd, msg, &copy, &ss);
 		if (r < 0)
 			return hook_ret(r);
 		if (r == 1 && !fdtab_maybe(fd)) {
@@ -546,7 +372,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.sendmsg(fd, msg, flags);
-	r = msg_send(c, msg, flags);
+	r = conn_sendmsg(c, msg, flags);
 	conn_put(c);
 	return hook_ret(r);
 }
@@ -562,7 +388,7 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 		struct sockaddr_storage ss;
 		struct msghdr copy;
 
-		r = msg_fastopen(fd, &v[0].msg_hdr, &copy, &ss);
+		r = wrap_fastopen_msg(fd, &v[0].msg_hdr, &copy, &ss);
 		if (r < 0)
 			return (int)hook_ret(r);
 		/* As the kernel: the next message's Fast Open finds the socket connected. */
@@ -585,25 +411,15 @@ HOOK int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.sendmmsg(fd, v, n, flags);
-	if (n > IOV_MAX)
-		n = IOV_MAX; /* the kernel's cap (UIO_MAXIOV) */
-	for (i = 0; i < n; i++) {
-		r = msg_send(c, &v[i].msg_hdr, i > 0 ? flags | MSG_DONTWAIT : flags);
-		if (r < 0)
-			break;
-		v[i].msg_len = (unsigned int)r;
-	}
+	r = conn_sendmmsg(c, v, n, flags);
 	conn_put(c);
-	if (i == 0 && r < 0)
-		return (int)hook_ret(r);
-	return (int)i;
+	return (int)hook_ret(r);
 }
 
 HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
 {
 	struct conn *c;
-	unsigned int i;
-	ssize_t r = 0;
+	int r;
 
 	NEED_REAL(recvmmsg);
 	if (likely(!fdtab_maybe(fd))) {
@@ -616,34 +432,14 @@ HOOK int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct t
 	c = fdtab_get(fd);
 	if (c == NULL)
 		return real.recvmmsg(fd, v, n, flags, t);
-	if (n > IOV_MAX)
-		n = IOV_MAX;
-	for (i = 0; i < n; i++) {
-		r = msg_recv(c, &v[i].msg_hdr,
-			     i > 0 ? flags | MSG_DONTWAIT : flags & ~MSG_WAITFORONE);
-		if (r <= 0)
-			break;
-		v[i].msg_len = (unsigned int)r;
-	}
+	r = conn_recvmmsg(c, v, n, flags);
 	conn_put(c);
-	if (i == 0 && r < 0)
-		return (int)hook_ret(r);
-	return (int)i;
+	return (int)hook_ret(r);
 }
 
 /* ---- preadv2/pwritev2: offset -1 is readv/writev on a socket ------------------------ */
 
-/*
- * On a socket (no FMODE_PREAD/PWRITE) the kernel answers any other offset
- * with ESPIPE, or EINVAL below -1, before touching data: those calls and
- * pread/pwrite/preadv/pwritev go to libc, which cannot move a byte. With -1
- * the call is readv/writev with RWF_* flags (fs/read_write.c,
- * kiocb_set_rw_flags): RWF_NOWAIT is MSG_DONTWAIT on a socket, the other
- * known flags are ignored, and any flag a socket cannot honour is EOPNOTSUPP,
- * checked after the iovecs and only when there are bytes to move.
- */
-#define RWF_SOCKET_OK 0x3fu /* HIPRI, DSYNC, SYNC, NOWAIT, APPEND, NOAPPEND */
-
+/* preadv2/pwritev2 at offset -1 on a wrapped fd (conn_msg.c); *HANDLED: FD was wrapped. */
 static ssize_t rwv2_wrapped(int fd, const struct iovec *iov, int cnt, int flags, int write,
 			    int *handled)
 {
@@ -653,16 +449,7 @@ static ssize_t rwv2_wrapped(int fd, const struct iovec *iov, int cnt, int flags,
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
-	conn_set_io(c, TS_IO_VEC);
-	r = iov_check(iov, cnt);
-	if (r == 0 && iov_total(iov, cnt) > 0) {
-		int mf = (flags & RWF_NOWAIT) ? MSG_DONTWAIT : 0;
-
-		if ((unsigned)flags & ~RWF_SOCKET_OK)
-			r = -EOPNOTSUPP;
-		else
-			r = write ? conn_sendv(c, iov, cnt, mf) : conn_recvv(c, iov, cnt, mf);
-	}
+	r = conn_rwv2(c, iov, cnt, flags, write);
 	conn_put(c);
 	return hook_ret(r);
 }
@@ -707,33 +494,20 @@ HOOK_INTERNAL(pwritev2)
 
 /*
  * dprintf/vdprintf format into a stream glibc writes with its internal
- * write(): on a wrapped fd that would be cleartext. The text is formatted
- * here and sent through TLS instead, as one write.
+ * write(): on a wrapped fd that would be cleartext. The text is sent through
+ * TLS instead, as one write (conn_msg.c).
  */
 static int vdprintf_wrapped(int fd, const char *fmt, va_list ap, int *handled)
 {
 	struct conn *c = fdtab_get(fd);
-	char *text = NULL;
-	ssize_t r;
-	int n;
+	int r;
 
 	*handled = c != NULL;
 	if (c == NULL)
 		return 0;
-	n = vasprintf(&text, fmt, ap);
-	if (n < 0) {
-		conn_put(c);
-		errno = ENOMEM;
-		return -1;
-	}
-	conn_set_io(c, TS_IO_RW);
-	r = n > 0 ? conn_send(c, text, (size_t)n, 0) : 0;
+	r = conn_vdprintf(c, fmt, ap);
 	conn_put(c);
-	free(text);
-	/* glibc's dprintf fails (-1) when its stream could not write everything. */
-	if (r >= 0 && r < n)
-		r = -EAGAIN;
-	return r < 0 ? (int)hook_ret(r) : n;
+	return (int)hook_ret(r);
 }
 
 static int shim_vdprintf(int fd, const char *fmt, va_list ap)

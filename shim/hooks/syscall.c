@@ -246,18 +246,15 @@ static long pselect6(const long a[6])
 			    (const struct timespec *)a[4], mask);
 }
 
-/* Numbers with a route: the same code as the libc wrapper. */
-static __attribute__((noinline)) long routed(long nr, enum route r, const long a[6])
+/* Numbers with a route: the same code as the libc wrapper, by family. */
+
+/* Read, write and the send/recv family */
+static long routed_io(long nr, enum route r, const long a[6])
 {
 	int fd = (int)a[0];
 	void *p1 = (void *)a[1];
 
 	switch (r) {
-	case R_NEWFD:
-		return new_fd(nr, a);
-	case R_URING:
-		uring_warn();
-		return new_fd(nr, a);
 	case R_READ:
 		return hook_read(fd, p1, (size_t)a[2]);
 	case R_WRITE:
@@ -285,6 +282,18 @@ static __attribute__((noinline)) long routed(long nr, enum route r, const long a
 	case R_RECVMMSG:
 		return hook_recvmmsg(fd, p1, (unsigned int)a[2], (int)a[3],
 				     (struct timespec *)a[4]);
+	default:
+		return pass(nr, a);
+	}
+}
+
+/* Connect, accept, listen, shutdown, socket options, sendfile, splice */
+static long routed_sock(long nr, enum route r, const long a[6])
+{
+	int fd = (int)a[0];
+	void *p1 = (void *)a[1];
+
+	switch (r) {
 	case R_CONNECT:
 		return hook_connect(fd, p1, (socklen_t)a[2]);
 	case R_ACCEPT:
@@ -295,20 +304,6 @@ static __attribute__((noinline)) long routed(long nr, enum route r, const long a
 		return hook_listen(fd, (int)a[1]);
 	case R_SHUTDOWN:
 		return hook_shutdown(fd, (int)a[1]);
-	case R_CLOSE:
-		return hook_close(fd);
-	case R_CLOSE_RANGE:
-		return hook_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]);
-	case R_DUP:
-		return hook_dup(fd);
-	case R_DUP2:
-		return hook_dup2(fd, (int)a[1]);
-	case R_DUP3:
-		return hook_dup3(fd, (int)a[1], (int)a[2]);
-	case R_FCNTL:
-		return hook_fcntl(fd, (int)a[1], a[2]);
-	case R_IOCTL:
-		return hook_ioctl(fd, (unsigned long)a[1], a[2]);
 	case R_SETSOCKOPT:
 		return hook_setsockopt(fd, (int)a[1], (int)a[2], (const void *)a[3],
 				       (socklen_t)a[4]);
@@ -319,6 +314,18 @@ static __attribute__((noinline)) long routed(long nr, enum route r, const long a
 	case R_SPLICE:
 		return hook_splice(fd, (loff_t *)a[1], (int)a[2], (loff_t *)a[3], (size_t)a[4],
 				   (unsigned int)a[5]);
+	default:
+		return pass(nr, a);
+	}
+}
+
+/* Poll, select and epoll */
+static long routed_wait(long nr, enum route r, const long a[6])
+{
+	int fd = (int)a[0];
+	void *p1 = (void *)a[1];
+
+	switch (r) {
 	case R_POLL:
 		return hook_poll((struct pollfd *)a[0], (nfds_t)a[1], (int)a[2]);
 	case R_PPOLL:
@@ -343,16 +350,56 @@ static __attribute__((noinline)) long routed(long nr, enum route r, const long a
 			return bad_sigset();
 		return hook_epoll_pwait2(fd, p1, (int)a[2], (const struct timespec *)a[3],
 					 (const sigset_t *)a[4]);
+	default:
+		return pass(nr, a);
+	}
+}
+
+/* Calls that hand out, duplicate or close fds */
+static long routed_fd(long nr, enum route r, const long a[6])
+{
+	int fd = (int)a[0];
+
+	switch (r) {
+	case R_NEWFD:
+		return new_fd(nr, a);
+	case R_URING:
+		uring_warn();
+		return new_fd(nr, a);
+	case R_CLOSE:
+		return hook_close(fd);
+	case R_CLOSE_RANGE:
+		return hook_close_range((unsigned int)a[0], (unsigned int)a[1], (int)a[2]);
+	case R_DUP:
+		return hook_dup(fd);
+	case R_DUP2:
+		return hook_dup2(fd, (int)a[1]);
+	case R_DUP3:
+		return hook_dup3(fd, (int)a[1], (int)a[2]);
+	case R_FCNTL:
+		return hook_fcntl(fd, (int)a[1], a[2]);
+	case R_IOCTL:
+		return hook_ioctl(fd, (unsigned long)a[1], a[2]);
 	case R_SOCKETPAIR:
 		return hook_socketpair(fd, (int)a[1], (int)a[2], (int *)a[3]);
 	case R_PIPE:
 		return hook_pipe2((int *)a[0], 0);
 	case R_PIPE2:
 		return hook_pipe2((int *)a[0], (int)a[1]);
-	case R_PASS:
 	default:
 		return pass(nr, a);
 	}
+}
+
+static __attribute__((noinline)) long routed(long nr, enum route r, const long a[6])
+{
+	if (r >= R_READ && r <= R_RECVMMSG)
+		return routed_io(nr, r, a);
+	if ((r >= R_CONNECT && r <= R_SHUTDOWN) || (r >= R_SETSOCKOPT && r <= R_SPLICE))
+		return routed_sock(nr, r, a);
+	if (r >= R_POLL && r <= R_EPOLL_PWAIT2)
+		return routed_wait(nr, r, a);
+	return routed_fd(nr, r, a);
 }
 
 /*

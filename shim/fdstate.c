@@ -1,0 +1,99 @@
+/*
+ * fdstate.c - a wrapped fd's duplicates and flags (see fdstate.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
+
+#include "conn.h"
+#include "epreg.h"
+#include "fdclose.h"
+#include "fdstate.h"
+#include "fdtab.h"
+#include "log.h"
+#include "real.h"
+
+void fdstate_dup(int oldfd, int newfd)
+{
+	struct conn *c;
+
+	if (newfd < 0 || !fdtab_maybe(oldfd))
+		return;
+	c = fdtab_get(oldfd);
+	if (c == NULL)
+		return;
+	if (conn_add_fd(c, newfd) == 0)
+		fdtab_set(newfd, c);
+	conn_put(c);
+}
+
+void fdstate_dup_target(int oldfd, int newfd)
+{
+	/* Our log file's descriptor is about to become something else. */
+	if (newfd == log_fd() && oldfd != newfd)
+		log_forget_fd(newfd);
+	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
+	    real.fcntl(oldfd, F_GETFD) < 0)
+		return;
+	fdclose_release(newfd);
+}
+
+int fdstate_fl(struct conn *c, int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+	long fl = (long)arg;
+	int r;
+
+	if (cmd == F_GETFL) {
+		r = fn(fd, F_GETFL);
+		if (r < 0)
+			return -errno;
+		return conn_nonblock(c) ? (r | O_NONBLOCK) : (r & ~O_NONBLOCK);
+	}
+	/* The socket stays non-blocking underneath; the program's wish is emulated. */
+	r = fn(fd, F_SETFL, fl | O_NONBLOCK);
+	if (r < 0)
+		return -errno;
+	conn_set_nonblock(c, (fl & O_NONBLOCK) != 0);
+	return r;
+}
+
+int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	if (arg == NULL)
+		return -EFAULT;
+	if (req == FIONBIO) {
+		conn_set_nonblock(c, *(int *)arg != 0);
+		return 0;
+	}
+	r = conn_readable_bytes(c);
+	/* Not a stream the shim reads (auto chose cleartext): the kernel's count. */
+	if (r == -ENOTTY)
+		return real.ioctl(fd, req, arg) < 0 ? -errno : 0;
+	if (r < 0)
+		return r;
+	*(int *)arg = r;
+	return 0;
+}
+
+void fdstate_release_range(unsigned int first, unsigned int last)
+{
+	unsigned int top = FDTAB_CHUNK * FDTAB_CHUNKS - 1;
+	int lfd = log_fd();
+
+	if (lfd >= 0 && (unsigned int)lfd >= first && (unsigned int)lfd <= last)
+		log_forget_fd(lfd);
+	if (last > top)
+		last = top;
+	for (unsigned int fd = first; fd <= last && fd >= first; fd++) {
+		/* Skip chunks never allocated: a whole range costs little. */
+		if (atomic_load(&fdtab_chunks[fd >> FDTAB_CHUNK_BITS]) == NULL) {
+			fd |= FDTAB_CHUNK - 1;
+			continue;
+		}
+		if (fdtab_maybe((int)fd) || epreg_active())
+			fdclose_release((int)fd);
+	}
+}

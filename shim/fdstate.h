@@ -1,0 +1,40 @@
+/*
+ * fdstate.h - a wrapped fd's duplicates and flags as the program sees them:
+ * the wrapping follows the fd through dup; O_NONBLOCK and FIONBIO are
+ * remembered as the program set them while the socket underneath stays
+ * non-blocking; FIONREAD counts plaintext. Functions return a result or
+ * -errno; the hooks (hooks/fdops.c) set errno.
+ */
+#ifndef TLSSHIM_FDSTATE_H
+#define TLSSHIM_FDSTATE_H
+
+struct conn;
+
+/* NEWFD (< 0: none) is now a duplicate of OLDFD: it shares OLDFD's wrapping, if any. */
+void fdstate_dup(int oldfd, int newfd);
+
+/*
+ * dup2/dup3(OLDFD, NEWFD) are about to close NEWFD, when OLDFD is valid: so
+ * does the shim, with close_notify if it was its connection's last fd.
+ */
+void fdstate_dup_target(int oldfd, int newfd);
+
+/*
+ * fcntl(FD, F_GETFL or F_SETFL, ARG) on C, whose socket is FD, with libc's
+ * fcntl FN: O_NONBLOCK as the program set it. Returns the flags (F_GETFL),
+ * 0, or -errno.
+ */
+int fdstate_fl(struct conn *c, int (*fn)(int, int, ...), int fd, int cmd, void *arg);
+
+/* ioctl(FD, FIONBIO or FIONREAD, ARG) on C, whose socket is FD. Returns 0 or -errno. */
+int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg);
+
+/*
+ * close_range/closefrom are about to close [FIRST, LAST]: the shim lets go of
+ * the wrapped fds among them first (close_notify where it was the last fd),
+ * and forgets the log file's fd if it is one of them. Chunks of the fd table
+ * never allocated are skipped, so a whole range costs little.
+ */
+void fdstate_release_range(unsigned int first, unsigned int last);
+
+#endif
