@@ -71,6 +71,33 @@ int epreg_active(void)
 	return atomic_load_explicit(&nsets, memory_order_relaxed) != 0;
 }
 
+/*
+ * Per fd number below EP_FDMAP: its registrations in by_fd (all sets) plus 1
+ * for an epoll set's own fd, changed under ep_lock, read without it. Saturates:
+ * a count that reached 255 stays (the fd then always takes the slow path).
+ */
+#define EP_FDMAP 65536
+static _Atomic unsigned char fd_refs[EP_FDMAP];
+
+static void fd_ref(int fd, int d)
+{
+	unsigned char n;
+
+	if ((unsigned)fd >= EP_FDMAP)
+		return;
+	n = atomic_load_explicit(&fd_refs[fd], memory_order_relaxed);
+	if (n == 255 || (d < 0 && n == 0))
+		return;
+	atomic_store_explicit(&fd_refs[fd], (unsigned char)(n + d), memory_order_relaxed);
+}
+
+int epreg_fd_maybe(int fd)
+{
+	if (!epreg_active())
+		return 0;
+	return (unsigned)fd >= EP_FDMAP || atomic_load_explicit(&fd_refs[fd], memory_order_relaxed);
+}
+
 struct epset *ep_set_find(int epfd)
 {
 	for (struct epset *s = sets; s != NULL; s = s->next)
@@ -91,6 +118,7 @@ static struct epset *set_get(int epfd)
 	s->epfd = epfd;
 	s->next = sets;
 	sets = s;
+	fd_ref(epfd, 1);
 	atomic_fetch_add(&nsets, 1);
 	return s;
 }
@@ -145,8 +173,10 @@ static void reg_free(struct reg *r)
 {
 	struct epset *s = r->set;
 
-	if (!r->orphan)
+	if (!r->orphan) {
 		HASH_DELETE(hh, s->by_fd, r);
+		fd_ref(r->fd, -1);
+	}
 	if (r->c != NULL) {
 		if (r->queued) {
 			for (struct reg **pp = &s->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
@@ -229,6 +259,7 @@ static struct reg *reg_new(struct epset *s, int fd, const struct epoll_event *ev
 	r->udata = ev->data;
 	r->armed = 1;
 	HASH_ADD(hh, s->by_fd, fd, sizeof(int), r);
+	fd_ref(fd, 1);
 	return r;
 }
 
@@ -366,6 +397,7 @@ static void fd_closed_locked(int fd, struct conn *c, int others)
 			HASH_ITER(hh, s->by_fd, r, tmp)
 			reg_free(r);
 			*pp = s->next;
+			fd_ref(s->epfd, -1);
 			atomic_fetch_sub(&nsets, 1);
 			if (s->waiters > 0)
 				s->closed = 1; /* the last waiter frees it */
@@ -377,6 +409,7 @@ static void fd_closed_locked(int fd, struct conn *c, int others)
 		if (r != NULL && r->c != NULL && c == r->c && others) {
 			/* Another fd keeps the socket, and the kernel keeps reporting. */
 			HASH_DELETE(hh, s->by_fd, r);
+			fd_ref(fd, -1);
 			r->orphan = 1;
 		} else if (r != NULL) {
 			reg_free(r);
@@ -469,12 +502,21 @@ void ep_touch_locked(struct conn *c)
 		ep_queue(r);
 }
 
+/*
+ * A conn whose registrations are all queued already needs no look-up: an
+ * event loop's read, write and uncork of one request touch it several times
+ * before its next epoll_wait. drain_dirty() clears c->ep_queued as it takes
+ * one off its queue, before looking at the conn under its lock, so a touch
+ * after that lock is never lost.
+ */
 void epreg_touch(struct conn *c)
 {
-	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0 ||
+	    atomic_load_explicit(&c->ep_queued, memory_order_relaxed))
 		return;
 	ep_lock_take();
 	ep_touch_locked(c);
+	atomic_store_explicit(&c->ep_queued, 1, memory_order_relaxed);
 	ep_lock_give();
 }
 
