@@ -14,6 +14,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -193,4 +194,9 @@ void real_init(void)
 	atomic_store_explicit(&real_state, 2, memory_order_release);
 	if (shim.wrap_start != NULL)
 		shim.wrap_start();
+}
+
+int real_open(const char *path, int flags, unsigned mode)
+{
+	return (int)real_sys(SYS_openat, AT_FDCWD, (long)path, flags, (long)mode);
 }
