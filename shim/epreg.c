@@ -133,33 +133,6 @@ int epreg_active(void)
 	return atomic_load_explicit(&nsets, memory_order_relaxed) != 0;
 }
 
-/*
- * Per fd number below EP_FDMAP: its registrations in by_fd (all sets) plus 1
- * for an epoll set's own fd, changed under ep_lock, read without it. Saturates:
- * a count that reached 255 stays (the fd then always takes the slow path).
- */
-#define EP_FDMAP 65536
-static _Atomic unsigned char fd_refs[EP_FDMAP];
-
-static void fd_ref(int fd, int d)
-{
-	unsigned char n;
-
-	if ((unsigned)fd >= EP_FDMAP)
-		return;
-	n = atomic_load_explicit(&fd_refs[fd], memory_order_relaxed);
-	if (n == 255 || (d < 0 && n == 0))
-		return;
-	atomic_store_explicit(&fd_refs[fd], (unsigned char)(n + d), memory_order_relaxed);
-}
-
-int epreg_fd_maybe(int fd)
-{
-	if (!epreg_active())
-		return 0;
-	return (unsigned)fd >= EP_FDMAP || atomic_load_explicit(&fd_refs[fd], memory_order_relaxed);
-}
-
 struct epset *ep_set_find(int epfd)
 {
 	for (struct epset *s = sets; s != NULL; s = s->next)
@@ -180,7 +153,6 @@ static struct epset *set_get(int epfd)
 	s->epfd = epfd;
 	s->next = sets;
 	sets = s;
-	fd_ref(epfd, 1);
 	atomic_fetch_add(&nsets, 1);
 	fd_ref(epfd, 1);
 	return s;
@@ -460,7 +432,6 @@ static void fd_closed_locked(int fd, struct conn *c, int others)
 			HASH_ITER(hh, s->by_fd, r, tmp)
 			reg_free(r);
 			*pp = s->next;
-			fd_ref(s->epfd, -1);
 			atomic_fetch_sub(&nsets, 1);
 			fd_ref(fd, -1);
 			if (s->waiters > 0)

@@ -30,13 +30,6 @@ int epreg_active(void);
 /* 0 when no epoll set (as registry) or registration may involve FD: lock-free. */
 int epreg_fd_maybe(int fd);
 
-/*
- * Whether the registry may know fd number FD (a registration under it, or an
- * epoll set's own fd): close(), dup2() and a new fd under that number need
- * the registry only then (lock-free; an event loop's file fds stay off it).
- */
-int epreg_fd_maybe(int fd);
-
 /* epoll_ctl for EPFD: returns 0 or -errno. */
 int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 
