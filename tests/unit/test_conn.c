@@ -869,3 +869,101 @@ Test(conn, bytes_written_before_the_handshake_completed_go_first_and_encrypted)
 	close(p.go[0]);
 	close(p.go[1]);
 }
+
+/* ---- starttls=postgres, client: the dialogue before the handshake ---------------------- */
+
+struct pg_peer {
+	int lfd;
+	char answer; /* to SSLRequest */
+	unsigned char req[8];
+	char rest[64];
+	size_t n;
+	pthread_t t;
+};
+
+/* Reads the 8-byte request, answers, plays the fake handshake's 'H' after 'S', keeps the rest. */
+static void *pg_peer_run(void *arg)
+{
+	struct pg_peer *p = arg;
+	int fd = accept(p->lfd, NULL, NULL);
+	ssize_t r;
+	char b;
+
+	if (fd < 0)
+		return NULL;
+	if (recv(fd, p->req, sizeof(p->req), MSG_WAITALL) == sizeof(p->req)) {
+		send(fd, &p->answer, 1, MSG_NOSIGNAL);
+		if (p->answer == 'S' && recv(fd, &b, 1, 0) == 1 && b == 'h')
+			send(fd, "H", 1, MSG_NOSIGNAL);
+	}
+	while (p->n < sizeof(p->rest) - 1 &&
+	       (r = recv(fd, p->rest + p->n, sizeof(p->rest) - 1 - p->n, 0)) > 0)
+		p->n += (size_t)r;
+	close(fd);
+	return NULL;
+}
+
+static struct conn *pg_client(struct pg_peer *p, char answer, struct sockaddr_in *sa, int *fd)
+{
+	static struct policy_rule pgrule = {
+	    .action = POLICY_TLS,
+	    .opt = {.handshake_timeout_ms = 10000, .starttls = POLICY_STARTTLS_POSTGRES},
+	};
+	socklen_t len = sizeof(*sa);
+	int err = 0;
+	struct conn *c;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(p->lfd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	cr_assert_eq(listen(p->lfd, 1), 0);
+	cr_assert_eq(getsockname(p->lfd, (struct sockaddr *)sa, &len), 0);
+	p->answer = answer;
+	pthread_create(&p->t, NULL, pg_peer_run, p);
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
+	c = conn_new_client(*fd, &pgrule, NULL, "127.0.0.1", ntohs(sa->sin_port), "connect test",
+			    &err);
+	cr_assert_not_null(c);
+	return c;
+}
+
+static const unsigned char ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+
+Test(conn, starttls_postgres_refused_by_the_server_is_refused_without_cleartext)
+{
+	struct pg_peer p = {0};
+	struct sockaddr_in sa;
+	int fd;
+	struct conn *c = pg_client(&p, 'N', &sa, &fd);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), -ECONNREFUSED);
+	cr_expect(c->tls_failed);
+	conn_close_fd(c, fd);
+	close(fd);
+	pthread_join(p.t, NULL);
+	cr_expect_eq(memcmp(p.req, ssl_request, 8), 0, "the shim's SSLRequest");
+	cr_expect_eq(p.n, 0, "and not a byte after it (%zu)", p.n);
+	conn_put(c);
+	close(p.lfd);
+}
+
+Test(conn, starttls_postgres_upgrades_on_s_before_connect_returns)
+{
+	struct pg_peer p = {0};
+	struct sockaddr_in sa;
+	int fd;
+	struct conn *c = pg_client(&p, 'S', &sa, &fd);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_expect_eq(c->state, CONN_OPEN, "the dialogue and the handshake are done");
+	conn_close_fd(c, fd);
+	close(fd);
+	pthread_join(p.t, NULL);
+	cr_expect_eq(memcmp(p.req, ssl_request, 8), 0);
+	cr_expect_eq(p.n, 1, "then only close_notify (%zu bytes)", p.n);
+	cr_expect_eq(p.rest[0], NOTIFY);
+	conn_put(c);
+	close(p.lfd);
+}
