@@ -23,21 +23,88 @@ static struct epset *sets;
 static atomic_int nsets;
 
 /*
- * Stale fds (fdclose_stale) seen while this thread holds ep_lock: a new fd
- * handed out inside the registry's own work (OpenSSL opening a certificate
- * during a handshake that epoll_wait drives) is dealt with when the lock is
- * given back, not by taking it again. Under ep_lock.
+ * How many registrations (and epoll sets) the registry holds per fd number,
+ * hashed into buckets: closing or handing out an fd whose bucket is empty has
+ * nothing to forget, and does not take ep_lock. Only then is a new fd free of
+ * the registry's lock, which the shim's and OpenSSL's own file opens (made
+ * under other shim locks) rely on. Written under ep_lock, read without.
  */
-struct stale {
+#define FD_BUCKETS 4096
+static atomic_ushort fd_refs[FD_BUCKETS];
+
+static void fd_ref(int fd, int delta)
+{
+	atomic_fetch_add_explicit(&fd_refs[(unsigned)fd % FD_BUCKETS], (unsigned short)delta,
+				  memory_order_relaxed);
+}
+
+int epreg_fd_maybe(int fd)
+{
+	return atomic_load_explicit(&fd_refs[(unsigned)fd % FD_BUCKETS], memory_order_relaxed) != 0;
+}
+
+/*
+ * Work that reaches the registry while this thread already holds ep_lock is
+ * queued and done when the lock is given back, not by taking it again: a new
+ * fd handed out (a stale entry dropped) or an fd closed inside the registry's
+ * own work, e.g. OpenSSL or a sanitizer's symboliser opening and closing a file
+ * during a handshake step that epoll_ctl or epoll_wait drives. Under ep_lock.
+ */
+enum deferred_kind { DEF_STALE, DEF_FD_CLOSED, DEF_CONN_CLOSED };
+struct deferred {
+	enum deferred_kind kind;
 	int fd;
-	int last;
+	int arg;        /* DEF_STALE: last; DEF_FD_CLOSED: others */
 	struct conn *c; /* a reference, or NULL */
 };
 static __thread int ep_held;
-static struct stale *stale_q;
-static size_t stale_n, stale_cap;
+static struct deferred *def_q;
+static size_t def_n, def_cap;
 
 static void stale_locked(int fd, struct conn *c, int last);
+static void fd_closed_locked(int fd, struct conn *c, int others);
+static void conn_closed_locked(struct conn *c);
+
+static void deferred_run(struct deferred d)
+{
+	switch (d.kind) {
+	case DEF_STALE:
+		stale_locked(d.fd, d.c, d.arg);
+		break;
+	case DEF_FD_CLOSED:
+		fd_closed_locked(d.fd, d.c, d.arg);
+		break;
+	case DEF_CONN_CLOSED:
+		conn_closed_locked(d.c);
+		break;
+	}
+	if (d.c != NULL)
+		conn_put(d.c);
+}
+
+/*
+ * Queues D when this thread holds ep_lock (returns 1), else returns 0 and the
+ * caller does the work under the lock. Allocation failure drops the work: a
+ * registration left behind is dropped when its fd number is next handed out.
+ */
+static int deferred_queue(struct deferred d)
+{
+	if (!ep_held)
+		return 0;
+	if (def_n == def_cap) {
+		size_t cap = def_cap ? 2 * def_cap : 8;
+		struct deferred *q = realloc(def_q, cap * sizeof(*q));
+
+		if (q == NULL)
+			return 1;
+		def_q = q;
+		def_cap = cap;
+	}
+	if (d.c != NULL)
+		conn_ref(d.c);
+	def_q[def_n++] = d;
+	return 1;
+}
 
 void ep_lock_take(void)
 {
@@ -47,13 +114,8 @@ void ep_lock_take(void)
 
 void ep_lock_give(void)
 {
-	while (stale_n > 0) {
-		struct stale st = stale_q[--stale_n];
-
-		stale_locked(st.fd, st.c, st.last);
-		if (st.c != NULL)
-			conn_put(st.c);
-	}
+	while (def_n > 0)
+		deferred_run(def_q[--def_n]);
 	ep_held = 0;
 	pthread_mutex_unlock(&ep_lock);
 }
@@ -92,6 +154,7 @@ static struct epset *set_get(int epfd)
 	s->next = sets;
 	sets = s;
 	atomic_fetch_add(&nsets, 1);
+	fd_ref(epfd, 1);
 	return s;
 }
 
@@ -145,8 +208,10 @@ static void reg_free(struct reg *r)
 {
 	struct epset *s = r->set;
 
-	if (!r->orphan)
+	if (!r->orphan) {
 		HASH_DELETE(hh, s->by_fd, r);
+		fd_ref(r->fd, -1);
+	}
 	if (r->c != NULL) {
 		if (r->queued) {
 			for (struct reg **pp = &s->dirty; *pp != NULL; pp = &(*pp)->next_dirty) {
@@ -229,6 +294,7 @@ static struct reg *reg_new(struct epset *s, int fd, const struct epoll_event *ev
 	r->udata = ev->data;
 	r->armed = 1;
 	HASH_ADD(hh, s->by_fd, fd, sizeof(int), r);
+	fd_ref(fd, 1);
 	return r;
 }
 
@@ -367,6 +433,7 @@ static void fd_closed_locked(int fd, struct conn *c, int others)
 			reg_free(r);
 			*pp = s->next;
 			atomic_fetch_sub(&nsets, 1);
+			fd_ref(fd, -1);
 			if (s->waiters > 0)
 				s->closed = 1; /* the last waiter frees it */
 			else
@@ -377,6 +444,7 @@ static void fd_closed_locked(int fd, struct conn *c, int others)
 		if (r != NULL && r->c != NULL && c == r->c && others) {
 			/* Another fd keeps the socket, and the kernel keeps reporting. */
 			HASH_DELETE(hh, s->by_fd, r);
+			fd_ref(fd, -1);
 			r->orphan = 1;
 		} else if (r != NULL) {
 			reg_free(r);
@@ -401,10 +469,14 @@ static void conn_closed_locked(struct conn *c)
 
 void epreg_fd_closed(int fd, struct conn *c)
 {
-	if (!epreg_active())
+	int others = c != NULL && c->nfds > 1;
+
+	if (!epreg_fd_maybe(fd))
+		return;
+	if (deferred_queue((struct deferred){DEF_FD_CLOSED, fd, others, c}))
 		return;
 	ep_lock_take();
-	fd_closed_locked(fd, c, c != NULL && c->nfds > 1);
+	fd_closed_locked(fd, c, others);
 	ep_lock_give();
 }
 
@@ -417,24 +489,10 @@ static void stale_locked(int fd, struct conn *c, int last)
 
 void epreg_fd_stale(int fd, struct conn *c, int last)
 {
-	if (!epreg_active() && (c == NULL || atomic_load(&c->n_epregs) == 0))
+	if (!epreg_fd_maybe(fd) && (c == NULL || !last || atomic_load(&c->n_epregs) == 0))
 		return;
-	if (ep_held) {
-		if (stale_n == stale_cap) {
-			size_t cap = stale_cap ? 2 * stale_cap : 8;
-			struct stale *q = realloc(stale_q, cap * sizeof(*q));
-
-			if (q == NULL)
-				return; /* the entry stays: dropped when the number is next handed
-					   out */
-			stale_q = q;
-			stale_cap = cap;
-		}
-		if (c != NULL)
-			conn_ref(c);
-		stale_q[stale_n++] = (struct stale){fd, last, c};
+	if (deferred_queue((struct deferred){DEF_STALE, fd, last, c}))
 		return;
-	}
 	ep_lock_take();
 	stale_locked(fd, c, last);
 	ep_lock_give();
@@ -442,7 +500,7 @@ void epreg_fd_stale(int fd, struct conn *c, int last)
 
 void epreg_adopt(int fd, struct conn *c)
 {
-	if (!epreg_active())
+	if (!epreg_fd_maybe(fd))
 		return;
 	ep_lock_take();
 	for (struct epset *s = sets; s != NULL; s = s->next) {
@@ -481,6 +539,8 @@ void epreg_touch(struct conn *c)
 void epreg_conn_closed(struct conn *c)
 {
 	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
+		return;
+	if (deferred_queue((struct deferred){DEF_CONN_CLOSED, -1, 0, c}))
 		return;
 	ep_lock_take();
 	conn_closed_locked(c);

@@ -27,6 +27,8 @@ struct conn;
 
 /* Whether the registry knows anything at all (lock-free fast path). */
 int epreg_active(void);
+/* 0 when no epoll set (as registry) or registration may involve FD: lock-free. */
+int epreg_fd_maybe(int fd);
 
 /* epoll_ctl for EPFD: returns 0 or -errno. */
 int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev);

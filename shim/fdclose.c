@@ -19,7 +19,7 @@ void fdclose_release(int fd)
 {
 	struct conn *c = fdtab_take(fd);
 
-	if (epreg_active())
+	if (epreg_fd_maybe(fd))
 		epreg_fd_closed(fd, c);
 	if (c != NULL) {
 		if (conn_close_fd(c, fd))

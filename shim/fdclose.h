@@ -21,7 +21,7 @@ void fdclose_release(int fd);
  * ...): an entry under its number is stale (its socket was closed behind the
  * shim's back). Drops it and its epoll registrations without any I/O on FD,
  * and logs it at debug. errno is preserved. Callers test fdtab_maybe(FD) or
- * epreg_active() first (fd_new() in fdnew.h).
+ * epreg_fd_maybe() first (fd_new() in fdnew.h).
  */
 void fdclose_stale(int fd);
 

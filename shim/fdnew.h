@@ -17,7 +17,7 @@
  */
 static inline void fd_new(int fd)
 {
-	if (__builtin_expect(fd >= 0 && (fdtab_maybe(fd) || epreg_active()), 0))
+	if (__builtin_expect(fd >= 0 && (fdtab_maybe(fd) || epreg_fd_maybe(fd)), 0))
 		fdclose_stale(fd);
 }
 

@@ -33,7 +33,7 @@ void fdstate_dup_target(int oldfd, int newfd)
 	/* Our log file's descriptor is about to become something else. */
 	if (newfd == log_fd() && oldfd != newfd)
 		log_forget_fd(newfd);
-	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_active()) ||
+	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd)) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)
 		return;
 	fdclose_release(newfd);
@@ -93,7 +93,7 @@ void fdstate_release_range(unsigned int first, unsigned int last)
 			fd |= FDTAB_CHUNK - 1;
 			continue;
 		}
-		if (fdtab_maybe((int)fd) || epreg_active())
+		if (fdtab_maybe((int)fd) || epreg_fd_maybe((int)fd))
 			fdclose_release((int)fd);
 	}
 }

@@ -450,7 +450,7 @@ static int port_ephemeral(uint16_t port)
 {
 	char buf[64] = "", *end;
 	unsigned long lo = 32768, hi = 60999; /* the kernel's default */
-	int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC);
+	int fd = real_open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC, 0);
 
 	if (fd >= 0) {
 		ssize_t n = real.read(fd, buf, sizeof(buf) - 1);

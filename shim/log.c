@@ -60,8 +60,8 @@ static int open_log_file(void)
 	 * O_NONBLOCK: a FIFO without a reader must not stop the program at its
 	 * first log line (the open fails, the line goes to stderr).
 	 */
-	nfd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
-		   0600);
+	nfd = real_open(log_path,
+			O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (nfd < 0)
 		return 2; /* fall back to stderr rather than lose the line */
 	fd = -1;

@@ -14,6 +14,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -184,4 +185,9 @@ void real_init(void)
 #undef REAL_REQ
 #undef REAL_OPT
 	atomic_store_explicit(&real_state, 2, memory_order_release);
+}
+
+int real_open(const char *path, int flags, unsigned mode)
+{
+	return (int)real_sys(SYS_openat, AT_FDCWD, (long)path, flags, (long)mode);
 }

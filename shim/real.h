@@ -188,6 +188,13 @@ void real_resolve(void **slot, const char *name, int required);
  */
 long real_sys(long nr, long a, long b, long c, long d);
 
+/*
+ * open(2) for the shim's own files (log, statistics, /proc): straight to the
+ * kernel, not through the open hook, whose stale-entry drop takes the epoll
+ * registry's lock — the shim opens these while holding other locks of its own.
+ */
+int real_open(const char *path, int flags, unsigned mode);
+
 /* Resolves every entry: called before any wrapped work. Idempotent. */
 void real_init(void);
 

@@ -86,7 +86,7 @@ static uint64_t self_starttime(void)
 {
 	char buf[1024], *p;
 	ssize_t n;
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), i;
+	int fd = real_open("/proc/self/stat", O_RDONLY | O_CLOEXEC, 0), i;
 
 	if (fd < 0)
 		return 0;
@@ -201,7 +201,7 @@ static int map_locked(void)
 		return ST_NONE;
 	snprintf(st_path, sizeof(st_path), "%s/%d", dir, (int)getpid());
 	for (tries = 0;; tries++) {
-		fd = open(st_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		fd = real_open(st_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd >= 0 || errno != EEXIST || tries > 0)
 			break;
 		/* A file by this PID is a dead process's (or this one's before exec). */

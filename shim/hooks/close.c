@@ -31,7 +31,7 @@ HOOK int close(int fd)
 	}
 	if (unlikely(fd == log_fd()))
 		log_forget_fd(fd);
-	if (likely(!fdtab_maybe(fd) && !epreg_active()))
+	if (likely(!fdtab_maybe(fd) && !epreg_fd_maybe(fd)))
 		return real.close(fd);
 	fdclose_release(fd);
 	return real.close(fd);

@@ -38,7 +38,13 @@ static int keylog_open(const char *path, const char **why)
 	 * O_NONBLOCK: opening a FIFO planted at the path would wait for a reader
 	 * (it fails with ENXIO instead); a regular file's writes do not block.
 	 */
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	/* Not through the open hook: see real_open() (resolved before any session). */
+	errno = ENOSYS;
+	fd = tls_host.real->openat == NULL
+		 ? -1
+		 : tls_host.real->openat(
+		       AT_FDCWD, path,
+		       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (fd < 0) {
 		*why = errno == ELOOP   ? "it is a symbolic link"
 		       : errno == ENXIO ? "it is not a regular file"

@@ -18,6 +18,9 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -317,6 +320,11 @@ const char *h_pki(void)
 const char *h_pki_file(const char *name)
 {
 	return xasprintf("%s/%s", h_pki(), name);
+}
+
+char *pki(const char *name)
+{
+	return (char *)h_pki_file(name);
 }
 
 /* ---- environments ---------------------------------------------------------------- */
@@ -1031,4 +1039,102 @@ char *h_fmt(const char *fmt, ...)
 		abort();
 	va_end(ap);
 	return s;
+}
+
+/* ---- servers ------------------------------------------------------------------------- */
+
+#define H_MAX_PROCS 8 /* servers one test starts, at most */
+
+static struct h_proc procs[H_MAX_PROCS];
+static int n_procs;
+
+struct h_proc *h_proc_slot(void)
+{
+	cr_assert(n_procs < H_MAX_PROCS, "more than %d servers in one test", H_MAX_PROCS);
+	memset(&procs[n_procs], 0, sizeof(procs[0]));
+	procs[n_procs].in_fd = procs[n_procs].out_fd = procs[n_procs].err_fd = -1;
+	return &procs[n_procs++];
+}
+
+struct h_proc *h_server(char *const argv[], const struct h_env *env, int port, const char *needle)
+{
+	struct h_proc *p = h_proc_slot();
+	struct h_env plain;
+	int rc, e;
+
+	if (env == NULL)
+		h_env_init(&plain);
+	rc = h_spawn(p, argv, env != NULL ? env : &plain, NULL, 0);
+	e = errno;
+	if (env == NULL)
+		h_env_free(&plain);
+	cr_assert_eq(rc, 0, "expected %s to start, got: %s", argv[0], strerror(e));
+	if (needle == NULL && port <= 0)
+		return p;
+	if ((needle != NULL ? h_wait_output(p, needle, 20000) : h_wait_port(port, 20000)) != 0) {
+		const char *policy = env != NULL ? h_env_get(env, "TLSSHIM_POLICY") : NULL;
+
+		h_kill(p);
+		cr_assert_fail("expected %s to %s%s within 20 s%s%s%s; it exited %d saying:\n%s%s",
+			       argv[0], needle != NULL ? "print " : "listen on port ",
+			       needle != NULL ? needle : h_fmt("%d", port),
+			       policy ? " under policy \"" : "", policy ? policy : "",
+			       policy ? "\"" : "", WEXITSTATUS(p->status), p->out ? p->out : "",
+			       p->err ? p->err : "");
+	}
+	return p;
+}
+
+void h_teardown(void)
+{
+	for (int i = 0; i < n_procs; i++)
+		h_proc_free(&procs[i]);
+	n_procs = 0;
+}
+
+/* ---- text ---------------------------------------------------------------------------- */
+
+int h_count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+char *h_line_with(const char *text, const char *needle)
+{
+	const char *hit = strstr(text, needle), *start, *end;
+
+	if (!hit)
+		return NULL;
+	for (start = hit; start > text && start[-1] != '\n'; start--)
+		;
+	end = strchr(hit, '\n');
+	return strndup(start, end ? (size_t)(end - start) : strlen(start));
+}
+
+char *h_spki_pin(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	unsigned char *der = NULL, md[32], b64[64];
+	int len;
+
+	cr_assert_not_null(x, "expected to read certificate %s", path);
+	fclose(f);
+	len = i2d_PUBKEY(X509_get0_pubkey(x), &der);
+	EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
+	EVP_EncodeBlock(b64, md, 32);
+	OPENSSL_free(der);
+	X509_free(x);
+	return h_fmt("sha256/%s", b64);
+}
+
+void h_env_shim(struct h_env *e, const char *policy)
+{
+	h_env_init(e);
+	h_env_preload(e);
+	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
 }

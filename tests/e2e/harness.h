@@ -22,6 +22,8 @@ const char *h_src(void);              /* the source tree's top directory */
 const char *h_pki(void);
 /* "h_pki()/NAME", e.g. h_pki_file("server.pem"). Valid for the process. */
 const char *h_pki_file(const char *name);
+/* h_pki_file(NAME) as the char * an ARGV() list takes: pki("ca.pem"). */
+char *pki(const char *name);
 /* "asan" or "tsan" when the tests (and so the shim) are built with that sanitizer, else NULL. */
 const char *h_san(void);
 /* A new temporary directory, removed at exit. */
@@ -44,6 +46,8 @@ void h_env_free(struct h_env *e);
 void h_env_unset(struct h_env *e, const char *key);
 /* KEY's value, or NULL. Valid until E changes. */
 const char *h_env_get(const struct h_env *e, const char *key);
+/* A program under the shim: h_env_init, h_env_preload and TLSSHIM_POLICY=POLICY. */
+void h_env_shim(struct h_env *e, const char *policy);
 
 /* ---- processes ---- */
 struct h_proc {
@@ -82,6 +86,22 @@ int h_wait_output(struct h_proc *p, const char *needle, int timeout_ms);
 /* Collects whatever output arrives for TIMEOUT_MS (0: what is there now). */
 void h_collect(struct h_proc *p, int timeout_ms);
 
+/* ---- servers: processes that live until the test ends ---- */
+/* An argv for h_spawn and friends: ARGV("curl", "-s", url). */
+#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
+/*
+ * Starts ARGV with ENV (NULL: h_env_init's, no shim) and waits up to 20 s
+ * until 127.0.0.1:PORT accepts connections, or, with NEEDLE, until its
+ * output contains NEEDLE (with neither, PORT 0, not at all); fails the test
+ * with what it said otherwise. The process is stopped and freed by
+ * h_teardown().
+ */
+struct h_proc *h_server(char *const argv[], const struct h_env *env, int port, const char *needle);
+/* A process slot h_teardown() stops and frees, for a server started another way. */
+struct h_proc *h_proc_slot(void);
+/* Stops (SIGTERM, then SIGKILL) and frees every h_server/h_proc_slot process: a suite's .fini. */
+void h_teardown(void);
+
 /* ---- network (127.0.0.1 only) ---- */
 /* A TCP port nothing listens on now, on 127.0.0.1. */
 int h_free_port(void);
@@ -89,6 +109,15 @@ int h_free_port(void);
 int h_wait_port(int port, int timeout_ms);
 /* Whether something listens on PORT now (any local address). */
 int h_port_listening(int port);
+
+/* ---- text ---- */
+/* Occurrences of NEEDLE in HAY, overlapping ones included. */
+int h_count(const char *hay, const char *needle);
+/* The first line of TEXT that contains NEEDLE (a new string, without its newline), or NULL. */
+char *h_line_with(const char *text, const char *needle);
+/* pin= for the certificate in PEM file PATH: "sha256/" + base64 of its SubjectPublicKeyInfo's
+ * SHA-256. */
+char *h_spki_pin(const char *path);
 
 /* A formatted string that lives as long as the test process (aborts if out of memory). */
 char *h_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

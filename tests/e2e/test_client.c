@@ -23,56 +23,24 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 20000 /* every client run is bounded by this */
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
-static struct h_proc servers[4];
-static int n_servers;
+TestSuite(client_curl, .fini = h_teardown, .timeout = 60);
+TestSuite(client_python, .fini = h_teardown, .timeout = 60);
+TestSuite(client_redis, .fini = h_teardown, .timeout = 60);
+TestSuite(client_verify, .fini = h_teardown, .timeout = 60);
+TestSuite(client_cleartext, .fini = h_teardown, .timeout = 60);
+TestSuite(client_policy, .fini = h_teardown, .timeout = 60);
+TestSuite(client_options, .fini = h_teardown, .timeout = 60);
+TestSuite(client_log, .fini = h_teardown, .timeout = 60);
+TestSuite(client_transfer, .fini = h_teardown, .timeout = 120);
 
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(client_curl, .fini = teardown, .timeout = 60);
-TestSuite(client_python, .fini = teardown, .timeout = 60);
-TestSuite(client_redis, .fini = teardown, .timeout = 60);
-TestSuite(client_verify, .fini = teardown, .timeout = 60);
-TestSuite(client_cleartext, .fini = teardown, .timeout = 60);
-TestSuite(client_policy, .fini = teardown, .timeout = 60);
-TestSuite(client_options, .fini = teardown, .timeout = 60);
-TestSuite(client_log, .fini = teardown, .timeout = 60);
-TestSuite(client_transfer, .fini = teardown, .timeout = 120);
-
-static const char *pki(const char *name)
-{
-	return h_pki_file(name);
-}
-
-/* Starts a server and waits until it listens on PORT. */
+/* Starts a server (without the shim) and waits until it listens on PORT. */
 static struct h_proc *start_server(char *const argv[], int port)
 {
-	struct h_proc *p = &servers[n_servers];
-	struct h_env env;
-
-	cr_assert(n_servers < (int)(sizeof(servers) / sizeof(servers[0])), "too many servers");
-	h_env_init(&env);
-	cr_assert_eq(h_spawn(p, argv, &env, NULL, 0), 0, "expected %s to start, got: %s", argv[0],
-		     strerror(errno));
-	n_servers++;
-	h_env_free(&env);
-	if (h_wait_port(port, 10000) != 0) {
-		h_kill(p);
-		cr_assert_fail(
-		    "expected %s to listen on port %d within 10 s; it exited %d saying:\n"
-		    "%s%s",
-		    argv[0], port, WEXITSTATUS(p->status), p->out, p->err);
-	}
-	return p;
+	return h_server(argv, NULL, port, NULL);
 }
 
 /* tls_sink [OPTS...] PORT CERT KEY, with CERT and KEY named in the PKI. */
@@ -111,21 +79,13 @@ static struct h_proc *start_recorder(int port, const char *file, const char *rep
 			    port);
 }
 
-/* The environment of a program under the shim with POLICY. */
-static void shim_env(struct h_env *e, const char *policy)
-{
-	h_env_init(e);
-	h_env_preload(e);
-	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
-}
-
 /* Runs ARGV under the shim with POLICY; returns its exit code. */
 static int run_shim(struct h_proc *p, const char *policy, char *const argv[])
 {
 	struct h_env e;
 	int rc;
 
-	shim_env(&e, policy);
+	h_env_shim(&e, policy);
 	rc = h_run(p, argv, &e, CLIENT_MS);
 	h_env_free(&e);
 	return rc;
@@ -154,24 +114,6 @@ static char *sha256_hex(const void *data, size_t len)
 	return hex;
 }
 
-/* "sha256/BASE64" of the SubjectPublicKeyInfo in the PEM certificate PATH. */
-static char *spki_pin(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-	unsigned char *der = NULL, md[32], b64[64];
-	int len;
-
-	cr_assert_not_null(x, "expected to read certificate %s", path);
-	fclose(f);
-	len = i2d_PUBKEY(X509_get0_pubkey(x), &der);
-	EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
-	EVP_EncodeBlock(b64, md, 32);
-	OPENSSL_free(der);
-	X509_free(x);
-	return h_fmt("sha256/%s", b64);
-}
-
 static int contains_ci(const char *hay, const char *needle)
 {
 	size_t n = strlen(needle);
@@ -180,19 +122,6 @@ static int contains_ci(const char *hay, const char *needle)
 		if (strncasecmp(hay, needle, n) == 0)
 			return 1;
 	return 0;
-}
-
-/* The first line of TEXT that contains NEEDLE (a new string), or NULL. */
-static char *line_with(const char *text, const char *needle)
-{
-	const char *hit = strstr(text, needle), *start, *end;
-
-	if (!hit)
-		return NULL;
-	for (start = hit; start > text && start[-1] != '\n'; start--)
-		;
-	end = strchr(hit, '\n');
-	return strndup(start, end ? (size_t)(end - start) : strlen(start));
 }
 
 /* Waits (up to 5 s) for the sink to report connection ID finished or failed. */
@@ -334,10 +263,10 @@ Test(client_python, resumes_tls_sessions_within_one_process)
 	}
 	cr_expect(strstr(sink->out, "conn 1: handshake ok") &&
 		      strstr(sink->out, "conn 1: handshake ok: ") &&
-		      strstr(line_with(sink->out, "conn 1: handshake ok") ?: "", "resumed=no"),
+		      strstr(h_line_with(sink->out, "conn 1: handshake ok") ?: "", "resumed=no"),
 		  "expected a full handshake first, tls_sink said:\n%s", sink->out);
 	for (int id = 2; id <= 3; id++) {
-		char *line = line_with(sink->out, h_fmt("conn %d: handshake ok", id));
+		char *line = h_line_with(sink->out, h_fmt("conn %d: handshake ok", id));
 
 		cr_expect(line && strstr(line, "resumed=yes"),
 			  "expected connection %d to resume the session, tls_sink said:\n%s", id,
@@ -409,7 +338,7 @@ static void check_rejected(const char *cert, const char *key, const char *reason
 	prefix = h_fmt("tlsshim[%d]: error: connect localhost:%d (127.0.0.1): "
 		       "certificate verify failed: ",
 		       p.pid, port);
-	line = line_with(p.err, prefix);
+	line = h_line_with(p.err, prefix);
 	cr_expect_not_null(line, "expected a log line starting \"%s\" against %s, stderr:\n%s",
 			   prefix, cert, p.err);
 	cr_expect(line && contains_ci(line, reason),
@@ -428,7 +357,7 @@ static void check_rejected(const char *cert, const char *key, const char *reason
 		      ARGV("curl", "-sS", "--max-time", "15", h_fmt("http://localhost:%d/", port)));
 	cr_expect_eq(rc, 7, "expected curl to exit 7 (couldn't connect) against %s, got %d:\n%s",
 		     cert, rc, p.err);
-	line = line_with(p.err, ": error: connect localhost:");
+	line = h_line_with(p.err, ": error: connect localhost:");
 	cr_expect(line && strstr(line, "certificate verify failed") && contains_ci(line, reason),
 		  "expected curl's stderr to carry the error log line with \"%s\", got:\n%s",
 		  reason, p.err);
@@ -562,7 +491,7 @@ Test(client_policy, deny_fails_connect_with_eacces)
 	cr_expect_eq(rc, 1, "expected tcpcat to exit 1 on deny, got %d; stderr:\n%s", rc, p.err);
 	cr_expect(strstr(p.err, "connect: Permission denied (EACCES)"),
 		  "expected connect to fail with EACCES, stderr:\n%s", p.err);
-	line = line_with(p.err, h_fmt("tlsshim[%d]: warn: connect ", p.pid));
+	line = h_line_with(p.err, h_fmt("tlsshim[%d]: warn: connect ", p.pid));
 	cr_expect(line && strstr(line, h_fmt(":%d", port)) && strstr(line, "127.0.0.1"),
 		  "expected a warn line naming 127.0.0.1:%d, stderr:\n%s", port, p.err);
 	free(line);
@@ -733,7 +662,7 @@ Test(client_transfer, sends_100_megabytes_intact)
 	int rc;
 
 	sink = start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	cr_assert_eq(h_spawn(&p,
 			     ARGV((char *)h_prog("xfer_client"), "localhost", h_fmt("%d", port),
 				  h_fmt("%llu", bytes)),
@@ -743,11 +672,11 @@ Test(client_transfer, sends_100_megabytes_intact)
 	h_env_free(&e);
 	cr_expect_eq(rc, 0, "expected xfer_client to exit 0 (reply = its digest), got %d:\n%s%s",
 		     rc, p.out, p.err);
-	sent_hex = line_with(p.out, "sent ");
+	sent_hex = h_line_with(p.out, "sent ");
 	cr_assert_not_null(sent_hex, "expected xfer_client to report what it sent, got:\n%s",
 			   p.out);
 	sink_wait(sink, 1);
-	line = line_with(sink->out, "conn 1: received");
+	line = h_line_with(sink->out, "conn 1: received");
 	cr_expect(line && strstr(line, h_fmt("received %llu bytes", bytes)) &&
 		      strstr(line, strrchr(sent_hex, ' ') + 1),
 		  "expected tls_sink to receive %llu bytes with the digest of \"%s\", it said:\n%s",
@@ -798,7 +727,7 @@ static void expect_refused(const char *policy, const char *host, int port, const
 static char *sink_line(struct h_proc *sink, int id)
 {
 	sink_wait(sink, id);
-	return line_with(sink->out, h_fmt("conn %d: handshake", id)) ?: strdup("(none)");
+	return h_line_with(sink->out, h_fmt("conn %d: handshake", id)) ?: strdup("(none)");
 }
 
 Test(client_options, ip_literal_is_verified_by_name_option)
@@ -870,7 +799,7 @@ Test(client_options, insecure_accepts_self_signed_with_a_warning)
 		     p.err);
 	cr_expect(strstr(p.out, sha256_hex("ping", 4)), "expected the digest back, got \"%s\"",
 		  p.out);
-	line = line_with(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid));
+	line = h_line_with(p.err, h_fmt("tlsshim[%d]: warn: ", p.pid));
 	cr_expect(line && strstr(line, h_fmt("localhost:%d", port)),
 		  "expected a warn line about the unverified connection, stderr:\n%s", p.err);
 	free(line);
@@ -880,7 +809,7 @@ Test(client_options, insecure_accepts_self_signed_with_a_warning)
 Test(client_options, pin_accepts_right_key_and_rejects_wrong_one)
 {
 	int port = h_free_port();
-	char *right = spki_pin(pki("server.pem")), *wrong = spki_pin(pki("other-server.pem"));
+	char *right = h_spki_pin(pki("server.pem")), *wrong = h_spki_pin(pki("other-server.pem"));
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
 	expect_exchange(h_fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"), right),
@@ -965,7 +894,7 @@ Test(client_log, keylog_file_gets_the_session_secrets)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_KEYLOG", "%s", keylog);
 	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
@@ -992,7 +921,7 @@ Test(client_log, log_file_receives_the_lines_instead_of_stderr)
 	char *log;
 	int rc;
 
-	shim_env(&e, h_fmt("connect 127.0.0.1:%d deny", port));
+	h_env_shim(&e, h_fmt("connect 127.0.0.1:%d deny", port));
 	h_env_set(&e, "TLSSHIM_LOG_FILE", "%s", logfile);
 	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "127.0.0.1", h_fmt("%d", port), "x"), &e,
 		   CLIENT_MS);
@@ -1015,7 +944,7 @@ Test(client_log, debug_level_logs_close_notify)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_LOG", "debug");
 	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
@@ -1076,7 +1005,7 @@ Test(client_log, peer_closing_without_close_notify_is_logged_at_info)
 	int rc;
 
 	start_sink(port, "server.pem", "server.key", "-x", NULL);
-	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_LOG", "info");
 	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
@@ -1228,7 +1157,7 @@ Test(client_policy, policy_file_combines_with_the_environment)
 
 	h_write_file(file, text, strlen(text));
 	start_sink(port, "server.pem", "server.key", NULL, NULL);
-	shim_env(&e, h_fmt("connect localhost:%d deny", denied));
+	h_env_shim(&e, h_fmt("connect localhost:%d deny", denied));
 	h_env_set(&e, "TLSSHIM_POLICY_FILE", "%s", file);
 	rc = h_run(&p, ARGV((char *)h_prog("tcpcat"), "-h", "localhost", h_fmt("%d", port), "ping"),
 		   &e, CLIENT_MS);
@@ -1301,7 +1230,7 @@ Test(client_log, exec_that_inherits_a_wrapped_connection_is_not_warned_about)
 
 /* ---- connections made without a plain connect() ----------------------------------- */
 
-TestSuite(client_implicit, .fini = teardown, .timeout = 90);
+TestSuite(client_implicit, .fini = h_teardown, .timeout = 90);
 
 /*
  * tests/progs/fastopen MODE reaches the server by TCP Fast Open (sendto,
@@ -1434,7 +1363,7 @@ Test(client_implicit, af_unspec_disconnect_then_connect_again)
 
 /* ---- one owner per session across fork --------------------------------------------- */
 
-TestSuite(client_fork, .fini = teardown, .timeout = 60);
+TestSuite(client_fork, .fini = h_teardown, .timeout = 60);
 
 /*
  * After fork() both processes write to a wrapped connection (tests/progs/
@@ -1466,7 +1395,7 @@ static void check_fork_owner(const char *order, const char *first, const char *s
 	cr_expect(strstr(p.err, "another process has used this connection since fork()"),
 		  "expected a warn line about the losing process, stderr:\n%s", p.err);
 	sink_wait(sink, 1);
-	line = line_with(sink->out, "conn 1: received");
+	line = h_line_with(sink->out, "conn 1: received");
 	cr_expect(line &&
 		      strstr(line, h_fmt("received %zu bytes sha256=%s end=close_notify",
 					 strlen(got_want), sha256_hex(got_want, strlen(got_want)))),

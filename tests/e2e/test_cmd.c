@@ -129,15 +129,6 @@ static int nth_line(const char *s, int i, char *out, size_t len)
 	return 1;
 }
 
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /* A file the policy may name as ca=/cert=/key= (only readability is checked at load). */
 static const char *pem(const char *name)
 {
@@ -186,7 +177,7 @@ static void check_valid(const struct valid_case *c)
 			  c->policy, i + 1, p.out);
 		cr_expect_str_eq(got, c->rules[i], "check -p '%s': line %d", c->policy, i + 1);
 	}
-	cr_expect_eq(count_lines(p.out), n, "check -p '%s': %d lines expected:\n%s", c->policy, n,
+	cr_expect_eq(h_count(p.out, "\n"), n, "check -p '%s': %d lines expected:\n%s", c->policy, n,
 		     p.out);
 	h_proc_free(&p);
 	h_env_free(&env);
@@ -213,7 +204,7 @@ Test(check, table_is_itself_a_valid_policy, .timeout = 30)
 	again = strdup(p.out);
 	rc = run_cmd(&q, &env, "check", "-p", again, NULL);
 	cr_assert_eq(rc, 0, "the table of '%s' does not parse back:\n%s\n%s", pol, again, q.err);
-	cr_expect_eq(count_lines(q.out), 4, "%s", q.out);
+	cr_expect_eq(h_count(q.out, "\n"), 4, "%s", q.out);
 	free(again);
 	h_proc_free(&p);
 	h_proc_free(&q);
@@ -495,7 +486,7 @@ Test(source, file_with_comments_and_p_together, .timeout = 30)
 	h_env_init(&env);
 	rc = run_cmd(&p, &env, "check", "-f", file, "-p", "connect *:25 deny", NULL);
 	cr_assert_eq(rc, 0, "%s", p.err);
-	cr_expect_eq(count_lines(p.out), 3, "%s", p.out);
+	cr_expect_eq(h_count(p.out, "\n"), 3, "%s", p.out);
 	snprintf(want, sizeof(want), "# %s:2:1\n", file);
 	cr_expect(strstr(p.out, want), "want '%s' in:\n%s", want, p.out);
 	snprintf(want, sizeof(want), "# %s:4:4\n", file);

@@ -83,15 +83,6 @@ static char *run_pattern(const char *pattern, int shim, char **errs)
 	return out;
 }
 
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /* Line I (0-based) of S, as a new string, or NULL past the end. */
 static char *line_at(const char *s, int i)
 {
@@ -128,9 +119,9 @@ static void conform(const char *pattern, int expected_lines)
 
 	/* 4 lines of framing: "server:", "server exit", "client:", "client exit". */
 	cr_assert_eq(
-	    count_lines(plain), expected_lines + 4,
+	    h_count(plain, "\n"), expected_lines + 4,
 	    "%s: the plain run printed %d lines, expected %d: the program is broken\n%s\n%s",
-	    pattern, count_lines(plain) - 4, expected_lines, plain, plain_err);
+	    pattern, h_count(plain, "\n") - 4, expected_lines, plain, plain_err);
 	cr_assert(strstr(plain, "server exit 0\n") && strstr(plain, "client exit 0\n"),
 		  "%s: the plain run failed:\n%s\n%s", pattern, plain, plain_err);
 

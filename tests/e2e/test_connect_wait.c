@@ -16,9 +16,8 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-#define PYTHON    "/usr/bin/python3"
-#define RUN_MS    60000
+#define PYTHON "/usr/bin/python3"
+#define RUN_MS 60000
 
 TestSuite(connect_wait, .timeout = 120);
 

@@ -28,59 +28,35 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 20000
 #define CANARY    "canary-7f3a-must-not-leak"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
-static struct h_proc servers[4];
-static int n_servers;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(identity_policy, .fini = teardown, .timeout = 60);
-TestSuite(identity_pins, .fini = teardown, .timeout = 60);
-TestSuite(identity_mtls, .fini = teardown, .timeout = 60);
-TestSuite(identity_names, .fini = teardown, .timeout = 60);
-TestSuite(identity_log, .fini = teardown, .timeout = 60);
-TestSuite(identity_secure, .fini = teardown, .timeout = 60);
-TestSuite(identity_files, .fini = teardown, .timeout = 60);
-TestSuite(identity_ciphers, .fini = teardown, .timeout = 60);
-TestSuite(identity_explain, .fini = teardown, .timeout = 60);
-
-static char *pki(const char *name)
-{
-	return (char *)h_pki_file(name);
-}
+TestSuite(identity_policy, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_pins, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_mtls, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_names, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_log, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_secure, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_files, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_ciphers, .fini = h_teardown, .timeout = 60);
+TestSuite(identity_explain, .fini = h_teardown, .timeout = 60);
 
 /* Starts ARGV (under the shim with POLICY unless NULL) and waits until it listens on PORT. */
 static struct h_proc *start_server(char *const argv[], int port, const char *policy)
 {
-	struct h_proc *p = &servers[n_servers];
+	struct h_proc *p;
 	struct h_env env;
 
-	cr_assert(n_servers < (int)(sizeof(servers) / sizeof(servers[0])), "too many servers");
 	h_env_init(&env);
 	if (policy) {
 		h_env_preload(&env);
 		h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
 		h_env_set(&env, "PYTHONUNBUFFERED", "1");
 	}
-	cr_assert_eq(h_spawn(p, argv, &env, NULL, 0), 0, "expected %s to start: %s", argv[0],
-		     strerror(errno));
-	n_servers++;
+	p = h_server(argv, &env, port, NULL);
 	h_env_free(&env);
-	if (h_wait_port(port, 10000) != 0) {
-		h_kill(p);
-		cr_assert_fail("expected %s to listen on port %d; it said:\n%s%s", argv[0], port,
-			       p->out, p->err);
-	}
 	return p;
 }
 
@@ -90,14 +66,6 @@ static struct h_proc *start_sink(int port, const char *cert, const char *key)
 	return start_server(
 	    ARGV((char *)h_prog("tls_sink"), h_fmt("%d", port), (char *)cert, (char *)key), port,
 	    NULL);
-}
-
-/* The environment of a program under the shim with POLICY. */
-static void shim_env(struct h_env *e, const char *policy)
-{
-	h_env_init(e);
-	h_env_preload(e);
-	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
 }
 
 static int run_env(struct h_proc *p, struct h_env *e, char *const argv[])
@@ -114,30 +82,12 @@ static int tcpcat(struct h_proc *p, const char *policy, const char *log, const c
 {
 	struct h_env e;
 
-	shim_env(&e, policy);
+	h_env_shim(&e, policy);
 	if (log)
 		h_env_set(&e, "TLSSHIM_LOG", "%s", log);
 	return run_env(
 	    p, &e,
 	    ARGV((char *)h_prog("tcpcat"), "-h", (char *)host, h_fmt("%d", port), (char *)send));
-}
-
-/* "sha256/BASE64" of the SubjectPublicKeyInfo of the PEM certificate PATH. */
-static char *spki_pin(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-	unsigned char *der = NULL, md[32], b64[64];
-	int len;
-
-	cr_assert_not_null(x, "expected to read certificate %s", path);
-	fclose(f);
-	len = i2d_PUBKEY(X509_get0_pubkey(x), &der);
-	EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL);
-	EVP_EncodeBlock(b64, md, 32);
-	OPENSSL_free(der);
-	X509_free(x);
-	return h_fmt("sha256/%s", b64);
 }
 
 /* A new file in a fresh directory holding the files A and B one after the other. */
@@ -213,7 +163,7 @@ Test(identity_policy, auto_with_client_ca_or_allow_does_not_start)
 	struct h_env e;
 	int rc;
 
-	shim_env(&e, pol);
+	h_env_shim(&e, pol);
 	rc = run_env(&p, &e, ARGV("/usr/bin/python3", "-c", "print('" CANARY "')"));
 	cr_expect_eq(rc, 78, "expected status 78 before main, got %d; stderr:\n%s", rc, p.err);
 	cr_expect(!strstr(p.out, CANARY), "expected the program never to run, it printed:\n%s",
@@ -242,7 +192,7 @@ Test(identity_pins, insecure_pin_never_matches_an_appended_ca)
 {
 	int port = h_free_port();
 	char *chain = concat_files(pki("selfsigned.pem"), pki("ca.pem"));
-	char *ca_pin = spki_pin(pki("ca.pem"));
+	char *ca_pin = h_spki_pin(pki("ca.pem"));
 	struct h_proc *sink = start_sink(port, chain, pki("selfsigned.key"));
 	struct h_proc p;
 	int rc;
@@ -275,13 +225,13 @@ Test(identity_pins, insecure_pin_counts_only_the_end_entity_key)
 	/* The genuine server, whose chain does include the CA: under insecure only its own key. */
 	sink = start_sink(port, pki("server.pem"), pki("server.key"));
 	rc = tcpcat(
-	    &p, h_fmt("connect localhost:%d tls insecure pin=%s", port, spki_pin(pki("ca.pem"))),
+	    &p, h_fmt("connect localhost:%d tls insecure pin=%s", port, h_spki_pin(pki("ca.pem"))),
 	    NULL, "localhost", port, CANARY);
 	cr_expect_neq(rc, 0, "expected a CA pin not to count under insecure, got:\n%s", p.out);
 	h_proc_free(&p);
 	rc = tcpcat(
 	    &p,
-	    h_fmt("connect localhost:%d tls insecure pin=%s", port, spki_pin(pki("server.pem"))),
+	    h_fmt("connect localhost:%d tls insecure pin=%s", port, h_spki_pin(pki("server.pem"))),
 	    NULL, "localhost", port, "ping");
 	cr_expect_eq(rc, 0, "expected the end-entity pin to match under insecure, stderr:\n%s",
 		     p.err);
@@ -289,7 +239,7 @@ Test(identity_pins, insecure_pin_counts_only_the_end_entity_key)
 	/* Verified: a pin of the trust anchor matches. */
 	rc = tcpcat(&p,
 		    h_fmt("connect localhost:%d tls ca=%s pin=%s", port, pki("ca.pem"),
-			  spki_pin(pki("ca.pem"))),
+			  h_spki_pin(pki("ca.pem"))),
 		    NULL, "localhost", port, "ping");
 	cr_expect_eq(rc, 0, "expected a CA pin to match the verified chain, stderr:\n%s", p.err);
 	h_proc_free(&p);
@@ -312,7 +262,7 @@ Test(identity_mtls, ca_on_accept_does_not_start_and_other_ca_clients_are_refused
 
 	cr_assert_eq(h_write_file(h_fmt("%s/secret", dir), CANARY, strlen(CANARY)), 0);
 	/* ca= beside client-ca would let other-ca's clients in: refused at start. */
-	shim_env(&e, widened);
+	h_env_shim(&e, widened);
 	rc = run_env(&p, &e,
 		     ARGV("/usr/bin/python3", "-m", "http.server", "-b", "127.0.0.1", "--directory",
 			  (char *)dir, h_fmt("%d", port)));
@@ -385,7 +335,7 @@ static int run_names(struct h_proc *p, const char *mode, int port)
 		cr_skip_test("needs root for a private /etc/hosts (unshare -m)");
 	cr_assert_eq(h_write_file(hosts, text, strlen(text)), 0);
 	cr_assert_eq(h_write_file(script, names_script, strlen(names_script)), 0);
-	shim_env(&e, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect 127.0.0.1:%d tls ca=%s", port, pki("ca.pem")));
 	h_env_set(&e, "TLSSHIM_LOG", "info");
 	return run_env(p, &e,
 		       ARGV("unshare", "-m", "sh", "-c",
@@ -634,7 +584,7 @@ static int keylog_run(struct h_proc *p, int port, const char *keylog, const char
 {
 	struct h_env e;
 
-	shim_env(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
+	h_env_shim(&e, h_fmt("connect localhost:%d tls ca=%s", port, pki("ca.pem")));
 	if (keylog)
 		h_env_set(&e, "TLSSHIM_KEYLOG", "%s", keylog);
 	if (logfile)

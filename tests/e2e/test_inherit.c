@@ -21,40 +21,15 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define PY        "/usr/bin/python3"
 #define CLIENT_MS 30000
 
-static struct h_proc procs[6];
-static int n_procs;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_procs; i++)
-		h_proc_free(&procs[i]);
-	n_procs = 0;
-}
-
-TestSuite(inherit_inetd, .fini = teardown, .timeout = 90);
-TestSuite(inherit_activation, .fini = teardown, .timeout = 90);
-TestSuite(inherit_git, .fini = teardown, .timeout = 120);
-TestSuite(inherit_client, .fini = teardown, .timeout = 90);
-TestSuite(inherit_refuse, .fini = teardown, .timeout = 90);
-TestSuite(inherit_sshd, .fini = teardown, .timeout = 90);
-
-static char *pki(const char *name)
-{
-	return (char *)h_pki_file(name);
-}
-
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
+TestSuite(inherit_inetd, .fini = h_teardown, .timeout = 90);
+TestSuite(inherit_activation, .fini = h_teardown, .timeout = 90);
+TestSuite(inherit_git, .fini = h_teardown, .timeout = 120);
+TestSuite(inherit_client, .fini = h_teardown, .timeout = 90);
+TestSuite(inherit_refuse, .fini = h_teardown, .timeout = 90);
+TestSuite(inherit_sshd, .fini = h_teardown, .timeout = 90);
 
 /* Occurrences of NEEDLE in the LEN bytes at HAY (binary). */
 static int count_mem(const char *hay, size_t len, const char *needle)
@@ -106,18 +81,9 @@ static char *accept_rule(int port, const char *action)
 /* Starts ARGV with ENV (consumed) and waits until something listens on PORT. */
 static struct h_proc *start(char *const argv[], struct h_env *env, int port)
 {
-	struct h_proc *p = &procs[n_procs];
+	struct h_proc *p = h_server(argv, env, port, NULL);
 
-	cr_assert(n_procs < (int)(sizeof(procs) / sizeof(procs[0])), "too many processes");
-	cr_assert_eq(h_spawn(p, argv, env, NULL, 0), 0, "expected %s to start: %s", argv[0],
-		     strerror(errno));
-	n_procs++;
 	h_env_free(env);
-	if (port > 0 && h_wait_port(port, 15000) != 0) {
-		h_kill(p);
-		cr_assert_fail("expected %s to listen on %d; it said:\n%s%s", argv[0], port, p->out,
-			       p->err);
-	}
 	return p;
 }
 
@@ -129,6 +95,19 @@ static void shim_env(struct h_env *e, const char *policy, const char *log)
 	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
 	h_env_set(e, "TLSSHIM_LOG", "%s", log);
 	h_env_set(e, "PYTHONUNBUFFERED", "1");
+}
+
+/*
+ * Starts python3 program TEXT (written as NAME) with PORT and ARG (may be
+ * NULL) under the TLS accept rule for PORT, logging at info; waits until it
+ * listens on PORT.
+ */
+static struct h_proc *tls_py_server(int port, const char *name, const char *text, char *arg)
+{
+	struct h_env e;
+
+	shim_env(&e, accept_rule(port, "tls"), "info");
+	return start(ARGV(PY, script(name, text, 0), h_fmt("%d", port), arg), &e, port);
 }
 
 /* ---- the programs ------------------------------------------------------------------ */
@@ -210,13 +189,10 @@ static int tls_client(struct h_proc *p, int port, char *a1, char *a2, char *a3, 
 Test(inherit_inetd, super_server_under_shim_execs_cat_and_echo_is_exact)
 {
 	int port = h_free_port();
-	struct h_env e;
 	struct h_proc *srv, c;
 	int rc;
 
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv =
-	    start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), "cat"), &e, port);
+	srv = tls_py_server(port, "superd.py", superd_py, "cat");
 	for (int i = 0; i < 2; i++) {
 		rc = tls_client(&c, port, "@1", "@200000", "@5", NULL, NULL);
 		cr_expect_eq(rc, 0,
@@ -264,8 +240,7 @@ Test(inherit_inetd, static_program_gets_the_connection_through_a_relay)
 	h_env_free(&e);
 	cr_assert_eq(rc, 0, "expected a static build of cat, got %d:\n%s", rc, c.err);
 	h_proc_free(&c);
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port), bin), &e, port);
+	srv = tls_py_server(port, "superd.py", superd_py, bin);
 	rc = tls_client(&c, port, "@100000", "@7", NULL, NULL, NULL);
 	cr_expect_eq(rc, 0, "expected the static cat to echo over TLS, got %d:\n%s%s", rc, c.out,
 		     c.err);
@@ -290,14 +265,10 @@ static const char *after_sh =
 Test(inherit_inetd, session_that_carried_data_follows_two_execs)
 {
 	int port = h_free_port();
-	struct h_env e;
 	struct h_proc *srv, c;
 	int rc;
 
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("superd.py", superd_py, 0), h_fmt("%d", port),
-			 script("after.sh", after_sh, 1)),
-		    &e, port);
+	srv = tls_py_server(port, "superd.py", superd_py, script("after.sh", after_sh, 1));
 	rc = tls_client(&c, port, "hello", "=got hello",
 			h_fmt("=peer AF_INET 6 127.0.0.1 %d", port), "@150000", "@3");
 	cr_expect_eq(rc, 0,
@@ -723,12 +694,10 @@ static const char *vfork_py =
 Test(inherit_refuse, child_that_cannot_take_the_session_gets_an_error_not_records)
 {
 	int port = h_free_port();
-	struct h_env e;
 	struct h_proc *srv, c;
 	int rc;
 
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("vfork.py", vfork_py, 0), h_fmt("%d", port)), &e, port);
+	srv = tls_py_server(port, "vfork.py", vfork_py, NULL);
 	rc = tls_client(&c, port, "x", "=got x", "=after", "EOF", NULL);
 	cr_expect_eq(rc, 0,
 		     "expected the server's own replies and nothing from the child, got %d:\n%s%s",
@@ -737,7 +706,7 @@ Test(inherit_refuse, child_that_cannot_take_the_session_gets_an_error_not_record
 	h_wait(srv, 5000);
 	cr_expect(strstr(srv->err, "child exit 0") == NULL,
 		  "expected the child's write to fail, got:\n%s", srv->err);
-	cr_expect_eq(count(srv->err, "refused to the new program"), 1,
+	cr_expect_eq(h_count(srv->err, "refused to the new program"), 1,
 		     "expected one refusal line for one exec (three PATH tries), got:\n%s",
 		     srv->err);
 }
@@ -762,12 +731,10 @@ static const char *spawn_py =
 Test(inherit_refuse, system_and_posix_spawn_children_write_through_a_relay)
 {
 	int port = h_free_port();
-	struct h_env e;
 	struct h_proc *srv, c;
 	int rc;
 
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("spawn.py", spawn_py, 0), h_fmt("%d", port)), &e, port);
+	srv = tls_py_server(port, "spawn.py", spawn_py, NULL);
 	rc = tls_client(&c, port, "x", "=got x", "=from-system", "=from-spawn", "=after");
 	cr_expect_eq(rc, 0,
 		     "expected the server's and both children's lines over TLS, got %d:\n%s%s", rc,
@@ -796,12 +763,10 @@ static const char *manyfd_py =
 Test(inherit_refuse, connection_on_many_fds_follows_exec_on_every_one)
 {
 	int port = h_free_port();
-	struct h_env e;
 	struct h_proc *srv, c;
 	int rc;
 
-	shim_env(&e, accept_rule(port, "tls"), "info");
-	srv = start(ARGV(PY, script("manyfd.py", manyfd_py, 0), h_fmt("%d", port)), &e, port);
+	srv = tls_py_server(port, "manyfd.py", manyfd_py, NULL);
 	rc = tls_client(&c, port, "x", "=got x", "=via-10", "=via-19", "EOF");
 	cr_expect_eq(rc, 0,
 		     "expected both lines over TLS (fd 19 through the relay too), got %d:\n%s%s",

@@ -21,11 +21,10 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-#define PY        "/usr/bin/python3"
-#define SRV_ADDR  "10.231.0.1"
-#define CLI_ADDR  "10.231.0.2"
-#define VERSIONS  3
+#define PY       "/usr/bin/python3"
+#define SRV_ADDR "10.231.0.1"
+#define CLI_ADDR "10.231.0.2"
+#define VERSIONS 3
 
 static char ns_srv[32], ns_cli[32];
 static struct h_proc server;

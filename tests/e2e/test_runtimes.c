@@ -17,18 +17,15 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-#define PYTHON    "/usr/bin/python3"
-#define RUN_MS    60000
+#define PYTHON "/usr/bin/python3"
+#define RUN_MS 60000
 
 TestSuite(runtimes, .timeout = 120);
 
 /* The environment of a program under the shim with POLICY. */
 static void shim_env(struct h_env *e, const char *policy)
 {
-	h_env_init(e);
-	h_env_preload(e);
-	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
+	h_env_shim(e, policy);
 	h_env_set(e, "TLSSHIM_LOG", "warn");
 	h_env_set(e, "PYTHONUNBUFFERED", "1");
 }

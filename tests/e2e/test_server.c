@@ -25,36 +25,20 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...)   ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS   20000 /* every client run is bounded by this */
 #define S_CLIENT_MS 10000 /* and each openssl s_client run by this */
 #define PY          "/usr/bin/python3"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
-static struct h_proc servers[4];
-static int n_servers;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(server_http, .fini = teardown, .timeout = 60);
-TestSuite(server_redis, .fini = teardown, .timeout = 120);
-TestSuite(server_mtls, .fini = teardown, .timeout = 60);
-TestSuite(server_policy, .fini = teardown, .timeout = 60);
-TestSuite(server_badinput, .fini = teardown, .timeout = 60);
-TestSuite(server_rotation, .fini = teardown, .timeout = 60);
-TestSuite(server_options, .fini = teardown, .timeout = 60);
-TestSuite(server_records, .fini = teardown, .timeout = 60);
-
-static char *pki(const char *name)
-{
-	return (char *)h_pki_file(name);
-}
+TestSuite(server_http, .fini = h_teardown, .timeout = 60);
+TestSuite(server_redis, .fini = h_teardown, .timeout = 120);
+TestSuite(server_mtls, .fini = h_teardown, .timeout = 60);
+TestSuite(server_policy, .fini = h_teardown, .timeout = 60);
+TestSuite(server_badinput, .fini = h_teardown, .timeout = 60);
+TestSuite(server_rotation, .fini = h_teardown, .timeout = 60);
+TestSuite(server_options, .fini = h_teardown, .timeout = 60);
+TestSuite(server_records, .fini = h_teardown, .timeout = 60);
 
 static long long now_ms(void)
 {
@@ -64,28 +48,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
-/* The first line of TEXT that contains NEEDLE (a new string), or NULL. */
-static char *line_with(const char *text, const char *needle)
-{
-	const char *hit = strstr(text, needle), *start, *end;
-
-	if (!hit)
-		return NULL;
-	for (start = hit; start > text && start[-1] != '\n'; start--)
-		;
-	end = strchr(hit, '\n');
-	return strndup(start, end ? (size_t)(end - start) : strlen(start));
-}
-
 /* Collects P's output until NEEDLE occurs N times in its stderr (1) or TIMEOUT_MS passes (0). */
 static int wait_count(struct h_proc *p, const char *needle, int n, int timeout_ms)
 {
@@ -93,7 +55,7 @@ static int wait_count(struct h_proc *p, const char *needle, int n, int timeout_m
 
 	for (;;) {
 		h_collect(p, 0);
-		if (count(p->err, needle) >= n)
+		if (h_count(p->err, needle) >= n)
 			return 1;
 		if (now_ms() >= deadline || p->reaped)
 			return 0;
@@ -109,10 +71,9 @@ static int wait_count(struct h_proc *p, const char *needle, int n, int timeout_m
 static struct h_proc *start_server_log(char *const argv[], int port, const char *policy,
 				       const char *log, const char *log_file)
 {
-	struct h_proc *p = &servers[n_servers];
+	struct h_proc *p;
 	struct h_env env;
 
-	cr_assert(n_servers < (int)(sizeof(servers) / sizeof(servers[0])), "too many servers");
 	h_env_init(&env);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
@@ -121,17 +82,8 @@ static struct h_proc *start_server_log(char *const argv[], int port, const char 
 		h_env_set(&env, "TLSSHIM_LOG", "%s", log);
 	if (log_file)
 		h_env_set(&env, "TLSSHIM_LOG_FILE", "%s", log_file);
-	cr_assert_eq(h_spawn(p, argv, &env, NULL, 0), 0, "expected %s to start, got: %s", argv[0],
-		     strerror(errno));
-	n_servers++;
+	p = h_server(argv, &env, port, NULL);
 	h_env_free(&env);
-	if (h_wait_port(port, 10000) != 0) {
-		h_kill(p);
-		cr_assert_fail(
-		    "expected %s to listen on port %d within 10 s under policy \"%s\"; it "
-		    "exited %d saying:\n%s%s",
-		    argv[0], port, policy, WEXITSTATUS(p->status), p->out, p->err);
-	}
 	return p;
 }
 
@@ -282,7 +234,7 @@ Test(server_http, fifty_requests_in_a_row)
 	}
 	cr_expect(wait_count(srv, "\"GET /file HTTP/1.1\" 200", 50, 5000),
 		  "expected http.server to log 50 requests, it logged %d",
-		  count(srv->err, "\"GET /file HTTP/1.1\" 200"));
+		  h_count(srv->err, "\"GET /file HTTP/1.1\" 200"));
 	h_proc_free(&p);
 }
 
@@ -305,7 +257,7 @@ Test(server_http, cleartext_client_is_refused_and_logged_at_info)
 	cr_expect(wait_count(srv, h_fmt("tlsshim[%d]: info: accept 127.0.0.1:%d", srv->pid, port),
 			     1, 3000),
 		  "expected an info line for the cleartext client, server stderr:\n%s", srv->err);
-	line = line_with(srv->err, "info: accept");
+	line = h_line_with(srv->err, "info: accept");
 	cr_expect(line && strstr(line, " from 127.0.0.1:") && strstr(line, "not speaking TLS"),
 		  "expected the info line to name the client address and say \"not speaking "
 		  "TLS\", got: %s",
@@ -375,7 +327,7 @@ Test(server_redis, redis_benchmark_50_clients_without_errors)
 	cr_expect_eq(rc, 0, "expected redis-benchmark to exit 0, got %d; stdout:\n%s\nstderr:\n%s",
 		     rc, p.out, p.err);
 	cr_expect(strstr(p.out, "SET: ") && strstr(p.out, "GET: ") &&
-		      count(p.out, "requests per second") >= 2,
+		      h_count(p.out, "requests per second") >= 2,
 		  "expected SET and GET requests-per-second lines, got:\n%s\nstderr:\n%s", p.out,
 		  p.err);
 	cr_expect(!strcasestr(p.out, "error") && !strcasestr(p.err, "error"),
@@ -397,7 +349,7 @@ static void expect_rejected(struct h_proc *srv, int port, const char *cert, cons
 			    const char *good)
 {
 	char *warn = h_fmt("tlsshim[%d]: warn: accept 127.0.0.1:%d from ", srv->pid, port);
-	int before = count(srv->err, warn);
+	int before = h_count(srv->err, warn);
 	struct h_proc p;
 	char *line;
 	int rc;
@@ -411,7 +363,7 @@ static void expect_rejected(struct h_proc *srv, int port, const char *cert, cons
 	cr_expect(wait_count(srv, warn, before + 1, 3000),
 		  "expected a warn line \"%s...\" for %s, server stderr:\n%s", warn,
 		  cert ? cert : "no certificate", srv->err);
-	line = line_with(srv->err, reason);
+	line = h_line_with(srv->err, reason);
 	cr_expect(line && strstr(line, warn),
 		  "expected the warn line for %s to give the reason \"%s\", server stderr:\n%s",
 		  cert ? cert : "no certificate", reason, srv->err);
@@ -436,7 +388,7 @@ Test(server_mtls, client_ca_admits_trusted_client_and_refuses_others)
 	cr_expect(wait_count(srv, "\"GET /file HTTP/1.1\" 200", 4, 3000),
 		  "expected the 4 good clients' requests logged, server stderr:\n%s", srv->err);
 	h_collect(srv, 200);
-	cr_expect_eq(count(srv->err, "\"GET /file HTTP/1.1\" 200"), 4,
+	cr_expect_eq(h_count(srv->err, "\"GET /file HTTP/1.1\" 200"), 4,
 		     "expected only the 4 good clients' requests logged, server stderr:\n%s",
 		     srv->err);
 }
@@ -551,12 +503,12 @@ Test(server_mtls, event_loop_server_logs_rejections_to_the_log_file)
 		for (int t = 0; t < 150; t++) {
 			free(text);
 			text = h_read_file(log, NULL);
-			if (text && count(text, warn) >= i + 1)
+			if (text && h_count(text, warn) >= i + 1)
 				break;
 			usleep(20000);
 		}
 		cr_expect(
-		    text && count(text, warn) >= i + 1 && strstr(text, reason),
+		    text && h_count(text, warn) >= i + 1 && strstr(text, reason),
 		    "expected the log file to get a warn line saying \"%s\" for %s, it has:\n%s",
 		    reason, cert ? cert : "no certificate", text ? text : "(no file)");
 		free(text);
@@ -757,7 +709,7 @@ static void check_bad_input(const char *mode, const char *level, const char *rea
 	cr_expect(wait_count(srv, warn, 1, 3000), "expected a %s line for %s, server stderr:\n%s",
 		  level, mode, srv->err);
 	{
-		char *line = line_with(srv->err, warn);
+		char *line = h_line_with(srv->err, warn);
 
 		cr_expect(line && strstr(line, reason),
 			  "expected the %s line for %s to say \"%s\", got: %s", level, mode, reason,
@@ -854,8 +806,8 @@ Test(server_badinput, clients_going_away_are_logged_at_debug_or_info)
 	goaway(port, 4, 3);
 	expect_served(port, NULL, "after clients that went away");
 	wait_count(srv, info, 3, 3000);
-	silent = count(srv->err, "before sending anything") + count(srv->err, "reset by peer");
-	partial = count(srv->err, info);
+	silent = h_count(srv->err, "before sending anything") + h_count(srv->err, "reset by peer");
+	partial = h_count(srv->err, info);
 	cr_expect(silent >= 8 && strstr(srv->err, from),
 		  "expected 8 debug lines for clients that closed or reset without a byte, got "
 		  "%d:\n%s",
@@ -915,7 +867,7 @@ static void check_silent(struct h_proc *srv, int port, int timeout_s, void (*che
 		  "expected %d warn lines (one per silent client), server stderr:\n%s", SILENT,
 		  srv->err);
 	{
-		char *line = line_with(srv->err, warn);
+		char *line = h_line_with(srv->err, warn);
 
 		cr_expect(line && strstr(line, "timed out"),
 			  "expected the warn line to say the handshake timed out, got: %s",
@@ -1150,7 +1102,7 @@ Test(server_rotation, half_written_certificate_keeps_the_old_one)
 	cr_expect(wait_count(srv, warn, 1, 2000),
 		  "expected a warn line about the half-written file, stderr:\n%s", srv->err);
 	{
-		char *line = line_with(srv->err, warn);
+		char *line = h_line_with(srv->err, warn);
 
 		cr_expect(line && strstr(line, "keeping the previous certificates"),
 			  "expected the warning to say the old certificates are kept, got: %s",
@@ -1307,9 +1259,9 @@ static void check_resumption(const char *version)
 		  s_summary(&p));
 	/* As a server with its own TLS (OpenSSL's default): two tickets, then one a resumption. */
 	if (strcmp(version, "-tls1_3") == 0)
-		cr_expect_eq(count(p.out, "New Session Ticket arrived"), 2,
+		cr_expect_eq(h_count(p.out, "New Session Ticket arrived"), 2,
 			     "expected two tickets after a full handshake, got %d",
-			     count(p.out, "New Session Ticket arrived"));
+			     h_count(p.out, "New Session Ticket arrived"));
 	h_proc_free(&p);
 	cr_assert_eq(access(sess, R_OK), 0, "expected s_client to save a session in %s", sess);
 	rc = s_client(&p, port, version, "-sess_in", sess, NULL);
@@ -1321,9 +1273,9 @@ static void check_resumption(const char *version)
 	cr_expect(strstr(p.out, "tlsshim server e2e line 00000"),
 		  "expected the file on the resumed connection, got:\n%s", s_summary(&p));
 	if (strcmp(version, "-tls1_3") == 0)
-		cr_expect_eq(count(p.out, "New Session Ticket arrived"), 1,
+		cr_expect_eq(h_count(p.out, "New Session Ticket arrived"), 1,
 			     "expected one ticket (a replacement) after a resumption, got %d",
-			     count(p.out, "New Session Ticket arrived"));
+			     h_count(p.out, "New Session Ticket arrived"));
 	h_proc_free(&p);
 }
 
@@ -1352,7 +1304,7 @@ Test(server_options, serves_a_chain_through_an_intermediate)
 		     "expected s_client to verify leaf+intermediate against the CA, got "
 		     "%d:\n%s",
 		     rc, p.err);
-	cr_expect(count(p.out, "-----BEGIN CERTIFICATE-----") == 2,
+	cr_expect(h_count(p.out, "-----BEGIN CERTIFICATE-----") == 2,
 		  "expected 2 certificates (leaf and intermediate) sent, got:\n%.3000s", p.out);
 	cr_expect(strstr(p.out, "Verify return code: 0 (ok)"), "expected verification ok");
 	h_proc_free(&p);

@@ -23,7 +23,6 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 30000
 #define CANARY    "canary7f3a"
 #define PG_BIN    "/usr/lib/postgresql/15/bin/"
@@ -41,22 +40,16 @@ static int run(struct h_proc *p, char *const argv[], int timeout_ms)
 	return rc;
 }
 
-static struct h_proc servers[4];
-static int is_pg[4]; /* servers[i] is a postmaster */
-static int n_servers;
-static char *work; /* a directory nobody may enter, removed at the end */
+static struct h_proc *postmaster; /* the test's postgres, if it started one */
+static char *work;                /* a directory nobody may enter, removed at the end */
 
 static void teardown(void)
 {
-	for (int i = 0; i < n_servers; i++) {
-		/* postgres: immediate shutdown, its children with it, before the directory goes. */
-		if (is_pg[i] && !servers[i].reaped && kill(servers[i].pid, SIGQUIT) == 0)
-			h_wait(&servers[i], 10000);
-		h_kill(&servers[i]);
-		h_proc_free(&servers[i]);
-		is_pg[i] = 0;
-	}
-	n_servers = 0;
+	/* postgres: immediate shutdown, its children with it, before the directory goes. */
+	if (postmaster != NULL && !postmaster->reaped && kill(postmaster->pid, SIGQUIT) == 0)
+		h_wait(postmaster, 10000);
+	postmaster = NULL;
+	h_teardown();
 	if (work != NULL) {
 		struct h_proc rm;
 
@@ -71,11 +64,6 @@ TestSuite(starttls_pg, .fini = teardown, .timeout = 120);
 TestSuite(starttls_smtp, .fini = teardown, .timeout = 60);
 TestSuite(starttls_imap, .fini = teardown, .timeout = 60);
 TestSuite(starttls_policy, .fini = teardown, .timeout = 30);
-
-static char *pki(const char *name)
-{
-	return (char *)h_pki_file(name);
-}
 
 static void make_work(void)
 {
@@ -101,22 +89,7 @@ static void shim_env(struct h_env *env, const char *policy, const char *log_file
 /* Starts ARGV with ENV (NULL: a plain environment) and waits until PORT listens. */
 static struct h_proc *start_server(char *const argv[], struct h_env *env, int port)
 {
-	struct h_proc *p = &servers[n_servers];
-	struct h_env plain;
-
-	cr_assert(n_servers < 4);
-	if (env == NULL) {
-		h_env_init(&plain);
-		env = &plain;
-	}
-	cr_assert_eq(h_spawn(p, argv, env, NULL, 0), 0, "%s: %s", argv[0], strerror(errno));
-	n_servers++;
-	if (h_wait_port(port, 20000) != 0) {
-		h_kill(p);
-		cr_assert_fail("%s did not listen on %d: %s %s", argv[0], port,
-			       p->out ? p->out : "", p->err ? p->err : "");
-	}
-	return p;
+	return h_server(argv, env, port, NULL);
 }
 
 /* ---- PostgreSQL -------------------------------------------------------------------- */
@@ -154,18 +127,19 @@ static const char *pg_initdb(void)
 }
 
 /* Starts postgres on PORT as nobody, ssl on or off, under ENV (NULL: no shim). */
-static void pg_start(const char *data, int port, int ssl, struct h_env *env)
+static struct h_proc *pg_start(const char *data, int port, int ssl, struct h_env *env)
 {
 	struct passwd *pw = getpwnam("nobody");
 
-	is_pg[n_servers] = 1;
-	start_server(ARGV("setpriv", h_fmt("--reuid=%u", (unsigned)pw->pw_uid),
-			  h_fmt("--regid=%u", (unsigned)pw->pw_gid), "--clear-groups",
-			  PG_BIN "postgres", "-D", (char *)data, "-p", h_fmt("%d", port), "-k",
-			  work, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
-			  ssl ? "ssl=on" : "ssl=off", "-c", "ssl_cert_file=server.pem", "-c",
-			  "ssl_key_file=server.key", "-c", "log_connections=on"),
-		     env, port);
+	postmaster =
+	    start_server(ARGV("setpriv", h_fmt("--reuid=%u", (unsigned)pw->pw_uid),
+			      h_fmt("--regid=%u", (unsigned)pw->pw_gid), "--clear-groups",
+			      PG_BIN "postgres", "-D", (char *)data, "-p", h_fmt("%d", port), "-k",
+			      work, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
+			      ssl ? "ssl=on" : "ssl=off", "-c", "ssl_cert_file=server.pem", "-c",
+			      "ssl_key_file=server.key", "-c", "log_connections=on"),
+			 env, port);
+	return postmaster;
 }
 
 /* psql CONNINFO -c SQL, under POLICY (NULL: none). Returns its exit status; output in *P. */
@@ -238,11 +212,11 @@ Test(starttls_pg, client_side_psql_without_tls_is_encrypted_to_the_server)
 Test(starttls_pg, client_side_refuses_a_server_certificate_it_cannot_verify)
 {
 	int port = h_free_port();
-	struct h_proc p;
+	struct h_proc p, *pg;
 	int rc;
 
 	make_work();
-	pg_start(pg_initdb(), port, 1, NULL);
+	pg = pg_start(pg_initdb(), port, 1, NULL);
 	rc = psql(
 	    &p,
 	    h_fmt("connect 127.0.0.1:%d tls starttls=postgres ca=%s", port, pki("other-ca.pem")),
@@ -252,8 +226,8 @@ Test(starttls_pg, client_side_refuses_a_server_certificate_it_cannot_verify)
 	cr_assert(strstr(p.err, "certificate verify failed") != NULL, "log: %s", p.err);
 	h_proc_free(&p);
 	/* The server never saw the program's startup message (its user name). */
-	h_collect(&servers[0], 300);
-	cr_assert(strstr(servers[0].err, CANARY) == NULL, "server log: %s", servers[0].err);
+	h_collect(pg, 300);
+	cr_assert(strstr(pg->err, CANARY) == NULL, "server log: %s", pg->err);
 }
 
 /* A server that refuses the upgrade (ANSWER to the first thing it reads) on PORT. */
@@ -310,7 +284,7 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 {
 	int port = h_free_port();
 	struct h_env env;
-	struct h_proc p;
+	struct h_proc p, *pg;
 	const char *data, *log = h_fmt("%s/shim.log", (make_work(), work));
 	int rc;
 
@@ -322,7 +296,7 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 		       port, data, data),
 		 log);
 	h_env_set(&env, "TLSSHIM_LOG", "info");
-	pg_start(data, port, 0, &env);
+	pg = pg_start(data, port, 0, &env);
 	h_env_free(&env);
 	rc = psql(&p, NULL,
 		  h_fmt("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=verify-full "
@@ -348,8 +322,8 @@ Test(starttls_pg, server_side_serves_verify_full_clients_and_refuses_cleartext)
 		  "select 1");
 	cr_assert_neq(rc, 0);
 	h_proc_free(&p);
-	h_collect(&servers[0], 300);
-	cr_assert(strstr(servers[0].err, CANARY) == NULL, "server log: %s", servers[0].err);
+	h_collect(pg, 300);
+	cr_assert(strstr(pg->err, CANARY) == NULL, "server log: %s", pg->err);
 	{
 		char *l = h_read_file(log, NULL);
 
@@ -469,16 +443,34 @@ static const char smtp_client_py[] =
     "s.quit()\n"
     "print('SENT', flush=True)\n";
 
-static int smtp_client(struct h_proc *p, int port, const char *policy)
+/* Runs python3 program TEXT with PORT under the shim with POLICY; returns its exit code. */
+static int py_client(struct h_proc *p, const char *text, int port, const char *policy)
 {
 	struct h_env env;
 	int rc;
 
 	shim_env(&env, policy, NULL);
-	rc = h_run(p, ARGV(PYTHON, "-c", (char *)smtp_client_py, h_fmt("%d", port)), &env,
-		   CLIENT_MS);
+	rc = h_run(p, ARGV(PYTHON, "-c", (char *)text, h_fmt("%d", port)), &env, CLIENT_MS);
 	h_env_free(&env);
 	return rc;
+}
+
+/* The SMTP server requiring STARTTLS (smtp_server_py) on PORT, with the test certificate. */
+static struct h_proc *start_smtp(int port)
+{
+	return start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
+				 pki("server.pem"), pki("server.key")),
+			    NULL, port);
+}
+
+/*
+ * The client rule for it. name=: smtplib resolves the machine's own name
+ * before it connects (getfqdn).
+ */
+static const char *smtp_rule(int port)
+{
+	return h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
+		     pki("ca.pem"));
 }
 
 Test(starttls_smtp, client_side_smtplib_without_starttls_delivers_over_tls)
@@ -487,13 +479,8 @@ Test(starttls_smtp, client_side_smtplib_without_starttls_delivers_over_tls)
 	struct h_proc p, *srv;
 	int rc;
 
-	srv = start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
-				pki("server.pem"), pki("server.key")),
-			   NULL, port);
-	/* name=: smtplib resolves the machine's own name before it connects (getfqdn). */
-	rc = smtp_client(&p, port,
-			 h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
-			       pki("ca.pem")));
+	srv = start_smtp(port);
+	rc = py_client(&p, smtp_client_py, port, smtp_rule(port));
 	cr_assert_eq(rc, 0, "smtplib: %s %s", p.out, p.err);
 	/* The greeting from before TLS; the EHLO answer from inside it (no STARTTLS). */
 	cr_assert(strstr(p.out, "GREETING 220 localhost Python SMTP") != NULL, "%s", p.out);
@@ -512,9 +499,7 @@ Test(starttls_smtp, client_side_server_without_starttls_never_gets_the_programs_
 	int rc;
 
 	srv = refusing_server(port, "220 mx.test ESMTP\\r\\n", "250-mx.test\\r\\n250 SIZE\\r\\n");
-	rc = smtp_client(&p, port,
-			 h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
-			       pki("ca.pem")));
+	rc = py_client(&p, smtp_client_py, port, smtp_rule(port));
 	cr_assert_neq(rc, 0, "smtplib must fail: %s", p.out);
 	cr_assert(strstr(p.err, "starttls=smtp: the server does not offer STARTTLS; its EHLO "
 				"answer: \"250-mx.test\\x0d\\x0a250 SIZE\\x0d\\x0a\"") != NULL,
@@ -563,18 +548,6 @@ static const char imap_client_py[] =
     "print('SELECT', M.select('INBOX')[0], flush=True)\n"
     "M.logout()\n";
 
-static int imap_client(struct h_proc *p, int port, const char *policy)
-{
-	struct h_env env;
-	int rc;
-
-	shim_env(&env, policy, NULL);
-	rc = h_run(p, ARGV(PYTHON, "-c", (char *)imap_client_py, h_fmt("%d", port)), &env,
-		   CLIENT_MS);
-	h_env_free(&env);
-	return rc;
-}
-
 Test(starttls_imap, client_side_imaplib_without_starttls_logs_in_over_tls)
 {
 	int port = h_free_port();
@@ -583,9 +556,9 @@ Test(starttls_imap, client_side_imaplib_without_starttls_logs_in_over_tls)
 
 	make_work();
 	srv = dovecot(port);
-	rc = imap_client(&p, port,
-			 h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
-			       pki("ca.pem")));
+	rc = py_client(&p, imap_client_py, port,
+		       h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
+			     pki("ca.pem")));
 	cr_assert_eq(rc, 0, "imaplib: %s %s", p.out, p.err);
 	/* The greeting without its pre-TLS capabilities; those read inside TLS. */
 	cr_assert(strstr(p.out, "WELCOME * OK Dovecot") != NULL, "%s", p.out);
@@ -607,9 +580,9 @@ Test(starttls_imap, client_side_server_refusing_starttls_never_gets_the_programs
 
 	srv = refusing_server(port, "* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\\r\\n",
 			      "tlsshim2 NO \\x1b[31mnot now\\r\\n");
-	rc = imap_client(&p, port,
-			 h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
-			       pki("ca.pem")));
+	rc = py_client(&p, imap_client_py, port,
+		       h_fmt("connect 127.0.0.1:%d tls starttls=imap ca=%s name=localhost", port,
+			     pki("ca.pem")));
 	cr_assert_neq(rc, 0, "imaplib must fail: %s", p.out);
 	cr_assert(strstr(p.err, "starttls=imap: the server refused STARTTLS: \"tlsshim2 NO "
 				"\\x1b[31mnot now\\x0d\\x0a\"") != NULL,
@@ -625,11 +598,8 @@ Test(starttls_smtp, blocking_and_nonblocking_programs_see_the_greeting_first)
 	int port = h_free_port();
 	const char *policy;
 
-	start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
-			  pki("server.pem"), pki("server.key")),
-		     NULL, port);
-	policy = h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
-		       pki("ca.pem"));
+	start_smtp(port);
+	policy = smtp_rule(port);
 	/* Blocking I/O, then a non-blocking socket driven by poll() (tcpcat -N). */
 	for (int nb = 0; nb < 2; nb++) {
 		struct h_env env;
@@ -680,11 +650,8 @@ Test(starttls_smtp, epoll_select_and_poll_programs_read_the_greeting_then_talk_i
 	int port = h_free_port();
 	const char *policy;
 
-	start_server(ARGV(PYTHON, "-c", (char *)smtp_server_py, h_fmt("%d", port),
-			  pki("server.pem"), pki("server.key")),
-		     NULL, port);
-	policy = h_fmt("connect 127.0.0.1:%d tls starttls=smtp ca=%s name=localhost", port,
-		       pki("ca.pem"));
+	start_smtp(port);
+	policy = smtp_rule(port);
 	for (size_t i = 0; i < 3; i++) {
 		struct h_env env;
 		struct h_proc p;

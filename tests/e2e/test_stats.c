@@ -26,26 +26,10 @@
 #include "e2e/harness.h"
 #include "stats_layout.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 20000
 #define PY        "/usr/bin/python3"
 
-static struct h_proc servers[4];
-static int n_servers;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(stats, .fini = teardown, .timeout = 90);
-
-static const char *pki(const char *name)
-{
-	return h_pki_file(name);
-}
+TestSuite(stats, .fini = h_teardown, .timeout = 90);
 
 /* Files in DIR whose name is all digits (one per process), as a count. */
 static int stats_files(const char *dir)
@@ -89,21 +73,16 @@ static void env_for(struct h_env *env, const char *dir)
 static struct h_proc *start_http_as(const char *python, int port, const char *policy,
 				    const char *dir)
 {
-	struct h_proc *p = &servers[n_servers];
+	struct h_proc *p;
 	struct h_env env;
 
 	env_for(&env, dir);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_POLICY", "%s", policy);
-	cr_assert_eq(h_spawn(p,
-			     ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1",
-				  "--directory", (char *)h_tmpdir(), h_fmt("%d", port)),
-			     &env, NULL, 0),
-		     0, "expected http.server to start");
-	n_servers++;
+	p = h_server(ARGV((char *)python, "-m", "http.server", "-b", "127.0.0.1", "--directory",
+			  (char *)h_tmpdir(), h_fmt("%d", port)),
+		     &env, port, NULL);
 	h_env_free(&env);
-	cr_assert_eq(h_wait_port(port, 10000), 0, "expected http.server on %d; it said:\n%s", port,
-		     p->err);
 	return p;
 }
 
@@ -540,11 +519,28 @@ Test(stats, files_of_gone_processes_are_pruned_by_the_reader)
  * A forking server: the parent accepts, the child runs the handshake and the
  * I/O. The child counts in a file of its own, made at the fork.
  */
+/* The parent PID of PID (from /proc), or -1. */
+static int parent_of(int pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int ppid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 1, " %*c %d", &ppid);
+	fclose(f);
+	return ppid;
+}
+
 Test(stats, forked_child_counts_in_its_own_file)
 {
 	const char *dir = h_tmpdir();
 	int port = h_free_port();
-	struct h_proc *srv = &servers[n_servers];
+	struct h_proc *srv;
 	struct h_env env;
 	char *out, *line, *child;
 	int child_pid;
@@ -554,31 +550,28 @@ Test(stats, forked_child_counts_in_its_own_file)
 	h_env_set(&env, "TLSSHIM_POLICY", "accept 127.0.0.1:%d tls cert=%s key=%s", port,
 		  pki("server.pem"), pki("server.key"));
 	h_env_set(&env, "PORT", "%d", port);
-	cr_assert_eq(
-	    h_spawn(
-		srv,
-		ARGV(PY, "-c",
-		     "import http.server, os, socketserver, time\n"
-		     "class H(http.server.BaseHTTPRequestHandler):\n"
-		     "    def do_GET(self):\n"
-		     "        self.send_response(200); self.send_header('Content-Length', '3')\n"
-		     "        self.end_headers(); self.wfile.write(b'hi\\n'); self.wfile.flush()\n"
-		     "        time.sleep(4)  # the child stays for tlsshim stats to see\n"
-		     "class S(socketserver.ForkingMixIn, http.server.HTTPServer): pass\n"
-		     "S(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"),
-		&env, NULL, 0),
-	    0, "expected the forking server to start");
-	n_servers++;
+	srv = h_server(
+	    ARGV(PY, "-c",
+		 "import http.server, os, socketserver, time\n"
+		 "class H(http.server.BaseHTTPRequestHandler):\n"
+		 "    def do_GET(self):\n"
+		 "        self.send_response(200); self.send_header('Content-Length', '3')\n"
+		 "        self.end_headers(); self.wfile.write(b'hi\\n'); self.wfile.flush()\n"
+		 "        time.sleep(4)  # the child stays for tlsshim stats to see\n"
+		 "class S(socketserver.ForkingMixIn, http.server.HTTPServer): pass\n"
+		 "S(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"),
+	    &env, port, NULL);
 	h_env_free(&env);
-	cr_assert_eq(h_wait_port(port, 10000), 0, "expected it to listen:\n%s", srv->err);
 	curl_https(port, 1);
 	out = stats_out(dir, NULL);
 	/* The table: the parent (1 connection, no handshake) and its child (the handshake). */
 	line = strstr(out, h_fmt("\n%-8d", srv->pid));
 	cr_expect(line != NULL, "expected the parent in the table:\n%s", out);
 	child = NULL;
+	/* The table lists every shimmed process of the machine: the child is the server's. */
 	for (char *l = strchr(out, '\n'); l != NULL; l = strchr(l + 1, '\n'))
-		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid)
+		if (l[1] >= '0' && l[1] <= '9' && atoi(l + 1) != srv->pid &&
+		    parent_of(atoi(l + 1)) == srv->pid)
 			child = l + 1;
 	cr_assert(child != NULL, "expected the forked child in the table:\n%s", out);
 	child_pid = atoi(child);
@@ -648,7 +641,7 @@ Test(stats, unknown_pid_is_an_error)
 
 /* ---- certificate expiry (expiry-warn=) ----------------------------------------------- */
 
-TestSuite(expiry, .fini = teardown, .timeout = 90);
+TestSuite(expiry, .fini = h_teardown, .timeout = 90);
 
 /* DIR/NAME.pem + .key for localhost, signed by the test CA, valid for DAYS days. */
 static void make_cert_days(const char *dir, const char *name, int days)
@@ -750,7 +743,7 @@ Test(expiry, expired_certificate_is_an_error_line)
 
 /* ---- rotation the way Kubernetes does it (the ..data symbolic link) ------------------ */
 
-TestSuite(k8s_rotation, .fini = teardown, .timeout = 120);
+TestSuite(k8s_rotation, .fini = h_teardown, .timeout = 120);
 
 /* A python3 TLS client: new connections to PORT for SECONDS; prints each served cert's hash. */
 static const char traffic_py[] =
@@ -854,20 +847,15 @@ Test(k8s_rotation, data_link_swapped_mid_traffic)
 		cr_assert_eq(symlink(h_fmt("..data/%s", *f), h_fmt("%s/%s", dir, *f)), 0,
 			     "symlink %s", *f);
 
-	servers[n_servers].pid = 0;
 	env_for(&env, stats);
 	h_env_preload(&env);
 	h_env_set(&env, "TLSSHIM_LOG", "info");
 	h_env_set(&env, "TLSSHIM_POLICY", "accept 127.0.0.1:%d tls cert=%s/tls.crt key=%s/tls.key",
 		  port, dir, dir);
-	srv = &servers[n_servers++];
-	cr_assert_eq(h_spawn(srv,
-			     ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
-				  (char *)h_tmpdir(), h_fmt("%d", port)),
-			     &env, NULL, 0),
-		     0, "expected http.server to start");
+	srv = h_server(ARGV(PY, "-m", "http.server", "-b", "127.0.0.1", "--directory",
+			    (char *)h_tmpdir(), h_fmt("%d", port)),
+		       &env, port, NULL);
 	h_env_free(&env);
-	cr_assert_eq(h_wait_port(port, 10000), 0, "expected http.server to listen:\n%s", srv->err);
 
 	/* Traffic all along: a new connection every 20 ms. */
 	env_for(&env, stats);

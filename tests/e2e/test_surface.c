@@ -16,39 +16,14 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define CLIENT_MS 30000
 
-static struct h_proc servers[4];
-static int n_servers;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(surface, .fini = teardown, .timeout = 90);
+TestSuite(surface, .fini = h_teardown, .timeout = 90);
 
 /* Starts a server and waits until it listens on PORT. */
 static struct h_proc *start_server(char *const argv[], int port)
 {
-	struct h_proc *p = &servers[n_servers];
-	struct h_env env;
-
-	cr_assert(n_servers < (int)(sizeof(servers) / sizeof(servers[0])), "too many servers");
-	h_env_init(&env);
-	cr_assert_eq(h_spawn(p, argv, &env, NULL, 0), 0, "expected %s to start, got: %s", argv[0],
-		     strerror(errno));
-	n_servers++;
-	h_env_free(&env);
-	if (h_wait_port(port, 10000) != 0) {
-		h_kill(p);
-		cr_assert_fail("expected %s to listen on port %d within 10 s; it said:\n%s%s",
-			       argv[0], port, p->out, p->err);
-	}
-	return p;
+	return h_server(argv, NULL, port, NULL);
 }
 
 /* A native TLS echo server (tests/progs/tls_sink -e). */

@@ -23,9 +23,7 @@
 
 #define T_MS 60000
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-
-static struct h_proc server;
+TestSuite(system_mode, .fini = h_teardown);
 
 static void skip_unless_usable(void)
 {
@@ -35,28 +33,33 @@ static void skip_unless_usable(void)
 		cr_skip_test("a sanitizer build's library needs its runtime in every process");
 }
 
-/* openssl s_server -www on PORT with the test PKI's server certificate. */
-static void start_tls_server(int port)
+/*
+ * Skips the test unless it can run, then starts openssl s_server -www on a
+ * free port with the test PKI's server certificate (requiring a client
+ * certificate from the test CA if CLIENT_CERTS); returns the port.
+ */
+static int start_tls_server(int client_certs)
 {
-	struct h_env env;
+	int port;
 
-	h_env_init(&env);
-	cr_assert_eq(h_spawn(&server,
-			     ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port),
-				  "-cert", (char *)h_pki_file("server.pem"), "-key",
-				  (char *)h_pki_file("server.key")),
-			     &env, NULL, 0),
-		     0);
-	h_env_free(&env);
-	cr_assert_eq(h_wait_port(port, 10000), 0, "s_server did not start: %s", server.err);
+	skip_unless_usable();
+	port = h_free_port();
+	if (client_certs)
+		h_server(ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port), "-cert",
+			      pki("server.pem"), "-key", pki("server.key"), "-Verify", "1",
+			      "-CAfile", pki("ca.pem")),
+			 NULL, port, NULL);
+	else
+		h_server(ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port), "-cert",
+			      pki("server.pem"), "-key", pki("server.key")),
+			 NULL, port, NULL);
+	return port;
 }
 
-static void stop_server(void)
+/* The system rule most tests install: TLS to the server on PORT, verified by the test CA. */
+static const char *tls_rule(int port)
 {
-	if (server.pid > 0)
-		h_kill(&server);
-	h_proc_free(&server);
-	memset(&server, 0, sizeof(server));
+	return h_fmt("connect localhost:%d tls ca=%s\n", port, pki("ca.pem"));
 }
 
 /*
@@ -105,16 +108,14 @@ static const char *page_marker = "s_server -www";
 
 /* ---- a program with no TLSSHIM_* at all ---------------------------------------------- */
 
-Test(system_mode, plain_curl_is_wrapped_by_the_system_policy, .fini = stop_server)
+Test(system_mode, plain_curl_is_wrapped_by_the_system_policy)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    &p, tls_rule(port), 1,
 	    h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/", port));
 	cr_expect_eq(rc, 0, "curl exited %d: %s", rc, p.err);
 	cr_expect(strstr(p.out, page_marker), "expected the TLS server's page, got:\n%.400s",
@@ -125,7 +126,7 @@ Test(system_mode, plain_curl_is_wrapped_by_the_system_policy, .fini = stop_serve
 
 	/* The same namespace without the preload line: curl speaks cleartext and fails. */
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 0,
+	    &p, tls_rule(port), 0,
 	    h_fmt("env -i PATH=/usr/bin:/bin curl -sS -m 15 http://localhost:%d/", port));
 	cr_expect_neq(rc, 0, "without the system mode curl should fail against a TLS server");
 	cr_expect(!strstr(p.out, page_marker), "%.400s", p.out);
@@ -134,14 +135,12 @@ Test(system_mode, plain_curl_is_wrapped_by_the_system_policy, .fini = stop_serve
 
 /* ---- the floor ----------------------------------------------------------------------- */
 
-Test(system_mode, user_policy_cannot_weaken_a_system_tls_rule, .fini = stop_server)
+Test(system_mode, user_policy_cannot_weaken_a_system_tls_rule)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc =
 	    in_namespace(&p,
 			 h_fmt("# the database\nconnect *:1 deny\nconnect localhost:%d tls ca=%s\n",
@@ -172,16 +171,14 @@ Test(system_mode, user_policy_cannot_weaken_a_system_tls_rule, .fini = stop_serv
 
 /* ---- a policy someone else could have written ---------------------------------------- */
 
-Test(system_mode, group_writable_policy_is_refused_with_the_reason, .fini = stop_server)
+Test(system_mode, group_writable_policy_is_refused_with_the_reason)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 0,
+	    &p, tls_rule(port), 0,
 	    h_fmt("chmod 0664 /etc/tlsshim/policy\n"
 		  "cp /etc/ld.so.preload $T/preload.before 2>/dev/null\n"
 		  "$TLSSHIM system enable; echo \"== enable $?\"\n"
@@ -215,16 +212,14 @@ Test(system_mode, group_writable_policy_is_refused_with_the_reason, .fini = stop
 
 /* ---- setuid programs ----------------------------------------------------------------- */
 
-Test(system_mode, setuid_client_gets_only_the_system_policy, .fini = stop_server)
+Test(system_mode, setuid_client_gets_only_the_system_policy)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    &p, tls_rule(port), 1,
 	    h_fmt(
 		"mkdir -m 0755 $T/bin && cp %s $T/bin/client && chmod 4755 $T/bin/client\n"
 		"cp %s $T/bin/plain && chmod 0755 $T/bin/plain\n"
@@ -311,14 +306,12 @@ Test(system_mode, enable_disable_round_trip_is_byte_identical)
 /* ---- files of system rules --------------------------------------------------------- */
 
 /* A CA only root may read: the user's process starts, and its connection fails closed. */
-Test(system_mode, unreadable_file_of_a_system_rule_fails_closed, .fini = stop_server)
+Test(system_mode, unreadable_file_of_a_system_rule_fails_closed)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc = in_namespace(
 	    &p, NULL, 1,
 	    h_fmt("cp %s $T/root-only-ca.pem && chmod 0600 $T/root-only-ca.pem\n"
@@ -345,16 +338,14 @@ Test(system_mode, unreadable_file_of_a_system_rule_fails_closed, .fini = stop_se
  * The system-wide mode's copy plus another in LD_PRELOAD (a build tree's, another
  * install's): only the first wraps, or the server would get TLS inside TLS.
  */
-Test(system_mode, second_copy_of_the_library_stays_out_of_the_way, .fini = stop_server)
+Test(system_mode, second_copy_of_the_library_stays_out_of_the_way)
 {
-	int port = h_free_port();
+	int port = start_tls_server(0);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	start_tls_server(port);
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    &p, tls_rule(port), 1,
 	    h_fmt("mkdir $T/lib2 && cp $LIB $(dirname $LIB)/libtlsshim-tls.so $T/lib2/\n"
 		  "env -i PATH=/usr/bin:/bin LD_PRELOAD=$T/lib2/libtlsshim.so "
 		  "curl -sS -m 15 http://localhost:%d/; echo \"== curl $?\"\n"
@@ -372,26 +363,14 @@ Test(system_mode, second_copy_of_the_library_stays_out_of_the_way, .fini = stop_
 /* ---- what a process may add: its client certificate ------------------------------- */
 
 /* A server that requires client certificates; the system rule names none. */
-Test(system_mode, user_client_certificate_added_to_a_system_rule, .fini = stop_server)
+Test(system_mode, user_client_certificate_added_to_a_system_rule)
 {
-	int port = h_free_port();
-	struct h_env env;
+	int port = start_tls_server(1);
 	struct h_proc p;
 	int rc;
 
-	skip_unless_usable();
-	h_env_init(&env);
-	cr_assert_eq(
-	    h_spawn(&server,
-		    ARGV("openssl", "s_server", "-www", "-accept", h_fmt("%d", port), "-cert",
-			 (char *)h_pki_file("server.pem"), "-key", (char *)h_pki_file("server.key"),
-			 "-Verify", "1", "-CAfile", (char *)h_pki_file("ca.pem")),
-		    &env, NULL, 0),
-	    0);
-	h_env_free(&env);
-	cr_assert_eq(h_wait_port(port, 10000), 0);
 	rc = in_namespace(
-	    &p, h_fmt("connect localhost:%d tls ca=%s\n", port, h_pki_file("ca.pem")), 1,
+	    &p, tls_rule(port), 1,
 	    h_fmt("curl -sS -m 15 http://localhost:%d/ 2>&1; echo \"== nocert $?\"\n"
 		  "export TLSSHIM_POLICY='connect localhost:%d tls cert=%s key=%s insecure'\n"
 		  "curl -sS -m 15 http://localhost:%d/; echo \"== cert $?\"\n"

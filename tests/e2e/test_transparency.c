@@ -19,30 +19,17 @@
 
 #include "e2e/harness.h"
 
-#define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
-#define PYTHON    "/usr/bin/python3"
-#define RUN_MS    60000 /* every client run is bounded by this */
+#define PYTHON "/usr/bin/python3"
+#define RUN_MS 60000 /* every client run is bounded by this */
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
-static struct h_proc servers[4];
-static int n_servers;
-
-static void teardown(void)
-{
-	for (int i = 0; i < n_servers; i++)
-		h_proc_free(&servers[i]);
-	n_servers = 0;
-}
-
-TestSuite(transparency, .fini = teardown, .timeout = 180);
+TestSuite(transparency, .fini = h_teardown, .timeout = 180);
 
 /* The environment of a program under the shim with POLICY. */
 static void shim_env(struct h_env *e, const char *policy)
 {
-	h_env_init(e);
-	h_env_preload(e);
-	h_env_set(e, "TLSSHIM_POLICY", "%s", policy);
+	h_env_shim(e, policy);
 	h_env_set(e, "TLSSHIM_LOG", "error");
 	h_env_set(e, "PYTHONUNBUFFERED", "1");
 }
@@ -62,19 +49,7 @@ static const char *connect_policy(int port)
 static struct h_proc *start_server(char *const argv[], const struct h_env *env, int port,
 				   const char *needle)
 {
-	struct h_proc *p = &servers[n_servers];
-
-	cr_assert(n_servers < (int)(sizeof(servers) / sizeof(servers[0])), "too many servers");
-	cr_assert_eq(h_spawn(p, argv, env, NULL, 0), 0, "expected %s to start, got: %s", argv[0],
-		     strerror(errno));
-	n_servers++;
-	int ok = needle ? h_wait_output(p, needle, 15000) : h_wait_port(port, 15000);
-	if (ok != 0) {
-		h_collect(p, 0);
-		cr_assert_fail("%s did not get ready on port %d\nstdout:\n%s\nstderr:\n%s", argv[0],
-			       port, p->out ? p->out : "", p->err ? p->err : "");
-	}
-	return p;
+	return h_server(argv, env, port, needle);
 }
 
 /* Runs a client to completion; asserts exit 0 and NEEDLE in its stdout. */

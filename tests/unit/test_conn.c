@@ -25,7 +25,9 @@
 #include "conn_int.h"
 #include "fdclose.h"
 #include "fdtab.h"
+#include "listeners.h"
 #include "real.h"
+#include <sys/wait.h>
 
 #define NOTIFY 0x15 /* the fake's close_notify */
 
@@ -709,4 +711,161 @@ Test(conn, a_connect_refused_by_tcp_is_reported_as_it_is)
 	conn_close_fd(c, fd);
 	close(fd);
 	conn_put(c);
+}
+
+/* ---- accept auto: TLS or cleartext, told by the first bytes -------------------------- */
+
+static struct conn *auto_server(void)
+{
+	static struct policy_rule autorule = {
+	    .action = POLICY_AUTO,
+	    .opt = {.handshake_timeout_ms = 10000},
+	};
+	int err = 0;
+	struct conn *c;
+
+	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
+	c = conn_new_server(sp[0], &autorule, "accept auto test", 1, 0, &err);
+	cr_assert_not_null(c);
+	cr_assert_eq(c->state, CONN_AUTO_DETECT);
+	return c;
+}
+
+Test(conn, auto_passes_a_cleartext_client_through_untouched)
+{
+	struct conn *c = auto_server();
+	char buf[32];
+
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "nothing said yet");
+	peer_says("GET / HTTP/1.0\r\n", 16);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 16);
+	cr_expect_eq(c->state, CONN_PLAIN);
+	cr_expect_eq(conn_send(c, "HTTP/1.0 200\r\n", 15, 0), 15);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 15, "no handshake byte before the answer");
+	cr_expect_str_eq(buf, "HTTP/1.0 200\r\n");
+	conn_put(c);
+}
+
+Test(conn, auto_takes_a_tls_record_for_a_handshake)
+{
+	struct conn *c = auto_server();
+	const char hello[] = {0x16, 0x03};
+	char buf[8];
+
+	peer_says(hello, sizeof(hello));
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET,
+		     "the fake handshake reads 0x16: not its 'H', a failed handshake");
+	cr_expect(c->tls_failed, "it went to the handshake, never to cleartext");
+	conn_put(c);
+}
+
+/* ---- one owner across fork() -------------------------------------------------------- */
+
+Test(conn, after_fork_the_first_process_to_use_the_session_owns_it)
+{
+	struct conn *c = open_server();
+	char buf[8];
+	int status;
+	pid_t pid;
+
+	conn_fork_prepare();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		conn_fork_child();
+		/* The child writes first: the session is its own from now on. */
+		_exit(conn_send(c, "child", 5, MSG_NOSIGNAL) == 5 ? 0 : 1);
+	}
+	conn_fork_parent();
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's write went");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 5);
+	cr_expect_str_eq(buf, "child");
+	cr_expect_eq(conn_send(c, "parent", 6, MSG_NOSIGNAL), -ECONNRESET,
+		     "the parent lost the session: a record from it would break the stream");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -ECONNRESET);
+	cr_expect_eq(conn_close_fd(c, sp[0]), 1);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "and its close sends no close_notify");
+	conn_put(c);
+}
+
+/* ---- connect returns before the handshake: the bytes written meanwhile are kept ------ */
+
+struct slow_peer {
+	int lfd, go[2];
+	char got[64];
+	size_t n;
+	pthread_t t;
+};
+
+/* Accepts, takes the hello, answers only when told, then keeps all it receives. */
+static void *slow_peer_run(void *arg)
+{
+	struct slow_peer *p = arg;
+	int fd = accept(p->lfd, NULL, NULL);
+	char b;
+	ssize_t r;
+
+	if (fd < 0)
+		return NULL;
+	if (recv(fd, &b, 1, 0) == 1 && read(p->go[0], &b, 1) == 1)
+		send(fd, "H", 1, MSG_NOSIGNAL);
+	while (p->n < sizeof(p->got) - 1 &&
+	       (r = recv(fd, p->got + p->n, sizeof(p->got) - 1 - p->n, 0)) > 0)
+		p->n += (size_t)r;
+	close(fd);
+	return NULL;
+}
+
+Test(conn, bytes_written_before_the_handshake_completed_go_first_and_encrypted)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	struct slow_peer p = {0};
+	struct conn *c;
+	int fd, err = 0, i;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(p.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(p.lfd, 1), 0);
+	cr_assert_eq(getsockname(p.lfd, (struct sockaddr *)&sa, &len), 0);
+	listeners_note(p.lfd); /* this process's own listener: connect does not wait */
+	cr_assert_eq(pipe(p.go), 0);
+	pthread_create(&p.t, NULL, slow_peer_run, &p);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	c = conn_new_client(fd, &rule, NULL, "127.0.0.1", ntohs(sa.sin_port), "connect test", &err);
+	cr_assert_not_null(c);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_expect(c->early_open, "connected for the program");
+	cr_expect_eq(c->state, CONN_HANDSHAKE, "the handshake goes on");
+	cr_expect_eq(conn_send(c, "early", 5, MSG_DONTWAIT), 5, "kept, counted as written");
+	cr_expect_eq(conn_early_held(c), 5);
+	cr_assert_eq(write(p.go[1], "g", 1), 1);
+	/* The program's event loop: readiness calls finish the handshake and send them. */
+	for (i = 0; i < 1000 && (c->state != CONN_OPEN || conn_early_held(c) > 0); i++) {
+		struct pollfd pf = {.fd = fd};
+		short kev = 0;
+
+		conn_poll_prepare(c, POLLIN, &kev);
+		pf.events = kev;
+		cr_assert_geq(poll(&pf, 1, 1000), 0);
+		conn_poll_result(c, POLLIN, pf.revents);
+	}
+	cr_expect_eq(c->state, CONN_OPEN);
+	cr_expect_eq(conn_early_held(c), 0);
+	cr_expect_eq(conn_send(c, "late", 4, 0), 4);
+	conn_close_fd(c, fd);
+	close(fd);
+	pthread_join(p.t, NULL);
+	p.got[p.n] = '\0';
+	cr_expect_str_eq(p.got, "earlylate\x15",
+			 "after the handshake the peer got the kept bytes, later ones, then "
+			 "close_notify: \"%s\" (%zu bytes)",
+			 p.got, p.n);
+	conn_put(c);
+	close(p.lfd);
+	close(p.go[0]);
+	close(p.go[1]);
 }

@@ -149,7 +149,8 @@ static void engine_up(const char *keylog)
 	fns.write = write;
 	fns.send = send;
 	fns.recv = recv;
-	fns.close = close; /* the key log opens and closes its file per line */
+	fns.openat = openat; /* the key log opens and closes its file per line */
+	fns.close = close;
 	host.real = &fns;
 	host.log = test_log;
 	host.keylog_path = keylog;
