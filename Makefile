@@ -13,6 +13,7 @@
 #   make deb             build/tlsshim_VERSION_ARCH.deb (lintian-clean); deb-test tests it
 #   make compdb          compile_commands.json for clangd / clang-tidy
 #   V=1                  show the commands
+#   WERROR=1             warnings are errors (as in CI)
 
 SAN        ?=
 BUILD      ?= build$(if $(SAN),-$(SAN))
@@ -33,6 +34,10 @@ CC         ?= cc
 OPT        ?= -O2 -g
 WARN       := -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wvla -Wstrict-prototypes \
               -Wmissing-prototypes -Wno-missing-field-initializers
+# WERROR=1 (CI: .ci/run) makes every warning an error; a developer's build only warns.
+ifeq ($(WERROR),1)
+WARN       += -Werror
+endif
 CPPFLAGS   += -D_GNU_SOURCE -DTLSSHIM_VERSION='"$(VERSION)"' -DTLSSHIM_LIBDIR='"$(LIBDIR)"' \
               -DTLSSHIM_SYSCONFDIR='"$(SYSCONFDIR)"' \
               -Ipolicy -Ishim

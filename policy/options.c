@@ -291,7 +291,7 @@ static int opt_timeout(struct pctx *c, struct policy_opts *o, const struct tok *
 			ms *= 10;
 	}
 	ms += secs * 1000;
-	if (ms <= 0 || ms > 3600 * 1000) {
+	if (ms <= 0 || ms > 3600 * 1000L) {
 		parse_report(c, t->vcol,
 			     "handshake-timeout must be more than 0 and at most 3600 seconds");
 		return -1;

@@ -152,6 +152,6 @@ int policy_add_file(struct policy *p, const char *path, struct policy_diags *d)
 out:
 	free(line);
 	free(buf);
-	fclose(f);
+	(void)fclose(f); /* read only: nothing to lose */
 	return rc;
 }

@@ -49,7 +49,8 @@ int tcp_destination(int fd, const struct sockaddr *sa, socklen_t len, struct ep 
  * could not read either (or LEN over sizeof(*SS)): the caller then hands the
  * call to libc for the kernel's own error. errno is preserved.
  */
-int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, socklen_t len);
+int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, socklen_t len)
+    __attribute__((warn_unused_result));
 
 /* Whether [P, P+N) is readable, asked of the kernel (futex); 1 or 0. errno is clobbered. */
 int user_readable(const void *p, size_t n);

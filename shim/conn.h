@@ -99,7 +99,7 @@ struct conn {
 /* How long a connect waits for the handshake after TCP has connected. */
 #define CONN_CONNECT_WAIT_MS 1000
 /* Plaintext a client may write before its handshake completes. */
-#define CONN_EARLY_MAX (64 * 1024)
+#define CONN_EARLY_MAX ((size_t)64 * 1024)
 
 /*
  * One owner per TLS session across fork(): a process seals and opens records
@@ -144,7 +144,8 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
  * Returns 0, -EINPROGRESS, or -errno (-ECONNREFUSED when the handshake fails
  * within the wait: nothing was sent in cleartext).
  */
-int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
+    __attribute__((warn_unused_result));
 
 /*
  * For connect() on a socket already being wrapped: -EALREADY, -EISCONN, 0
@@ -153,7 +154,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
  * read), the socket is left unconnected and *AFRESH set: the caller unwraps
  * it, and the next connect() starts afresh, as on Linux.
  */
-int conn_connect_again(struct conn *c, int *afresh);
+int conn_connect_again(struct conn *c, int *afresh) __attribute__((warn_unused_result));
 
 /*
  * The program's I/O call on C is of FAMILY (enum ts_io: read/write, readv/writev,
@@ -168,23 +169,28 @@ static inline void conn_set_io(struct conn *c, int family)
 }
 
 /* recv() semantics, FLAGS: MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, MSG_TRUNC. */
-ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags);
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
+    __attribute__((warn_unused_result));
 /* send() semantics, FLAGS: MSG_DONTWAIT, MSG_NOSIGNAL (SIGPIPE otherwise, like a socket). */
-ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags);
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+    __attribute__((warn_unused_result));
 /*
  * conn_send() of bytes already consumed from elsewhere (sendfile, splice):
  * waits until all of LEN is taken, even on a non-blocking socket and past
  * SO_SNDTIMEO; returns less only on a failure (or -errno when nothing went).
  */
-ssize_t conn_send_all(struct conn *c, const void *buf, size_t len, int flags);
-ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags);
-ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flags);
+ssize_t conn_send_all(struct conn *c, const void *buf, size_t len, int flags)
+    __attribute__((warn_unused_result));
+ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+    __attribute__((warn_unused_result));
+ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
+    __attribute__((warn_unused_result));
 
 /* shutdown(): SHUT_WR sends close_notify first. Returns 0 or -errno. */
-int conn_shutdown(struct conn *c, int how);
+int conn_shutdown(struct conn *c, int how) __attribute__((warn_unused_result));
 
 /* Registers another fd (dup) of this conn. Returns 0 or -ENOMEM. */
-int conn_add_fd(struct conn *c, int fd);
+int conn_add_fd(struct conn *c, int fd) __attribute__((warn_unused_result));
 /*
  * The program closes FD (already taken out of fdtab). When it was this
  * process's last fd of the conn, close_notify is sent (unless this process
@@ -222,7 +228,7 @@ void conn_set_nodelay(struct conn *c, int on);
  * Returns 0 or -errno.
  */
 int conn_cork(const struct conn *c);
-int conn_set_cork(struct conn *c, int on);
+int conn_set_cork(struct conn *c, int on) __attribute__((warn_unused_result));
 
 /* The program's view of O_NONBLOCK. */
 int conn_nonblock(const struct conn *c);
@@ -264,7 +270,7 @@ void conn_own_release(struct conn **o, const struct pollfd *p, int n);
  * many are pending, and the caller looks again within CONN_OWN_RECHECK_NS.
  */
 int conn_own_poke(void);
-#define CONN_OWN_RECHECK_NS (5 * 1000000)
+#define CONN_OWN_RECHECK_NS ((int64_t)5 * 1000000)
 
 /*
  * The CLOCK_MONOTONIC time (ns) by which the handshake (or auto's first

@@ -21,7 +21,8 @@ struct conn;
  * bytes sent (bytes read from IN are sent whole, waiting if need be), or
  * -errno when none were.
  */
-ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count);
+ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
+    __attribute__((warn_unused_result));
 
 /*
  * Receives at most LEN bytes (one read's worth) from C and writes them all to
@@ -29,6 +30,7 @@ ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count);
  * the plain socket would; NONBLOCK: SPLICE_F_NONBLOCK. Returns the count
  * received, 0 at end of stream, or -errno.
  */
-ssize_t conn_copy_out(struct conn *c, int out, off64_t *outoff, size_t len, int nonblock);
+ssize_t conn_copy_out(struct conn *c, int out, off64_t *outoff, size_t len, int nonblock)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -43,7 +43,7 @@ static inline const struct engine_ops *engine(void)
 /* ---- conn.c --------------------------------------------------------------------------- */
 
 /* Makes the conn's TLS session (loading the engine first if need be): 0, or -1 with ERR. */
-int conn_session_new(struct conn *c, char *err, size_t errlen);
+int conn_session_new(struct conn *c, char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Whether the session needs an owner in its state (cleartext and failed ones do not). */
 int conn_claim_needed(const struct conn *c);
 /*
@@ -51,14 +51,15 @@ int conn_claim_needed(const struct conn *c);
  * -ECONNRESET once another process has claimed it since fork() (the conn
  * is then FAILED, as a plain socket whose connection is gone).
  */
-int conn_claim(struct conn *c);
+int conn_claim(struct conn *c) __attribute__((warn_unused_result));
 
 /* ---- conn_step.c ---------------------------------------------------------------------- */
 
 /* Plaintext kept since connect() returned before the handshake completed. */
 size_t conn_early_held(const struct conn *c);
 /* Keeps up to LEN of such bytes: the count kept, -EAGAIN when full, or -ENOMEM. */
-ssize_t conn_early_put(struct conn *c, const void *buf, size_t len);
+ssize_t conn_early_put(struct conn *c, const void *buf, size_t len)
+    __attribute__((warn_unused_result));
 /* Whether anything the program wrote is still to be sent (kept plaintext or ciphertext). */
 int conn_out_pending(const struct conn *c);
 /*
@@ -79,28 +80,32 @@ int conn_step_ready(struct conn *c, short *want);
 /* ---- conn_starttls.c ------------------------------------------------------------------ */
 
 /* STARTTLS: one step of the protocol's upgrade (as conn_step_ready's steps). */
-int conn_step_starttls(struct conn *c, short *want);
+int conn_step_starttls(struct conn *c, short *want) __attribute__((warn_unused_result));
 /* accept starttls=smtp: whether the cleartext before STARTTLS is still filtered. */
 int conn_smtp_filtering(const struct conn *c);
 /* Bytes the program reads before any of the session's (a synthesised greeting, an 'N'). */
 size_t conn_greet_pending(const struct conn *c);
 /* Hands them out (recv FLAGS: MSG_PEEK, MSG_TRUNC); frees the dialogue once done. */
-ssize_t conn_greet_read(struct conn *c, void *buf, size_t len, int flags);
+ssize_t conn_greet_read(struct conn *c, void *buf, size_t len, int flags)
+    __attribute__((warn_unused_result));
 /* Sends the shim's own pending answer: 0 when none is left, -EAGAIN, -errno. */
-int conn_st_flush(struct conn *c, short *want);
+int conn_st_flush(struct conn *c, short *want) __attribute__((warn_unused_result));
 /*
  * accept starttls=smtp, before STARTTLS: the program's read and write. Both
  * return -EALREADY when the caller must go on as without the filter.
  */
-ssize_t conn_smtp_srv_recv(struct conn *c, void *buf, size_t len, int flags, short *want);
-ssize_t conn_smtp_srv_send(struct conn *c, const void *buf, size_t len, short *want);
+ssize_t conn_smtp_srv_recv(struct conn *c, void *buf, size_t len, int flags, short *want)
+    __attribute__((warn_unused_result));
+ssize_t conn_smtp_srv_send(struct conn *c, const void *buf, size_t len, short *want)
+    __attribute__((warn_unused_result));
 
 /* ---- conn_io.c ------------------------------------------------------------------------ */
 
 /* One non-blocking read step (recv FLAGS): bytes, 0 at the end, -EAGAIN, -errno. */
 ssize_t conn_step_recv(struct conn *c, void *buf, size_t len, int flags, short *want);
 /* Seals the bytes held for one record: 0 when none are left, -EAGAIN, -errno. */
-int conn_hold_seal(struct conn *c, int kernel_signals, short *want);
+int conn_hold_seal(struct conn *c, int kernel_signals, short *want)
+    __attribute__((warn_unused_result));
 /* Before the program reads or waits: what it held back goes out (KEV |= what that needs). */
 void conn_hold_release(struct conn *c, short *kev);
 
@@ -118,7 +123,8 @@ struct conn_waiter {
  * process's listed handshakes meanwhile). Returns 0 to try again, -EAGAIN
  * when the program's socket time-out expired, or -errno (EINTR, EBADF).
  */
-int conn_wait(struct conn *c, short want, struct conn_waiter *w);
+int conn_wait(struct conn *c, short want, struct conn_waiter *w)
+    __attribute__((warn_unused_result));
 /* conn_deadline() with c->lock held. */
 uint64_t conn_deadline_locked(const struct conn *c);
 /* Lists C among the handshakes every waiter moves on; unlists it (both under c->lock). */

@@ -108,7 +108,7 @@ ssize_t conn_step_recv(struct conn *c, void *buf, size_t len, int flags, short *
 		return 0;
 	conn_hold_release(c, NULL); /* a request held back must go before waiting for its answer */
 	if (conn_out_pending(c))
-		conn_out_flush(c);
+		(void)conn_out_flush(c); /* best effort: a fatal error fails the read too */
 	r = E->read(c->ts, buf, len, (flags & MSG_PEEK) != 0);
 	if (r > 0) {
 		size_t done = (size_t)r;
@@ -633,7 +633,7 @@ int conn_readable_bytes(struct conn *c)
 	}
 	if (c->state == CONN_OPEN && !c->rd_eof) {
 		/* Decrypt what has arrived, so the count is what a read would return. */
-		conn_step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want);
+		(void)conn_step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want); /* errors: the state */
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -62,7 +62,7 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 
 		/* Records OpenSSL read ahead may hold data the kernel no longer shows. */
 		if (E->pending(c->ts) == 0 && E->buffered_input(c->ts) && !c->rd_eof)
-			conn_step_recv(c, &b, 1, MSG_PEEK, &want);
+			(void)conn_step_recv(c, &b, 1, MSG_PEEK, &want); /* errors: the state */
 		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
 		else if (E->output_pending(c->ts) > 1)
@@ -108,7 +108,7 @@ short conn_poll_result(struct conn *c, short uev, short krev)
 		goto out;
 	}
 	if (conn_out_pending(c))
-		conn_out_flush(c);
+		(void)conn_out_flush(c); /* best effort: what is left keeps POLLOUT asked */
 	if ((uev & (POLLIN | POLLRDNORM)) && (krev & (POLLIN | POLLHUP | POLLERR))) {
 		/* Readable only if a record decodes to data (or to the end of it). */
 		r = conn_step_recv(c, &b, 1, MSG_PEEK, &want);

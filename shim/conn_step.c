@@ -430,7 +430,7 @@ int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	if (conn_nonblock(c)) {
 		/* Start the handshake now: the ClientHello goes out with the SYN's answer. */
 		pthread_mutex_lock(&c->lock);
-		conn_step_ready(c, &want);
+		(void)conn_step_ready(c, &want); /* its outcome is the state the next call finds */
 		pthread_mutex_unlock(&c->lock);
 		return -EINPROGRESS;
 	}

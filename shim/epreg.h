@@ -31,7 +31,7 @@ int epreg_active(void);
 int epreg_fd_maybe(int fd);
 
 /* epoll_ctl for EPFD: returns 0 or -errno. */
-int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev) __attribute__((warn_unused_result));
 
 /*
  * epoll_wait on EPFD: at most MAX events into EV, waiting at most TIMEOUT_NS
@@ -40,7 +40,7 @@ int epreg_ctl(int epfd, int op, int fd, struct epoll_event *ev);
  * calls libc directly).
  */
 int epreg_wait(int epfd, struct epoll_event *ev, int max, int64_t timeout_ns, const sigset_t *mask,
-	       int *handled);
+	       int *handled) __attribute__((warn_unused_result));
 
 /*
  * FD is being closed by the program (C: its conn, already out of fdtab, or

@@ -100,7 +100,7 @@ static void reported(struct reg *r, uint32_t events)
 	}
 	if (r->uev & EPOLLONESHOT) {
 		r->armed = 0;
-		ep_sync_kernel(r, 0);
+		(void)ep_sync_kernel(r, 0); /* disarming cannot fail */
 		return;
 	}
 	/* Level-triggered: still ready next time if the program leaves data. */
@@ -130,7 +130,8 @@ static int drain_dirty(struct epset *s, struct reg **syn)
 		if (!r->armed)
 			continue;
 		ready = (uint16_t)conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
-		ep_sync_kernel(r, (uint16_t)kev);
+		/* On failure r->kev keeps the old mask: the next pass tries again. */
+		(void)ep_sync_kernel(r, (uint16_t)kev);
 		watch_deadline(r);
 		ready = et_filter(r, ready);
 		if (ready == 0)

@@ -56,7 +56,8 @@ void fdclose_disconnect(struct conn *c)
 			continue;
 		if (t != c) {
 			/* The fd was closed and reused meanwhile: not ours to unmap. */
-			fdtab_set(fds[i], t);
+			if (fdtab_set(fds[i], t) != 0) /* its slot was just taken from: cannot */
+				conn_forget_fd(t, fds[i]);
 			conn_put(t);
 			continue;
 		}

@@ -14,18 +14,25 @@
 #include "log.h"
 #include "real.h"
 
-void fdstate_dup(int oldfd, int newfd)
+int fdstate_dup(int oldfd, int newfd)
 {
 	struct conn *c;
+	int rc;
 
 	if (newfd < 0 || !fdtab_maybe(oldfd))
-		return;
+		return newfd;
 	c = fdtab_get(oldfd);
 	if (c == NULL)
-		return;
-	if (conn_add_fd(c, newfd) == 0)
-		fdtab_set(newfd, c);
+		return newfd;
+	rc = conn_add_fd(c, newfd);
+	if (rc == 0 && (rc = fdtab_set(newfd, c)) != 0)
+		conn_forget_fd(c, newfd);
 	conn_put(c);
+	if (rc != 0) {
+		real.close(newfd);
+		return rc;
+	}
+	return newfd;
 }
 
 void fdstate_dup_target(int oldfd, int newfd)

@@ -10,8 +10,13 @@
 
 struct conn;
 
-/* NEWFD (< 0: none) is now a duplicate of OLDFD: it shares OLDFD's wrapping, if any. */
-void fdstate_dup(int oldfd, int newfd);
+/*
+ * NEWFD (< 0: none) is now a duplicate of OLDFD: it shares OLDFD's wrapping,
+ * if any. Returns NEWFD, or -ENOMEM when NEWFD cannot be mapped (no memory,
+ * or a number past the fd table): NEWFD is then closed, not left a raw socket
+ * under a TLS session whose writes would leave in cleartext.
+ */
+int fdstate_dup(int oldfd, int newfd) __attribute__((warn_unused_result));
 
 /*
  * dup2/dup3(OLDFD, NEWFD) are about to close NEWFD, when OLDFD is valid: so

@@ -50,7 +50,7 @@ static inline int fdtab_maybe(int fd)
 struct conn *fdtab_get(int fd);
 
 /* Maps FD to C (taking a reference for the table). Returns 0 or -ENOMEM / -EBADF. */
-int fdtab_set(int fd, struct conn *c);
+int fdtab_set(int fd, struct conn *c) __attribute__((warn_unused_result));
 
 /*
  * Unmaps FD and returns its conn with the table's reference transferred to

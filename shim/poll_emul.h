@@ -28,13 +28,14 @@ int poll_emul_any_wrapped(const struct pollfd *fds, nfds_t n);
  * during the wait, as ppoll. Sets every revents; returns the number of fds
  * with events, 0 on time-out, or -errno (-EINTR, -ENOMEM).
  */
-int poll_emul(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask);
+int poll_emul(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask)
+    __attribute__((warn_unused_result));
 
 /*
  * A ppoll/pselect time-out: *NS = -1 for NULL (forever), else its value in
  * ns. Returns 0, or -EINVAL for a negative or unnormalised one, as the kernel.
  */
-int poll_emul_timeout(const struct timespec *t, int64_t *ns);
+int poll_emul_timeout(const struct timespec *t, int64_t *ns) __attribute__((warn_unused_result));
 
 /*
  * select/pselect: when a wrapped fd is among the first NFDS of the sets,
@@ -46,7 +47,7 @@ int poll_emul_timeout(const struct timespec *t, int64_t *ns);
  * (-EBADF for a closed fd in a set).
  */
 int poll_emul_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t timeout_ns,
-		     const sigset_t *mask, int *handled);
+		     const sigset_t *mask, int *handled) __attribute__((warn_unused_result));
 
 /*
  * select() itself: TV as select takes it (NULL: forever), checked as the
@@ -54,6 +55,6 @@ int poll_emul_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t timeo
  * with the time left, as Linux does, when the call was handled.
  */
 int poll_emul_select_tv(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv,
-			int *handled);
+			int *handled) __attribute__((warn_unused_result));
 
 #endif

@@ -81,7 +81,8 @@ static void *relay_up(void *arg)
 	}
 out:
 	/* The program shut down its writing side (or closed): close_notify, then FIN. */
-	conn_shutdown(r->c, SHUT_WR);
+	if (conn_shutdown(r->c, SHUT_WR) != 0)
+		log_debug("relay: close_notify could not be sent; the peer sees the session end");
 	/*
 	 * Once the program has closed its end entirely (POLLHUP, not just a
 	 * shutdown), nothing will read what the peer still sends: stop reading,

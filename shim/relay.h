@@ -20,6 +20,6 @@ struct conn;
  * closing its fds sends nothing. Returns the relay's pid, or -errno (C is
  * then left as it was).
  */
-int relay_start(struct conn *c, int sp);
+int relay_start(struct conn *c, int sp) __attribute__((warn_unused_result));
 
 #endif

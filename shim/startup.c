@@ -35,7 +35,7 @@ static void die_config(const char *what)
 	size_t n;
 
 	real_init();
-	memcpy(buf, "tlsshim: ", 9);
+	memcpy(buf, "tlsshim: ", 10); /* log_escape writes from the NUL on */
 	n = 9 + log_escape(buf + 9, sizeof(buf) - 10, what, strlen(what));
 	buf[n++] = '\n';
 	real.write(2, buf, n);

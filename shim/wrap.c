@@ -71,7 +71,7 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	default:
 		break;
 	}
-	memcpy(desc, "connect ", 8);
+	memcpy(desc, "connect ", 9); /* ep_describe writes from the NUL on */
 	ep_describe(&d.ep, d.peer, desc + 8, sizeof(desc) - 8);
 	if (d.outcome == DECIDE_DENY) {
 		log_warn("%s: denied by policy (%s:%u)", desc, d.rule->source, d.rule->line);

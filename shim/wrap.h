@@ -18,7 +18,8 @@
  * -EINPROGRESS, -EACCES (deny), -ECONNREFUSED (several names for the address
  * and the rule would have to guess one), or -errno.
  */
-int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
+int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+    __attribute__((warn_unused_result));
 
 /*
  * For a connect on FD that may already be wrapped: *DECIDE is set to 1 when
@@ -27,7 +28,7 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * completed, or the failure) is returned. A TCP failure is returned once,
  * as Linux does, and unwraps FD: the next connect is decided afresh.
  */
-int wrap_connect_again(int fd, int *decide);
+int wrap_connect_again(int fd, int *decide) __attribute__((warn_unused_result));
 
 /*
  * MSG_FASTOPEN with an address on an unconnected TCP socket connects and
@@ -66,6 +67,7 @@ int wrap_disconnect(int fd, const struct sockaddr *sa, socklen_t len);
  * connection's first I/O. Returns the fd, or -errno; errno is preserved on
  * success.
  */
-int wrap_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags);
+int wrap_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags)
+    __attribute__((warn_unused_result));
 
 #endif

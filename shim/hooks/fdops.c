@@ -22,8 +22,7 @@ HOOK int dup(int fd)
 	NEED_REAL(dup);
 	nfd = real.dup(fd);
 	fd_new(nfd);
-	fdstate_dup(fd, nfd);
-	return nfd;
+	return (int)hook_ret(fdstate_dup(fd, nfd));
 }
 HOOK_INTERNAL(dup)
 
@@ -35,7 +34,7 @@ HOOK int dup2(int oldfd, int newfd)
 	fdstate_dup_target(oldfd, newfd);
 	r = real.dup2(oldfd, newfd);
 	if (r >= 0 && oldfd != newfd)
-		fdstate_dup(oldfd, r);
+		r = (int)hook_ret(fdstate_dup(oldfd, r));
 	return r;
 }
 HOOK_ALIAS(dup2, __dup2)
@@ -50,7 +49,7 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 		fdstate_dup_target(oldfd, newfd);
 	r = real.dup3(oldfd, newfd, flags);
 	if (r >= 0)
-		fdstate_dup(oldfd, r);
+		r = (int)hook_ret(fdstate_dup(oldfd, r));
 	return r;
 }
 HOOK_INTERNAL(dup3)
@@ -67,8 +66,7 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 	case F_DUPFD_CLOEXEC:
 		r = fn(fd, cmd, arg);
 		fd_new(r);
-		fdstate_dup(fd, r);
-		return r;
+		return (int)hook_ret(fdstate_dup(fd, r));
 	case F_GETFL:
 	case F_SETFL:
 		break;

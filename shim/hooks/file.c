@@ -140,7 +140,7 @@ HOOK FILE *fdopen(int fd, const char *mode)
 	f = fopencookie((void *)(intptr_t)fd, mode, io);
 	/* Sockets are not seekable; stdio must not buffer writes across reads oddly. */
 	if (f != NULL)
-		setvbuf(f, NULL, _IOFBF, BUFSIZ);
+		(void)setvbuf(f, NULL, _IOFBF, BUFSIZ); /* else stdio's default: still correct */
 	return f;
 }
 

@@ -49,8 +49,8 @@ static inline ssize_t hook_ret(ssize_t r)
  * __close, ...) a program can link against. HOOK_INTERNAL gives syscall()
  * (hooks/syscall.c) a hidden name for a hook, hook_NAME, to reach it directly.
  */
-#define HOOK_ALIAS(name, other)       \
-	extern __typeof__(name) other \
+#define HOOK_ALIAS(name, other)        \
+	extern __typeof__(name)(other) \
 	    __attribute__((alias(#name), copy(name), visibility("default")));
 #define HOOK_INTERNAL(name)                 \
 	extern __typeof__(name) hook_##name \

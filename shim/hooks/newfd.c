@@ -43,6 +43,7 @@ int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 mqd_t __mq_open_2(const char *name, int flags);
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): va_start takes the bare name; so does real.NAME */
 /* The mode argument of open-like calls: read only when the flags say it is there. */
 #define OPEN_MODE(flags, mode)                                    \
 	do {                                                      \
@@ -79,6 +80,7 @@ mqd_t __mq_open_2(const char *name, int flags);
 		fd_new(fd_);                                                           \
 		return fd_;                                                            \
 	} while (0)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 HOOK int open(const char *path, int flags, ...)
 {

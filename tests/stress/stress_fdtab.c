@@ -70,9 +70,9 @@ int main(void)
 
 		if (!check(c != NULL, "conn_new_server", &failed))
 			break;
-		fdtab_set(fds[0], c);
-		fdtab_set(fds[1], c); /* as dup() does */
-		conn_add_fd(c, fds[1]);
+		check(fdtab_set(fds[0], c) == 0, "fdtab_set", &failed);
+		check(fdtab_set(fds[1], c) == 0, "fdtab_set of a dup", &failed); /* as dup() does */
+		check(conn_add_fd(c, fds[1]) == 0, "conn_add_fd", &failed);
 		conn_put(c); /* the table now holds the only references */
 		got = fdtab_take(fds[1]);
 		check(got == c, "take returns the mapped conn", &failed);

@@ -17,9 +17,9 @@ Test(fdstate, dup_of_an_unwrapped_fd_or_a_failed_dup_wraps_nothing)
 	struct tc t = tc_auto();
 	int d = dup(t.peer);
 
-	fdstate_dup(t.peer, d);
+	cr_expect_eq(fdstate_dup(t.peer, d), d);
 	cr_expect_not(fdtab_maybe(d), "the plain peer's dup was wrapped");
-	fdstate_dup(t.fd, -1);
+	cr_expect_eq(fdstate_dup(t.fd, -1), -1);
 	close(d);
 	tc_close(&t);
 }
@@ -30,7 +30,7 @@ Test(fdstate, a_dup_shares_the_wrapping_and_dup2_onto_it_releases_it)
 	int d = dup(t.fd), p[2];
 	struct conn *a, *b;
 
-	fdstate_dup(t.fd, d);
+	cr_expect_eq(fdstate_dup(t.fd, d), d);
 	a = fdtab_get(t.fd);
 	b = fdtab_get(d);
 	cr_expect(b != NULL && a == b, "the dup maps to another conn (%p, %p)", (void *)a,
@@ -44,13 +44,29 @@ Test(fdstate, a_dup_shares_the_wrapping_and_dup2_onto_it_releases_it)
 	cr_expect_not(fdtab_maybe(d), "d is still wrapped");
 	cr_expect(fdtab_maybe(t.fd));
 	/* Not when the source is not a valid fd: dup2 would fail and close nothing. */
-	fdstate_dup(t.fd, d);
+	cr_expect_eq(fdstate_dup(t.fd, d), d);
 	fdstate_dup_target(12345, d);
 	cr_expect(fdtab_maybe(d), "released for a dup2 that cannot happen");
 	fdclose_release(d);
 	close(d);
 	close(p[0]);
 	close(p[1]);
+	tc_close(&t);
+}
+
+/*
+ * A duplicate the table cannot map (a number past it, as dup2 may make where
+ * fs.nr_open is raised; or no memory for its chunk) is refused and closed: a
+ * raw duplicate would send the program's plaintext out as it is.
+ */
+Test(fdstate, a_dup_the_table_cannot_hold_is_refused_not_left_raw)
+{
+	struct tc t = tc_auto();
+	int big = (int)(FDTAB_CHUNK * FDTAB_CHUNKS) + 5;
+
+	cr_expect_eq(fdstate_dup(t.fd, big), -ENOMEM);
+	cr_expect_not(fdtab_maybe(big));
+	cr_expect(fdtab_maybe(t.fd), "the original lost its wrapping");
 	tc_close(&t);
 }
 
