@@ -2,12 +2,13 @@
  * policy.h - tlsshim's policy language: parse rules, answer "which rule applies".
  *
  * A pure library: no OpenSSL, no hooks, no global state. The preload library,
- * the TLS engine and the command all use it through this header only.
+ * the TLS engine and the command all use it through this header only (and
+ * env.h, the environment's names, shared with them).
  *
  * Life cycle:
  *   struct policy *p = policy_new();
- *   policy_add_text(p, "TLSSHIM_POLICY", getenv("TLSSHIM_POLICY"), &d);
- *   policy_add_file(p, getenv("TLSSHIM_POLICY_FILE"), &d);
+ *   policy_add_text(p, ENV_POLICY, getenv(ENV_POLICY), &d);       (the names: env.h)
+ *   policy_add_file(p, getenv(ENV_POLICY_FILE), &d);
  *   if (policy_finish(p, &d) != 0) { print d.v[i] as SOURCE:LINE:COL: msg; }
  *   const struct policy_rule *r = policy_match(p, &query, &m);
  *

@@ -41,6 +41,7 @@
 #include "../cmd/exe.h"
 #include "addr.h"
 #include "conn.h"
+#include "env.h"
 #include "errmap.h"
 #include "fdclose.h"
 #include "fdtab.h"
@@ -335,7 +336,7 @@ static void start_env_scan(struct start_env *se)
 	for (char **e = environ; e != NULL && *e != NULL; e++) {
 		const char *v, *t = *e;
 
-		if (t[0] == 'T' && (v = after(t, "TLSSHIM_")) != NULL) {
+		if (t[0] == 'T' && (v = after(t, ENV_PREFIX)) != NULL) {
 			const char *w;
 
 			if ((w = after(v, "POLICY=")) != NULL)
@@ -738,8 +739,8 @@ static int child_adopts(const char *path, int search, char *const envp[])
 	if (pre == NULL || dladdr((void *)inherit_startup, &info) == 0 || info.dli_fname == NULL ||
 	    strstr(pre, info.dli_fname) == NULL)
 		return 0;
-	if (hash_str(env_get(envp, "TLSSHIM_POLICY")) != policy_hash ||
-	    hash_str(env_get(envp, "TLSSHIM_POLICY_FILE")) != policy_file_hash)
+	if (hash_str(env_get(envp, ENV_POLICY)) != policy_hash ||
+	    hash_str(env_get(envp, ENV_POLICY_FILE)) != policy_file_hash)
 		return 0;
 	return program_preloads(path, search);
 }

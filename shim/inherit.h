@@ -11,8 +11,10 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "env.h"
+
 /* The environment variable the shim sets across exec (internal; never a user's). */
-#define INHERIT_ENV "TLSSHIM_INHERIT"
+#define INHERIT_ENV ENV_INHERIT
 
 /*
  * Start-up (the constructor, when a policy is set): decides the connected TCP

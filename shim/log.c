@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
@@ -28,8 +29,8 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int log_init(void)
 {
-	const char *lvl = getenv("TLSSHIM_LOG");
-	const char *path = getenv("TLSSHIM_LOG_FILE");
+	const char *lvl = getenv(ENV_LOG);
+	const char *path = getenv(ENV_LOG_FILE);
 	/* A copy: programs that set their process title (redis) overwrite environ. */
 	log_path = (path != NULL && path[0] != '\0') ? strdup(path) : NULL;
 	if (lvl == NULL || lvl[0] == '\0')

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "env.h"
 #include "epreg.h"
 #include "fdtab.h"
 #include "inherit.h"
@@ -59,7 +60,7 @@ static void secure_exec_note(int system_applies)
 		size_t nlen;
 		int w;
 
-		if (strncmp(*e, "TLSSHIM_", 8) != 0)
+		if (strncmp(*e, ENV_PREFIX, sizeof(ENV_PREFIX) - 1) != 0)
 			continue;
 		eq = strchr(*e, '=');
 		nlen = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
@@ -162,8 +163,8 @@ static void set_policy(struct policy *p)
 
 int startup_policy(int secure)
 {
-	const char *text = secure ? NULL : getenv("TLSSHIM_POLICY");
-	const char *file = secure ? NULL : getenv("TLSSHIM_POLICY_FILE");
+	const char *text = secure ? NULL : getenv(ENV_POLICY);
+	const char *file = secure ? NULL : getenv(ENV_POLICY_FILE);
 	struct policy *sys = load_system_policy();
 	struct policy_diags d = {0};
 	struct policy *p;
@@ -180,7 +181,7 @@ int startup_policy(int secure)
 		return -1;
 	}
 	policy_quick_file_checks(p);
-	policy_add_text(p, "TLSSHIM_POLICY", text, &d);
+	policy_add_text(p, ENV_POLICY, text, &d);
 	if (file != NULL && file[0] != '\0')
 		policy_add_file(p, file, &d);
 	if (d.n == 0)
@@ -190,7 +191,7 @@ int startup_policy(int secure)
 			snprintf(msg, sizeof(msg), "%s:%u:%u: %s", d.v[i].source, d.v[i].line,
 				 d.v[i].col, d.v[i].msg);
 			die_config(msg);
-			if (!secure && getenv("TLSSHIM_LOG_FILE") != NULL)
+			if (!secure && getenv(ENV_LOG_FILE) != NULL)
 				log_error("%s", msg);
 		}
 		policy_diags_free(&d);
@@ -208,7 +209,7 @@ int startup_policy(int secure)
 int startup(int secure)
 {
 	if (!secure && log_init() != 0) {
-		die_config("TLSSHIM_LOG: expected error, warn, info or debug");
+		die_config(ENV_LOG ": expected error, warn, info or debug");
 		return -1;
 	}
 	if (startup_policy(secure) != 0)
@@ -218,7 +219,7 @@ int startup(int secure)
 	if (shim.policy == NULL)
 		return 0;
 	/* Copied: programs that set their process title (redis) overwrite environ. */
-	shim.keylog = secure ? NULL : getenv("TLSSHIM_KEYLOG");
+	shim.keylog = secure ? NULL : getenv(ENV_KEYLOG);
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	stats_init(secure);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

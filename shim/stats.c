@@ -14,12 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 #include "stats.h"
 
-#define STATS_RUN_DIR     "/run/tlsshim"
+#define STATS_RUN_DIR     ENV_STATS_DIR_DEFAULT
 #define STATS_EARLY_RULES 64 /* cleartext decisions kept before the file exists */
 
 struct stats_rule *stats_base;
@@ -59,9 +60,9 @@ void stats_init(int secure)
 	if (secure)
 		return;
 	/* getenv(): already bound by log_init(), so no symbol is resolved for it here. */
-	v = getenv("TLSSHIM_STATS");
-	st_off = v != NULL && strcmp(v, "off") == 0;
-	v = getenv("TLSSHIM_STATS_DIR");
+	v = getenv(ENV_STATS);
+	st_off = v != NULL && strcmp(v, ENV_STATS_OFF) == 0;
+	v = getenv(ENV_STATS_DIR);
 	/* Set by the user: a copy is worth the malloc(). */
 	if (v != NULL && v[0] != '\0')
 		st_dir_env = strdup(v);

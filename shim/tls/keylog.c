@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "real.h"
 #include "tls_int.h"
 
@@ -86,13 +87,13 @@ int keylog_init(char *err, size_t errlen)
 		return 0;
 	fd = keylog_open(path, &why);
 	if (fd < 0) {
-		tls_log(LOG_LVL_WARN, "TLSSHIM_KEYLOG %s refused: %s; no TLS secrets are written",
+		tls_log(LOG_LVL_WARN, ENV_KEYLOG " %s refused: %s; no TLS secrets are written",
 			path, why);
 		return 0;
 	}
 	tls_host.real->close(fd);
 	keylog_path = path;
-	tls_log(LOG_LVL_WARN, "TLSSHIM_KEYLOG is set: TLS secrets are written to %s", path);
+	tls_log(LOG_LVL_WARN, ENV_KEYLOG " is set: TLS secrets are written to %s", path);
 	return 0;
 }
 
