@@ -4,7 +4,7 @@
 #   make test            install missing Debian packages, build, run every test
 #   make SAN=asan test   the same under AddressSanitizer + UBSan, in build-asan/
 #   make SAN=tsan test   the same under ThreadSanitizer, in build-tsan/
-#   make bench           benchmarks (ratios against native OpenSSL and stunnel)
+#   make bench           benchmarks (ratios against native OpenSSL, stunnel, libpq's TLS)
 #   make bench-apps      nginx and redis: native TLS, the shim, hitch, haproxy, stunnel
 #   make fuzz            run the fuzzers for FUZZ_SECONDS each
 #   make demo            an unmodified plaintext client made to speak TLS
@@ -247,7 +247,8 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN) $(PROG_BIN) $(EMPTY_SO)
 	$(Q)BUILD=$(BUILD) tests/bench/run
 
-# PostgreSQL pgbench -S through starttls=postgres vs libpq's own TLS (tests/bench/pgbench).
+# PostgreSQL pgbench -S through starttls=postgres vs libpq's own TLS (tests/bench/pgbench;
+# make bench runs it too): PG_REPS rounds of PG_SECONDS each way.
 bench-pg: all
 	$(Q)BUILD=$(BUILD) tests/bench/pgbench
 

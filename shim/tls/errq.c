@@ -26,11 +26,30 @@
 
 #include "tls_int.h"
 
+/*
+ * This thread's ERR_STATE while an engine operation runs on it, else NULL.
+ * OpenSSL frees it only at thread exit or in OPENSSL_thread_stop(), never
+ * inside an operation, so during one its queue can be read without asking.
+ */
+static __thread ERR_STATE *op_state;
+
+int tls_err_pending(void)
+{
+	ERR_STATE *es = op_state;
+
+	/* Slots marked cleared but not yet reclaimed count: clearing them is harmless. */
+	if (es != NULL)
+		return es->top != es->bottom;
+	return ERR_peek_error() != 0;
+}
+
 void tls_errq_enter(struct tls_errq *q)
 {
 	ERR_STATE *es = ERR_get_state();
 
 	q->held = 0;
+	q->outer = op_state;
+	op_state = es;
 	if (es == NULL || es->top == es->bottom)
 		return;
 	q->saved = *es;
@@ -43,6 +62,7 @@ void tls_errq_leave(struct tls_errq *q)
 {
 	ERR_STATE *es;
 
+	op_state = q->outer;
 	if (!q->held)
 		return;
 	es = ERR_get_state();

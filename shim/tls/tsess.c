@@ -128,7 +128,8 @@ static void eof_reason(struct tsess *s)
 /*
  * Maps the result RET of an SSL_* call on S to TS_WANT_READ, TS_WANT_WRITE,
  * TS_CLOSED, TS_EOF, TS_SYSERR (S->sys_errno set) or TS_FATAL (S->reason
- * set); the one place OpenSSL's errors are interpreted. Empties the ERR queue.
+ * set); the one place OpenSSL's errors are interpreted. Empties the ERR queue
+ * (SSL_get_error() found it empty for WANT_READ and WANT_WRITE).
  */
 static int tsess_result(struct tsess *s, int ret)
 {
@@ -184,7 +185,8 @@ static int tsess_result(struct tsess *s, int ret)
 		rc = TS_FATAL;
 		break;
 	}
-	tls_err_clear();
+	if (rc != TS_WANT_READ && rc != TS_WANT_WRITE)
+		tls_err_clear();
 	return rc;
 }
 
@@ -352,8 +354,12 @@ static int tsess_handshake(struct tsess *s)
 	return rc;
 }
 
-/* One SSL_read_ex() of at most LEN bytes into BUF: bytes > 0, or TS_*. */
-static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
+/*
+ * One SSL_read_ex() (SSL_peek_ex() if PEEK) of at most LEN bytes into BUF: bytes
+ * > 0, or TS_*. Like every engine operation it runs on an empty ERR queue (the
+ * ERRQ_OP wrapper), and leaves it empty.
+ */
+static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len, int peek)
 {
 	size_t n = 0;
 	int ret, rc;
@@ -364,11 +370,10 @@ static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 	/* Plaintext already decrypted is the program's; more from the peer waits (bio.c). */
 	if (tls_bio_held(s) && SSL_pending(s->ssl) <= 0)
 		return TS_WANT_WRITE;
-	tls_err_clear();
 	s->sys_errno = 0;
 	s->gather = 1;
 	s->in_read = 1;
-	ret = SSL_read_ex(s->ssl, buf, len, &n);
+	ret = peek ? SSL_peek_ex(s->ssl, buf, len, &n) : SSL_read_ex(s->ssl, buf, len, &n);
 	s->in_read = 0;
 	s->gather = 0;
 	/* Records the read produced (a key-update reply) go out now, in one piece. */
@@ -378,7 +383,8 @@ static ssize_t ssl_read_once(struct tsess *s, void *buf, size_t len)
 		/* Each record of application data read earns the peer one reply. */
 		size_t earned = 1 + n / TS_MAX_RECORD;
 
-		s->replies = s->replies > earned ? s->replies - (unsigned)earned : 0;
+		if (!peek)
+			s->replies = s->replies > earned ? s->replies - (unsigned)earned : 0;
 		tls_err_clear();
 		return (ssize_t)n;
 	}
@@ -451,7 +457,7 @@ static ssize_t pt_fill(struct tsess *s, size_t want)
 		if (n == NULL)
 			break;
 		s->pt = n;
-		r = ssl_read_once(s, s->pt + have, room);
+		r = ssl_read_once(s, s->pt + have, room, 0);
 		if (r > 0) {
 			s->pt_len = have + (size_t)r;
 			continue;
@@ -475,7 +481,22 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 	if (s->failed)
 		return TS_FATAL;
 	if (peek) {
-		r = pt_fill(s, len < TS_PEEK_MAX ? len : TS_PEEK_MAX);
+		size_t want = len < TS_PEEK_MAX ? len : TS_PEEK_MAX;
+
+		/*
+		 * A peek the first record answers (a readiness check: one byte) needs no
+		 * buffer of ours: OpenSSL keeps that record decrypted for the read that
+		 * follows, which then takes it whole in one call. A count (FIONREAD, no
+		 * BUF) decrypts ahead all there is.
+		 */
+		if (buf != NULL && s->pt == NULL && s->pt_end == 0) {
+			r = ssl_read_once(s, buf, want, 1);
+			if (r == TS_CLOSED || r == TS_EOF)
+				s->pt_end = (int)r;
+			if (r <= 0 || (size_t)r == want)
+				return r;
+		}
+		r = pt_fill(s, want);
 		return r > 0 ? (ssize_t)pt_take(s, buf, len, 1) : r;
 	}
 	/* What a peek decrypted comes first; the caller reads on for the rest. */
@@ -483,7 +504,7 @@ static ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek)
 		return (ssize_t)pt_take(s, buf, len, 0);
 	if (s->pt_end != 0)
 		return s->pt_end;
-	return ssl_read_once(s, buf, len);
+	return ssl_read_once(s, buf, len, 0);
 }
 
 static int tsess_flush(struct tsess *s)
@@ -510,7 +531,7 @@ static ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 		return rc;
 	if (len == 0)
 		return 0;
-	tls_err_clear();
+	/* The ERR queue is empty here (ERRQ_OP), as SSL_write_ex() needs it. */
 	/* The server's resumption tickets ride along with its first data (tlsctx.c). */
 	if (s->role == TLS_ROLE_SERVER && !s->tickets_sent) {
 		/* As many as OpenSSL sends by itself: two after a full handshake, one to replace
