@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,9 +137,14 @@ static ssize_t f_read(struct tsess *s, void *buf, size_t len, int peek)
 	return recv(s->fd, buf, k, MSG_DONTWAIT);
 }
 
+static int fake_records; /* engine writes: each would be one TLS record (or more) */
+
 static ssize_t f_write(struct tsess *s, const void *buf, size_t len)
 {
 	ssize_t n = send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	if (n > 0)
+		fake_records++;
 
 	return n < 0 ? f_io_error(s, TS_WANT_WRITE) : n;
 }
@@ -868,4 +874,166 @@ Test(conn, bytes_written_before_the_handshake_completed_go_first_and_encrypted)
 	close(p.lfd);
 	close(p.go[0]);
 	close(p.go[1]);
+}
+
+/* ---- starttls=postgres, client: the dialogue before the handshake ---------------------- */
+
+struct pg_peer {
+	int lfd;
+	char answer; /* to SSLRequest */
+	unsigned char req[8];
+	char rest[64];
+	size_t n;
+	pthread_t t;
+};
+
+/* Reads the 8-byte request, answers, plays the fake handshake's 'H' after 'S', keeps the rest. */
+static void *pg_peer_run(void *arg)
+{
+	struct pg_peer *p = arg;
+	int fd = accept(p->lfd, NULL, NULL);
+	ssize_t r;
+	char b;
+
+	if (fd < 0)
+		return NULL;
+	if (recv(fd, p->req, sizeof(p->req), MSG_WAITALL) == sizeof(p->req)) {
+		send(fd, &p->answer, 1, MSG_NOSIGNAL);
+		if (p->answer == 'S' && recv(fd, &b, 1, 0) == 1 && b == 'h')
+			send(fd, "H", 1, MSG_NOSIGNAL);
+	}
+	while (p->n < sizeof(p->rest) - 1 &&
+	       (r = recv(fd, p->rest + p->n, sizeof(p->rest) - 1 - p->n, 0)) > 0)
+		p->n += (size_t)r;
+	close(fd);
+	return NULL;
+}
+
+static struct conn *pg_client(struct pg_peer *p, char answer, struct sockaddr_in *sa, int *fd)
+{
+	static struct policy_rule pgrule = {
+	    .action = POLICY_TLS,
+	    .opt = {.handshake_timeout_ms = 10000, .starttls = POLICY_STARTTLS_POSTGRES},
+	};
+	socklen_t len = sizeof(*sa);
+	int err = 0;
+	struct conn *c;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(p->lfd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	cr_assert_eq(listen(p->lfd, 1), 0);
+	cr_assert_eq(getsockname(p->lfd, (struct sockaddr *)sa, &len), 0);
+	p->answer = answer;
+	pthread_create(&p->t, NULL, pg_peer_run, p);
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
+	c = conn_new_client(*fd, &pgrule, NULL, "127.0.0.1", ntohs(sa->sin_port), "connect test",
+			    &err);
+	cr_assert_not_null(c);
+	return c;
+}
+
+static const unsigned char ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+
+Test(conn, starttls_postgres_refused_by_the_server_is_refused_without_cleartext)
+{
+	struct pg_peer p = {0};
+	struct sockaddr_in sa;
+	int fd;
+	struct conn *c = pg_client(&p, 'N', &sa, &fd);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), -ECONNREFUSED);
+	cr_expect(c->tls_failed);
+	conn_close_fd(c, fd);
+	close(fd);
+	pthread_join(p.t, NULL);
+	cr_expect_eq(memcmp(p.req, ssl_request, 8), 0, "the shim's SSLRequest");
+	cr_expect_eq(p.n, 0, "and not a byte after it (%zu)", p.n);
+	conn_put(c);
+	close(p.lfd);
+}
+
+Test(conn, starttls_postgres_upgrades_on_s_before_connect_returns)
+{
+	struct pg_peer p = {0};
+	struct sockaddr_in sa;
+	int fd;
+	struct conn *c = pg_client(&p, 'S', &sa, &fd);
+
+	cr_expect_eq(conn_connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_expect_eq(c->state, CONN_OPEN, "the dialogue and the handshake are done");
+	conn_close_fd(c, fd);
+	close(fd);
+	pthread_join(p.t, NULL);
+	cr_expect_eq(memcmp(p.req, ssl_request, 8), 0);
+	cr_expect_eq(p.n, 1, "then only close_notify (%zu bytes)", p.n);
+	cr_expect_eq(p.rest[0], NOTIFY);
+	conn_put(c);
+	close(p.lfd);
+}
+
+/* ---- gathering: one record for what the program says belongs together ----------------- */
+
+Test(conn, a_small_gathered_write_is_one_record)
+{
+	struct conn *c = open_server();
+	struct iovec v[3] = {{"HTTP/1.1 200 OK\r\n", 17}, {"\r\n", 2}, {"body", 4}};
+	char buf[64];
+
+	fake_records = 0;
+	cr_expect_eq(conn_sendv(c, v, 3, 0), 23);
+	cr_expect_eq(fake_records, 1, "headers and body sealed together: %d records", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 23);
+	cr_expect_str_eq(buf, "HTTP/1.1 200 OK\r\n\r\nbody");
+	conn_put(c);
+}
+
+Test(conn, corked_writes_are_held_until_uncorked)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	fake_records = 0;
+	cr_assert_eq(conn_set_cork(c, 1), 0);
+	cr_expect_eq(conn_cork(c), 1, "the program's view");
+	cr_expect_eq(conn_send(c, "one ", 4, 0), 4, "held bytes count as written");
+	cr_expect_eq(conn_send(c, "two", 3, 0), 3);
+	cr_expect_eq(fake_records, 0, "nothing sealed while corked");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "nothing sent");
+	cr_assert_eq(conn_set_cork(c, 0), 0);
+	cr_expect_eq(fake_records, 1, "one record at uncork: %d", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 7);
+	cr_expect_str_eq(buf, "one two");
+	conn_put(c);
+}
+
+Test(conn, msg_more_gathers_until_a_write_without_it)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	fake_records = 0;
+	cr_expect_eq(conn_send(c, "a", 1, MSG_MORE), 1);
+	cr_expect_eq(conn_send(c, "b", 1, MSG_MORE), 1);
+	cr_expect_eq(fake_records, 0);
+	cr_expect_eq(conn_send(c, "c", 1, 0), 1);
+	cr_expect_eq(fake_records, 1, "%d records", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 3);
+	cr_expect_str_eq(buf, "abc");
+	conn_put(c);
+}
+
+Test(conn, held_bytes_go_before_the_program_reads)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	cr_expect_eq(conn_send(c, "request", 7, MSG_MORE), 7);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "held");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "a read waits for the answer...");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 7, "...so the request went first");
+	cr_expect_str_eq(buf, "request");
+	conn_put(c);
 }

@@ -314,18 +314,14 @@ Test(log_escape, printable_ascii_and_utf8_pass_unchanged)
 
 /* ---- log lines ----------------------------------------------------------------------- */
 
-/* A fresh log file in the test's own directory; TLSSHIM_LOG_FILE names it. */
+/* A fresh log file (its name: removed when made); TLSSHIM_LOG_FILE names it. One a test. */
 static char *log_to_file(const char *level)
 {
-	char *path = strdup("/tmp/tlsshim-test-log-XXXXXX");
+	static char path[] = "/tmp/tlsshim-test-log-XXXXXX";
 	int fd = mkstemp(path);
 
 	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
 	close(fd);
-	if (log_fd() >= 0) { /* the previous file's */
-		close(log_fd());
-		log_forget_fd(log_fd());
-	}
 	unlink(path);
 	setenv("TLSSHIM_LOG_FILE", path, 1);
 	if (level != NULL)
@@ -420,13 +416,19 @@ Test(log_msg, a_message_longer_than_a_line_says_it_was_cut)
 		  got + len - 40);
 	cr_expect(strstr(got, "evil") == NULL);
 	unlink(path);
+}
 
-	/*
-	 * Cut by the message buffer (LOG_MSG_MAX) though its escape would fit the
-	 * line: what a peer put last (the part that would tell) is not shown, and
-	 * the line must not pass for the whole name.
-	 */
-	path = log_to_file("info");
+/*
+ * Cut by the message buffer (LOG_MSG_MAX) though its escape would fit the
+ * line: what a peer put last (the part that would tell) is not shown, and the
+ * line must not pass for the whole name.
+ */
+Test(log_msg, a_message_longer_than_its_buffer_says_it_was_cut)
+{
+	char *path = log_to_file("info");
+	char name[3000], *got;
+	size_t len;
+
 	memset(name, 'b', sizeof(name));
 	memcpy(name + LOG_MSG_MAX + 10, ".evil.test", 11);
 	log_info("%s", name);
