@@ -24,14 +24,13 @@
  * value stays empty (and is reported as unreadable). NULL: no memory, or no
  * working directory (reported).
  */
-static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
+static __attribute__((noinline)) char *abs_path_relative(struct pctx *c, const struct tok *t,
+							 const char *path)
 {
 	char pre[4096 + 1];
 	size_t n = 0;
 	char *out;
 
-	if (path[0] == '/' || path[0] == '\0')
-		return mem_strdup(&c->p->mem, path);
 	if (c->base == NULL || c->base[0] != '/') {
 		if (!getcwd(pre, sizeof(pre) - 1)) {
 			parse_report(c, t->vcol,
@@ -60,6 +59,17 @@ static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
 		out[n++] = '/';
 	strcpy(out + n, path);
 	return out;
+}
+
+/*
+ * The common absolute path needs no 4 KB buffer: abs_path_relative() has it in
+ * its own frame, so the start-up parse of every process touches fewer stack pages.
+ */
+static char *abs_path(struct pctx *c, const struct tok *t, const char *path)
+{
+	if (path[0] == '/' || path[0] == '\0')
+		return mem_strdup(&c->p->mem, path);
+	return abs_path_relative(c, t, path);
 }
 
 /* Checks that PATH can be opened for reading (a directory too, for ca=). */

@@ -2,9 +2,11 @@
  * addr.c - socket address helpers (see addr.h).
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,6 +127,32 @@ int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, sockle
 	return 0;
 }
 
+/* The kernel keeps mmap() at least this far below the main thread's stack (mm/util.c). */
+#define MAIN_STACK_GAP ((uintptr_t)128 << 20)
+
+/*
+ * Whether [A, END) lies in the main thread's stack between our stack pointer
+ * and the stack's top (the loader's __libc_stack_end): that span is mapped
+ * while we run on it. Another thread's stack, an alternate signal stack or a
+ * coroutine's is not recognised (the caller asks the kernel).
+ */
+static int on_main_stack(uintptr_t a, uintptr_t end)
+{
+	static uintptr_t *_Atomic top_p;
+	static atomic_int looked;
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0), top;
+	uintptr_t *p = atomic_load_explicit(&top_p, memory_order_acquire);
+
+	if (p == NULL && !atomic_exchange(&looked, 1)) {
+		p = dlsym(RTLD_DEFAULT, "__libc_stack_end");
+		atomic_store_explicit(&top_p, p, memory_order_release);
+	}
+	if (p == NULL)
+		return 0;
+	top = *p;
+	return sp < top && top - sp < MAIN_STACK_GAP && a >= sp && end <= top;
+}
+
 /*
  * Whether [P, P+N) can be read, asked of the kernel without reading it: a
  * futex wait with a zero time-out on a word of each page reads that word
@@ -132,7 +160,9 @@ int sockaddr_copy(struct sockaddr_storage *ss, const struct sockaddr *sa, sockle
  * call every threaded program's seccomp filter allows (shim/DESIGN.md, "System
  * calls"); process_vm_readv would answer as well but a filter may kill for it.
  * Used for the program's iovec arrays and msghdrs on wrapped fds, and for
- * the socket addresses the shim decides on.
+ * the socket addresses the shim decides on. Memory in the caller's frames on
+ * the main thread's stack (where most programs keep them) is readable without
+ * asking: no system call per write.
  */
 int user_readable(const void *p, size_t n)
 {
@@ -141,6 +171,8 @@ int user_readable(const void *p, size_t n)
 
 	if (p == NULL || end < a)
 		return 0;
+	if (on_main_stack(a, end))
+		return 1;
 	while (a < end) {
 		const uint32_t *w = (const uint32_t *)(a & ~(uintptr_t)3);
 

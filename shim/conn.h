@@ -47,6 +47,7 @@ struct conn {
 	pthread_mutex_t lock;
 	atomic_int refs;          /* (A) conn_ref/conn_put; each fdtab mapping holds one */
 	atomic_int n_epregs;      /* (A, epreg's lock to change) epoll sets it is in (epreg.c) */
+	atomic_int ep_queued;     /* (A) 1: all its registrations are queued dirty (epreg_touch) */
 	enum tls_role role;       /* (I) */
 	enum conn_state state;    /* (L) */
 	int fd;                   /* (L) the fd the session does I/O on */
@@ -76,6 +77,7 @@ struct conn {
 	unsigned corked : 1;          /* TCP_CORK as the program set it (conn_set_cork) */
 	unsigned kcorked : 1;         /* ... and passed to the kernel (a cleartext socket) */
 	unsigned epipe_signalled : 1; /* the kernel raised SIGPIPE for the last write's EPIPE */
+	unsigned hs_peer_turn : 1;    /* server handshake: OpenSSL waits for the client's bytes */
 	unsigned char claim;          /* (L) CLAIM_*: may this process use the session (fork) */
 	uint64_t claim_gen;           /* (L) the fork generation this process contends in */
 	_Atomic uint64_t *claim_word; /* (L) to set; the word (A) is shared with forked processes */

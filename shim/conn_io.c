@@ -19,6 +19,7 @@
 #include "errmap.h"
 #include "log.h"
 #include "real.h"
+#include "sigpipe.h"
 #include "starttls.h"
 #include "stats.h"
 
@@ -37,14 +38,17 @@ static void note_eof(struct conn *c, ssize_t how)
 /*
  * The program's latest call family (conn_set_io), for the session's socket
  * calls; unless WRITING (the program's own write), writes the session makes
- * must not raise SIGPIPE (TS_IO_QUIET). Returns the family.
+ * must not raise SIGPIPE (TS_IO_QUIET: write()/writev() cannot say
+ * MSG_NOSIGNAL), which they cannot while the program ignores it (sigpipe.h).
+ * Returns the family.
  */
 static int use_io_family(struct conn *c, int writing)
 {
 	int io = atomic_load_explicit(&c->io_family, memory_order_relaxed);
+	int quiet = !writing && (io == TS_IO_RW || io == TS_IO_VEC) && !sigpipe_ignored();
 
 	if (c->ts != NULL)
-		E->set_io(c->ts, io | (writing ? 0 : TS_IO_QUIET));
+		E->set_io(c->ts, io | (quiet ? TS_IO_QUIET : 0));
 	return io;
 }
 

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "conn_int.h"
 #include "starttls.h"
 
@@ -24,12 +25,37 @@ static short early_writable(const struct conn *c, short uev)
 	return uev & (POLLOUT | POLLWRNORM);
 }
 
+/*
+ * A server handshake that can only go on with bytes from the client: not yet
+ * started, or OpenSSL said so at the last step and nothing of ours is
+ * pending. Readiness then asks the kernel for POLLIN without running the
+ * engine (its read would only say EAGAIN; the kernel's answer steps it in
+ * conn_poll_result). Starts the handshake's deadline, as a step would.
+ */
+static int hs_peer_turn(struct conn *c)
+{
+	int64_t now;
+
+	if (c->state != CONN_HANDSHAKE || c->role != TLS_ROLE_SERVER || c->claim != CLAIM_OWNER ||
+	    c->closed || (c->ts != NULL && (!c->hs_peer_turn || conn_out_pending(c))))
+		return 0;
+	now = clock_ns();
+	if (c->hs_deadline_ns == 0)
+		c->hs_deadline_ns =
+		    (uint64_t)now + (uint64_t)c->rule->opt.handshake_timeout_ms * 1000000u;
+	return (uint64_t)now < c->hs_deadline_ns;
+}
+
 short conn_poll_prepare(struct conn *c, short uev, short *kev)
 {
 	short ready = 0, want = 0;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
+	if (hs_peer_turn(c)) {
+		*kev = POLLIN;
+		goto out;
+	}
 	if (c->state == CONN_PLAIN) {
 		*kev = uev;
 		/* accept starttls=smtp: an answer of the shim's own still to send. */

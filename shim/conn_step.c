@@ -296,6 +296,7 @@ static int step_handshake(struct conn *c, short *want)
 		return fail(c, why);
 	}
 	rc = E->handshake(c->ts);
+	c->hs_peer_turn = rc == TS_WANT_READ; /* our flight, if any, has left (tsess_handshake) */
 	if (rc == TS_WANT_READ || rc == TS_WANT_WRITE)
 		connect_wait_check(c, now);
 	switch (rc) {

@@ -82,7 +82,7 @@ static int signals_restart(void)
 		if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
 		    sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS)
 			continue;
-		if (sigaction(sig, NULL, &sa) != 0)
+		if (real.sigaction(sig, NULL, &sa) != 0)
 			continue;
 		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
 			continue;

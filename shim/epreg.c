@@ -527,12 +527,21 @@ void ep_touch_locked(struct conn *c)
 		ep_queue(r);
 }
 
+/*
+ * A conn whose registrations are all queued already needs no look-up: an
+ * event loop's read, write and uncork of one request touch it several times
+ * before its next epoll_wait. drain_dirty() clears c->ep_queued as it takes
+ * one off its queue, before looking at the conn under its lock, so a touch
+ * after that lock is never lost.
+ */
 void epreg_touch(struct conn *c)
 {
-	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&c->n_epregs, memory_order_relaxed) == 0 ||
+	    atomic_load_explicit(&c->ep_queued, memory_order_relaxed))
 		return;
 	ep_lock_take();
 	ep_touch_locked(c);
+	atomic_store_explicit(&c->ep_queued, 1, memory_order_relaxed);
 	ep_lock_give();
 }
 

@@ -127,6 +127,7 @@ static int drain_dirty(struct epset *s, struct reg **syn)
 
 		list = r->next_dirty;
 		r->queued = 0;
+		atomic_store_explicit(&r->c->ep_queued, 0, memory_order_relaxed);
 		if (!r->armed)
 			continue;
 		ready = (uint16_t)conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);

@@ -181,7 +181,7 @@ static void listen_fds(const struct start_env *se, int *fds, size_t *nfd)
 	const char *pid = se->listen_pid, *n = se->listen_fds;
 	long count;
 
-	if (pid == NULL || n == NULL || strtol(pid, NULL, 10) != (long)inherit_self_pid)
+	if (pid == NULL || n == NULL || strtol(pid, NULL, 10) != (long)getpid())
 		return;
 	count = strtol(n, NULL, 10);
 	for (long i = 0; i < count && *nfd < MAX_CAND; i++)
@@ -445,7 +445,6 @@ void inherit_startup(void)
 	struct start_env se;
 
 	start_env_scan(&se);
-	inherit_self_pid = getpid();
 	inherit_policy_hash = inherit_hash_str(se.policy);
 	inherit_policy_file_hash = inherit_hash_str(se.policy_file);
 	for (int fd = 0; fd < 3; fd++)

@@ -29,8 +29,8 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int log_init(void)
 {
-	const char *lvl = getenv(ENV_LOG);
-	const char *path = getenv(ENV_LOG_FILE);
+	const char *lvl = shim_getenv(ENV_LOG);
+	const char *path = shim_getenv(ENV_LOG_FILE);
 	/* A copy: programs that set their process title (redis) overwrite environ. */
 	log_path = (path != NULL && path[0] != '\0') ? strdup(path) : NULL;
 	if (lvl == NULL || lvl[0] == '\0')

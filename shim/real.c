@@ -26,10 +26,12 @@
 #include <unistd.h>
 
 #include "real.h"
+#include "shim.h"
 
 struct real_fns real;
 
-static atomic_int real_state; /* 2 once every entry has been resolved */
+/* 2 once every entry has been resolved. In .data (SHIM_LOAD_DATA): the constructor reads it. */
+static atomic_int real_state SHIM_LOAD_DATA;
 static __thread int real_resolving;
 
 /*
@@ -175,6 +177,11 @@ void real_resolve(void **slot, const char *name, int required)
 	__atomic_compare_exchange_n(slot, &expected, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+int real_ready(void)
+{
+	return atomic_load_explicit(&real_state, memory_order_acquire) == 2;
+}
+
 void real_init(void)
 {
 	if (atomic_load_explicit(&real_state, memory_order_acquire) == 2)
@@ -185,6 +192,8 @@ void real_init(void)
 #undef REAL_REQ
 #undef REAL_OPT
 	atomic_store_explicit(&real_state, 2, memory_order_release);
+	if (shim.wrap_start != NULL)
+		shim.wrap_start();
 }
 
 int real_open(const char *path, int flags, unsigned mode)

@@ -97,6 +97,11 @@
 	OPT(preadv2, ssize_t, (int, const struct iovec *, int, off_t, int))                      \
 	OPT(pwritev2, ssize_t, (int, const struct iovec *, int, off_t, int))                     \
 	REQ(vdprintf, int, (int, const char *, va_list))                                         \
+	REQ(sigaction, int, (int, const struct sigaction *, struct sigaction *))                 \
+	REQ(signal, sighandler_t, (int, sighandler_t))                                           \
+	REQ(sysv_signal, sighandler_t, (int, sighandler_t))                                      \
+	OPT(sigset, sighandler_t, (int, sighandler_t))                                           \
+	OPT(sigignore, int, (int))                                                               \
 	REQ(eventfd_read, int, (int, eventfd_t *))                                               \
 	REQ(eventfd_write, int, (int, eventfd_t))                                                \
 	REQ(syscall, long, (long, ...))                                                          \
@@ -197,5 +202,8 @@ int real_open(const char *path, int flags, unsigned mode);
 
 /* Resolves every entry: called before any wrapped work. Idempotent. */
 void real_init(void);
+
+/* Whether real_init() has completed. */
+int real_ready(void);
 
 #endif

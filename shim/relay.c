@@ -21,6 +21,7 @@
 #include "log.h"
 #include "real.h"
 #include "relay.h"
+#include "sigpipe.h"
 
 struct relay {
 	struct conn *c;
@@ -142,7 +143,8 @@ static __attribute__((noreturn)) void relay_main(struct conn *c, int sp)
 	prctl(PR_SET_NAME, "tlsshim-relay", 0, 0, 0);
 	/* The program's handlers are its code, not ours. */
 	for (int s = 1; s < NSIG; s++)
-		sigaction(s, s == SIGPIPE ? &ign : &dfl, NULL);
+		real.sigaction(s, s == SIGPIPE ? &ign : &dfl, NULL);
+	sigpipe_forget();
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
 	/* Stderr for log lines, unless it is this very connection. */

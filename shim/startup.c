@@ -105,6 +105,25 @@ static void fork_child(void)
 	stats_fork_child();
 }
 
+static void fork_register(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	inherit_fork_child(); /* this process's pid, as a child's handler notes it */
+}
+
+/*
+ * The fork handlers guard wrapped state (connections, epoll registrations,
+ * counters), which only exists after real_init(): registered then, once, so a
+ * process that wraps nothing never calls pthread_atfork (two page faults of
+ * libc's) nor getpid.
+ */
+static void wrap_start(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, fork_register);
+}
+
 /*
  * Where the table lives (more is malloc()ed for large policies): a process that
  * wraps nothing then starts without initialising malloc on our account.
@@ -163,8 +182,8 @@ static void set_policy(struct policy *p)
 
 int startup_policy(int secure)
 {
-	const char *text = secure ? NULL : getenv(ENV_POLICY);
-	const char *file = secure ? NULL : getenv(ENV_POLICY_FILE);
+	const char *text = secure ? NULL : shim_getenv(ENV_POLICY);
+	const char *file = secure ? NULL : shim_getenv(ENV_POLICY_FILE);
 	struct policy *sys = load_system_policy();
 	struct policy_diags d = {0};
 	struct policy *p;
@@ -191,7 +210,7 @@ int startup_policy(int secure)
 			snprintf(msg, sizeof(msg), "%s:%u:%u: %s", d.v[i].source, d.v[i].line,
 				 d.v[i].col, d.v[i].msg);
 			die_config(msg);
-			if (!secure && getenv(ENV_LOG_FILE) != NULL)
+			if (!secure && shim_getenv(ENV_LOG_FILE) != NULL)
 				log_error("%s", msg);
 		}
 		policy_diags_free(&d);
@@ -219,10 +238,12 @@ int startup(int secure)
 	if (shim.policy == NULL)
 		return 0;
 	/* Copied: programs that set their process title (redis) overwrite environ. */
-	shim.keylog = secure ? NULL : getenv(ENV_KEYLOG);
+	shim.keylog = secure ? NULL : shim_getenv(ENV_KEYLOG);
 	shim.keylog = (shim.keylog != NULL && shim.keylog[0] != '\0') ? strdup(shim.keylog) : NULL;
 	stats_init(secure);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	shim.wrap_start = wrap_start;
+	if (real_ready()) /* a log line above resolved the table already */
+		wrap_start();
 	inherit_startup();
 	return 0;
 }

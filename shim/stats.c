@@ -59,14 +59,13 @@ void stats_init(int secure)
 	st_secure = secure;
 	if (secure)
 		return;
-	/* getenv(): already bound by log_init(), so no symbol is resolved for it here. */
-	v = getenv(ENV_STATS);
+	v = shim_getenv(ENV_STATS);
 	st_off = v != NULL && strcmp(v, ENV_STATS_OFF) == 0;
-	v = getenv(ENV_STATS_DIR);
+	v = shim_getenv(ENV_STATS_DIR);
 	/* Set by the user: a copy is worth the malloc(). */
 	if (v != NULL && v[0] != '\0')
 		st_dir_env = strdup(v);
-	v = getenv("XDG_RUNTIME_DIR");
+	v = shim_getenv("XDG_RUNTIME_DIR");
 	if (v != NULL && v[0] == '/' && strlen(v) < sizeof(st_xdg))
 		memcpy(st_xdg, v, strlen(v) + 1);
 }

@@ -30,6 +30,7 @@
 #include "hook.h"
 #include "log.h"
 #include "shim.h"
+#include "sigpipe.h"
 
 /* The hooks, under their hidden names (HOOK_INTERNAL in each hook file). */
 extern __typeof__(read) hook_read;
@@ -116,6 +117,7 @@ enum route {
 	R_SOCKETPAIR,
 	R_PIPE,
 	R_PIPE2,
+	R_SIGACTION, /* SIGPIPE's disposition: forgotten (sigpipe.h) */
 };
 
 #define ROUTES 512
@@ -160,6 +162,7 @@ static const unsigned char routes[ROUTES] = {
     [SYS_socketpair] = R_SOCKETPAIR,
     [SYS_pipe] = R_PIPE,
     [SYS_pipe2] = R_PIPE2,
+    [SYS_rt_sigaction] = R_SIGACTION,
     [SYS_open] = R_NEWFD,
     [SYS_openat] = R_NEWFD,
     [SYS_openat2] = R_NEWFD,
@@ -391,8 +394,23 @@ static long routed_fd(long nr, enum route r, const long a[6])
 	}
 }
 
+/* rt_sigaction: a change of SIGPIPE's disposition forgets what the shim knew of it. */
+static long sigaction_raw(long nr, const long a[6])
+{
+	long rc;
+
+	if (a[0] != SIGPIPE || a[1] == 0)
+		return pass(nr, a);
+	sigpipe_forget();
+	rc = pass(nr, a);
+	sigpipe_forget();
+	return rc;
+}
+
 static __attribute__((noinline)) long routed(long nr, enum route r, const long a[6])
 {
+	if (r == R_SIGACTION)
+		return sigaction_raw(nr, a);
 	if (r >= R_READ && r <= R_RECVMMSG)
 		return routed_io(nr, r, a);
 	if ((r >= R_CONNECT && r <= R_SHUTDOWN) || (r >= R_SETSOCKOPT && r <= R_SPLICE))

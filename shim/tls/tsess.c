@@ -744,8 +744,23 @@ ERRQ_OP(int, op_init, engine_init, (const struct engine_host *h, char *err, size
 ERRQ_OP(struct tsess *, op_sess_new, tsess_new,
 	(const struct tsess_params *p, char *err, size_t errlen), (p, err, errlen))
 ERRQ_OP(int, op_handshake, tsess_handshake, (struct tsess * s), (s))
-ERRQ_OP(ssize_t, op_read, tsess_read, (struct tsess * s, void *buf, size_t len, int peek),
+ERRQ_OP(ssize_t, op_read_ssl, tsess_read, (struct tsess * s, void *buf, size_t len, int peek),
 	(s, buf, len, peek))
+
+/*
+ * Plaintext a peek decrypted ahead (or the end of the stream it met) is handed
+ * out without OpenSSL, so without setting the error queue aside: an event
+ * loop's read after the readiness check that peeked costs no ERR_get_state().
+ */
+static ssize_t op_read(struct tsess *s, void *buf, size_t len, int peek)
+{
+	size_t want = len < TS_PEEK_MAX ? len : TS_PEEK_MAX;
+
+	if (len > 0 && !s->failed &&
+	    (s->pt_end != 0 || (peek ? s->pt_len - s->pt_off >= want : s->pt != NULL)))
+		return tsess_read(s, buf, len, peek);
+	return op_read_ssl(s, buf, len, peek);
+}
 ERRQ_OP(ssize_t, op_write, tsess_write, (struct tsess * s, const void *buf, size_t len),
 	(s, buf, len))
 ERRQ_OP(int, op_close_notify, tsess_close_notify, (struct tsess * s), (s))

@@ -1444,3 +1444,32 @@ Test(client_implicit, refused_addresses_get_the_kernels_errors)
 	h_proc_free(&plain);
 	h_proc_free(&shim);
 }
+
+/*
+ * A program that ignored SIGPIPE and then catches it (through sigaction(),
+ * signal() or syscall(SYS_rt_sigaction)) gets no SIGPIPE for a record the shim
+ * seals when it uncorks, though the kernel answers EPIPE: the shim's memory
+ * that SIGPIPE was ignored (which spares it two system calls a write) must
+ * not outlive the change.
+ */
+Test(client_transfer, sigpipe_caught_after_ignored_is_not_raised_for_the_shims_writes)
+{
+	static const char *const how[] = {"sigaction", "signal", "syscall"};
+	int port = h_free_port();
+	struct h_proc p;
+	int rc;
+
+	start_sink(port, "server.pem", "server.key", "-e", NULL);
+	for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+		rc = run_shim(
+		    &p, h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", port, pki("ca.pem")),
+		    ARGV((char *)h_prog("sigpipe_change"), (char *)how[i], h_fmt("%d", port)));
+		cr_expect_eq(rc, 0, "sigpipe_change %s: expected exit 0, got %d; stderr:\n%s",
+			     how[i], rc, p.err);
+		cr_expect(
+		    strstr(p.out, "sigpipes 0\n") != NULL,
+		    "sigpipe_change %s: expected no SIGPIPE for the uncork's record, got:\n%s",
+		    how[i], p.out);
+		h_proc_free(&p);
+	}
+}

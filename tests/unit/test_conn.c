@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,9 +137,14 @@ static ssize_t f_read(struct tsess *s, void *buf, size_t len, int peek)
 	return recv(s->fd, buf, k, MSG_DONTWAIT);
 }
 
+static int fake_records; /* engine writes: each would be one TLS record (or more) */
+
 static ssize_t f_write(struct tsess *s, const void *buf, size_t len)
 {
 	ssize_t n = send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	if (n > 0)
+		fake_records++;
 
 	return n < 0 ? f_io_error(s, TS_WANT_WRITE) : n;
 }
@@ -966,4 +972,68 @@ Test(conn, starttls_postgres_upgrades_on_s_before_connect_returns)
 	cr_expect_eq(p.rest[0], NOTIFY);
 	conn_put(c);
 	close(p.lfd);
+}
+
+/* ---- gathering: one record for what the program says belongs together ----------------- */
+
+Test(conn, a_small_gathered_write_is_one_record)
+{
+	struct conn *c = open_server();
+	struct iovec v[3] = {{"HTTP/1.1 200 OK\r\n", 17}, {"\r\n", 2}, {"body", 4}};
+	char buf[64];
+
+	fake_records = 0;
+	cr_expect_eq(conn_sendv(c, v, 3, 0), 23);
+	cr_expect_eq(fake_records, 1, "headers and body sealed together: %d records", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 23);
+	cr_expect_str_eq(buf, "HTTP/1.1 200 OK\r\n\r\nbody");
+	conn_put(c);
+}
+
+Test(conn, corked_writes_are_held_until_uncorked)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	fake_records = 0;
+	cr_assert_eq(conn_set_cork(c, 1), 0);
+	cr_expect_eq(conn_cork(c), 1, "the program's view");
+	cr_expect_eq(conn_send(c, "one ", 4, 0), 4, "held bytes count as written");
+	cr_expect_eq(conn_send(c, "two", 3, 0), 3);
+	cr_expect_eq(fake_records, 0, "nothing sealed while corked");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "nothing sent");
+	cr_assert_eq(conn_set_cork(c, 0), 0);
+	cr_expect_eq(fake_records, 1, "one record at uncork: %d", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 7);
+	cr_expect_str_eq(buf, "one two");
+	conn_put(c);
+}
+
+Test(conn, msg_more_gathers_until_a_write_without_it)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	fake_records = 0;
+	cr_expect_eq(conn_send(c, "a", 1, MSG_MORE), 1);
+	cr_expect_eq(conn_send(c, "b", 1, MSG_MORE), 1);
+	cr_expect_eq(fake_records, 0);
+	cr_expect_eq(conn_send(c, "c", 1, 0), 1);
+	cr_expect_eq(fake_records, 1, "%d records", fake_records);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 3);
+	cr_expect_str_eq(buf, "abc");
+	conn_put(c);
+}
+
+Test(conn, held_bytes_go_before_the_program_reads)
+{
+	struct conn *c = open_server();
+	char buf[64];
+
+	cr_expect_eq(conn_send(c, "request", 7, MSG_MORE), 7);
+	cr_expect_eq(peer_got(buf, sizeof(buf)), -1, "held");
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "a read waits for the answer...");
+	cr_expect_eq(peer_got(buf, sizeof(buf)), 7, "...so the request went first");
+	cr_expect_str_eq(buf, "request");
+	conn_put(c);
 }
