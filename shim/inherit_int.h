@@ -38,9 +38,9 @@ struct group {
 };
 
 /*
- * Written by the constructor (inherit.c), on the page the loader wrote
- * already (shim.h): this process's id (fork() child handler too) and the
- * hashes of the policy variables it loaded.
+ * On the page the loader wrote already (shim.h): this process's id, set by
+ * inherit_fork_child() (at the first wrapped work and in a fork() child), and
+ * the hashes of the policy variables the constructor loaded (inherit.c).
  */
 extern pid_t inherit_self_pid;
 extern unsigned long inherit_policy_hash, inherit_policy_file_hash;
