@@ -1037,3 +1037,32 @@ Test(conn, held_bytes_go_before_the_program_reads)
 	cr_expect_str_eq(buf, "request");
 	conn_put(c);
 }
+
+/* ---- reads as the socket's: peeks into several buffers, MSG_TRUNC ---------------------- */
+
+Test(conn, a_peek_into_several_buffers_is_one_peek_scattered)
+{
+	struct conn *c = open_server();
+	char a[4] = "", b[4] = "", all[8] = "";
+	struct iovec v[2] = {{a, 3}, {b, 3}};
+
+	peer_says("abcdef", 6);
+	cr_expect_eq(conn_recvv(c, v, 2, MSG_PEEK), 6);
+	cr_expect_str_eq(a, "abc");
+	cr_expect_str_eq(b, "def", "not the same bytes again in the second buffer: \"%s\"", b);
+	cr_expect_eq(conn_recv(c, all, 6, 0), 6, "the peek left them for the read");
+	cr_expect_str_eq(all, "abcdef");
+	conn_put(c);
+}
+
+Test(conn, msg_trunc_discards_what_it_counts)
+{
+	struct conn *c = open_server();
+	char buf[8] = "";
+
+	peer_says("skipkeep", 8);
+	cr_expect_eq(conn_recv(c, NULL, 4, MSG_TRUNC), 4);
+	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 4);
+	cr_expect_str_eq(buf, "keep");
+	conn_put(c);
+}
