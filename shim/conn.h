@@ -176,6 +176,13 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
 /* send() semantics, FLAGS: MSG_DONTWAIT, MSG_NOSIGNAL (SIGPIPE otherwise, like a socket). */
 ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
     __attribute__((warn_unused_result));
+/*
+ * conn_send() of bytes already consumed from elsewhere (sendfile, splice):
+ * waits until all of LEN is taken, even on a non-blocking socket and past
+ * SO_SNDTIMEO; returns less only on a failure (or -errno when nothing went).
+ */
+ssize_t conn_send_all(struct conn *c, const void *buf, size_t len, int flags)
+    __attribute__((warn_unused_result));
 ssize_t conn_recvv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)
     __attribute__((warn_unused_result));
 ssize_t conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt, int flags)

@@ -4,13 +4,9 @@
  *
  * Bytes read from the input are consumed (a pipe, a socket, a file without an
  * offset), so they are sent whole even when the program's socket is
- * non-blocking: send_all() waits for room itself, with poll(). That is a
- * second blocking loop beside conn.c's (issue 13): it goes once the
- * connection's own wait (conn_wait) can be asked to block for a non-blocking
- * program.
+ * non-blocking: conn_send_all() waits in the connection's own blocking loop.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,27 +14,6 @@
 #include "conn.h"
 #include "conn_copy.h"
 #include "real.h"
-
-/* Sends all of BUF through C, waiting if needed (the bytes are already consumed). */
-static ssize_t send_all(struct conn *c, const char *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = conn_send(c, buf + done, len - done, MSG_NOSIGNAL);
-
-		if (r == -EAGAIN) {
-			struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-
-			real.poll(&p, 1, 1000);
-			continue;
-		}
-		if (r < 0)
-			return done > 0 ? (ssize_t)done : r;
-		done += (size_t)r;
-	}
-	return (ssize_t)done;
-}
 
 ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
 {
@@ -61,7 +36,7 @@ ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
 		}
 		if (off)
 			*off += r;
-		r = send_all(c, buf, (size_t)r);
+		r = conn_send_all(c, buf, (size_t)r, MSG_NOSIGNAL);
 		if (r < 0)
 			break;
 		total += (size_t)r;

@@ -426,7 +426,12 @@ static ssize_t recv_blocking(struct conn *c, void *buf, size_t len, int flags)
 	}
 }
 
-static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int flags)
+/*
+ * ALL: the bytes are already consumed from somewhere else (sendfile, splice):
+ * wait until the engine has taken all of them even when the program's socket
+ * is non-blocking or its SO_SNDTIMEO expires.
+ */
+static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int flags, int all)
 {
 	struct conn_waiter w = {.opt = SO_SNDTIMEO};
 	int nonblock = (flags & MSG_DONTWAIT) || conn_nonblock(c);
@@ -460,9 +465,13 @@ static ssize_t send_blocking(struct conn *c, const void *buf, size_t len, int fl
 			return done > 0 ? (ssize_t)done : r;
 		if (r == 0 && len == 0)
 			return 0;
-		if (nonblock)
+		if (nonblock && !all)
 			return done > 0 ? (ssize_t)done : -EAGAIN;
 		rc = conn_wait(c, want, &w);
+		if (rc == -EAGAIN && all) {
+			w.deadline = -1; /* the program's time-out cannot give the bytes back */
+			continue;
+		}
 		if (rc < 0)
 			return done > 0 ? (ssize_t)done : rc;
 	}
@@ -498,14 +507,24 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
 	return r;
 }
 
-ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+static ssize_t send_counted(struct conn *c, const void *buf, size_t len, int flags, int all)
 {
-	ssize_t r = send_blocking(c, buf, len, flags);
+	ssize_t r = send_blocking(c, buf, len, flags, all);
 
 	if (r == -EAGAIN || (r >= 0 && (size_t)r < len))
 		atomic_fetch_add_explicit(&c->wr_eagain, 1, memory_order_relaxed);
 	epreg_touch(c);
 	return r;
+}
+
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int flags)
+{
+	return send_counted(c, buf, len, flags, 0);
+}
+
+ssize_t conn_send_all(struct conn *c, const void *buf, size_t len, int flags)
+{
+	return send_counted(c, buf, len, flags, 1);
 }
 
 /*

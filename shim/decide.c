@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "decide.h"
@@ -31,6 +32,112 @@ static void query_init(struct policy_query *q, enum policy_dir dir, const struct
 	q->port = ep->port;
 }
 
+/* One candidate name or none: the policy's match, and the name the rule is about. */
+static const struct policy_rule *match_one(const struct policy *p, const struct policy_query *q,
+					   struct policy_match *m, const char **peer)
+{
+	const struct policy_rule *r = policy_match(p, q, m);
+
+	/* The name the rule is about: SNI and the name the certificate must carry. */
+	if (r != NULL)
+		*peer = (m->host_kind == POLICY_HOST_NAME && m->name != NULL) ? m->name : q->name;
+	return r;
+}
+
+/* Why several names cannot decide (AGREE: they all chose R), the names cut to fit WHYLEN. */
+static void why_several(char *why, size_t whylen, char (*cand)[NAMES_MAX_NAME], size_t n,
+			const struct policy_rule *r, int agree)
+{
+	char tail[200];
+	size_t used, room;
+
+	/* The advice always fits: the list of names is what gets cut. */
+	if (agree)
+		snprintf(tail, sizeof(tail),
+			 ") and the rule (%s:%u) has no name=: the name to verify would be a "
+			 "guess; add name=NAME to the rule",
+			 r->source, r->line);
+	else
+		snprintf(tail, sizeof(tail),
+			 ") and they match different rules: which applies would be a guess; add "
+			 "a rule with name=NAME for this address");
+	room = whylen > strlen(tail) ? whylen - strlen(tail) : 1;
+	used = (size_t)snprintf(why, room, "several names were resolved to this address (");
+	for (size_t i = 0; i < n && used < room; i++)
+		used += (size_t)snprintf(why + used, room - used, "%s%s", i ? ", " : "", cand[i]);
+	if (used >= room)
+		used = room - 1;
+	snprintf(why + used, whylen - used, "%s", tail);
+}
+
+/*
+ * Several threads resolved different names CAND[0..N) to this address and this
+ * one resolved none: whichever the program meant, it is not known. Decides
+ * only what every candidate decides alike, and never verifies a guess.
+ */
+static const struct policy_rule *match_several(const struct policy *p, struct policy_query *q,
+					       struct policy_match *m, const char **peer,
+					       char (*cand)[NAMES_MAX_NAME], size_t n, char *why,
+					       size_t whylen)
+{
+	const struct policy_rule *r = NULL, *ri;
+	struct policy_match mi;
+	int agree = 1, wraps = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		q->name = cand[i];
+		ri = policy_match(p, q, &mi);
+		if (i == 0) {
+			r = ri;
+			*m = mi;
+		} else if (ri != r) {
+			agree = 0;
+		}
+		wraps |= ri != NULL && ri->action != POLICY_PLAIN;
+	}
+	q->name = NULL;
+	/* Left alone whichever name was meant: nothing to verify, nothing to refuse. */
+	if (!wraps && agree)
+		return r;
+	if (agree && (r == NULL || r->action == POLICY_PLAIN || r->action == POLICY_DENY))
+		return r;
+	if (agree && r->host_kind == POLICY_HOST_NAME) {
+		/* Every candidate chose this exact-name rule: its name is the one. */
+		*peer = r->host;
+		m->name = r->host;
+		return r;
+	}
+	if (agree && (r->opt.name != NULL || r->opt.sni != NULL)) {
+		*peer = r->opt.name != NULL ? r->opt.name : r->opt.sni;
+		m->name = NULL;
+		return r;
+	}
+	if (wraps)
+		why_several(why, whylen, cand, n, r, agree);
+	*m = (struct policy_match){0};
+	return NULL;
+}
+
+const struct policy_rule *decide_connect_rule(const struct policy *p, struct policy_query *q,
+					      struct policy_match *m, const char **peer,
+					      char *namebuf, char *why, size_t whylen)
+{
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	size_t n;
+	int own;
+
+	why[0] = '\0';
+	*peer = NULL;
+	n = names_candidates(q->family, q->addr, cand, NAMES_MAX_CANDIDATES, &own);
+	if (n > 1)
+		return match_several(p, q, m, peer, cand, n, why, whylen);
+	if (n == 1) {
+		memcpy(namebuf, cand[0], NAMES_MAX_NAME);
+		q->name = namebuf;
+	}
+	return match_one(p, q, m, peer);
+}
+
 enum decide_outcome decide_connect(const struct policy *p, int fd, const struct sockaddr *sa,
 				   socklen_t len, struct decision *d)
 {
@@ -49,7 +156,7 @@ enum decide_outcome decide_connect(const struct policy *p, int fd, const struct 
 	q.alt_names = alt;
 	q.n_alt = names_self(p, POLICY_CONNECT, d->ep.family, d->ep.addr, alt, MAX_ALT);
 	/* The name the rule is about: SNI and the name the certificate must carry. */
-	r = names_match_connect(p, &q, &m, &d->peer, d->name, d->why, sizeof(d->why));
+	r = decide_connect_rule(p, &q, &m, &d->peer, d->name, d->why, sizeof(d->why));
 	errno = saved;
 	if (d->why[0] != '\0') {
 		/* Never a guess between names: refused before a packet leaves. */

@@ -36,6 +36,23 @@ struct decision {
 };
 
 /*
+ * Decides the connect Q (family, address, port and alt names set; Q->name is
+ * set here, to NAMEBUF or NULL): finds the candidate names of Q's address,
+ * matches the policy P, and sets *PEER to the one name to send as SNI and to
+ * verify (NULL: none, verify the address). With several candidates (the
+ * calling thread resolved none, other threads resolved different names), the
+ * rule is the one every candidate matches, and the name comes from the rule
+ * (an exact-name rule, or its name=/sni=); when no candidate's rule would
+ * wrap or deny it, returns NULL (left alone); when the candidates disagree
+ * otherwise, or a tls rule would have to guess the name, returns NULL with
+ * WHY (never empty then) saying so: the caller refuses the connection. Otherwise WHY is
+ * "" and the result is policy_match()'s (NULL: no rule). M is filled in.
+ */
+const struct policy_rule *decide_connect_rule(const struct policy *p, struct policy_query *q,
+					      struct policy_match *m, const char **peer,
+					      char *namebuf, char *why, size_t whylen);
+
+/*
  * Decides connecting TCP socket FD to (SA, LEN), an address already copied
  * from the program, under policy P. Asks the kernel about FD (type, family)
  * and the names table about the address; may resolve the policy's exact

@@ -104,3 +104,15 @@ void fdstate_release_range(unsigned int first, unsigned int last)
 			fdclose_release((int)fd);
 	}
 }
+
+int fdstate_aio_refused(int fd, const char *call)
+{
+	struct conn *c = fdtab_maybe(fd) ? fdtab_get(fd) : NULL;
+
+	if (c == NULL)
+		return 0;
+	log_error("%s: %s on fd %d refused: POSIX AIO would move its bytes past TLS", c->desc, call,
+		  fd);
+	conn_put(c);
+	return 1;
+}

@@ -42,4 +42,10 @@ int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg);
  */
 void fdstate_release_range(unsigned int first, unsigned int last);
 
+/*
+ * Whether an AIO request (CALL: aio_read, ...) on FD must be refused: glibc
+ * would run it with its internal read/write, past TLS. Logged; 1 or 0.
+ */
+int fdstate_aio_refused(int fd, const char *call);
+
 #endif

@@ -1,8 +1,8 @@
 /*
  * names.c - address -> the name the program resolved: the cache the
- * resolver hooks fill and connect reads. The shim's own resolution of the
- * policy's exact names is in names_self.c, the connect rule for several
- * candidate names in names_match.c.
+ * resolver hooks fill and connect reads (decide.c decides the rule from the
+ * candidates). The shim's own resolution of the policy's exact names is in
+ * names_self.c.
  *
  * Two bounded tables, no allocation:
  *

@@ -5,7 +5,7 @@
  * The most recent resolution by the calling thread wins, else the one name
  * any thread resolved to the address (event loops resolve on one thread and
  * connect on another); several different names there are never guessed
- * between (names_match_connect).
+ * between (decide_connect_rule(), decide.c).
  * Memory is bounded; all functions are thread-safe and fork-safe (names.c
  * registers its own pthread_atfork handlers; callers need do nothing in the
  * child).
@@ -71,23 +71,6 @@ size_t names_candidates(int family, const unsigned char *addr, char (*out)[NAMES
  * returns 1; returns 0 when there is none or several.
  */
 int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]);
-
-/*
- * Decides the connect Q (family, address, port and alt names set; Q->name is
- * set here, to NAMEBUF or NULL): finds the candidate names of Q's address,
- * matches the policy P, and sets *PEER to the one name to send as SNI and to
- * verify (NULL: none, verify the address). With several candidates (the
- * calling thread resolved none, other threads resolved different names), the
- * rule is the one every candidate matches, and the name comes from the rule
- * (an exact-name rule, or its name=/sni=); when no candidate's rule would
- * wrap or deny it, returns NULL (left alone); when the candidates disagree
- * otherwise, or a tls rule would have to guess the name, returns NULL with
- * WHY (never empty then) saying so: the caller refuses the connection. Otherwise WHY is
- * "" and the result is policy_match()'s (NULL: no rule). M is filled in.
- */
-const struct policy_rule *names_match_connect(const struct policy *p, struct policy_query *q,
-					      struct policy_match *m, const char **peer,
-					      char *namebuf, char *why, size_t whylen);
 
 /*
  * The exact names of P's DIR rules that resolve (by the shim's own look-up,

@@ -4,7 +4,6 @@
  *
  *   names.c        the cache: the tables of resolved names, remember and look up, fork
  *   names_self.c   the shim's own resolution of the policy's exact names
- *   names_match.c  the connect rule for an address that several names resolved to
  */
 #ifndef TLSSHIM_NAMES_INT_H
 #define TLSSHIM_NAMES_INT_H

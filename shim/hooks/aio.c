@@ -11,23 +11,13 @@
 #include <aio.h>
 #include <errno.h>
 
+#include "fdstate.h"
 #include "hook.h"
-#include "log.h"
 
 /* Whether CB moves bytes on a wrapped fd (logged). */
 static int refused(const struct aiocb *cb, const char *call)
 {
-	struct conn *c;
-
-	if (cb == NULL || !fdtab_maybe(cb->aio_fildes))
-		return 0;
-	c = fdtab_get(cb->aio_fildes);
-	if (c == NULL)
-		return 0;
-	log_error("%s: %s on fd %d refused: POSIX AIO would move its bytes past TLS", c->desc, call,
-		  cb->aio_fildes);
-	conn_put(c);
-	return 1;
+	return cb != NULL && fdstate_aio_refused(cb->aio_fildes, call);
 }
 
 static int shim_aio_read(struct aiocb *cb)

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -92,6 +94,74 @@ Test(conn_copy, splice_out_hands_over_what_the_shim_holds_first)
 	read_exactly(pp[0], buf, 8);
 	cr_expect_arr_eq(buf, tc_cleartext, 8);
 	cr_expect_eq(conn_copy_out(c, pp[1], NULL, 100, 1), -EAGAIN, "nothing more to read");
+	close(pp[0]);
+	close(pp[1]);
+	conn_put(c);
+	tc_close(&t);
+}
+
+struct drain {
+	int fd;
+	size_t skip, n, got;
+	unsigned char *buf;
+};
+
+/*
+ * Once the sender has found the socket full: reads D->skip bytes away, then
+ * up to D->n into D->buf (D->got), until the peer's read times out.
+ */
+static void *drain_later(void *arg)
+{
+	struct drain *d = arg;
+	char junk[4096];
+	ssize_t r = 1;
+
+	usleep(200 * 1000);
+	for (size_t left = d->skip; left > 0 && r > 0; left -= (size_t)r)
+		r = read(d->fd, junk, left < sizeof(junk) ? left : sizeof(junk));
+	while (r > 0 && d->got < d->n) {
+		r = read(d->fd, d->buf + d->got, d->n - d->got);
+		if (r > 0)
+			d->got += (size_t)r;
+	}
+	return NULL;
+}
+
+Test(conn_copy, a_non_blocking_socket_still_gets_every_byte_read_from_a_pipe)
+{
+	struct tc t = tc_buffered();
+	struct conn *c = fdtab_get(t.fd);
+	size_t n = CONN_COPY_CHUNK;
+	struct drain d = {.fd = t.peer, .n = n, .buf = malloc(n)};
+	unsigned char *src = malloc(n);
+	char fill[4096] = {0};
+	struct pollfd p = {.fd = t.fd, .events = POLLIN};
+	pthread_t th;
+	int pp[2];
+	ssize_t k;
+
+	cr_assert(d.buf != NULL && src != NULL);
+	for (size_t i = 0; i < n; i++)
+		src[i] = (unsigned char)(i * 13);
+	/* A pipe's bytes are gone once read: they must all go out, room or not. */
+	cr_assert_eq(pipe(pp), 0);
+	cr_assert_eq(fcntl(pp[1], F_SETPIPE_SZ, (int)n), (int)n);
+	cr_assert_eq(write(pp[1], src, n), (ssize_t)n);
+	/* The connection is past its first bytes (cleartext); then the socket is filled. */
+	cr_assert_eq(conn_poll_prepare(c, POLLIN, &p.events) & POLLIN, POLLIN);
+	while ((k = real.send(t.fd, fill, sizeof(fill), MSG_DONTWAIT)) > 0)
+		d.skip += (size_t)k;
+	cr_assert_eq(errno, EAGAIN);
+	conn_set_nonblock(c, 1);
+	setsockopt(t.peer, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){5, 0},
+		   sizeof(struct timeval));
+	cr_assert_eq(pthread_create(&th, NULL, drain_later, &d), 0);
+	cr_expect_eq(conn_copy_in(c, pp[0], NULL, n), (ssize_t)n);
+	pthread_join(th, NULL);
+	cr_expect_eq(d.got, n, "the peer got %zu of %zu bytes", d.got, n);
+	cr_expect_arr_eq(d.buf, src, n, "the peer got other bytes");
+	free(d.buf);
+	free(src);
 	close(pp[0]);
 	close(pp[1]);
 	conn_put(c);

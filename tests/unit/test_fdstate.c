@@ -107,3 +107,13 @@ Test(fdstate, fionread_counts_the_plaintext_the_shim_holds)
 	conn_put(c);
 	tc_close(&t);
 }
+
+Test(fdstate, aio_on_a_wrapped_fd_is_refused)
+{
+	struct tc t = tc_auto();
+
+	cr_expect_eq(fdstate_aio_refused(t.fd, "aio_write"), 1);
+	cr_expect_eq(fdstate_aio_refused(t.peer, "aio_write"), 0, "a plain fd refused");
+	cr_expect_eq(fdstate_aio_refused(-1, "aio_read"), 0);
+	tc_close(&t);
+}

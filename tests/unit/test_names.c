@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "decide.h"
 #include "names.h"
 #include "policy.h"
 #include "real.h"
@@ -343,7 +344,7 @@ Test(names, own_thread_beats_more_recent_other_thread)
 	cr_assert(got[2], "expected theirs.internal, then mine.internal");
 }
 
-/* names_match_connect() for a connect to 10.0.0.1:443 under POLICY, from a new thread. */
+/* decide_connect_rule() for a connect to 10.0.0.1:443 under POLICY, from a new thread. */
 struct decide {
 	const char *policy;
 	struct policy *p; /* R and PEER point into it: freed with decided() */
@@ -364,7 +365,7 @@ static void *decide_thread(void *arg)
 	q.addr[0] = 10, q.addr[3] = 1;
 	policy_add_text(p, "T", d->policy, &diags);
 	cr_assert_eq(policy_finish(p, &diags), 0, "%s", d->policy);
-	d->r = names_match_connect(p, &q, &m, &d->peer, namebuf, d->why, sizeof(d->why));
+	d->r = decide_connect_rule(p, &q, &m, &d->peer, namebuf, d->why, sizeof(d->why));
 	d->p = p;
 	return NULL;
 }
