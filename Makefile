@@ -292,9 +292,11 @@ check-exports: all
 	$(Q)scripts/check-exports $(SHIM_SO) shim/exports.map
 	$(Q)scripts/check-exports $(TLS_SO) shim/tls/exports.map
 
-# The export lists, the hooked-name and fd-surface checks, and clang-tidy (.clang-tidy).
+# The export lists, the hooked-name and fd-surface checks, the size bounds (no .c file
+# over 700 lines, no function over 70), and clang-tidy (.clang-tidy).
 lint: check-exports
 	$(Q)scripts/check-hooks
+	$(Q)scripts/check-size
 	$(Q)scripts/check-fd-surface
 	$(Q)scripts/check-tidy
 

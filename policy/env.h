@@ -38,7 +38,8 @@
 #define ENV_STATS_DIR_DEFAULT "/run/tlsshim"
 
 /* Set by the library itself across exec(): the wrapped connections a program hands
- * down (shim/inherit.c); never by users. Unset: nothing handed down. */
+ * down (shim/inherit_exec.c writes it, shim/inherit.c reads it); never by users.
+ * Unset: nothing handed down. */
 #define ENV_INHERIT "TLSSHIM_INHERIT"
 
 #endif

@@ -1,6 +1,8 @@
 /*
- * names.c - address -> the name the program resolved, and the shim's own
- * resolution of the policy's exact names.
+ * names.c - address -> the name the program resolved: the cache the
+ * resolver hooks fill and connect reads (decide.c decides the rule from the
+ * candidates). The shim's own resolution of the policy's exact names is in
+ * names_self.c.
  *
  * Two bounded tables, no allocation:
  *
@@ -19,11 +21,6 @@
  *    Sets are guarded by G_SHARDS mutexes (set i by shard i % G_SHARDS), each
  *    held only for a short copy, never across a call out.
  *
- * The self cache (names_self) maps address -> index into the policy's exact
- * names. It is double-buffered: one thread fills the spare buffer without a
- * lock while the others read the current one (or wait for the first fill),
- * and the buffers are swapped under self_lock.
- *
  * Fork: pthread_atfork handlers take every lock before fork() so the child
  * never inherits one held mid-update, and forget a refresh the child has no
  * thread to finish.
@@ -36,12 +33,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/auxv.h>
-#include <time.h>
 
-#include "clock.h"
-#include "log.h"
 #include "names.h"
-#include "real.h"
+#include "names_int.h"
 
 #define G_WAYS   8
 #define G_SETS   (NAMES_GLOBAL_CAP / G_WAYS)
@@ -49,21 +43,12 @@
 
 #define TL_RING 2048 /* per thread: at least 8 names of the longest kind */
 
-#define SELF_MAX_ADDRS 16 /* per name */
-#define SELF_MAX_PAIRS ((size_t)NAMES_SELF_MAX_NAMES * SELF_MAX_ADDRS)
-
 #define DNS_MAX_NAME 253 /* RFC 1035 section 2.3.4, without the trailing dot */
 
 _Static_assert(NAMES_GLOBAL_CAP % G_WAYS == 0, "global table size");
 _Static_assert((G_SETS & (G_SETS - 1)) == 0, "G_SETS must be a power of two");
 _Static_assert(NAMES_MAX_NAME > DNS_MAX_NAME, "name buffer");
 _Static_assert(TL_RING >= 8 * (DNS_MAX_NAME + 1), "thread ring too small");
-
-/* An address as a table key: IPv4 in a[0], the rest zero; fam 4 or 6 (0: empty). */
-struct nkey {
-	uint32_t a[4];
-	uint32_t fam;
-};
 
 struct entry {
 	struct nkey key;
@@ -89,26 +74,7 @@ struct shard {
 	uint64_t clock; /* stamps of the sets this shard guards */
 } __attribute__((aligned(64)));
 
-struct self_pair {
-	struct nkey key;
-	uint32_t idx; /* into policy_exact_names() */
-};
-
-struct self_cache {
-	const struct policy *p; /* the table the answers are for; NULL: none */
-	uint64_t when_ms;       /* CLOCK_MONOTONIC of the fill */
-	size_t n;
-	struct self_pair pair[SELF_MAX_PAIRS];
-};
-
-struct self_dir {
-	struct self_cache buf[2];
-	int cur;        /* buf[cur] is what readers see */
-	int refreshing; /* a thread is filling buf[!cur] */
-};
-
 static __thread struct tl_table tl;
-static __thread int tl_in_self; /* this thread runs the self resolution */
 
 static struct entry g_tab[G_SETS][G_WAYS];
 static struct shard g_shard[G_SHARDS] = {
@@ -116,17 +82,13 @@ static struct shard g_shard[G_SHARDS] = {
 };
 static uint64_t g_seed; /* hash seed, set once (see names_once) */
 
-static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t self_cond = PTHREAD_COND_INITIALIZER;
-static struct self_dir self_tab[2]; /* by enum policy_dir */
-
 static pthread_once_t names_once_ctl = PTHREAD_ONCE_INIT;
 
 /* ---- fork ---------------------------------------------------------------------------- */
 
 static void names_prefork(void)
 {
-	pthread_mutex_lock(&self_lock);
+	names_self_prefork();
 	for (int i = 0; i < G_SHARDS; i++)
 		pthread_mutex_lock(&g_shard[i].lock);
 }
@@ -135,18 +97,14 @@ static void names_postfork_parent(void)
 {
 	for (int i = G_SHARDS - 1; i >= 0; i--)
 		pthread_mutex_unlock(&g_shard[i].lock);
-	pthread_mutex_unlock(&self_lock);
+	names_self_postfork_parent();
 }
 
 static void names_postfork_child(void)
 {
 	for (int i = G_SHARDS - 1; i >= 0; i--)
 		pthread_mutex_unlock(&g_shard[i].lock);
-	/* The refreshing thread and any waiters do not exist in the child. */
-	for (size_t d = 0; d < 2; d++)
-		self_tab[d].refreshing = 0;
-	pthread_cond_init(&self_cond, NULL);
-	pthread_mutex_unlock(&self_lock);
+	names_self_postfork_child();
 }
 
 static void names_once(void)
@@ -161,60 +119,12 @@ static void names_once(void)
 	pthread_atfork(names_prefork, names_postfork_parent, names_postfork_child);
 }
 
-static void names_init(void)
+void names_init(void)
 {
 	pthread_once(&names_once_ctl, names_once);
 }
 
 /* ---- keys and names ------------------------------------------------------------------ */
-
-static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-/* Builds the key of (FAMILY, ADDR); IPv4-mapped IPv6 becomes IPv4. Returns 0 or -1. */
-static int key_make(struct nkey *k, int family, const unsigned char *addr)
-{
-	memset(k, 0, sizeof(*k));
-	switch (family) {
-	case AF_INET:
-		memcpy(&k->a[0], addr, 4);
-		k->fam = 4;
-		return 0;
-	case AF_INET6:
-		if (memcmp(addr, v4mapped_prefix, sizeof(v4mapped_prefix)) == 0) {
-			memcpy(&k->a[0], addr + 12, 4);
-			k->fam = 4;
-			return 0;
-		}
-		memcpy(k->a, addr, 16);
-		k->fam = 6;
-		return 0;
-	default:
-		return -1;
-	}
-}
-
-static int key_from_sockaddr(struct nkey *k, const struct sockaddr *sa)
-{
-	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-
-	if (!sa)
-		return -1;
-	switch (sa->sa_family) {
-	case AF_INET:
-		return key_make(k, AF_INET, (const unsigned char *)&s4->sin_addr);
-	case AF_INET6:
-		return key_make(k, AF_INET6, (const unsigned char *)&s6->sin6_addr);
-	default:
-		return -1;
-	}
-}
-
-static int key_eq(const struct nkey *x, const struct nkey *y)
-{
-	return x->fam == y->fam && x->a[0] == y->a[0] && x->a[1] == y->a[1] && x->a[2] == y->a[2] &&
-	       x->a[3] == y->a[3];
-}
 
 static uint64_t mix64(uint64_t h)
 {
@@ -511,169 +421,6 @@ int names_lookup(int family, const unsigned char *addr, char out[NAMES_MAX_NAME]
 	return 1;
 }
 
-/* ---- the shim's own resolution ------------------------------------------------------- */
-
-static void self_add(struct self_cache *c, const struct nkey *k, uint32_t idx)
-{
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->pair[i].idx == idx && key_eq(&c->pair[i].key, k))
-			return;
-	}
-	if (c->n == SELF_MAX_PAIRS)
-		return;
-	c->pair[c->n].key = *k;
-	c->pair[c->n].idx = idx;
-	c->n++;
-}
-
-/* "localhost" or a name under it: RFC 6761 section 6.3 says both loopbacks. */
-static int name_is_localhost(const char *name)
-{
-	static const char lh[] = "localhost";
-	size_t len = strlen(name);
-
-	if (len < sizeof(lh) - 1 || strcmp(name + len - (sizeof(lh) - 1), lh) != 0)
-		return 0;
-	return len == sizeof(lh) - 1 || name[len - sizeof(lh)] == '.';
-}
-
-/* Resolves one exact name (index IDX) into C. */
-static void self_resolve_one(struct self_cache *c, const char *name, uint32_t idx)
-{
-	static const unsigned char lo4[4] = {127, 0, 0, 1};
-	static const unsigned char lo6[16] = {[15] = 1};
-	struct addrinfo hints, *res = NULL;
-	size_t n = 0;
-	struct nkey k;
-
-	if (name_is_localhost(name)) {
-		key_make(&k, AF_INET, lo4);
-		self_add(c, &k, idx);
-		key_make(&k, AF_INET6, lo6);
-		self_add(c, &k, idx);
-	}
-	memset(&hints, 0, sizeof(hints));
-	/* No AI_ADDRCONFIG: localhost must give ::1 even without a global IPv6 address. */
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	if (real.getaddrinfo(name, NULL, &hints, &res) != 0)
-		return;
-	for (const struct addrinfo *ai = res; ai && n < SELF_MAX_ADDRS; ai = ai->ai_next) {
-		if (key_from_sockaddr(&k, ai->ai_addr) < 0)
-			continue;
-		self_add(c, &k, idx);
-		n++;
-	}
-	freeaddrinfo(res);
-}
-
-/* Fills C with P's DIR exact names and their addresses. Called without any lock. */
-static void self_fill(struct self_cache *c, const struct policy *p, enum policy_dir dir)
-{
-	const char *const *names = NULL;
-	size_t count = policy_exact_names(p, dir, &names);
-
-	c->n = 0;
-	if (count > NAMES_SELF_MAX_NAMES) {
-		log_info("resolving only the first %d of %zu exact %s names of the policy",
-			 NAMES_SELF_MAX_NAMES, count, policy_dir_str(dir));
-		count = NAMES_SELF_MAX_NAMES;
-	}
-	for (size_t i = 0; i < count; i++)
-		self_resolve_one(c, names[i], (uint32_t)i);
-	c->p = p;
-	c->when_ms = (uint64_t)clock_ms();
-}
-
-static int self_usable(const struct self_cache *c, const struct policy *p)
-{
-	return c->p == p;
-}
-
-static int self_fresh(const struct self_cache *c, const struct policy *p, uint64_t now)
-{
-	return self_usable(c, p) && now - c->when_ms < NAMES_SELF_TTL_S * 1000ULL;
-}
-
-/*
- * Makes SD's current buffer usable for P: returns with self_lock held and
- * either fresh answers, or stale ones while another thread refreshes.
- */
-static void self_ensure(struct self_dir *sd, const struct policy *p, enum policy_dir dir)
-{
-	for (;;) {
-		struct self_cache *c = &sd->buf[sd->cur];
-		struct self_cache *spare;
-
-		if (self_fresh(c, p, (uint64_t)clock_ms()))
-			return;
-		if (sd->refreshing) {
-			if (self_usable(c, p))
-				return;
-			pthread_cond_wait(&self_cond, &self_lock);
-			continue;
-		}
-		/* This thread resolves; the others read buf[cur] or wait meanwhile. */
-		sd->refreshing = 1;
-		spare = &sd->buf[!sd->cur];
-		pthread_mutex_unlock(&self_lock);
-		tl_in_self = 1;
-		self_fill(spare, p, dir);
-		tl_in_self = 0;
-		pthread_mutex_lock(&self_lock);
-		sd->cur = !sd->cur;
-		sd->refreshing = 0;
-		pthread_cond_broadcast(&self_cond);
-		return;
-	}
-}
-
-/* Contract in names.h. */
-size_t names_self(const struct policy *p, enum policy_dir dir, int family,
-		  const unsigned char *addr, const char **out, size_t max)
-{
-	int saved = errno, saved_h = h_errno;
-	const char *const *names = NULL;
-	struct self_dir *sd;
-	const struct self_cache *c;
-	size_t count, n = 0;
-	int cancel_state;
-	struct nkey k;
-
-	if (!p || !addr || max == 0 || tl_in_self || !real.getaddrinfo)
-		return 0;
-	switch (dir) {
-	case POLICY_CONNECT:
-	case POLICY_ACCEPT:
-		break;
-	default:
-		return 0;
-	}
-	if (key_make(&k, family, addr) < 0)
-		return 0;
-	count = policy_exact_names(p, dir, &names);
-	if (count == 0)
-		return 0;
-	names_init();
-	sd = &self_tab[dir];
-
-	/* A cancelled resolver would leave the others waiting forever. */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
-	pthread_mutex_lock(&self_lock);
-	self_ensure(sd, p, dir);
-	c = &sd->buf[sd->cur];
-	/* self_add() keeps one pair per (address, name): no duplicates to skip. */
-	for (size_t i = 0; i < c->n && n < max; i++) {
-		if (key_eq(&c->pair[i].key, &k) && c->pair[i].idx < count)
-			out[n++] = names[c->pair[i].idx];
-	}
-	pthread_mutex_unlock(&self_lock);
-	pthread_setcancelstate(cancel_state, NULL);
-	h_errno = saved_h;
-	errno = saved;
-	return n;
-}
-
 /* ---- reset and statistics ------------------------------------------------------------ */
 
 /* Contract in names.h. */
@@ -690,13 +437,7 @@ void names_reset(void)
 		memset(g_tab[s], 0, sizeof(g_tab[s]));
 		pthread_mutex_unlock(&sh->lock);
 	}
-	pthread_mutex_lock(&self_lock);
-	for (size_t d = 0; d < 2; d++) {
-		/* A refresh under way fills the spare buffer: leave that one alone. */
-		self_tab[d].buf[self_tab[d].cur].p = NULL;
-		self_tab[d].buf[self_tab[d].cur].n = 0;
-	}
-	pthread_mutex_unlock(&self_lock);
+	names_self_reset();
 	errno = saved;
 }
 

@@ -63,7 +63,7 @@ HOOK int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	int rc;
 
 	NEED_REAL(setsockopt);
-	/* An fd standing for a TCP connection whose TLS session is in a relay (inherit.c). */
+	/* An fd standing for a TCP connection whose session is in a relay (inherit_relayed.c). */
 	if (unlikely(inherit_any_relayed()) && inherit_setsockopt(fd, level, opt, val, len, &rc))
 		return (int)hook_ret(rc);
 	if (likely(!sockopt_set_ours(level, opt) || !fdtab_maybe(fd)))

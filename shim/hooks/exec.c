@@ -1,6 +1,6 @@
 /*
  * exec.c - hooks: the exec family hands wrapped connections to the new
- * program (inherit.c): before the handshake for its shim to adopt, after it
+ * program (inherit_exec.c): before the handshake for its shim to adopt, after it
  * through a relay process, and refuses (logged) what cannot follow.
  *
  * glibc's execl*() reach execve() internally, past any hook, so they are

@@ -1,7 +1,7 @@
 /*
  * sockname.c - hooks: getsockname/getpeername answer for an fd that stands
  * for a TCP connection whose TLS session is kept by a relay process (handed
- * across exec, inherit.c) with the TCP connection's addresses. Every other
+ * across exec, inherit_relayed.c) with the TCP connection's addresses. Every other
  * fd costs one relaxed load and goes to libc.
  */
 #include "hook.h"

@@ -1,11 +1,14 @@
 /*
  * tls_int.h - what the TLS engine's files share (never included outside shim/tls/).
  *
- * The engine is split by concern: tlsctx.c owns the SSL_CTX per rule and role
- * (secure defaults, file reload) and the client session cache; bio.c the BIO
+ * The engine is split by concern: tlsctx.c builds an SSL_CTX (secure
+ * defaults), tlsctx_reload.c keeps one per rule and role (file reload,
+ * expiry), tlsctx_scache.c is the client session cache; bio.c the BIO
  * that does socket I/O through the real libc functions and keeps unsent
  * ciphertext; verify.c pins, allow patterns and the certificate callback;
- * keylog.c TLSSHIM_KEYLOG; tsess.c the sessions and the exported ops table.
+ * keylog.c TLSSHIM_KEYLOG; tsess.c the sessions' life cycle and the exported
+ * ops table, tsess_io.c their reads and writes, tsess_result.c the one map
+ * of OpenSSL's outcomes to TS_* and a reason.
  */
 #ifndef TLSSHIM_TLS_INT_H
 #define TLSSHIM_TLS_INT_H
@@ -87,6 +90,28 @@ extern struct engine_host tls_host;
 /* Sets S's reason (printf-style). */
 void tsess_set_reason(struct tsess *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- tsess_result.c ---- */
+
+/*
+ * Maps the result RET of an SSL_* call on S to TS_WANT_READ, TS_WANT_WRITE,
+ * TS_CLOSED, TS_EOF, TS_SYSERR (S->sys_errno set) or TS_FATAL (S->reason
+ * set). Empties the ERR queue unless the result is a WANT_*.
+ */
+int tsess_result(struct tsess *s, int ret);
+const char *tsess_reason(const struct tsess *s); /* S's reason, never empty */
+int tsess_errno(const struct tsess *s);          /* S->sys_errno */
+
+/* ---- tsess_io.c: the engine_ops of the same names (engine.h has their contracts) ---- */
+
+ssize_t tsess_read(struct tsess *s, void *buf, size_t len, int peek);
+ssize_t tsess_write(struct tsess *s, const void *buf, size_t len);
+int tsess_flush(struct tsess *s);
+int tsess_close_notify(struct tsess *s);
+size_t tsess_pending(const struct tsess *s);
+int tsess_buffered_input(const struct tsess *s);
+int tsess_more_input(const struct tsess *s);
+int tsess_output_pending(const struct tsess *s);
+
 /* ---- bio.c ---- */
 
 /* Creates the BIO method once. Returns 0 or -1. Called from init() only. */
@@ -122,7 +147,7 @@ static inline int tls_bio_held(const struct tsess *s)
 	return s->out != NULL && s->out_len - s->out_off > TLS_OUT_HOLD;
 }
 
-/* ---- tlsctx.c ---- */
+/* ---- tlsctx.c, tlsctx_reload.c ---- */
 
 /*
  * Returns a new reference to the current SSL_CTX for (RULE, ROLE), building
@@ -132,9 +157,20 @@ static inline int tls_bio_held(const struct tsess *s)
  */
 SSL_CTX *tlsctx_get(const struct policy_rule *rule, enum tls_role role, char *err, size_t errlen);
 
+/*
+ * Builds a new SSL_CTX for (R, ROLE) with the secure defaults and R's files;
+ * OLD (may be NULL) is the one it replaces (a server's ticket keys carry
+ * over). NULL with a message in ERR. Empties the ERR queue.
+ */
+SSL_CTX *tlsctx_build(const struct policy_rule *r, enum tls_role role, SSL_CTX *old, char *err,
+		      size_t errlen);
+
+/* ---- tlsctx_scache.c ---- */
+
 /* The client session cache. Thread-safe; KEY is copied. */
 SSL_SESSION *tlsctx_session_get(const char *key);            /* a new reference, or NULL */
 void tlsctx_session_put(const char *key, SSL_SESSION *sess); /* takes SESS's reference */
+void tlsctx_session_forget(unsigned rule_id);                /* every session of a rule */
 
 /* ---- verify.c ---- */
 
