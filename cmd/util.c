@@ -13,9 +13,11 @@
 
 #include "util.h"
 
-#ifndef TLSCMD_SHIM_LIBDIR
-#define TLSCMD_SHIM_LIBDIR "/usr/local/lib"
+/* LIBDIR from the Makefile (-DTLSSHIM_LIBDIR): the package's private directory. */
+#ifndef TLSSHIM_LIBDIR
+#define TLSSHIM_LIBDIR "/usr/local/lib"
 #endif
+#define TLSCMD_SHIM_LIBDIR TLSSHIM_LIBDIR
 
 const char *cmd_name = "tlsshim";
 
