@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "env.h"
+#include "escape.h"
 #include "stats_read.h"
 
 #define STALE_UNSET_S 10 /* a file whose writer never finished it */
@@ -85,57 +86,15 @@ int stats_pid_of(const char *s)
 	return (int)v;
 }
 
-/* Length of the well-formed UTF-8 sequence at S (N bytes), 0 if none or a control. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-	uint32_t cp;
-
-	if (len == 0 || len > n || s[0] > 0xf4)
-		return 0;
-	cp = s[0] & (0x7fu >> len);
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3fu);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	/* C1 controls and the bidirectional overrides/isolates that reorder a line. */
-	if (cp <= 0x9f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
-		return 0;
-	return len;
-}
-
 /*
- * IN as printable text in OUT (CAP >= ESC_CAP(strlen(IN))): printable ASCII
- * and well-formed UTF-8 as they are, a backslash as \\, anything else
- * (terminal controls, bytes that are not UTF-8) as \xNN; the rules of the
- * library's log lines (shim/log.c, log_escape).
+ * IN as printable text in OUT (CAP >= ESC_CAP(strlen(IN))), by the rules of
+ * the library's log lines (policy/escape.c).
  */
 static void text_escape(char *out, size_t cap, const char *in)
 {
-	const unsigned char *s = (const unsigned char *)in;
-	size_t n = strlen(in), o = 0;
+	size_t used,
+	    o = text_escape_units(out, cap - 1, (const unsigned char *)in, strlen(in), &used);
 
-	for (size_t i = 0; i < n && o + 5 <= cap;) {
-		size_t u = s[i] >= 0x80 ? utf8_len(s + i, n - i) : 0;
-
-		if (u > 0) {
-			memcpy(out + o, s + i, u);
-			o += u;
-			i += u;
-		} else if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
-			out[o++] = (char)s[i++];
-		} else if (s[i] == '\\') {
-			out[o++] = '\\';
-			out[o++] = '\\';
-			i++;
-		} else {
-			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", s[i++]);
-		}
-	}
 	out[o] = '\0';
 }
 
