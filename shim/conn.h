@@ -48,6 +48,7 @@ struct conn {
 	atomic_int refs;          /* (A) conn_ref/conn_put; each fdtab mapping holds one */
 	atomic_int n_epregs;      /* (A, epreg's lock to change) epoll sets it is in (epreg.c) */
 	atomic_int ep_queued;     /* (A) 1: all its registrations are queued dirty (epreg_touch) */
+	atomic_int hs_settled;    /* (A) 1: can have no deadline again (conn_deadline) */
 	enum tls_role role;       /* (I) */
 	enum conn_state state;    /* (L) */
 	int fd;                   /* (L) the fd the session does I/O on */

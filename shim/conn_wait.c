@@ -278,12 +278,29 @@ int conn_wait(struct conn *c, short want, struct conn_waiter *w)
 	}
 }
 
+/*
+ * Whether C can never have a deadline again: OPEN and FAILED are final, and so
+ * is PLAIN once no starttls= filter can still upgrade it. Under c->lock.
+ */
+static int hs_settled(const struct conn *c)
+{
+	if (c->own_listed)
+		return 0;
+	return c->state == CONN_OPEN || c->state == CONN_FAILED ||
+	       (c->state == CONN_PLAIN && c->st == NULL);
+}
+
 uint64_t conn_deadline(struct conn *c)
 {
 	uint64_t d;
 
+	/* epoll_wait asks for every event: a settled conn answers without its lock. */
+	if (atomic_load_explicit(&c->hs_settled, memory_order_relaxed))
+		return 0;
 	pthread_mutex_lock(&c->lock);
 	d = conn_deadline_locked(c);
+	if (d == 0 && hs_settled(c))
+		atomic_store_explicit(&c->hs_settled, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&c->lock);
 	return d;
 }
