@@ -523,8 +523,12 @@ void ep_touch_locked(struct conn *c)
 	struct conn_regs *cr;
 
 	HASH_FIND_PTR(by_conn, &c, cr);
-	for (struct reg *r = cr ? cr->head : NULL; r != NULL; r = r->next_of_conn)
+	if (cr == NULL)
+		return;
+	for (struct reg *r = cr->head; r != NULL; r = r->next_of_conn)
 		ep_queue(r);
+	/* So the program's read or write after an event need not take ep_lock. */
+	atomic_store_explicit(&c->ep_queued, 1, memory_order_relaxed);
 }
 
 /*
@@ -541,7 +545,6 @@ void epreg_touch(struct conn *c)
 		return;
 	ep_lock_take();
 	ep_touch_locked(c);
-	atomic_store_explicit(&c->ep_queued, 1, memory_order_relaxed);
 	ep_lock_give();
 }
 
