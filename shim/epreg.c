@@ -56,7 +56,18 @@ struct deferred {
 	int arg;        /* DEF_STALE: last; DEF_FD_CLOSED: others */
 	struct conn *c; /* a reference, or NULL */
 };
-static __thread int ep_held;
+/*
+ * The thread that holds ep_lock (pthread_self(), 0: none). Only the holder
+ * writes it, so it equals the reader's own id exactly when the reader holds
+ * the lock; an atomic word, not a __thread flag, because every take and give
+ * would pay a __tls_get_addr() call in this shared object.
+ */
+static atomic_uintptr_t ep_owner;
+
+static int ep_held(void)
+{
+	return atomic_load_explicit(&ep_owner, memory_order_relaxed) == (uintptr_t)pthread_self();
+}
 static struct deferred *def_q;
 static size_t def_n, def_cap;
 
@@ -88,7 +99,7 @@ static void deferred_run(struct deferred d)
  */
 static int deferred_queue(struct deferred d)
 {
-	if (!ep_held)
+	if (!ep_held())
 		return 0;
 	if (def_n == def_cap) {
 		size_t cap = def_cap ? 2 * def_cap : 8;
@@ -108,14 +119,14 @@ static int deferred_queue(struct deferred d)
 void ep_lock_take(void)
 {
 	pthread_mutex_lock(&ep_lock);
-	ep_held = 1;
+	atomic_store_explicit(&ep_owner, (uintptr_t)pthread_self(), memory_order_relaxed);
 }
 
 void ep_lock_give(void)
 {
 	while (def_n > 0)
 		deferred_run(def_q[--def_n]);
-	ep_held = 0;
+	atomic_store_explicit(&ep_owner, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&ep_lock);
 }
 
@@ -570,6 +581,6 @@ void epreg_fork_parent(void)
 
 void epreg_fork_child(void)
 {
-	ep_held = 0;
+	atomic_store_explicit(&ep_owner, 0, memory_order_relaxed);
 	pthread_mutex_init(&ep_lock, NULL);
 }
