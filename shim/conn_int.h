@@ -75,7 +75,19 @@ int conn_fail_at(struct conn *c, int level, const char *reason);
 /* conn_fail_at() for the engine's result RC of an operation named DURING. */
 int conn_fail_rc(struct conn *c, int rc, const char *during);
 /* Brings the connection to OPEN or PLAIN: 0 when there, -EAGAIN (with *WANT), -errno. */
-int conn_step_ready(struct conn *c, short *want);
+int conn_step_on(struct conn *c, short *want);
+
+/*
+ * conn_step_on(), inline for the connection already there, which every read,
+ * write and readiness call of an open connection asks about first.
+ */
+static inline int conn_step_ready(struct conn *c, short *want)
+{
+	if (!c->closed && c->claim == CLAIM_OWNER &&
+	    (c->state == CONN_OPEN || c->state == CONN_PLAIN))
+		return 0;
+	return conn_step_on(c, want);
+}
 
 /* ---- conn_starttls.c ------------------------------------------------------------------ */
 

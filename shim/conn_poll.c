@@ -84,12 +84,16 @@ short conn_poll_prepare(struct conn *c, short uev, short *kev)
 	if (conn_out_pending(c) && conn_out_flush(c) == TS_WANT_WRITE)
 		*kev |= POLLOUT; /* our own pending record: not writable for the program yet */
 	if (uev & (POLLIN | POLLRDNORM)) {
+		size_t pend = E->pending(c->ts);
 		char b;
 
 		/* Records OpenSSL read ahead may hold data the kernel no longer shows. */
-		if (E->pending(c->ts) == 0 && E->buffered_input(c->ts) && !c->rd_eof)
+		if (pend == 0 && E->buffered_input(c->ts) && !c->rd_eof) {
 			(void)conn_step_recv(c, &b, 1, MSG_PEEK, &want); /* errors: the state */
-		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || E->pending(c->ts) > 0)
+			if (c->state != CONN_FAILED)
+				pend = E->pending(c->ts);
+		}
+		if (c->rd_eof || c->rd_shut || c->state == CONN_FAILED || pend > 0)
 			ready |= uev & (POLLIN | POLLRDNORM);
 		else if (E->output_pending(c->ts) > 1)
 			*kev |= POLLOUT; /* reading waits until the peer takes our output */

@@ -367,7 +367,7 @@ static int step_auto(struct conn *c, short *want)
 }
 
 /* Brings the connection to OPEN or PLAIN. 0 when there, -EAGAIN (with *want), -errno. */
-int conn_step_ready(struct conn *c, short *want)
+int conn_step_on(struct conn *c, short *want)
 {
 	int rc;
 

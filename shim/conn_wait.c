@@ -211,8 +211,12 @@ int conn_own_poke(void)
 {
 	struct conn *o[CONN_OWN_DRIVE];
 	struct pollfd p[CONN_OWN_DRIVE];
-	int n = conn_own_collect(NULL, 0, o, p, CONN_OWN_DRIVE);
+	int n;
 
+	/* Every epoll_wait asks: nearly always there is nothing to move on. */
+	if (atomic_load_explicit(&own_count, memory_order_relaxed) == 0)
+		return 0;
+	n = conn_own_collect(NULL, 0, o, p, CONN_OWN_DRIVE);
 	for (int i = 0; i < n; i++) {
 		epreg_touch(o[i]);
 		p[i].revents = 0; /* advanced once is enough */

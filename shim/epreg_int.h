@@ -11,7 +11,32 @@
 #define TLSSHIM_EPREG_INT_H
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
+
+/*
+ * The registry's tables are keyed by an fd or a pointer, and epoll_wait looks
+ * one up for every kernel event: a multiplicative hash of the word instead of
+ * uthash's default (Jenkins, about 60 instructions for 8 bytes). Every file
+ * that uses the tables must hash alike, so this header brings uthash.h itself.
+ */
+#ifdef UTHASH_H
+#error "epreg_int.h must come before uthash.h"
+#endif
+static inline unsigned ep_hash_word(const void *key, size_t len)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, key, len < sizeof(v) ? len : sizeof(v));
+	return (unsigned)((v * 0x9e3779b97f4a7c15u) >> 32);
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv)                                \
+	do {                                                                \
+		if ((keylen) <= sizeof(uint64_t))                           \
+			(hashv) = ep_hash_word((keyptr), (size_t)(keylen)); \
+		else                                                        \
+			HASH_JEN((keyptr), (keylen), (hashv));              \
+	} while (0)
 #include <uthash.h>
 
 struct conn;

@@ -8,7 +8,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
-#include <uthash.h>
 
 #include "clock.h"
 #include "conn.h"

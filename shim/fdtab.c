@@ -41,6 +41,13 @@ static _Atomic(struct conn *) *slot(int fd, int create)
 	return &chunk[(unsigned)fd & (FDTAB_CHUNK - 1)];
 }
 
+/* FD's slot in a chunk fdtab_maybe() found (chunks are never freed): every hook's path. */
+static inline _Atomic(struct conn *) *slot_found(int fd)
+{
+	return &atomic_load_explicit(&fdtab_chunks[(unsigned)fd >> FDTAB_CHUNK_BITS],
+				     memory_order_acquire)[(unsigned)fd & (FDTAB_CHUNK - 1)];
+}
+
 struct conn *fdtab_get(int fd)
 {
 	_Atomic(struct conn *) *s;
@@ -48,7 +55,7 @@ struct conn *fdtab_get(int fd)
 
 	if (!fdtab_maybe(fd))
 		return NULL;
-	s = slot(fd, 0);
+	s = slot_found(fd);
 	pthread_mutex_lock(&stripes[(unsigned)fd % STRIPES]);
 	c = atomic_load_explicit(s, memory_order_acquire);
 	if (c != NULL)
@@ -81,7 +88,7 @@ struct conn *fdtab_take(int fd)
 
 	if (!fdtab_maybe(fd))
 		return NULL;
-	s = slot(fd, 0);
+	s = slot_found(fd);
 	pthread_mutex_lock(&stripes[(unsigned)fd % STRIPES]);
 	c = atomic_exchange_explicit(s, NULL, memory_order_acq_rel);
 	pthread_mutex_unlock(&stripes[(unsigned)fd % STRIPES]);

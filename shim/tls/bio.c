@@ -255,15 +255,17 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	struct tsess *s = BIO_get_data(b);
+	struct tsess *s;
 
 	(void)num;
 	(void)ptr;
+	/* OpenSSL asks a dozen times per request: the session only when needed. */
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
 		/* Sending is tls_bio_flush()'s job, driven by the caller's readiness. */
 		return 1;
 	case BIO_CTRL_WPENDING:
+		s = BIO_get_data(b);
 		return s != NULL && s->out != NULL ? (long)(s->out_len - s->out_off) : 0;
 	case BIO_CTRL_PENDING:
 		return 0;
