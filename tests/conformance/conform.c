@@ -21,8 +21,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_snd_wnd */
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -521,17 +521,21 @@ static void nonblock_read_s(void)
 
 /*
  * Whether FD's connection cannot move before the peer reads: bytes wait in
- * the send queue and none is in flight (SIOCOUTQ == SIOCOUTQNSD), which
- * with data to send means the peer's receive window is closed, so no ACK can
- * free room in the send buffer.
+ * the send queue, none is in flight (SIOCOUTQ == SIOCOUTQNSD) and the peer's
+ * receive window is closed, so no ACK can free room in the send buffer. Data
+ * held back from a window open by less than a segment is not enough: the
+ * kernel's window probe sends it later.
  */
 static int standing_still(int fd)
 {
+	struct tcp_info ti = {0};
+	socklen_t len = sizeof(ti);
 	int queued = 0, unsent = 0;
 
-	if (ioctl(fd, SIOCOUTQ, &queued) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0)
+	if (ioctl(fd, SIOCOUTQ, &queued) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0 ||
+	    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
 		return 0;
-	return unsent > 0 && queued == unsent;
+	return unsent > 0 && queued == unsent && ti.tcpi_snd_wnd == 0;
 }
 
 static void nonblock_write_c(void)
@@ -544,17 +548,22 @@ static void nonblock_write_c(void)
 
 	set_nonblock(fd, 1);
 	/*
-	 * Fill until the connection stands still. The first EAGAIN is not
-	 * enough: the kernel goes on moving the send buffer into the peer's
-	 * receive buffer after it, so a later write could succeed, plain or not.
+	 * Fill until a write fails after the connection stood still. The first
+	 * EAGAIN is not enough: the kernel goes on moving the send buffer into
+	 * the peer's receive buffer after it (later still on a loaded machine),
+	 * so a later write could succeed, plain or not. Nor is an EAGAIN before
+	 * the connection was seen standing still: the ACKs that stopped it may
+	 * have made room since.
 	 */
 	uint64_t until = now_ms() + 4 * WAIT_MS;
 
 	for (int i = 0; i < 100000; i++) {
+		int still = standing_still(fd);
+
 		fill(b, total, sizeof(b), 3);
 		ssize_t r = write(fd, b, sizeof(b));
 
-		if (r < 0 && errno == EAGAIN && !standing_still(fd) && now_ms() < until) {
+		if (r < 0 && errno == EAGAIN && !still && now_ms() < until) {
 			struct pollfd w = {fd, POLLOUT, 0};
 
 			poll(&w, 1, 10); /* room, or the last ACK: look again */
