@@ -6,6 +6,7 @@
 #   make SAN=tsan test   the same under ThreadSanitizer, in build-tsan/
 #   make bench           benchmarks (ratios against native OpenSSL, stunnel, libpq's TLS)
 #   make bench-apps      nginx and redis: native TLS, the shim, hitch, haproxy, stunnel
+#   make bench-instr     instructions per request in nginx's worker: native TLS vs the shim
 #   make fuzz            run the fuzzers for FUZZ_SECONDS each
 #   make demo            an unmodified plaintext client made to speak TLS
 #   make audit           testssl.sh against a server under the shim (slow)
@@ -111,7 +112,7 @@ CRIT_SANFLAGS = $(SANFLAGS)
 TEST_BIN    = $(UNIT_BIN) $(STRESS_BIN) $(E2E_BIN)
 endif
 
-.PHONY: all deps test test-peers unit e2e asan tsan bench bench-apps bench-pg fuzz demo audit install compdb \
+.PHONY: all deps test test-peers unit e2e asan tsan bench bench-apps bench-instr bench-pg fuzz demo audit install compdb \
         lint format format-check check-exports clean deb deb-test
 
 all: $(SHIM_SO) $(TLS_SO) $(CMD_BIN)
@@ -256,6 +257,11 @@ bench-pg: all
 # ~2 with BENCH_QUICK=1); installs the servers, terminators and load generators it needs.
 bench-apps: all
 	$(Q)TLSSHIM_BENCH_APPS=1 scripts/setup-deps && BUILD=$(BUILD) tests/bench/apps
+
+# Instructions per keep-alive request and per connection in nginx's worker (callgrind):
+# exact where timing on a shared machine is not (~1 min).
+bench-instr: all
+	$(Q)TLSSHIM_BENCH_INSTR=1 scripts/setup-deps && BUILD=$(BUILD) tests/bench/instructions
 
 # libFuzzer needs clang; fuzzers always build with ASan + UBSan in build-fuzz/.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ipolicy -Ishim
