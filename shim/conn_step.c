@@ -172,11 +172,26 @@ static int handshake_fail_level(struct conn *c, int rc)
 	}
 }
 
+/*
+ * The level of a failure on an open accepted connection: a client that went
+ * away (closed or reset) while the program still writes to it is routine (a
+ * load generator stopping, a closed browser tab), info; a protocol failure or
+ * any other socket error stays a warning.
+ */
+static int open_fail_level(struct conn *c, int rc)
+{
+	if (rc == TS_EOF || rc == TS_CLOSED)
+		return LOG_LVL_INFO;
+	if (rc == TS_SYSERR && peer_gone(E->sys_errno(c->ts)))
+		return LOG_LVL_INFO;
+	return LOG_LVL_WARN;
+}
+
 int conn_fail_rc(struct conn *c, int rc, const char *during)
 {
 	int level = c->role == TLS_ROLE_CLIENT   ? LOG_LVL_ERROR
 		    : c->state == CONN_HANDSHAKE ? handshake_fail_level(c, rc)
-						 : LOG_LVL_WARN;
+						 : open_fail_level(c, rc);
 	char why[320];
 
 	switch (rc) {

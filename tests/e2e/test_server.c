@@ -819,6 +819,63 @@ Test(server_badinput, clients_going_away_are_logged_at_debug_or_info)
 	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning, got:\n%s", srv->err);
 }
 
+/* Reads a request, waits for the client to go away, then writes (to stderr: how it went). */
+static const char *write_after_eof_server =
+    "import socket, sys\n"
+    "l = socket.socket()\n"
+    "l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "l.bind(('127.0.0.1', int(sys.argv[1]))); l.listen(8)\n"
+    "for _ in range(3):\n"
+    "    c, _a = l.accept()\n"
+    "    while c.recv(1024): pass\n"
+    "    try:\n"
+    "        for _ in range(100): c.sendall(b'x' * 65536)\n"
+    "        print('wrote everything', file=sys.stderr, flush=True)\n"
+    "    except OSError as e:\n"
+    "        print('write failed', e.errno, file=sys.stderr, flush=True)\n"
+    "    c.close()\n";
+
+static const char *hello_and_go_client =
+    "import socket, ssl, sys\n"
+    "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "for _ in range(3):\n"
+    "    s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))),\n"
+    "                        server_hostname='localhost')\n"
+    "    s.sendall(b'hello\\n')\n"
+    "    s.close()\n"
+    "print('done', flush=True)\n";
+
+/*
+ * A client that went away (FIN, no close_notify) while the program still
+ * writes to it is routine (a load generator stopping, a closed browser tab):
+ * the write fails as on the plain socket and the shim says so at info, not as
+ * a warning.
+ */
+Test(server_badinput, writing_to_a_client_that_went_away_is_info_not_a_warning)
+{
+	int port = h_free_port();
+	struct h_proc *srv =
+	    start_server(ARGV(PY, "-c", (char *)write_after_eof_server, h_fmt("%d", port)), port,
+			 tls_rule(port, "tls", NULL), "info");
+	char *info = h_fmt("tlsshim[%d]: info: accept 127.0.0.1:%d from ", srv->pid, port);
+	struct h_proc p;
+	int rc = run_client(
+	    &p, ARGV(PY, "-c", (char *)hello_and_go_client, h_fmt("%d", port), pki("ca.pem")));
+
+	cr_assert(rc == 0 && strstr(p.out, "done"),
+		  "expected the client to finish, it exited %d:\n%s%s", rc, p.out, p.err);
+	h_proc_free(&p);
+	cr_assert(wait_count(srv, "write failed", 3, 10000),
+		  "expected the server's writes to fail 3 times, it said:\n%s", srv->err);
+	h_collect(srv, 300);
+	cr_expect(!strstr(srv->err, ": warn: "), "expected no warning, got:\n%s", srv->err);
+	/* At info and not at warn: each failed write is said once, at info. */
+	cr_expect_geq(h_count(srv->err, info), 3, "expected info lines, got:\n%s", srv->err);
+	cr_expect_eq(h_count(srv->err, "write: the peer closed the connection"), 3,
+		     "expected a line for each write to a client that went away, got:\n%s",
+		     srv->err);
+}
+
 /*
  * Silent clients must not hold up others: with SILENT of them connected and
  * saying nothing, real clients (CHECK) are served at once; then each silent
