@@ -175,7 +175,7 @@ $(CMD_BIN): $(CMD_OBJ) $(LIBPOLICY)
 
 # ---- tests ---------------------------------------------------------------------------
 # Unit tests link the modules directly; the hooks are never loaded into them.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBCORE) $(LIBENGINE) $(LIBPOLICY) | $(DEPS_STAMP)
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/tcp_still.h $(LIBCORE) $(LIBENGINE) $(LIBPOLICY) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -Itests -o $@ $< $(LIBCORE) $(LIBENGINE) \
@@ -203,7 +203,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDLIBS_SSL) $(PROG_LDLIBS) $(LDFLAGS)
 
-$(BUILD)/tests/conformance/%: tests/conformance/%.c | $(DEPS_STAMP)
+$(BUILD)/tests/conformance/%: tests/conformance/%.c tests/tcp_still.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(SANFLAGS) -o $@ $< $(LDFLAGS)
 

@@ -20,8 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/sockios.h>
-#include <linux/tcp.h> /* tcp_info with tcpi_snd_wnd */
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -45,6 +43,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../tcp_still.h"
 
 #define WAIT_MS 5000 /* a wait that must end because the event comes */
 
@@ -519,25 +519,6 @@ static void nonblock_read_s(void)
 
 /* ---- non-blocking write on a full socket ---- */
 
-/*
- * Whether FD's connection cannot move before the peer reads: bytes wait in
- * the send queue, none is in flight (SIOCOUTQ == SIOCOUTQNSD) and the peer's
- * receive window is closed, so no ACK can free room in the send buffer. Data
- * held back from a window open by less than a segment is not enough: the
- * kernel's window probe sends it later.
- */
-static int standing_still(int fd)
-{
-	struct tcp_info ti = {0};
-	socklen_t len = sizeof(ti);
-	int queued = 0, unsent = 0;
-
-	if (ioctl(fd, SIOCOUTQ, &queued) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0 ||
-	    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-		return 0;
-	return unsent > 0 && queued == unsent && ti.tcpi_snd_wnd == 0;
-}
-
 static void nonblock_write_c(void)
 {
 	static unsigned char b[65536];
@@ -558,7 +539,7 @@ static void nonblock_write_c(void)
 	uint64_t until = now_ms() + 4 * WAIT_MS;
 
 	for (int i = 0; i < 100000; i++) {
-		int still = standing_still(fd);
+		int still = tcp_standing_still(fd);
 
 		fill(b, total, sizeof(b), 3);
 		ssize_t r = write(fd, b, sizeof(b));
@@ -577,7 +558,7 @@ static void nonblock_write_c(void)
 		total += (uint64_t)r;
 	}
 	say("fill: writes>0 = %d, ended with %s", writes > 0, last_err ? en(last_err) : "none");
-	say("fill: standing still = %d", standing_still(fd));
+	say("fill: standing still = %d", tcp_standing_still(fd));
 	struct pollfd p = {fd, POLLOUT, 0};
 	CALL("poll POLLOUT (full)", poll(&p, 1, 0));
 	say("revents = %s", pollname(p.revents));

@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/sockios.h>
-#include <linux/tcp.h> /* tcp_info with tcpi_snd_wnd */
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -35,6 +33,7 @@
 
 #include "engine.h"
 #include "real.h"
+#include "tcp_still.h"
 
 #define ops           tlsshim_engine_ops
 #define IO_TIMEOUT_MS 5000
@@ -1018,25 +1017,6 @@ Test(engine_read, reset_is_syserr_econnreset)
 
 /* ---- writing ---- */
 
-/*
- * Whether FD's connection cannot move before the peer reads: the peer's
- * window is closed and nothing is in flight, so no ACK or window probe can
- * make room in the send buffer. A first "would block" is not that: ACKs and
- * probes the kernel has not handled yet (late on a loaded machine) make room
- * after it.
- */
-static int standing_still(int fd)
-{
-	struct tcp_info ti = {0};
-	socklen_t len = sizeof(ti);
-	int queued = 0, unsent = 0;
-
-	if (ioctl(fd, SIOCOUTQ, &queued) != 0 || ioctl(fd, SIOCOUTQNSD, &unsent) != 0 ||
-	    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-		return 0;
-	return unsent > 0 && queued == unsent && ti.tcpi_snd_wnd == 0;
-}
-
 Test(engine_write, partial_writes_are_committed_and_flushed_in_order)
 {
 	struct policy_rule *r = client_rule(1);
@@ -1058,7 +1038,7 @@ Test(engine_write, partial_writes_are_committed_and_flushed_in_order)
 	 * after the connection stood still: then nothing can make room.
 	 */
 	while (!blocked) {
-		int still = standing_still(e.fd);
+		int still = tcp_standing_still(e.fd);
 
 		for (i = 0; i < sizeof(buf); i++)
 			buf[i] = (unsigned char)((total + i) % 251);
