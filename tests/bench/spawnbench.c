@@ -1,21 +1,28 @@
 /*
  * spawnbench - the start-up cost the shim adds to a program that wraps nothing:
- * fork + execve + waitpid of /bin/true, N times without LD_PRELOAD and, given LIB,
- * N times with LD_PRELOAD=LIB and TLSSHIM_POLICY=$BENCH_SHIM_POLICY. The two kinds
- * run interleaved in batches of 50 (alternating which goes first) so that the
- * machine's drift touches both alike; each figure is the median batch mean.
+ * fork + execve + waitpid of /bin/true without LD_PRELOAD, with LD_PRELOAD=LIB and
+ * TLSSHIM_POLICY=$BENCH_SHIM_POLICY, and (given FLOOR) with LD_PRELOAD=FLOOR, an
+ * empty library: what preloading any library costs on this machine.
  *
- *   spawnbench N [LIB]
+ *   spawnbench N [LIB [FLOOR]]
  *
- * Prints "RESULT plain_us=US [shim_us=US ratio=R] batches=B". Stops early (with at
- * least two batches) after 120 s.
+ * The kinds run in rounds of one batch each (SB_BATCH runs), the order rotating
+ * from round to round, so that the machine's drift touches all alike. On this
+ * kind of VM one kind's batch means move by 10% from run to run, more than the
+ * differences measured, so every ratio is the median of per-round ratios, kinds
+ * of the same round compared, never medians of separate runs.
+ *
+ * Prints "RESULT plain_us=US [shim_us=US ratio=R [floor_us=US floor_ratio=R
+ * over_floor=D]] batches=B", where over_floor is the median of the per-round
+ * (shim - floor) / plain. Stops early (with at least two rounds) after 120 s.
  */
 #include <sys/wait.h>
 
 #include "bench.h"
 
-#define SB_BATCH       50
-#define SB_MAX_BATCHES 1000
+#define SB_BATCH       25
+#define SB_MAX_BATCHES 2000
+#define SB_KINDS       3 /* plain, shim, floor */
 
 extern char **environ;
 
@@ -82,48 +89,76 @@ static double sb_median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Median of the per-round A[i]/C[i] (B NULL) or (A[i] - B[i])/C[i], over N rounds. */
+static double sb_paired(const double *a, const double *b, const double *c, int n)
+{
+	static double r[SB_MAX_BATCHES];
+
+	for (int i = 0; i < n; i++)
+		r[i] = (a[i] - (b != NULL ? b[i] : 0)) / c[i];
+	return sb_median(r, n);
+}
+
 int main(int argc, char **argv)
 {
-	static double plain[SB_MAX_BATCHES], shim[SB_MAX_BATCHES];
-	char preload[4096], policy[8192];
-	char *none[] = {NULL}, *extra[] = {preload, policy, NULL};
-	char **env_plain, **env_shim = NULL;
+	static double t[SB_KINDS][SB_MAX_BATCHES];
+	static const char *what[SB_KINDS] = {"without the shim", "with the shim",
+					     "with the empty library"};
+	char preload[4096], policy[8192], floor_preload[4096];
+	char *none[] = {NULL}, *extra[] = {preload, policy, NULL},
+	     *floor_extra[] = {floor_preload, NULL};
+	char **env[SB_KINDS] = {NULL, NULL, NULL};
 	double deadline = now_s() + 120, p, s;
-	int batches, b;
+	int rounds, r, nk = 1;
 	const char *pol;
 
 	bench_prog = argv[0];
-	if (argc != 2 && argc != 3)
-		die("usage: %s N [LIB]", argv[0]);
-	batches = (int)(arg_num(argv[1], "count", SB_BATCH, SB_BATCH * SB_MAX_BATCHES) / SB_BATCH);
+	if (argc < 2 || argc > 4)
+		die("usage: %s N [LIB [FLOOR]]", argv[0]);
+	rounds =
+	    (int)(arg_num(argv[1], "count", SB_BATCH * 2, SB_BATCH * SB_MAX_BATCHES) / SB_BATCH);
 	hard_limit(300);
-	env_plain = sb_env(none);
-	if (argc == 3) {
+	env[0] = sb_env(none);
+	if (argc >= 3) {
 		pol = getenv("BENCH_SHIM_POLICY");
 		if (!pol)
 			die("BENCH_SHIM_POLICY is not set");
 		snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", argv[2]);
 		snprintf(policy, sizeof(policy), "TLSSHIM_POLICY=%s", pol);
-		env_shim = sb_env(extra);
+		env[1] = sb_env(extra);
+		nk = 2;
 	}
-	for (b = 0; b < batches; b++) {
-		if (b >= 2 && now_s() > deadline)
+	if (argc == 4) {
+		snprintf(floor_preload, sizeof(floor_preload), "LD_PRELOAD=%s", argv[3]);
+		env[2] = sb_env(floor_extra);
+		nk = 3;
+	}
+	for (r = 0; r < rounds; r++) {
+		if (r >= 2 && now_s() > deadline)
 			break;
-		if (env_shim && b % 2) {
-			shim[b] = sb_batch(env_shim, "with the shim");
-			plain[b] = sb_batch(env_plain, "without the shim");
-		} else {
-			plain[b] = sb_batch(env_plain, "without the shim");
-			if (env_shim)
-				shim[b] = sb_batch(env_shim, "with the shim");
+		for (int j = 0; j < nk; j++) {
+			int k = (j + r) % nk;
+
+			t[k][r] = sb_batch(env[k], what[k]);
 		}
 	}
-	if (!env_shim) {
-		printf("RESULT plain_us=%.1f batches=%d\n", sb_median(plain, b), b);
+	if (nk == 1) {
+		printf("RESULT plain_us=%.1f batches=%d\n", sb_median(t[0], r), r);
 		return 0;
 	}
-	p = sb_median(plain, b);
-	s = sb_median(shim, b);
-	printf("RESULT plain_us=%.1f shim_us=%.1f ratio=%.3f batches=%d\n", p, s, s / p, b);
+	/* The paired ratios first: sb_median() sorts its array. */
+	double ratio = sb_paired(t[1], NULL, t[0], r), floor_ratio = 0, over = 0;
+
+	if (nk == 3) {
+		floor_ratio = sb_paired(t[2], NULL, t[0], r);
+		over = sb_paired(t[1], t[2], t[0], r);
+	}
+	p = sb_median(t[0], r);
+	s = sb_median(t[1], r);
+	printf("RESULT plain_us=%.1f shim_us=%.1f ratio=%.3f", p, s, ratio);
+	if (nk == 3)
+		printf(" floor_us=%.1f floor_ratio=%.3f over_floor=%.3f", sb_median(t[2], r),
+		       floor_ratio, over);
+	printf(" batches=%d\n", r);
 	return 0;
 }
