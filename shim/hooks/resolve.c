@@ -5,13 +5,18 @@
  * Each hook calls libc, then records the answer when the policy has connect
  * rules. What libc returned, errno and h_errno reach the program untouched.
  *
- * real.X is NULL only for a call made while real_init() itself runs (dlsym
+ * Each hook resolves only its own libc function (NEED_REAL), not the whole
+ * table: programs resolve names at start (libsasl looks up its host name, and
+ * curl loads it even for --version), and a process that wraps nothing must not
+ * pay ~120 dlsym() calls for it. Recording a name needs no real function.
+ * real.X is NULL only for a call made while a dlsym() of this thread runs (dlsym
  * re-entering the resolver); such a call fails as libc would without a resolver.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <stddef.h>
 
+#include "hook.h"
 #include "log.h"
 #include "names.h"
 #include "real.h"
@@ -46,7 +51,7 @@ SHIM_EXPORT int getaddrinfo(const char *node, const char *service, const struct 
 {
 	int rc;
 
-	real_init();
+	NEED_REAL(getaddrinfo);
 	if (!real.getaddrinfo) {
 		errno = ENOSYS;
 		return EAI_SYSTEM;
@@ -62,7 +67,7 @@ SHIM_EXPORT struct hostent *gethostbyname(const char *name)
 {
 	struct hostent *he;
 
-	real_init();
+	NEED_REAL(gethostbyname);
 	if (!real.gethostbyname) {
 		h_errno = NO_RECOVERY;
 		return NULL;
@@ -78,7 +83,7 @@ SHIM_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 {
 	struct hostent *he;
 
-	real_init();
+	NEED_REAL(gethostbyname2);
 	if (!real.gethostbyname2) {
 		h_errno = NO_RECOVERY;
 		return NULL;
@@ -95,7 +100,7 @@ SHIM_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf
 {
 	int rc;
 
-	real_init();
+	NEED_REAL(gethostbyname_r);
 	if (!real.gethostbyname_r) {
 		*result = NULL;
 		*h_errnop = NO_RECOVERY;
@@ -113,7 +118,7 @@ SHIM_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, 
 {
 	int rc;
 
-	real_init();
+	NEED_REAL(gethostbyname2_r);
 	if (!real.gethostbyname2_r) {
 		*result = NULL;
 		*h_errnop = NO_RECOVERY;
