@@ -19,10 +19,7 @@
 #include "hook.h"
 #include "log.h"
 #include "names.h"
-#include "real.h"
 #include "shim.h"
-
-#define SHIM_EXPORT __attribute__((visibility("default")))
 
 /* Logs what was recorded; NAME passed names.c's checks when N > 0. */
 static void resolve_log(const char *name, size_t n)
@@ -46,8 +43,8 @@ static void note_hostent(const char *name, const struct hostent *he)
 }
 
 /* getaddrinfo(3); returns libc's result. */
-SHIM_EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-			    struct addrinfo **res)
+HOOK int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+		     struct addrinfo **res)
 {
 	int rc;
 
@@ -63,7 +60,7 @@ SHIM_EXPORT int getaddrinfo(const char *node, const char *service, const struct 
 }
 
 /* gethostbyname(3); returns libc's result. */
-SHIM_EXPORT struct hostent *gethostbyname(const char *name)
+HOOK struct hostent *gethostbyname(const char *name)
 {
 	struct hostent *he;
 
@@ -79,7 +76,7 @@ SHIM_EXPORT struct hostent *gethostbyname(const char *name)
 }
 
 /* gethostbyname2(3); returns libc's result. */
-SHIM_EXPORT struct hostent *gethostbyname2(const char *name, int af)
+HOOK struct hostent *gethostbyname2(const char *name, int af)
 {
 	struct hostent *he;
 
@@ -95,8 +92,8 @@ SHIM_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 }
 
 /* gethostbyname_r(3); returns libc's result. */
-SHIM_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
-				struct hostent **result, int *h_errnop)
+HOOK int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+			 struct hostent **result, int *h_errnop)
 {
 	int rc;
 
@@ -113,8 +110,8 @@ SHIM_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf
 }
 
 /* gethostbyname2_r(3); returns libc's result. */
-SHIM_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf,
-				 size_t buflen, struct hostent **result, int *h_errnop)
+HOOK int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
+			  struct hostent **result, int *h_errnop)
 {
 	int rc;
 
