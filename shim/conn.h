@@ -57,7 +57,7 @@ struct conn {
 	int fds_inline[2];        /* (L) */
 	atomic_int user_nonblock; /* (A) O_NONBLOCK as the program believes it is set */
 	atomic_int user_nodelay;  /* (A) TCP_NODELAY as the program believes it is set */
-	atomic_uint rd_eagain;    /* (A) reads that ended in EAGAIN (edge-triggered epoll) */
+	atomic_uint rd_eagain;    /* (A) reads ending in EAGAIN or short, FIONREADs (ET epoll) */
 	atomic_uint wr_eagain;    /* (A) writes that ended in EAGAIN or short */
 	atomic_int io_family; /* (A) enum ts_io of the program's latest I/O call (conn_set_io) */
 	int err;              /* (L) errno of I/O once FAILED */

@@ -520,7 +520,13 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len, int flags)
 {
 	ssize_t r = recv_blocking(c, buf, len, flags);
 
-	if (r == -EAGAIN)
+	/*
+	 * A short read says "drained" to an edge-triggered program as EAGAIN
+	 * does: over TCP it returns less only when the socket holds no more, and
+	 * nginx waits for the next edge there. The shim returns one record at a
+	 * time, so it may still hold the next: that is then news to report.
+	 */
+	if (r == -EAGAIN || (r > 0 && (size_t)r < len && !(flags & MSG_PEEK)))
 		atomic_fetch_add_explicit(&c->rd_eagain, 1, memory_order_relaxed);
 	epreg_touch(c); /* what it read or left behind changes readiness */
 	return r;
@@ -660,5 +666,13 @@ int conn_readable_bytes(struct conn *c)
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
 	}
 	pthread_mutex_unlock(&c->lock);
+	/*
+	 * The program now knows how much there is: nginx (epoll, edge-triggered)
+	 * reads exactly this many bytes, then waits for the next edge without a
+	 * read that ends short or in EAGAIN. What the shim holds beyond the count
+	 * then (it arrived meanwhile) is news to report, as it would be over TCP.
+	 */
+	atomic_fetch_add_explicit(&c->rd_eagain, 1, memory_order_relaxed);
+	epreg_touch(c); /* the peek moved bytes from the kernel into the engine */
 	return n;
 }

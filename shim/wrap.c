@@ -92,7 +92,6 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 		conn_put(c);
 		return rc;
 	}
-	epreg_adopt(fd, c);
 	rc = conn_connect(c, sa, len);
 	/*
 	 * A TCP-level failure leaves the socket unconnected (it may be connected
@@ -100,6 +99,14 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	 */
 	if (rc < 0 && rc != -EINPROGRESS && rc != -EINTR && !c->tls_failed)
 		unwrap(fd);
+	else
+		/*
+		 * Registered with epoll before connect() (nginx does): switched to
+		 * ours only now, because switching asks the connection for its
+		 * readiness, and a socket not yet connecting polls writable (POLLOUT|
+		 * POLLHUP) with no error: the handshake would start on it and fail.
+		 */
+		epreg_adopt(fd, c);
 	conn_put(c);
 	return rc;
 }
