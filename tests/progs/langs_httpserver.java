@@ -1,0 +1,52 @@
+// langs_httpserver.java - the JDK's com.sun.net.httpserver.HttpServer (an NIO
+// selector on its dispatcher thread), run as a single-file source program:
+// java langs_httpserver.java PORT BODY-FILE default|threads. "default" runs each
+// exchange on the dispatcher thread (the default executor), "threads" on a
+// thread of a cached pool (a thread per exchange).
+//   GET /big    -> 200 with the body file
+//   POST /echo  -> 200 with the request body sent back
+// Prints "READY" once listening and "REQ METHOD PATH LENGTH" for each request.
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Executors;
+
+public class LangsHttpServer {
+    static synchronized void say(String s) {
+        System.out.println(s);
+        System.out.flush();
+    }
+
+    static void reply(HttpExchange x, byte[] data) throws java.io.IOException {
+        x.getResponseHeaders().set("Content-Type", "application/octet-stream");
+        x.sendResponseHeaders(200, data.length);
+        try (OutputStream o = x.getResponseBody()) {
+            o.write(data);
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        byte[] body = Files.readAllBytes(Path.of(args[1]));
+        HttpServer s = HttpServer.create(new InetSocketAddress("127.0.0.1", Integer.parseInt(args[0])), 16);
+        s.createContext("/big", x -> {
+            say("REQ " + x.getRequestMethod() + " " + x.getRequestURI().getPath() + " " + body.length);
+            reply(x, body);
+        });
+        s.createContext("/echo", x -> {
+            byte[] got;
+            try (InputStream in = x.getRequestBody()) {
+                got = in.readAllBytes();
+            }
+            say("REQ " + x.getRequestMethod() + " " + x.getRequestURI().getPath() + " " + got.length);
+            reply(x, got);
+        });
+        if (args.length > 2 && args[2].equals("threads"))
+            s.setExecutor(Executors.newCachedThreadPool());
+        s.start();
+        say("READY");
+    }
+}
