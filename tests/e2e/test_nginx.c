@@ -319,6 +319,39 @@ static void ngx_start(struct ngx *n, const char *policy, int workers)
 		     workers, got, log_text(n, "error.log"));
 }
 
+/*
+ * Starts nginx as a daemon (`daemon on`, as init systems run it) under the
+ * shim with POLICY; waits until it listens and its master has WORKERS
+ * workers. The master is not our child: nginx forks it and the first process
+ * exits.
+ */
+static void ngx_start_daemon(struct ngx *n, const char *policy, int workers)
+{
+	struct h_env env;
+	struct h_proc p;
+	pid_t w[8];
+	int rc, got;
+
+	ngx_env(&env, n, policy);
+	h_env_set(&env, "D", "%s", n->dir);
+	rc = h_run(&p,
+		   ARGV("/bin/sh", "-c",
+			"exec \"$0\" \"$@\" </dev/null >\"$D/stdout\" 2>\"$D/stderr\"", NGINX, "-p",
+			(char *)n->dir, "-c", h_fmt("%s/nginx.conf", n->dir), "-e",
+			h_fmt("%s/error.log", n->dir)),
+		   &env, WAIT_MS);
+	h_env_free(&env);
+	cr_assert_eq(rc, 0, "expected nginx to start as a daemon, it exited %d; error.log:\n%s", rc,
+		     log_text(n, "error.log"));
+	h_proc_free(&p);
+	cr_assert_eq(h_wait_port(n->port, WAIT_MS), 0, "expected nginx to listen on %d", n->port);
+	n->master = pid_file(n, "nginx.pid");
+	n->pgid = n->master; /* the daemon called setsid(): its own group */
+	cr_assert(n->master > 0, "expected nginx.pid");
+	got = wait_workers(n->master, workers, w, 8);
+	cr_assert_eq(got, workers, "expected nginx to start %d workers, it has %d", workers, got);
+}
+
 /* ---- clients ------------------------------------------------------------------------ */
 
 /* Runs ARGV without the shim (a real TLS client); returns its exit code. */
@@ -604,12 +637,77 @@ Test(nginx_signals, reload_keeps_serving_tls_and_old_workers_exit)
 	free(body);
 }
 
+/* ---- 5. binary upgrade: SIGUSR2 execs a new master on the inherited listeners -------- */
+
+/* Whether PID has the shim mapped. */
+static int has_shim(pid_t pid)
+{
+	char *maps = h_read_file(h_fmt("/proc/%d/maps", (int)pid), NULL);
+	int yes = maps != NULL && strstr(maps, "libtlsshim.so") != NULL;
+
+	free(maps);
+	return yes;
+}
+
 /* A plain-HTTP request for PATH to the wrapped port: curl's exit code; P has its output. */
 static int get_plain(struct h_proc *p, const struct ngx *n, const char *path)
 {
 	return run_client(p, ARGV("curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
 				  "%{stderr}status=%{http_code}\n",
 				  h_fmt("http://127.0.0.1:%d/%s", n->port, path)));
+}
+
+Test(nginx_signals, binary_upgrade_keeps_tls_on_the_inherited_listener)
+{
+	struct ngx *n = ngx_new();
+	char *body = www_file(n, "1k", 1024, 8), *access;
+	pid_t old, next = 0, w[8];
+	long long deadline;
+	struct h_proc p;
+	int rc;
+
+	write_conf(n, 2, 1, NULL, NULL);
+	ngx_start_daemon(n, accept_rule(n), 2);
+	old = n->master;
+	expect_file(n, "1k", body, 1024, "before the upgrade");
+
+	/* SIGUSR2: the master renames its pid file and forks + execs nginx with NGINX=fd;fd; */
+	cr_assert_eq(kill(old, SIGUSR2), 0, "kill -USR2");
+	deadline = now_ms() + WAIT_MS;
+	while (now_ms() < deadline) {
+		next = pid_file(n, "nginx.pid");
+		if (next > 0 && next != old && children_of(next, w, 8) == 2)
+			break;
+		usleep(50000);
+	}
+	cr_assert(next > 0 && next != old && children_of(next, w, 8) == 2,
+		  "expected a new master with 2 workers after SIGUSR2; error.log:\n%s",
+		  log_text(n, "error.log"));
+	cr_expect_eq(pid_file(n, "nginx.pid.oldbin"), old, "expected nginx.pid.oldbin");
+	cr_expect(has_shim(next),
+		  "expected the new master (pid %d), exec'd with nginx's own environment "
+		  "(TZ and NGINX only), to run under the shim",
+		  (int)next);
+
+	/* The old master goes; the new one serves on the listening socket it inherited. */
+	cr_assert_eq(kill(old, SIGQUIT), 0, "kill -QUIT old master");
+	cr_expect(wait_gone(&old, 1, WAIT_MS), "expected the old master to exit on SIGQUIT");
+	for (int i = 0; i < 3; i++)
+		expect_file(n, "1k", body, 1024,
+			    "after the upgrade (new master, inherited listener)");
+
+	/* And the port is still TLS-only: a cleartext request is not served. */
+	rc = get_plain(&p, n, "plain-after-upgrade");
+	cr_expect_neq(rc, 0,
+		      "expected plain HTTP to the wrapped port to fail after the upgrade, "
+		      "curl exited 0:\n%s",
+		      p.err);
+	h_proc_free(&p);
+	access = log_text(n, "access.log");
+	cr_expect(strstr(access, "plain-after-upgrade") == NULL,
+		  "expected nginx never to see a cleartext request after the upgrade:\n%s", access);
+	free(access);
+	free(body);
 }
 
 /* ---- 6. nginx as a TLS client: proxy_pass under a connect rule ----------------------- */
