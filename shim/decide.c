@@ -210,3 +210,46 @@ enum decide_outcome decide_accept(const struct policy *p, int lfd, int fd, struc
 	errno = saved;
 	return outcome(d, policy_match(p, &q, NULL));
 }
+
+/* Whether a non-plain accept rule of P (or its floor) may cover PORT on some address. */
+static int any_accept_rule(const struct policy *p, uint16_t port)
+{
+	for (const struct policy *t = p; t != NULL; t = t == p ? policy_floor(p) : NULL)
+		for (size_t i = 0; i < policy_count(t); i++) {
+			const struct policy_rule *r = policy_rule_at(t, i);
+
+			if (r->dir == POLICY_ACCEPT && r->action != POLICY_PLAIN &&
+			    port >= r->port_lo && port <= r->port_hi)
+				return 1;
+		}
+	return 0;
+}
+
+int decide_listener(const struct policy *p, int lfd, struct ep *ep)
+{
+	static const unsigned char zero[16];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct policy_query q;
+	const struct policy_rule *r;
+	const char *alt[MAX_ALT];
+	socklen_t ol = sizeof(int);
+	int saved = errno, on = 0;
+
+	if (fd_is_tcp(lfd) != 1 || real.getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) != 0 ||
+	    !on || real.getsockname(lfd, (struct sockaddr *)&ss, &len) != 0 ||
+	    ep_from_sockaddr(ep, (struct sockaddr *)&ss, len) != 0) {
+		errno = saved;
+		return 0;
+	}
+	errno = saved;
+	/* A wildcard listener: the rule depends on the address each connection arrives on. */
+	if (memcmp(ep->addr, zero, ep->family == AF_INET ? 4 : 16) == 0)
+		return any_accept_rule(p, ep->port);
+	query_init(&q, POLICY_ACCEPT, ep);
+	q.alt_names = alt;
+	q.n_alt = names_self(p, POLICY_ACCEPT, ep->family, ep->addr, alt, MAX_ALT);
+	r = policy_match(p, &q, NULL);
+	errno = saved;
+	return r != NULL && r->action != POLICY_PLAIN;
+}

@@ -71,4 +71,12 @@ enum decide_outcome decide_connect(const struct policy *p, int fd, const struct 
  */
 enum decide_outcome decide_accept(const struct policy *p, int lfd, int fd, struct decision *d);
 
+/*
+ * Whether LFD is a TCP listening socket whose connections P wraps or denies
+ * (for a wildcard listener: may, by the address they arrive on), with its
+ * address in *EP. For what a new program inherits across exec. errno is
+ * preserved.
+ */
+int decide_listener(const struct policy *p, int lfd, struct ep *ep);
+
 #endif

@@ -64,6 +64,11 @@ struct inherit_exec {
 	char *var;    /* its TLSSHIM_INHERIT=... string */
 	int nrestore; /* handed-over connections to make non-blocking again */
 	int restore[8];
+	char **lalloc;  /* the environment with the library's variables added, or NULL */
+	char *lvar;     /* its LD_PRELOAD=... string */
+	int dead[8][2]; /* listeners replaced by a dead socket: fd, and a copy to put back */
+	int ndead;
+	int refuse; /* spawn: an errno to fail it with (a listener cannot go along), or 0 */
 };
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, int search, char *const argv[],
 			  char *const envp[]);
@@ -77,5 +82,18 @@ void inherit_spawn_prepare(struct inherit_exec *x, const char *path, char *const
 			   char *const envp[]);
 /* The exec returned (it failed): undoes what only the new program needed. */
 void inherit_exec_done(struct inherit_exec *x);
+
+/*
+ * Part of the two above (inherit_listen.c): a TCP listener the new program
+ * inherits and the policy wraps stays wrapped. If X->envp would not load this
+ * library with this policy (nginx's binary upgrade passes only TZ and NGINX),
+ * LD_PRELOAD and this process's TLSSHIM_ variables are added to it; if the
+ * program cannot load the library, the listener becomes a dead socket for it
+ * (exec; put back by inherit_listeners_done() if the exec fails), or the
+ * spawn is refused (X->refuse). Logged. SPAWN: a spawn, else an exec.
+ */
+void inherit_listeners_prepare(struct inherit_exec *x, const char *path, int search,
+			       const char *prog, int spawn);
+void inherit_listeners_done(struct inherit_exec *x);
 
 #endif

@@ -32,7 +32,7 @@
 #include "relay.h"
 #include "shim.h"
 
-static const char *env_get(char *const envp[], const char *key)
+const char *inherit_env_get(char *const envp[], const char *key)
 {
 	size_t kl = strlen(key);
 
@@ -48,7 +48,7 @@ static const char *env_get(char *const envp[], const char *key)
  * not setuid/setgid or with file capabilities, not Go; for a script, its
  * interpreter (cmd/exe.c, the check `tlsshim run` makes). Unknown is no.
  */
-static int program_preloads(const char *path, int search)
+int inherit_program_preloads(const char *path, int search)
 {
 	char why[160], *found = NULL;
 	int rc;
@@ -76,20 +76,20 @@ static int program_preloads(const char *path, int search)
  * Whether the new program will load this library with this policy (so it
  * can adopt a connection whose handshake has not started): LD_PRELOAD names
  * our file, the policy variables are what we loaded, and the program is one
- * the loader preloads into and that calls libc (program_preloads).
+ * the loader preloads into and that calls libc (inherit_program_preloads).
  */
-static int child_adopts(const char *path, int search, char *const envp[])
+int inherit_child_adopts(const char *path, int search, char *const envp[])
 {
-	const char *pre = env_get(envp, "LD_PRELOAD");
+	const char *pre = inherit_env_get(envp, "LD_PRELOAD");
 	Dl_info info;
 
 	if (pre == NULL || dladdr((void *)inherit_startup, &info) == 0 || info.dli_fname == NULL ||
 	    strstr(pre, info.dli_fname) == NULL)
 		return 0;
-	if (inherit_hash_str(env_get(envp, ENV_POLICY)) != inherit_policy_hash ||
-	    inherit_hash_str(env_get(envp, ENV_POLICY_FILE)) != inherit_policy_file_hash)
+	if (inherit_hash_str(inherit_env_get(envp, ENV_POLICY)) != inherit_policy_hash ||
+	    inherit_hash_str(inherit_env_get(envp, ENV_POLICY_FILE)) != inherit_policy_file_hash)
 		return 0;
-	return program_preloads(path, search);
+	return inherit_program_preloads(path, search);
 }
 
 struct entries {
@@ -427,7 +427,7 @@ static int gather(struct group **out)
 
 static void build_env(struct inherit_exec *x, char *const envp[], const struct entries *e)
 {
-	const char *old = env_get(envp, INHERIT_ENV);
+	const char *old = inherit_env_get(envp, INHERIT_ENV);
 	size_t n = 0, k = 0, vl;
 
 	for (; envp != NULL && envp[n] != NULL; n++)
@@ -527,7 +527,7 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 			}
 		} else if (g->inherited) {
 			if (adopts < 0)
-				adopts = child_adopts(path, search, envp);
+				adopts = inherit_child_adopts(path, search, envp);
 			/* Handed over only if every inherited fd can be named to the new program.
 			 */
 			int handed =
@@ -547,10 +547,12 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 	pthread_mutex_unlock(&carried_lock);
 	if (e.len > 0)
 		build_env(x, envp, &e);
+	inherit_listeners_prepare(x, path, search, prog, spawn);
 }
 
 void inherit_exec_done(struct inherit_exec *x)
 {
+	inherit_listeners_done(x);
 	free(x->alloc);
 	free(x->var);
 	x->alloc = NULL;

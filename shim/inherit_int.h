@@ -63,6 +63,19 @@ unsigned long inherit_fd_ino(int fd);
 /* Whether FD is an AF_INET or AF_INET6 socket: one resolved symbol (inherit.c). */
 int inherit_inet_stream(int fd);
 
+/* KEY's value in ENVP, or NULL (inherit_exec.c). */
+const char *inherit_env_get(char *const envp[], const char *key);
+
+/*
+ * Whether the program PATH (looked up in PATH when SEARCH) will honour
+ * LD_PRELOAD and call libc: not static, setuid/setgid, with file
+ * capabilities, nor Go (inherit_exec.c).
+ */
+int inherit_program_preloads(const char *path, int search);
+
+/* Whether that program, given ENVP, will load this library with this policy (inherit_exec.c). */
+int inherit_child_adopts(const char *path, int search, char *const envp[]);
+
 /* Records R (a new relayed fd), if the table has room (inherit_relayed.c). */
 void inherit_relayed_add(const struct relayed *r);
 

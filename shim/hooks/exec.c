@@ -205,7 +205,7 @@ HOOK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_action
 	if (shim.policy == NULL)
 		return real.posix_spawn(pid, path, fa, attr, argv, envp);
 	inherit_spawn_prepare(&x, path, argv, envp);
-	rc = real.posix_spawn(pid, path, fa, attr, argv, x.envp);
+	rc = x.refuse ? x.refuse : real.posix_spawn(pid, path, fa, attr, argv, x.envp);
 	inherit_exec_done(&x);
 	return rc;
 }
@@ -220,7 +220,7 @@ HOOK int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actio
 	if (shim.policy == NULL)
 		return real.posix_spawnp(pid, file, fa, attr, argv, envp);
 	inherit_spawn_prepare(&x, file, argv, envp);
-	rc = real.posix_spawnp(pid, file, fa, attr, argv, x.envp);
+	rc = x.refuse ? x.refuse : real.posix_spawnp(pid, file, fa, attr, argv, x.envp);
 	inherit_exec_done(&x);
 	return rc;
 }

@@ -189,6 +189,39 @@ int tls_bio_flush(struct tsess *s)
 	return 0;
 }
 
+size_t tls_bio_kept_end(const struct tsess *s)
+{
+	return s->out != NULL ? s->out_len : 0;
+}
+
+int tls_bio_hold_tickets(struct tsess *s, size_t from)
+{
+	size_t n = tls_bio_kept_end(s) - from;
+
+	if (n == 0)
+		return 0;
+	s->tickets = malloc(n);
+	if (s->tickets == NULL)
+		return -1;
+	memcpy(s->tickets, s->out + from, n);
+	s->tickets_len = n;
+	s->out_len = from;
+	if (s->out_off == s->out_len)
+		out_clear(s);
+	return 0;
+}
+
+/* Queues the held tickets ahead of what is written now. 0, or -1 (out of memory: still held). */
+static int release_tickets(struct tsess *s)
+{
+	if (out_append(s, s->tickets, s->tickets_len) != 0)
+		return -1;
+	free(s->tickets);
+	s->tickets = NULL;
+	s->tickets_len = 0;
+	return 0;
+}
+
 static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 {
 	struct tsess *s = BIO_get_data(b);
@@ -196,6 +229,15 @@ static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 
 	BIO_clear_retry_flags(b);
 	*written = 0;
+	/*
+	 * Held tickets precede any record of ours (the first data, close_notify,
+	 * a key-update reply, an alert): the peer decrypts records in the order
+	 * of their sequence numbers, and the tickets took the first ones.
+	 */
+	if (s->tickets != NULL && release_tickets(s) != 0) {
+		s->sys_errno = ENOMEM;
+		return 0;
+	}
 	if (s->in_read)
 		s->replies++;
 	/* Kept bytes go first: new ones queue behind them to keep the stream in order. */

@@ -69,16 +69,17 @@ struct tsess {
 	size_t out_len, out_off, out_cap;
 	unsigned char *pt; /* plaintext decrypted ahead by a peek; NULL when empty */
 	size_t pt_len, pt_off;
-	int pt_end;      /* TS_CLOSED/TS_EOF met while decrypting ahead, else 0 */
-	char *cache_key; /* client: session cache key; NULL when not caching */
+	int pt_end;             /* TS_CLOSED/TS_EOF met while decrypting ahead, else 0 */
+	char *cache_key;        /* client: session cache key; NULL when not caching */
+	unsigned char *tickets; /* server: TLS 1.3 tickets held for the first write; or NULL */
+	size_t tickets_len;
 	unsigned shutdown_sent : 1;
-	unsigned tickets_sent : 1; /* server: TLS 1.3 tickets queued with the first write */
-	unsigned gather : 1;       /* BIO keeps all output for one send() at the end of an op */
-	unsigned failed : 1;       /* a TS_FATAL happened: the session is dead */
-	unsigned in_more : 1;      /* the last socket read filled its buffer: more may wait */
-	unsigned cb_reason : 1;    /* REASON was set by a callback during the handshake */
-	unsigned in_read : 1;      /* inside SSL_read: records written now are replies */
-	unsigned replies;          /* reply records our reads produced, less data records read */
+	unsigned gather : 1;    /* BIO keeps all output for one send() at the end of an op */
+	unsigned failed : 1;    /* a TS_FATAL happened: the session is dead */
+	unsigned in_more : 1;   /* the last socket read filled its buffer: more may wait */
+	unsigned cb_reason : 1; /* REASON was set by a callback during the handshake */
+	unsigned in_read : 1;   /* inside SSL_read: records written now are replies */
+	unsigned replies;       /* reply records our reads produced, less data records read */
 	char reason[TS_REASON_MAX];
 };
 
@@ -122,6 +123,16 @@ BIO *tls_bio_new(struct tsess *s);
 
 /* Sends S's kept ciphertext: 0 when none is left, TS_WANT_WRITE, TS_SYSERR. */
 int tls_bio_flush(struct tsess *s);
+
+/*
+ * Bytes of kept ciphertext (the offset tls_bio_hold_tickets() takes), and
+ * moves what was kept past FROM aside as S->tickets: the server's TLS 1.3
+ * tickets, written by the call that completed its handshake. They go out
+ * just before the next record written (bio_write()), or never if none is.
+ * Returns 0, or -1 if out of memory (then they stay to be sent now).
+ */
+size_t tls_bio_kept_end(const struct tsess *s);
+int tls_bio_hold_tickets(struct tsess *s, size_t from);
 
 /*
  * Unsent ciphertext past which the session reads nothing more from the peer

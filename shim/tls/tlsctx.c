@@ -250,12 +250,12 @@ static int ctx_server(SSL_CTX *ctx, const struct policy_rule *r, SSL_CTX *old, c
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_sess_set_cache_size(ctx, SERVER_CACHE_SIZE);
 	/*
-	 * TLS 1.3 tickets (RFC 8446 section 4.6.1) go out with the program's
-	 * first write (tsess_io.c), not right after the handshake: bytes the
+	 * TLS 1.3 tickets (RFC 8446 section 4.6.1; OpenSSL's two after a full
+	 * handshake, one after a resumption) go out with the program's first
+	 * write (tsess.c holds them), not right after the handshake: bytes the
 	 * program never sent, arriving at a client that has already closed,
 	 * would turn its FIN into a reset the plain connection never has.
 	 */
-	SSL_CTX_set_num_tickets(ctx, 0);
 	if (old != NULL && SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) > 0)
 		SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
 	OPENSSL_cleanse(keys, sizeof(keys));

@@ -191,25 +191,18 @@ ssize_t tsess_write(struct tsess *s, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	/* The ERR queue is empty here (ERRQ_OP), as SSL_write_ex() needs it. */
-	/* The server's resumption tickets ride along with its first data (tlsctx.c, ctx_server). */
-	if (s->role == TLS_ROLE_SERVER && !s->tickets_sent) {
-		/* As many as OpenSSL sends by itself: two after a full handshake, one to replace
-		 * the ticket a resumption used (each costs a session encryption and a record). */
-		int tickets = SSL_session_reused(s->ssl) ? 1 : 2, ok;
-
-		s->tickets_sent = 1;
-		ok = SSL_version(s->ssl) == TLS1_3_VERSION;
-		for (int i = 0; ok && i < tickets; i++)
-			ok = SSL_new_session_ticket(s->ssl) == 1;
-		if (ok) {
-			s->gather = 1;
-			ret = SSL_write_ex(s->ssl, buf, n, &written);
-			s->gather = 0;
-			/* Accepted bytes are committed; what the kernel did not take waits. */
-			if (tls_bio_flush(s) == TS_SYSERR && ret == 1)
-				s->sys_errno = 0;
-			goto done;
-		}
+	/*
+	 * The server's resumption tickets (held since the handshake, tsess.c) ride
+	 * along with its first data, in one send (tlsctx.c, ctx_server).
+	 */
+	if (s->tickets != NULL) {
+		s->gather = 1;
+		ret = SSL_write_ex(s->ssl, buf, n, &written);
+		s->gather = 0;
+		/* Accepted bytes are committed; what the kernel did not take waits. */
+		if (tls_bio_flush(s) == TS_SYSERR && ret == 1)
+			s->sys_errno = 0;
+		goto done;
 	}
 	ret = SSL_write_ex(s->ssl, buf, n, &written);
 done:
