@@ -303,7 +303,7 @@ static void bucket_seal(struct bucket *b, struct clashes *cl)
 {
 	size_t i;
 
-	/* Most buckets hold one rule: no call (a process start binds and faults in what it calls). */
+	/* Most buckets hold one rule: no call (a start binds and faults in what it calls). */
 	if (b->n > 1)
 		qsort(b->v, b->n, sizeof(*b->v), rule_port_cmp);
 	b->n_one = 0;
