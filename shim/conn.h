@@ -59,6 +59,7 @@ struct conn {
 	atomic_int user_nodelay;  /* (A) TCP_NODELAY as the program believes it is set */
 	atomic_uint rd_eagain;    /* (A) reads ending in EAGAIN or short, FIONREADs (ET epoll) */
 	atomic_uint wr_eagain;    /* (A) writes that ended in EAGAIN or short */
+	atomic_int et_rearm;      /* (A) FIONREAD told less than the kernel may hold */
 	atomic_int io_family; /* (A) enum ts_io of the program's latest I/O call (conn_set_io) */
 	int err;              /* (L) errno of I/O once FAILED */
 	int so_error;         /* (L) pending SO_ERROR (cleared when read), like a socket */

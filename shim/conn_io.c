@@ -664,6 +664,13 @@ int conn_readable_bytes(struct conn *c)
 		/* Decrypt what has arrived, so the count is what a read would return. */
 		(void)conn_step_recv(c, NULL, TS_PEEK_MAX, MSG_PEEK, &want); /* errors: the state */
 		n = c->state == CONN_OPEN ? (int)E->pending(c->ts) : 0;
+		/*
+		 * At most TS_PEEK_MAX is decrypted to count: the kernel may hold
+		 * more, whose edge epoll gave already. Its entry is re-armed at the
+		 * next wait, so that the program that read N hears of the rest.
+		 */
+		if (c->state == CONN_OPEN && E->more_input(c->ts))
+			atomic_store_explicit(&c->et_rearm, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&c->lock);
 	/*

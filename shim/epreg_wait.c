@@ -130,6 +130,9 @@ static int drain_dirty(struct epset *s, struct reg **syn)
 		if (!r->armed)
 			continue;
 		ready = (uint16_t)conn_poll_prepare(r->c, (short)(r->uev & USER_EVENTS), &kev);
+		/* A MOD makes the kernel look at the socket again: a new edge for what it holds. */
+		if (atomic_exchange_explicit(&r->c->et_rearm, 0, memory_order_relaxed))
+			r->kev = 0;
 		/* On failure r->kev keeps the old mask: the next pass tries again. */
 		(void)ep_sync_kernel(r, (uint16_t)kev);
 		watch_deadline(r);

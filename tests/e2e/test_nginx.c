@@ -3,15 +3,16 @@
  * configuration) under the shim: `accept 127.0.0.1:PORT tls` makes it an
  * HTTPS server, a `connect` rule makes its proxy_pass a TLS client. Each test
  * writes its own nginx.conf, pid file and logs into a temporary prefix and
- * runs nginx unprivileged from there (`master_process on`, workers forked as
- * in production); curl, verifying the server against the test CA, is the
- * client and runs without the shim.
+ * runs nginx from there, touching nothing in /etc or /var (`master_process
+ * on`, workers forked as in production); curl, verifying the server against
+ * the test CA, is the client and runs without the shim.
  *
  * What a user checks: status codes, the exact bytes (SHA-256) of files and
  * uploads, how many TCP connections curl made, what nginx logged, and that
- * nothing leaves in cleartext. Every wait is bounded; every nginx a test
- * starts is stopped in the suite's fini (SIGQUIT, then SIGKILL to its process
- * group), also when the test failed.
+ * nothing leaves in cleartext. The nginx_like suite does what found each bug
+ * in nginx with small Python programs, so that the class is covered. Every
+ * wait is bounded; every nginx a test starts is stopped in the suite's fini
+ * (SIGQUIT, then SIGKILL to its process group), also when the test failed.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -39,6 +40,7 @@ static void stop_all(void);
 TestSuite(nginx_serve, .fini = stop_all, .timeout = 180);
 TestSuite(nginx_signals, .fini = stop_all, .timeout = 180);
 TestSuite(nginx_client, .fini = stop_all, .timeout = 120);
+TestSuite(nginx_like, .fini = stop_all, .timeout = 120);
 
 /* ---- nginx instances, and their clean-up ------------------------------------------ */
 
@@ -600,7 +602,8 @@ Test(nginx_signals, reload_keeps_serving_tls_and_old_workers_exit)
 	pid_t old[8], now[8];
 	int nold, nnow, stale = 0;
 	struct h_proc p;
-	int status;
+	struct h_env env;
+	int status, rc;
 
 	write_conf(n, 2, 0, NULL, NULL);
 	ngx_start(n, accept_rule(n), 2);
@@ -618,8 +621,17 @@ Test(nginx_signals, reload_keeps_serving_tls_and_old_workers_exit)
 	c2[7] = '2';
 	cr_assert_eq(h_write_file(h_fmt("%s/nginx.conf", n->dir), conf, strlen(conf)), 0);
 	free(conf);
-	cr_assert_eq(kill(n->master, SIGHUP), 0, "kill -HUP");
-	cr_expect(wait_gone(old, nold, WAIT_MS), "expected the old workers to exit after SIGHUP");
+	/* `nginx -s reload` (from the same environment) sends the master SIGHUP. */
+	ngx_env(&env, n, accept_rule(n));
+	rc = h_run(&p,
+		   ARGV(NGINX, "-p", (char *)n->dir, "-c", h_fmt("%s/nginx.conf", n->dir), "-e",
+			h_fmt("%s/error.log", n->dir), "-s", "reload"),
+		   &env, WAIT_MS);
+	h_env_free(&env);
+	cr_assert_eq(rc, 0, "expected nginx -s reload to succeed, it exited %d:\n%s", rc, p.err);
+	h_proc_free(&p);
+	cr_expect(wait_gone(old, nold, WAIT_MS),
+		  "expected the old workers to exit after the reload");
 	nnow = wait_workers(n->master, 2, now, 8);
 	for (int i = 0; i < nnow; i++)
 		for (int j = 0; j < nold; j++)
@@ -848,4 +860,308 @@ Test(nginx_serve, plain_http_client_is_refused_and_never_logged)
 	free(access);
 	free(errors);
 	free(body);
+}
+
+/* ---- the same behaviours outside nginx ------------------------------------------------ */
+
+/*
+ * What nginx does that found a bug, done by small Python programs, so that
+ * the class is covered and not only nginx: re-executing on a listener with an
+ * environment of one's own, registering with epoll before connect(), and
+ * edge-triggered reads that stop at a short read or at FIONREAD's count.
+ */
+
+/* A server under the shim (POLICY) with its log in a file of the instance's dir. */
+static struct h_proc *start_py(const struct ngx *n, const char *policy, const char *script,
+			       const char *arg1, const char *arg2, const char *needle)
+{
+	struct h_env env;
+	struct h_proc *p;
+
+	ngx_env(&env, n, policy);
+	h_env_set(&env, "TLSSHIM_LOG", "info");
+	p = h_server(
+	    ARGV(PY, "-c", (char *)script, h_fmt("%d", n->port), (char *)arg1, (char *)arg2), &env,
+	    0, needle);
+	h_env_free(&env);
+	return p;
+}
+
+/*
+ * Listens on 127.0.0.1:PORT, then re-executes PROGRAM (argv[3]; python) on the
+ * listener with an empty environment, as nginx's binary upgrade does, running
+ * SERVE (argv[2]) there with the listener's fd number. With MODE spawn, uses
+ * posix_spawn instead and then serves one request itself.
+ */
+static const char reexec_py[] =
+    "import os, socket, sys\n"
+    "port, serve, prog = int(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
+    "ls = socket.socket()\n"
+    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "ls.bind(('127.0.0.1', port))\n"
+    "ls.listen(16)\n"
+    "os.set_inheritable(ls.fileno(), True)\n"
+    "argv = [prog, '-c', serve, str(ls.fileno())]\n"
+    "if os.environ.get('MODE') == 'spawn':\n"
+    "    try:\n"
+    "        os.posix_spawn(prog, argv, {})\n"
+    "        print('spawned', flush=True)\n"
+    "    except OSError as e:\n"
+    "        print('spawn refused', e.errno == 13, flush=True)\n"
+    "    c, _ = ls.accept()\n"
+    "    c.recv(65536)\n"
+    "    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 7\\r\\n\\r\\nparent\\n')\n"
+    "    c.close()\n"
+    "    sys.exit(0)\n"
+    "print('exec', flush=True)\n"
+    "os.execve(prog, argv, {})\n";
+
+/* The program exec'd on the listener: serves "child\n" over HTTP/1.0, or says why it cannot. */
+static const char serve_py[] =
+    "import socket, sys\n"
+    "ls = socket.socket(fileno=int(sys.argv[1]))\n"
+    "print('child serving', flush=True)\n"
+    "while True:\n"
+    "    try:\n"
+    "        c, _ = ls.accept()\n"
+    "    except OSError as e:\n"
+    "        print('child cannot accept', e.errno, flush=True)\n"
+    "        sys.exit(3)\n"
+    "    c.recv(65536)\n"
+    "    c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 6\\r\\n\\r\\nchild\\n')\n"
+    "    c.close()\n";
+
+Test(nginx_like, reexec_on_a_listener_with_an_empty_environment_keeps_tls)
+{
+	struct ngx *n = ngx_new();
+	struct h_proc *srv = start_py(n, accept_rule(n), reexec_py, serve_py, PY, "child serving");
+	struct h_proc p;
+	char *shimlog;
+	int status = get(&p, n, "x", NULL, NULL);
+
+	cr_expect(status == 200 && strcmp(p.out, "child\n") == 0,
+		  "expected the re-executed program to serve over TLS, got %d %s:\n%s", status,
+		  p.out, p.err);
+	h_proc_free(&p);
+	cr_expect_neq(get_plain(&p, n, "x"), 0,
+		      "expected plain HTTP to the re-executed program's port to fail:\n%s", p.err);
+	h_proc_free(&p);
+	shimlog = log_text(n, "tlsshim.log");
+	cr_expect(strstr(shimlog, "LD_PRELOAD and the TLSSHIM_ variables go along") != NULL,
+		  "expected the shim to say why the new program keeps the library:\n%s", shimlog);
+	free(shimlog);
+	(void)srv;
+}
+
+/* A copy of python3 with the setuid bit: a program the loader would not preload into. */
+static char *setuid_python(void)
+{
+	char *copy = h_fmt("%s/python3-setuid", h_tmpdir());
+	struct h_proc p;
+	int rc = run_client(&p, ARGV("/bin/cp", PY, copy));
+
+	h_proc_free(&p);
+	cr_assert_eq(rc, 0, "cp python3");
+	cr_assert_eq(chmod(copy, 04755), 0, "chmod u+s");
+	return copy;
+}
+
+Test(nginx_like, exec_of_a_program_that_cannot_load_the_library_gets_no_listener)
+{
+	struct ngx *n = ngx_new();
+	char *prog = setuid_python(), *shimlog;
+	struct h_proc *srv = start_py(n, accept_rule(n), reexec_py, serve_py, prog, "exec"), p;
+	int rc;
+
+	h_wait_output(srv, "child cannot accept", WAIT_MS);
+	cr_expect(h_count(srv->out, "child cannot accept") == 1,
+		  "expected the setuid program to find no listener on the fd it inherited:\n%s%s",
+		  srv->out, srv->err);
+	rc = get_plain(&p, n, "x");
+	cr_expect_neq(rc, 0, "expected nothing to serve the port in cleartext:\n%s", p.err);
+	h_proc_free(&p);
+	shimlog = log_text(n, "tlsshim.log");
+	cr_expect(strstr(shimlog, "is a dead socket to the new program") != NULL,
+		  "expected the shim to log the refusal:\n%s", shimlog);
+	free(shimlog);
+}
+
+Test(nginx_like, spawn_of_a_program_that_cannot_load_the_library_is_refused)
+{
+	struct ngx *n = ngx_new();
+	char *prog = setuid_python();
+	struct h_env env;
+	struct h_proc *srv, p;
+	int status;
+
+	ngx_env(&env, n, accept_rule(n));
+	h_env_set(&env, "MODE", "spawn");
+	srv = h_server(
+	    ARGV(PY, "-c", (char *)reexec_py, h_fmt("%d", n->port), (char *)serve_py, prog), &env,
+	    0, "spawn");
+	h_env_free(&env);
+	cr_expect(h_count(srv->out, "spawn refused True") == 1,
+		  "expected posix_spawn of a setuid program inheriting the listener to fail with "
+		  "EACCES:\n%s%s",
+		  srv->out, srv->err);
+	/* The caller keeps its listener, still under TLS. */
+	status = get(&p, n, "x", NULL, NULL);
+	cr_expect(status == 200 && strcmp(p.out, "parent\n") == 0,
+		  "expected the spawning program to go on serving over TLS, got %d %s:\n%s", status,
+		  p.out, p.err);
+	h_proc_free(&p);
+}
+
+/*
+ * A client under the shim that registers its socket with epoll (edge-
+ * triggered) before connect(), as nginx's upstream module does, then sends
+ * a request and reads the answer to its end. MODE nonblock or block.
+ */
+static const char early_epoll_py[] =
+    "import hashlib, select, socket, sys\n"
+    "port, mode = int(sys.argv[1]), sys.argv[2]\n"
+    "s = socket.socket()\n"
+    "ep = select.epoll()\n"
+    "if mode == 'nonblock':\n"
+    "    s.setblocking(False)\n"
+    "ep.register(s.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP |\n"
+    "            select.EPOLLET)\n"
+    "print('connect', s.connect_ex(('127.0.0.1', port)), flush=True)\n"
+    "s.setblocking(False)\n"
+    "req, data = b'GET /data HTTP/1.0\\r\\n\\r\\n', b''\n"
+    "while True:\n"
+    "    if not ep.poll(10):\n"
+    "        print('stalled', len(data), flush=True)\n"
+    "        sys.exit(1)\n"
+    "    try:\n"
+    "        while req:\n"
+    "            req = req[s.send(req):]\n"
+    "        while True:\n"
+    "            d = s.recv(65536)\n"
+    "            if not d:\n"
+    "                body = data.split(b'\\r\\n\\r\\n', 1)[1]\n"
+    "                print('body', len(body), hashlib.sha256(body).hexdigest(), flush=True)\n"
+    "                sys.exit(0)\n"
+    "            data += d\n"
+    "    except BlockingIOError:\n"
+    "        pass\n"
+    "    except OSError as e:\n"
+    "        print('error', e, flush=True)\n"
+    "        sys.exit(2)\n";
+
+Test(nginx_like, epoll_registration_before_connect_then_tls)
+{
+	static const char *modes[] = {"nonblock", "block"};
+	size_t len = 200 * 1000 + 3;
+	int up = h_free_port();
+	char *body = pattern(len, 11), *file = h_fmt("%s/upstream.bin", h_tmpdir());
+
+	cr_assert_eq(h_write_file(file, body, len), 0);
+	h_server(ARGV(PY, "-c", (char *)upstream_py, h_fmt("%d", up), pki("server.pem"),
+		      pki("server.key"), file),
+		 NULL, 0, "listening");
+	for (size_t i = 0; i < 2; i++) {
+		struct h_env env;
+		struct h_proc p;
+		int rc;
+
+		h_env_shim(&env, h_fmt("connect 127.0.0.1:%d tls ca=%s name=localhost", up,
+				       pki("ca.pem")));
+		rc = h_run(
+		    &p, ARGV(PY, "-c", (char *)early_epoll_py, h_fmt("%d", up), (char *)modes[i]),
+		    &env, CLIENT_MS);
+		h_env_free(&env);
+		cr_expect(rc == 0 &&
+			      h_count(p.out, h_fmt("body %zu %s", len, sha256_hex(body, len))) == 1,
+			  "expected the %s client registered with epoll before connect() to get "
+			  "the %zu bytes over TLS, it exited %d:\n%s%s",
+			  modes[i], len, rc, p.out, p.err);
+		h_proc_free(&p);
+	}
+	free(body);
+}
+
+/*
+ * A server under the shim reading one connection with epoll, edge-triggered,
+ * that stops reading as nginx does: at a short read (MODE short, 10000-byte
+ * reads across 16 KB records) or once it has read what FIONREAD said (MODE
+ * fionread). Answers the SHA-256 of TOTAL bytes.
+ */
+static const char et_reader_py[] =
+    "import fcntl, hashlib, select, socket, struct, sys, termios\n"
+    "port, mode, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])\n"
+    "ls = socket.socket()\n"
+    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "ls.bind(('127.0.0.1', port))\n"
+    "ls.listen(4)\n"
+    "print('listening', flush=True)\n"
+    "c, _ = ls.accept()\n"
+    "c.setblocking(False)\n"
+    "ep = select.epoll()\n"
+    "ep.register(c.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)\n"
+    "h, got = hashlib.sha256(), 0\n"
+    "def take(n):\n"
+    "    global got\n"
+    "    try:\n"
+    "        d = c.recv(n)\n"
+    "    except BlockingIOError:\n"
+    "        return 0\n"
+    "    h.update(d)\n"
+    "    got += len(d)\n"
+    "    return len(d)\n"
+    "while got < total:\n"
+    "    if not ep.poll(15):\n"
+    "        print('stalled at', got, flush=True)\n"
+    "        sys.exit(1)\n"
+    "    if mode == 'fionread':\n"
+    "        avail = struct.unpack('i', fcntl.ioctl(c.fileno(), termios.FIONREAD, b'0000'))[0]\n"
+    "        while avail > 0:\n"
+    "            avail -= take(min(avail, 16384))\n"
+    "    else:\n"
+    "        while take(10000) == 10000:\n"
+    "            pass\n"
+    "print('read', got, flush=True)\n"
+    "c.setblocking(True)\n"
+    "c.sendall(h.hexdigest().encode() + b'\\n')\n"
+    "c.close()\n";
+
+/* Sends TOTAL bytes over TLS (verified) and prints the server's answer and its own digest. */
+static const char sender_py[] =
+    "import hashlib, socket, ssl, sys\n"
+    "port, ca, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])\n"
+    "data = bytes(range(256)) * (total // 256)\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=30),\n"
+    "                    server_hostname='localhost')\n"
+    "s.sendall(data)\n"
+    "print('sent', hashlib.sha256(data).hexdigest(), flush=True)\n"
+    "print('answer', s.recv(100).decode().strip(), flush=True)\n";
+
+Test(nginx_like, edge_triggered_reads_that_stop_short_or_at_fionread)
+{
+	static const char *modes[] = {"short", "fionread"};
+	const int total = 2 * 1024 * 1024;
+
+	for (size_t i = 0; i < 2; i++) {
+		struct ngx *n = ngx_new();
+		struct h_proc *srv, p;
+		char *sent, *answer;
+		int rc;
+
+		srv = start_py(n, accept_rule(n), et_reader_py, modes[i], h_fmt("%d", total),
+			       "listening");
+		rc = run_client(&p, ARGV(PY, "-c", (char *)sender_py, h_fmt("%d", n->port),
+					 pki("ca.pem"), h_fmt("%d", total)));
+		sent = h_line_with(p.out, "sent ");
+		answer = h_line_with(p.out, "answer ");
+		h_collect(srv, 200);
+		cr_expect(rc == 0 && sent != NULL && answer != NULL &&
+			      strcmp(sent + 5, answer + 7) == 0,
+			  "expected the %s reader to get all %d bytes, the client said (exit %d):\n"
+			  "%s%s\nthe server:\n%s%s",
+			  modes[i], total, rc, p.out, p.err, srv->out, srv->err);
+		free(sent);
+		free(answer);
+		h_proc_free(&p);
+	}
 }
