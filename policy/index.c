@@ -303,7 +303,9 @@ static void bucket_seal(struct bucket *b, struct clashes *cl)
 {
 	size_t i;
 
-	qsort(b->v, b->n, sizeof(*b->v), rule_port_cmp);
+	/* Most buckets hold one rule: no call (a start binds and faults in what it calls). */
+	if (b->n > 1)
+		qsort(b->v, b->n, sizeof(*b->v), rule_port_cmp);
 	b->n_one = 0;
 	for (i = 0; i < b->n; i++) {
 		const struct policy_rule *r = b->v[i];
@@ -382,7 +384,8 @@ int policy_finish(struct policy *p, struct policy_diags *d)
 		rc = 0;
 	}
 out:
-	free(cl.v);
+	if (cl.v != NULL)
+		free(cl.v);
 	return rc;
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include "conn.h"
@@ -71,8 +72,10 @@ int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg)
 
 	if (arg == NULL)
 		return -EFAULT;
+	/* ARG may be unaligned (Python's fcntl.ioctl passes a byte string): copied, not cast. */
 	if (req == FIONBIO) {
-		conn_set_nonblock(c, *(int *)arg != 0);
+		memcpy(&r, arg, sizeof(r));
+		conn_set_nonblock(c, r != 0);
 		return 0;
 	}
 	r = conn_readable_bytes(c);
@@ -81,7 +84,7 @@ int fdstate_ioctl(struct conn *c, int fd, unsigned long req, void *arg)
 		return real.ioctl(fd, req, arg) < 0 ? -errno : 0;
 	if (r < 0)
 		return r;
-	*(int *)arg = r;
+	memcpy(arg, &r, sizeof(r));
 	return 0;
 }
 

@@ -158,8 +158,12 @@ int inherit_setsockopt(int fd, int level, int opt, const void *val, socklen_t le
 	if (level == IPPROTO_TCP && opt == TCP_NODELAY) {
 		if (val == NULL || len < (socklen_t)sizeof(int))
 			*rc = -EINVAL;
-		else
-			relayed_set_nodelay(r.ino, *(const int *)val != 0);
+		else {
+			int on;
+
+			memcpy(&on, val, sizeof(on)); /* the program's buffer may be unaligned */
+			relayed_set_nodelay(r.ino, on != 0);
+		}
 	}
 	/* Others (IP_TOS, keep-alive timing) are accepted: the relay's socket keeps its own. */
 	return 1;
