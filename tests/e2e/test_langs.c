@@ -713,3 +713,93 @@ Test(langs, clients_against_wrapped_node_server)
 		      ARGV(JAVA, prog("langs_client.java"), sport, (char *)body_path), port, srv,
 		      java, 2, 2);
 }
+
+/* ---- servers that run children while they hold connections --------------------------- */
+
+/*
+ * A server runs a child for every request while the client's connection is
+ * open, then answers on it. The JDK launches children with posix_spawn (the
+ * connections go into a relay) or, with launchMechanism=VFORK, with vfork():
+ * the child closes every fd above 2 before exec. python's subprocess vfork()s
+ * and closes them with close_range(). A vfork()ed child shares the parent's
+ * memory: before, its closes unmapped the parent's wrapped fds from the shim's
+ * tables, and the parent then wrote its answer in cleartext (the client saw
+ * "wrong version number"; curl: "Empty reply from server").
+ */
+static void expect_server_with_children(const char *what, int port, struct h_proc *srv)
+{
+	expect_keepalive(what, port);
+	expect_cleartext_refused(what, port, srv, 0);
+	h_collect(srv, 200);
+	cr_expect_eq(h_count(out_of(srv), "CHILD spawned 0\n"), 4,
+		     "%s: want four children run, it said:\n%s\nstderr:\n%s", what, out_of(srv),
+		     err_of(srv));
+}
+
+static void java_spawning_server(const char *mechanism)
+{
+	int port = h_free_port();
+	struct h_proc *srv;
+
+	need(JAVA, "default-jre-headless");
+	make_body();
+	srv = start(ARGV(JAVA, h_fmt("-Djdk.lang.Process.launchMechanism=%s", mechanism),
+			 prog("langs_httpserver.java"), h_fmt("%d", port), (char *)body_path,
+			 "default", "spawn"),
+		    accept_rule(port));
+	expect_server_with_children(h_fmt("java HttpServer running children (%s)", mechanism), port,
+				    srv);
+}
+
+Test(langs, java_server_runs_children_posix_spawn)
+{
+	java_spawning_server("POSIX_SPAWN");
+}
+
+Test(langs, java_server_runs_children_vfork)
+{
+	java_spawning_server("VFORK");
+}
+
+Test(langs, python_server_runs_subprocess)
+{
+	int port = h_free_port();
+	struct h_proc *srv;
+
+	make_body();
+	srv = start(ARGV(PY, prog("langs_subprocess.py"), h_fmt("%d", port), (char *)body_path),
+		    accept_rule(port));
+	expect_server_with_children("python http.server running subprocess.run", port, srv);
+}
+
+/*
+ * The child gets the connection itself (stdin=conn): it is refused the session
+ * (a vfork()ed child cannot take it), and the server then answers on it. Before,
+ * the stale-entry check in the child (its refusal's socketpair took the number
+ * it had closed) dropped the parent's entry, and the parent's answer went out
+ * in cleartext (the client: "wrong version number").
+ */
+Test(langs, python_subprocess_given_the_connection)
+{
+	int port = h_free_port();
+	struct h_proc *srv, p;
+	struct h_env env;
+	int rc;
+
+	srv = start(ARGV(PY, prog("langs_subprocess_stdin.py"), h_fmt("%d", port)),
+		    accept_rule(port));
+	h_env_init(&env);
+	rc = h_run(&p, ARGV(PY, prog("langs_tls_lines.py"), h_fmt("%d", port), pki("ca.pem"), "hi"),
+		   &env, CLIENT_MS);
+	cr_expect(rc == 0 && strstr(out_of(&p), "LINE got hi\nLINE parent still here\nEOF\n"),
+		  "want the server's two lines over TLS and nothing from the child, got exit %d\n"
+		  "stdout:\n%s\nstderr:\n%s",
+		  rc, out_of(&p), err_of(&p));
+	h_proc_free(&p);
+	h_env_free(&env);
+	cr_expect_eq(h_wait_output(srv, "CHILD ", 10000), 0,
+		     "the server did not run the child:\n%s%s", out_of(srv), err_of(srv));
+	cr_expect(!strstr(out_of(srv), "CHILD 0"),
+		  "the child must not read the connection (it was refused), it said:\n%s%s",
+		  out_of(srv), err_of(srv));
+}
