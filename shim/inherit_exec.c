@@ -429,7 +429,7 @@ static int gather(struct group **out)
 
 	fdtab_foreach(collect_fd, &col);
 	if (col.oom ||
-	    (col.n + nv > 0 && (gs = calloc((size_t)(col.n + nv), sizeof(*gs))) == NULL)) {
+	    (col.n + nv > 0 && (gs = calloc((size_t)col.n + (size_t)nv, sizeof(*gs))) == NULL)) {
 		free(col.fds);
 		return -ENOMEM;
 	}
