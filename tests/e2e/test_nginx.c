@@ -519,6 +519,46 @@ Test(nginx_serve, sendfile_with_tcp_nopush_sends_1mib_and_20mib_intact)
 	free(twenty);
 }
 
+/*
+ * A TLS client (not under the shim) that asks for PATH and then stops
+ * reading for SECONDS: the send buffers fill and nginx's sendfile meets a
+ * full socket.
+ */
+static const char stalled_reader_py[] =
+    "import socket, ssl, sys, time\n"
+    "port, ca, path, secs = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=10),\n"
+    "                    server_hostname='localhost')\n"
+    "s.sendall(b'GET /' + path.encode() + b' HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n')\n"
+    "print('reading stopped after', len(s.recv(4096)), flush=True)\n"
+    "time.sleep(secs)\n";
+
+Test(nginx_serve, a_client_that_stops_reading_does_not_stall_the_worker)
+{
+	struct ngx *n = ngx_new();
+	char *body = www_file(n, "1k", 1024, 12), *big = www_file(n, "20m", 20 * MIB, 13);
+	struct h_env env;
+	struct h_proc *slow;
+
+	/* One worker: a worker blocked on the slow client would serve no one else. */
+	write_conf(n, 1, 0, NULL, NULL);
+	ngx_start(n, accept_rule(n), 1);
+	h_env_init(&env);
+	slow = h_server(ARGV(PY, "-c", (char *)stalled_reader_py, h_fmt("%d", n->port),
+			     pki("ca.pem"), "20m", "60"),
+			&env, 0, "reading stopped");
+	h_env_free(&env);
+	usleep(300000); /* nginx fills the client's window and meets a full socket */
+	for (int i = 0; i < 3; i++)
+		expect_file(n, "1k", body, 1024, "while another client has stopped reading");
+	h_kill(slow);
+	/* And the big file still goes out whole. */
+	expect_file(n, "20m", big, 20 * MIB, "after the stalled client left");
+	free(body);
+	free(big);
+}
+
 Test(nginx_serve, range_requests_get_exactly_the_slice)
 {
 	static const struct {
