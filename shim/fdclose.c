@@ -13,6 +13,7 @@
 #include "epreg.h"
 #include "fdclose.h"
 #include "fdtab.h"
+#include "inherit.h"
 #include "log.h"
 
 void fdclose_release(int fd)
@@ -31,7 +32,17 @@ void fdclose_release(int fd)
 void fdclose_stale(int fd)
 {
 	int saved = errno, last = 0;
-	struct conn *c = fdtab_take(fd);
+	struct conn *c;
+
+	/*
+	 * A vfork()ed child's new fd took a number it closed itself (its fd table
+	 * is its own): the entry is the parent's, alive in the parent.
+	 */
+	if (inherit_vforked()) {
+		errno = saved;
+		return;
+	}
+	c = fdtab_take(fd);
 
 	if (c != NULL) {
 		log_debug("%s: fd %d was closed without the shim (raw system call or another "

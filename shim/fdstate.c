@@ -12,6 +12,7 @@
 #include "fdclose.h"
 #include "fdstate.h"
 #include "fdtab.h"
+#include "inherit.h"
 #include "log.h"
 #include "real.h"
 
@@ -38,8 +39,15 @@ int fdstate_dup(int oldfd, int newfd)
 
 void fdstate_dup_target(int oldfd, int newfd)
 {
+	int logged = newfd == log_fd() && oldfd != newfd;
+
+	if (!logged && (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd))))
+		return;
+	/* A vfork()ed child replaces its own copy: the tables (shared memory) stay the parent's. */
+	if (inherit_vforked())
+		return;
 	/* Our log file's descriptor is about to become something else. */
-	if (newfd == log_fd() && oldfd != newfd)
+	if (logged)
 		log_forget_fd(newfd);
 	if (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd)) ||
 	    real.fcntl(oldfd, F_GETFD) < 0)

@@ -490,3 +490,8 @@ void inherit_fork_child(void)
 {
 	inherit_self_pid = getpid();
 }
+
+int inherit_vforked(void)
+{
+	return inherit_self_pid != 0 && getpid() != inherit_self_pid;
+}

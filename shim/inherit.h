@@ -28,6 +28,16 @@ void inherit_startup(void);
 /* fork() child handler: the process id the exec hooks compare against. */
 void inherit_fork_child(void);
 
+/*
+ * Whether this process is a vfork()ed child (posix_spawn's, subprocess's,
+ * the JDK's VFORK launcher): it shares the parent's memory, so the shim's
+ * tables it sees are the parent's, while its fd table is its own. Closing or
+ * replacing its copies of fds must leave those tables alone. One getpid()
+ * system call: for paths that already know a wrapped fd or the log file is
+ * involved.
+ */
+int inherit_vforked(void);
+
 /* Relayed fds (AF_UNIX sockets standing for a TCP connection) known here. */
 extern atomic_int inherit_nrelayed;
 

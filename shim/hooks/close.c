@@ -16,6 +16,7 @@
 #include "fdstate.h"
 #include "fdtab.h"
 #include "hook.h"
+#include "inherit.h"
 #include "log.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -29,11 +30,15 @@ HOOK int close(int fd)
 		if (real.close == NULL)
 			return (int)real_sys(SYS_close, fd, 0, 0, 0);
 	}
-	if (unlikely(fd == log_fd()))
-		log_forget_fd(fd);
-	if (likely(!fdtab_maybe(fd) && !epreg_fd_maybe(fd)))
+	if (likely(fd != log_fd() && !fdtab_maybe(fd) && !epreg_fd_maybe(fd)))
 		return real.close(fd);
-	fdclose_release(fd);
+	/* A vfork()ed child closes its own copy: the tables (shared memory) stay the parent's. */
+	if (inherit_vforked())
+		return real.close(fd);
+	if (fd == log_fd())
+		log_forget_fd(fd);
+	if (fdtab_maybe(fd) || epreg_fd_maybe(fd))
+		fdclose_release(fd);
 	return real.close(fd);
 }
 HOOK_ALIAS(close, __close)
@@ -67,7 +72,9 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 	}
 	if (first > last || (flags & CLOSE_RANGE_CLOEXEC))
 		return real.close_range(first, last, flags);
-	fdstate_release_range(first, last);
+	/* python's subprocess closes the fds it does not pass in its vfork()ed child. */
+	if (!inherit_vforked())
+		fdstate_release_range(first, last);
 	rc = real.close_range(first, last, flags);
 	return rc;
 }
@@ -78,7 +85,8 @@ HOOK void closefrom(int lowfd)
 	NEED_REAL_OPT(closefrom);
 	if (lowfd < 0)
 		lowfd = 0;
-	fdstate_release_range((unsigned int)lowfd, UINT_MAX);
+	if (!inherit_vforked())
+		fdstate_release_range((unsigned int)lowfd, UINT_MAX);
 	if (real.closefrom != NULL)
 		real.closefrom(lowfd);
 }

@@ -144,16 +144,23 @@ static struct h_proc *start_https(int port)
  * caller) under a connect rule for PORT. Each of LABELS ("" or "CLIENT ") did
  * GET /big, POST /echo, GET /big and must print for each "RESP LABEL N 200
  * BODY_LEN SHA", every body being BODY_LEN bytes with the body's hash; the
- * server must have seen CONNS connections (keep-alive: one per client) and
- * three requests per client.
+ * server (SRV) must have seen CONNS more connections (keep-alive: one per
+ * client) and three more requests per client.
  */
 static void expect_client(const char *what, char *const argv[], int port, struct h_proc *srv,
 			  const char *const labels[], int nlabels, int conns)
 {
+	const char *post = h_fmt("REQ POST /echo %d\n", BODY_LEN);
+	const char *get = h_fmt("REQ GET /big %d\n", BODY_LEN);
+	int conns0, posts0, gets0;
 	struct h_env env;
 	struct h_proc p;
 	int rc;
 
+	h_collect(srv, 0);
+	conns0 = h_count(out_of(srv), "CONN\n");
+	posts0 = h_count(out_of(srv), post);
+	gets0 = h_count(out_of(srv), get);
 	shim_env(&env, connect_rule(port, "localhost"));
 	rc = h_run(&p, argv, &env, CLIENT_MS);
 	cr_expect(rc == 0 && strstr(out_of(&p), "DONE\n"),
@@ -171,13 +178,13 @@ static void expect_client(const char *what, char *const argv[], int port, struct
 		}
 	}
 	h_collect(srv, 200);
-	cr_expect_eq(h_count(out_of(srv), "CONN\n"), conns,
+	cr_expect_eq(h_count(out_of(srv), "CONN\n") - conns0, conns,
 		     "%s: want %d keep-alive connection(s) at the server, it saw %d:\n%s", what,
-		     conns, h_count(out_of(srv), "CONN\n"), out_of(srv));
-	cr_expect_eq(h_count(out_of(srv), h_fmt("REQ POST /echo %d\n", BODY_LEN)), nlabels,
+		     conns, h_count(out_of(srv), "CONN\n") - conns0, out_of(srv));
+	cr_expect_eq(h_count(out_of(srv), post) - posts0, nlabels,
 		     "%s: want %d whole POST bodies at the server, it saw:\n%s", what, nlabels,
 		     out_of(srv));
-	cr_expect_eq(h_count(out_of(srv), h_fmt("REQ GET /big %d\n", BODY_LEN)), 2 * nlabels,
+	cr_expect_eq(h_count(out_of(srv), get) - gets0, 2 * nlabels,
 		     "%s: want %d GETs at the server, it saw:\n%s", what, 2 * nlabels, out_of(srv));
 	h_proc_free(&p);
 	h_env_free(&env);
@@ -586,4 +593,213 @@ Test(langs, node_cluster_round_robin_refused)
 		     err_of(srv));
 	cr_expect(!strstr(out_of(srv), "REQ "),
 		  "node cluster (rr): no request may reach a worker:\n%s", out_of(srv));
+}
+
+/* ---- a blocked read, interrupted the runtime's way ----------------------------------- */
+
+/*
+ * Each program connects under a connect rule to a TLS server that completes the
+ * handshake and never answers, blocks in a read, and gets out of it the way its
+ * runtime does (a signal whose handler dies, a timer thread raising into the
+ * reader, a close or an interrupt from another thread): each must see what it
+ * sees on a plain socket, never hang. Without the shim the server would reset
+ * the cleartext connection and every reader would see that instead.
+ */
+static void expect_interrupted(const char *what, char *const argv[], int port, struct h_proc *srv,
+			       const char *const want[], int nwant, int handshakes)
+{
+	struct h_env env;
+	struct h_proc p;
+	int rc;
+
+	shim_env(&env, connect_rule(port, "localhost"));
+	rc = h_run(&p, argv, &env, CLIENT_MS);
+	cr_expect_eq(rc, 0, "%s: want exit 0, got %d\nstdout:\n%s\nstderr:\n%s", what, rc,
+		     out_of(&p), err_of(&p));
+	for (int i = 0; i < nwant; i++)
+		cr_expect(strstr(out_of(&p), want[i]),
+			  "%s: want \"%s\" (as on a plain socket), got:\nstdout:\n%s\nstderr:\n%s",
+			  what, want[i], out_of(&p), err_of(&p));
+	h_collect(srv, 200);
+	cr_expect_eq(h_count(out_of(srv), "HANDSHAKE\n"), handshakes,
+		     "%s: want %d TLS handshakes at the server, it saw:\n%s", what, handshakes,
+		     out_of(srv));
+	h_proc_free(&p);
+	h_env_free(&env);
+}
+
+static struct h_proc *start_silent(int port)
+{
+	return start(ARGV(PY, prog("langs_silent_tls.py"), h_fmt("%d", port), pki("server.pem"),
+			  pki("server.key")),
+		     NULL);
+}
+
+Test(langs, perl_alarm_interrupts_blocked_read)
+{
+	static const char *const want[] = {"CAUGHT timeout AFTER "};
+	int port = h_free_port();
+
+	need(PERL, "perl");
+	expect_interrupted("perl alarm + die in $SIG{ALRM}",
+			   ARGV(PERL, prog("langs_interrupt.pl"), h_fmt("%d", port)), port,
+			   start_silent(port), want, 1, 1);
+}
+
+Test(langs, ruby_interrupts_blocked_read)
+{
+	static const char *const want[] = {"TIMEOUT Timeout::Error\n", "CLOSE IOError\n",
+					   "RAISE RuntimeError\n"};
+	int port = h_free_port();
+
+	need(RUBY, "ruby");
+	expect_interrupted("ruby Timeout, IO#close, Thread#raise",
+			   ARGV(RUBY, prog("langs_interrupt.rb"), h_fmt("%d", port)), port,
+			   start_silent(port), want, 3, 3);
+}
+
+Test(langs, java_async_close_and_interrupt)
+{
+	static const char *const want[] = {
+	    "SOCKET java.net.SocketException\n",
+	    "CHANNEL java.nio.channels.AsynchronousCloseException\n",
+	    "INTERRUPT java.nio.channels.ClosedByInterruptException\n"};
+	int port = h_free_port();
+
+	need(JAVA, "default-jre-headless");
+	expect_interrupted("java async close, Thread.interrupt",
+			   ARGV(JAVA, prog("langs_interrupt.java"), h_fmt("%d", port)), port,
+			   start_silent(port), want, 3, 3);
+}
+
+Test(langs, node_request_timeout_destroys)
+{
+	static const char *const want[] = {"TIMEOUT\nERROR ECONNRESET socket hang up\nCLOSE\n"};
+	int port = h_free_port();
+
+	need(NODE, "nodejs");
+	expect_interrupted("node http.get timeout + destroy",
+			   ARGV(NODE, prog("langs_interrupt.js"), h_fmt("%d", port)), port,
+			   start_silent(port), want, 1, 1);
+}
+
+/* ---- both ends wrapped: every client against a server under the shim ------------------ */
+
+Test(langs, clients_against_wrapped_node_server)
+{
+	static const char *const one[] = {""};
+	static const char *const java[] = {"httpclient ", "urlconnection "};
+	int port = h_free_port();
+	struct h_proc *srv;
+	char *sport = h_fmt("%d", port);
+
+	need(NODE, "nodejs");
+	need(RUBY, "ruby");
+	need(PERL, "perl");
+	need(JAVA, "default-jre-headless");
+	make_body();
+	srv =
+	    start(ARGV(NODE, prog("langs_server.js"), sport, (char *)body_path), accept_rule(port));
+	expect_client("ruby Net::HTTP to a wrapped node server",
+		      ARGV(RUBY, prog("langs_client.rb"), sport, (char *)body_path), port, srv, one,
+		      1, 1);
+	expect_client("perl HTTP::Tiny to a wrapped node server",
+		      ARGV(PERL, prog("langs_client.pl"), sport, (char *)body_path), port, srv, one,
+		      1, 1);
+	expect_client("node http.request to a wrapped node server",
+		      ARGV(NODE, prog("langs_client.js"), sport, (char *)body_path), port, srv, one,
+		      1, 1);
+	expect_client("java clients to a wrapped node server",
+		      ARGV(JAVA, prog("langs_client.java"), sport, (char *)body_path), port, srv,
+		      java, 2, 2);
+}
+
+/* ---- servers that run children while they hold connections --------------------------- */
+
+/*
+ * A server runs a child for every request while the client's connection is
+ * open, then answers on it. The JDK launches children with posix_spawn (the
+ * connections go into a relay) or, with launchMechanism=VFORK, with vfork():
+ * the child closes every fd above 2 before exec. python's subprocess vfork()s
+ * and closes them with close_range(). A vfork()ed child shares the parent's
+ * memory: before, its closes unmapped the parent's wrapped fds from the shim's
+ * tables, and the parent then wrote its answer in cleartext (the client saw
+ * "wrong version number"; curl: "Empty reply from server").
+ */
+static void expect_server_with_children(const char *what, int port, struct h_proc *srv)
+{
+	expect_keepalive(what, port);
+	expect_cleartext_refused(what, port, srv, 0);
+	h_collect(srv, 200);
+	cr_expect_eq(h_count(out_of(srv), "CHILD spawned 0\n"), 4,
+		     "%s: want four children run, it said:\n%s\nstderr:\n%s", what, out_of(srv),
+		     err_of(srv));
+}
+
+static void java_spawning_server(const char *mechanism)
+{
+	int port = h_free_port();
+	struct h_proc *srv;
+
+	need(JAVA, "default-jre-headless");
+	make_body();
+	srv = start(ARGV(JAVA, h_fmt("-Djdk.lang.Process.launchMechanism=%s", mechanism),
+			 prog("langs_httpserver.java"), h_fmt("%d", port), (char *)body_path,
+			 "default", "spawn"),
+		    accept_rule(port));
+	expect_server_with_children(h_fmt("java HttpServer running children (%s)", mechanism), port,
+				    srv);
+}
+
+Test(langs, java_server_runs_children_posix_spawn)
+{
+	java_spawning_server("POSIX_SPAWN");
+}
+
+Test(langs, java_server_runs_children_vfork)
+{
+	java_spawning_server("VFORK");
+}
+
+Test(langs, python_server_runs_subprocess)
+{
+	int port = h_free_port();
+	struct h_proc *srv;
+
+	make_body();
+	srv = start(ARGV(PY, prog("langs_subprocess.py"), h_fmt("%d", port), (char *)body_path),
+		    accept_rule(port));
+	expect_server_with_children("python http.server running subprocess.run", port, srv);
+}
+
+/*
+ * The child gets the connection itself (stdin=conn): it is refused the session
+ * (a vfork()ed child cannot take it), and the server then answers on it. Before,
+ * the stale-entry check in the child (its refusal's socketpair took the number
+ * it had closed) dropped the parent's entry, and the parent's answer went out
+ * in cleartext (the client: "wrong version number").
+ */
+Test(langs, python_subprocess_given_the_connection)
+{
+	int port = h_free_port();
+	struct h_proc *srv, p;
+	struct h_env env;
+	int rc;
+
+	srv = start(ARGV(PY, prog("langs_subprocess_stdin.py"), h_fmt("%d", port)),
+		    accept_rule(port));
+	h_env_init(&env);
+	rc = h_run(&p, ARGV(PY, prog("langs_tls_lines.py"), h_fmt("%d", port), pki("ca.pem"), "hi"),
+		   &env, CLIENT_MS);
+	cr_expect(rc == 0 && strstr(out_of(&p), "LINE got hi\nLINE parent still here\nEOF\n"),
+		  "want the server's two lines over TLS and nothing from the child, got exit %d\n"
+		  "stdout:\n%s\nstderr:\n%s",
+		  rc, out_of(&p), err_of(&p));
+	h_proc_free(&p);
+	h_env_free(&env);
+	cr_expect_eq(h_wait_output(srv, "CHILD ", 10000), 0,
+		     "the server did not run the child:\n%s%s", out_of(srv), err_of(srv));
+	cr_expect(!strstr(out_of(srv), "CHILD 0"),
+		  "the child must not read the connection (it was refused), it said:\n%s%s",
+		  out_of(srv), err_of(srv));
 }

@@ -2,8 +2,8 @@
 // argv: port body-file.
 //   GET /big    -> 200 with the body file
 //   POST /echo  -> 200 with the request body sent back
-// Prints "READY" once listening, "REQ METHOD PATH LENGTH" for each request and
-// "ERR CODE" when a client's connection fails.
+// Prints "READY" once listening, "CONN" for each connection, "REQ METHOD PATH
+// LENGTH" for each request and "ERR CODE" when a client's connection fails.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -34,6 +34,7 @@ const server = http.createServer((req, res) => {
     }
   });
 });
+server.on('connection', () => console.log('CONN'));
 server.on('clientError', (err, socket) => {
   console.log(`ERR ${err.code || err.message}`);
   socket.destroy();
