@@ -872,6 +872,56 @@ Test(nginx_client, wrong_upstream_name_is_502_and_nothing_in_cleartext)
 	free(body);
 }
 
+/*
+ * An HTTP/1.1 upstream over TLS (Python's ssl, not the shim) that keeps
+ * connections alive and logs, per request, the client port it came from.
+ */
+static const char keepalive_upstream_py[] =
+    "import functools, http.server, ssl, sys\n"
+    "port, cert, key, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]\n"
+    "class H(http.server.SimpleHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def log_message(self, fmt, *a):\n"
+    "        print('request from port', self.client_address[1], flush=True)\n"
+    "s = http.server.ThreadingHTTPServer(('127.0.0.1', port),\n"
+    "                                    functools.partial(H, directory=root))\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(cert, key)\n"
+    "s.socket = ctx.wrap_socket(s.socket, server_side=True)\n"
+    "print('listening', flush=True)\n"
+    "s.serve_forever()\n";
+
+Test(nginx_client, upstream_keepalive_reuses_one_tls_connection)
+{
+	struct ngx *n = ngx_new();
+	int up = h_free_port();
+	char *root = (char *)h_tmpdir(), *body = pattern(MIB, 14), *first;
+	struct h_proc *u;
+
+	cr_assert_eq(h_write_file(h_fmt("%s/data", root), body, MIB), 0);
+	u = h_server(ARGV(PY, "-c", (char *)keepalive_upstream_py, h_fmt("%d", up),
+			  pki("server.pem"), pki("server.key"), root),
+		     NULL, 0, "listening");
+	/* nginx's upstream keepalive pool: idle TLS connections kept and used again. */
+	write_conf(n, 1, 0, h_fmt("upstream tls_up { server 127.0.0.1:%d; keepalive 4; }", up),
+		   "location /up/ { proxy_pass http://tls_up/; proxy_http_version 1.1; "
+		   "proxy_set_header Connection \"\"; }");
+	ngx_start(n,
+		  h_fmt("%s\nconnect 127.0.0.1:%d tls ca=%s name=localhost", accept_rule(n), up,
+			pki("ca.pem")),
+		  1);
+	for (int i = 0; i < 4; i++)
+		expect_file(n, "up/data", body, MIB, "(through a kept-alive TLS upstream)");
+	usleep(1500000); /* idle in the pool: the session may get tickets, a close check */
+	expect_file(n, "up/data", body, MIB, "(after the upstream connection idled)");
+	h_collect(u, 200);
+	first = h_line_with(u->out, "request from port");
+	cr_expect(first != NULL && h_count(u->out, first) == 5,
+		  "expected all 5 requests on one upstream TLS connection:\n%s", u->out);
+	free(first);
+	free(body);
+}
+
 /* ---- 7. a cleartext client on the wrapped port ---------------------------------------- */
 
 Test(nginx_serve, plain_http_client_is_refused_and_never_logged)
