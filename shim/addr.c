@@ -47,19 +47,26 @@ int ep_from_sockaddr(struct ep *ep, const struct sockaddr *sa, socklen_t len)
 	} else {
 		return -1;
 	}
-	inet_ntop(ep->family, ep->addr, ep->text, sizeof(ep->text));
 	return 0;
+}
+
+const char *ep_text(const struct ep *ep, char *buf)
+{
+	if (inet_ntop(ep->family, ep->addr, buf, EP_TEXT_MAX) == NULL)
+		memcpy(buf, "?", 2);
+	return buf;
 }
 
 void ep_describe(const struct ep *ep, const char *name, char *buf, size_t len)
 {
 	const char *lb = ep->family == AF_INET6 ? "[" : "";
 	const char *rb = ep->family == AF_INET6 ? "]" : "";
+	char t[EP_TEXT_MAX];
 
 	if (name != NULL)
-		snprintf(buf, len, "%s:%u (%s)", name, ep->port, ep->text);
+		snprintf(buf, len, "%s:%u (%s)", name, ep->port, ep_text(ep, t));
 	else
-		snprintf(buf, len, "%s%s%s:%u", lb, ep->text, rb, ep->port);
+		snprintf(buf, len, "%s%s%s:%u", lb, ep_text(ep, t), rb, ep->port);
 }
 
 int fd_is_tcp(int fd)

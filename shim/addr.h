@@ -13,8 +13,17 @@ struct ep {
 	int family;             /* AF_INET or AF_INET6 (IPv4-mapped IPv6 becomes AF_INET) */
 	unsigned char addr[16]; /* network order */
 	uint16_t port;
-	char text[48]; /* numeric address, no brackets */
 };
+
+/* The numeric address, no brackets (room for INET6_ADDRSTRLEN). */
+#define EP_TEXT_MAX 48
+
+/*
+ * EP's numeric address into BUF (EP_TEXT_MAX bytes). Made when asked for, not
+ * by ep_from_sockaddr(): inet_ntop() is a sprintf, and most connections never
+ * print their addresses.
+ */
+const char *ep_text(const struct ep *ep, char *buf);
 
 /*
  * Fills EP from SA. Returns 0, or -1 if SA is not an AF_INET/AF_INET6 address

@@ -64,7 +64,7 @@ void conn_put(struct conn *c)
 		munmap((void *)c->claim_word, sizeof(*c->claim_word));
 	pthread_mutex_destroy(&c->lock);
 	free(c->peer_name);
-	free(c->desc);
+	free(atomic_load_explicit(&c->desc, memory_order_relaxed));
 	free(c->early);
 	free(p);
 }
@@ -79,10 +79,15 @@ static struct conn *conn_alloc(int fd, const struct policy_rule *rule, const cha
 	if (p == NULL)
 		return NULL;
 	c = &p->c;
-	c->desc = strdup(desc);
-	if (c->desc == NULL) {
-		free(p);
-		return NULL;
+	atomic_init(&c->desc, NULL);
+	if (desc != NULL) {
+		char *d = strdup(desc);
+
+		if (d == NULL) {
+			free(p);
+			return NULL;
+		}
+		atomic_init(&c->desc, d);
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	atomic_init(&c->refs, 1);
@@ -222,8 +227,38 @@ nomem:
 	return NULL;
 }
 
+const char *conn_accept_desc(const struct ep ends[2], char *buf)
+{
+	char l[80], p[80] = "?";
+
+	ep_describe(&ends[0], NULL, l, sizeof(l));
+	if (ends[1].family != 0)
+		ep_describe(&ends[1], NULL, p, sizeof(p));
+	snprintf(buf, CONN_ACCEPT_DESC_MAX, "accept %s from %s", l, p);
+	return buf;
+}
+
+const char *conn_desc(struct conn *c)
+{
+	char *d = atomic_load_explicit(&c->desc, memory_order_acquire), *none = NULL;
+	char buf[CONN_ACCEPT_DESC_MAX];
+
+	if (d != NULL)
+		return d;
+	/* Two threads may both make it; one copy is kept. */
+	d = strdup(conn_accept_desc(c->ends, buf));
+	if (d == NULL)
+		return "accept (out of memory)";
+	if (!atomic_compare_exchange_strong_explicit(&c->desc, &none, d, memory_order_acq_rel,
+						     memory_order_acquire)) {
+		free(d);
+		return none;
+	}
+	return d;
+}
+
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int user_nodelay, int *err)
+			     const struct ep ends[2], int user_nonblock, int user_nodelay, int *err)
 {
 	struct conn *c;
 
@@ -236,6 +271,10 @@ struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char 
 	if (c == NULL) {
 		*err = ENOMEM;
 		return NULL;
+	}
+	if (desc == NULL) {
+		c->ends[0] = ends[0];
+		c->ends[1] = ends[1];
 	}
 	c->role = TLS_ROLE_SERVER;
 	c->state = rule->action == POLICY_AUTO ? CONN_AUTO_DETECT : CONN_HANDSHAKE;
@@ -342,7 +381,7 @@ int conn_claim(struct conn *c)
 		c->claim = CLAIM_LOST;
 		log_warn("%s: another process has used this connection since fork(): "
 			 "this one gets ECONNRESET",
-			 c->desc);
+			 conn_desc(c));
 	}
 	if (conn_claim_needed(c)) {
 		c->state = CONN_FAILED;
@@ -366,7 +405,7 @@ static void claim_fork_prepare(struct conn *c)
 			/* Without shared memory the parent keeps it; the child loses (child
 			 * handler). */
 			log_warn("%s: no shared memory for fork(): %s; the child cannot use it",
-				 c->desc, strerror(errno));
+				 conn_desc(c), strerror(errno));
 			return;
 		}
 		c->claim_word = m;

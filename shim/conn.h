@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "addr.h"
 #include "engine.h"
 #include "policy.h"
 
@@ -95,9 +96,12 @@ struct conn {
 	unsigned char *hold; /* (L) plaintext gathered for one record (TCP_CORK, MSG_MORE) */
 	size_t hold_len;     /* (L) */
 	char *peer_name;     /* (I) client: SNI / verified name, or NULL */
-	char *desc;          /* (I) "connect api.internal:443 (10.1.2.3)" for log lines */
-	char peer_addr[48];  /* (I) */
-	uint16_t port;       /* (I) */
+	/* (A) "connect api.internal:443 (10.1.2.3)" for log lines; read with conn_desc() */
+	_Atomic(char *) desc;
+	struct ep
+	    ends[2]; /* (I) accepted without a DESC: local and peer address, for conn_desc() */
+	char peer_addr[48]; /* (I) */
+	uint16_t port;      /* (I) */
 };
 
 /* How long a connect waits for the handshake after TCP has connected. */
@@ -130,11 +134,21 @@ struct conn *conn_new_client(int fd, const struct policy_rule *rule, const char 
 
 /*
  * A server connection on an accepted socket; the handshake waits for the first
- * I/O. USER_NONBLOCK: the socket already has O_NONBLOCK (accept4 with
- * SOCK_NONBLOCK); USER_NODELAY: its TCP_NODELAY, or -1 if not known.
+ * I/O. DESC is its log prefix, or NULL to make "accept LOCAL from PEER" from
+ * ENDS when a line first needs it. USER_NONBLOCK: the socket already has
+ * O_NONBLOCK (accept4 with SOCK_NONBLOCK); USER_NODELAY: its TCP_NODELAY, or
+ * -1 if not known.
  */
 struct conn *conn_new_server(int fd, const struct policy_rule *rule, const char *desc,
-			     int user_nonblock, int user_nodelay, int *err);
+			     const struct ep ends[2], int user_nonblock, int user_nodelay,
+			     int *err);
+
+/* C's log prefix ("connect api.internal:443 (10.1.2.3)", "accept A from B"). */
+const char *conn_desc(struct conn *c);
+
+/* "accept LOCAL from PEER" of ENDS (a peer of family 0: "?") into BUF, returned. */
+#define CONN_ACCEPT_DESC_MAX 200
+const char *conn_accept_desc(const struct ep ends[2], char *buf);
 
 /*
  * Connects the client socket. A blocking connect returns when TCP has

@@ -30,9 +30,9 @@ static void note_eof(struct conn *c, ssize_t how)
 		return;
 	c->rd_eof = 1;
 	if (how == TS_CLOSED)
-		log_debug("%s: peer closed the connection (close_notify)", c->desc);
+		log_debug("%s: peer closed the connection (close_notify)", conn_desc(c));
 	else
-		log_info("%s: peer closed the connection without close_notify", c->desc);
+		log_info("%s: peer closed the connection without close_notify", conn_desc(c));
 }
 
 /*

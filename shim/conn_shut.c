@@ -54,7 +54,7 @@ static void send_close_notify(struct conn *c, int wait_ms)
 			return;
 		rc = E->flush(c->ts);
 	}
-	log_debug("%s: sent close_notify", c->desc);
+	log_debug("%s: sent close_notify", conn_desc(c));
 }
 
 int conn_shutdown(struct conn *c, int how)
@@ -156,7 +156,7 @@ static void finish_early(struct conn *c, int wait_ms)
 	if (conn_early_held(c) > 0)
 		log_warn(
 		    "%s: closed before the handshake completed: %zu bytes written were not sent",
-		    c->desc, conn_early_held(c));
+		    conn_desc(c), conn_early_held(c));
 }
 
 /*

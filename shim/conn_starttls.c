@@ -104,12 +104,12 @@ int conn_step_starttls(struct conn *c, short *want)
 			continue;
 		}
 		case STLS_TLS:
-			log_debug("%s: starttls=%s: upgraded; TLS handshake next", c->desc,
+			log_debug("%s: starttls=%s: upgraded; TLS handshake next", conn_desc(c),
 				  policy_starttls_str(s->proto));
 			c->state = CONN_HANDSHAKE;
 			return 0;
 		case STLS_PLAIN:
-			log_info("%s: cleartext client (auto, starttls=%s)", c->desc,
+			log_info("%s: cleartext client (auto, starttls=%s)", conn_desc(c),
 				 policy_starttls_str(s->proto));
 			c->state = CONN_PLAIN;
 			stats_decided(c->rule, POLICY_PLAIN);
@@ -231,11 +231,11 @@ ssize_t conn_smtp_srv_recv(struct conn *c, void *buf, size_t len, int flags, sho
 			free(c->st);
 			c->st = NULL;
 			stats_decided(c->rule, POLICY_PLAIN);
-			log_info("%s: cleartext client (auto, starttls=smtp)", c->desc);
+			log_info("%s: cleartext client (auto, starttls=smtp)", conn_desc(c));
 			return -EALREADY;
 		case STLS_TLS:
 			log_debug("%s: starttls=smtp: the client sent STARTTLS; TLS handshake next",
-				  c->desc);
+				  conn_desc(c));
 			c->state = CONN_HANDSHAKE;
 			free(c->st); /* nothing is left in it: lines are taken one at a time */
 			c->st = NULL;

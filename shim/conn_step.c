@@ -108,7 +108,7 @@ int conn_out_flush(struct conn *c)
 	c->notify_sent = 1;
 	c->shut_pending = 0;
 	real.shutdown(c->fd, c->rd_shut ? SHUT_RDWR : SHUT_WR);
-	log_debug("%s: sent close_notify", c->desc);
+	log_debug("%s: sent close_notify", conn_desc(c));
 	return 0;
 }
 
@@ -118,11 +118,11 @@ int conn_out_flush(struct conn *c)
  */
 int conn_fail_at(struct conn *c, int level, const char *reason)
 {
-	log_msg(level, "%s: %s", c->desc, reason);
+	log_at(level, "%s: %s", conn_desc(c), reason);
 	stats_failed(c->rule, reason);
 	if (c->early_len > c->early_off)
-		log_msg(level, "%s: %zu bytes written before the handshake failed were discarded",
-			c->desc, c->early_len - c->early_off);
+		log_at(level, "%s: %zu bytes written before the handshake failed were discarded",
+		       conn_desc(c), c->early_len - c->early_off);
 	early_free(c);
 	c->shut_pending = 0;
 	if (c->ts != NULL)
@@ -225,7 +225,7 @@ static int step_connect(struct conn *c, short *want)
 		err = errno;
 	if (err != 0) {
 		/* A TCP failure, not a TLS one: the program sees it as it is. */
-		log_info("%s: %s", c->desc, strerror(err));
+		log_info("%s: %s", conn_desc(c), strerror(err));
 		c->state = CONN_FAILED;
 		c->err = err;
 		c->so_error = err;
@@ -265,7 +265,7 @@ static void connect_wait_check(struct conn *c, uint64_t now)
 	if (c->early_open || c->connect_wait_ns == 0 || now < c->connect_wait_ns)
 		return;
 	c->early_open = 1;
-	log_debug("%s: connected; the handshake goes on in the next I/O", c->desc);
+	log_debug("%s: connected; the handshake goes on in the next I/O", conn_desc(c));
 }
 
 /*
@@ -322,7 +322,7 @@ static int step_handshake(struct conn *c, short *want)
 		if (log_enabled(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG)) {
 			E->describe(c->ts, why, sizeof(why));
 			log_msg(c->role == TLS_ROLE_CLIENT ? LOG_LVL_INFO : LOG_LVL_DEBUG,
-				"%s: TLS established: %s", c->desc, why);
+				"%s: TLS established: %s", conn_desc(c), why);
 		}
 		return 0;
 	case TS_WANT_READ:
@@ -369,15 +369,15 @@ static int step_auto(struct conn *c, short *want)
 	}
 	if (n > 0 && b[0] == 0x16 && (n < 2 || b[1] == 0x03)) {
 		c->state = CONN_HANDSHAKE;
-		log_debug("%s: client speaks TLS (auto)", c->desc);
+		log_debug("%s: client speaks TLS (auto)", conn_desc(c));
 		return 0;
 	}
 	c->state = CONN_PLAIN;
 	stats_decided(c->rule, POLICY_PLAIN);
 	if (n == 0)
-		log_debug("%s: the client closed before sending anything (auto)", c->desc);
+		log_debug("%s: the client closed before sending anything (auto)", conn_desc(c));
 	else
-		log_info("%s: cleartext client (auto)", c->desc);
+		log_info("%s: cleartext client (auto)", conn_desc(c));
 	return 0;
 }
 

@@ -47,7 +47,7 @@ void fdclose_stale(int fd)
 	if (c != NULL) {
 		log_debug("%s: fd %d was closed without the shim (raw system call or another "
 			  "library) and now names a new file: its entry is dropped",
-			  c->desc, fd);
+			  conn_desc(c), fd);
 		last = conn_forget_fd(c, fd);
 	}
 	epreg_fd_stale(fd, c, last);

@@ -122,8 +122,8 @@ int fdstate_aio_refused(int fd, const char *call)
 
 	if (c == NULL)
 		return 0;
-	log_error("%s: %s on fd %d refused: POSIX AIO would move its bytes past TLS", c->desc, call,
-		  fd);
+	log_error("%s: %s on fd %d refused: POSIX AIO would move its bytes past TLS", conn_desc(c),
+		  call, fd);
 	conn_put(c);
 	return 1;
 }

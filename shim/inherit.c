@@ -241,10 +241,13 @@ static const struct policy_rule *match_connect(const struct ep *peer, const char
 	q.port = peer->port;
 	if (hint != NULL && name_is_peer(hint, peer))
 		q.name = hint;
-	else if (hint != NULL && hint[0] != '\0')
+	else if (hint != NULL && hint[0] != '\0') {
+		char t[EP_TEXT_MAX];
+
 		log_warn("connect %s:%u: inherited with the name \"%s\", which does not resolve "
 			 "to it: decided by address only",
-			 peer->text, peer->port, hint);
+			 ep_text(peer, t), peer->port, hint);
+	}
 	q.alt_names = alt;
 	q.n_alt = names_self(shim.policy, POLICY_CONNECT, peer->family, peer->addr, alt, 8);
 	r = policy_match(shim.policy, &q, &m);
@@ -283,7 +286,7 @@ static void wrap(const int *fds, size_t n, const struct policy_rule *r, int clie
 		 const char *name, const struct ep *local, const struct ep *peer,
 		 const struct hint *h)
 {
-	char l[80], p[NAMES_MAX_NAME + 80], desc[NAMES_MAX_NAME + 200];
+	char l[80], p[NAMES_MAX_NAME + 80], desc[NAMES_MAX_NAME + 200], t[EP_TEXT_MAX];
 	struct conn *c;
 	int err = 0, fl = real.fcntl(fds[0], F_GETFL);
 
@@ -294,9 +297,9 @@ static void wrap(const int *fds, size_t n, const struct policy_rule *r, int clie
 	else
 		snprintf(desc, sizeof(desc), "accept %s from %s", l, p);
 	if (client)
-		c = conn_new_client(fds[0], r, name, peer->text, peer->port, desc, &err);
+		c = conn_new_client(fds[0], r, name, ep_text(peer, t), peer->port, desc, &err);
 	else
-		c = conn_new_server(fds[0], r, desc, fl >= 0 && (fl & O_NONBLOCK), -1, &err);
+		c = conn_new_server(fds[0], r, desc, NULL, fl >= 0 && (fl & O_NONBLOCK), -1, &err);
 	if (c == NULL) {
 		/* Never leave in cleartext a connection we could not protect. */
 		log_error("%s: cannot wrap the inherited connection (fd %d): %s", desc, fds[0],
@@ -354,7 +357,7 @@ static void refused(const int *fds, size_t n)
 	log_error("fd %d: inherited a connection whose TLS session stayed in the parent: "
 		  "its I/O fails with ECONNRESET",
 		  fds[0]);
-	c = conn_new_server(fds[0], &none, "inherited connection", 0, -1, &err);
+	c = conn_new_server(fds[0], &none, "inherited connection", NULL, 0, -1, &err);
 	if (c == NULL)
 		return;
 	c->state = CONN_FAILED;

@@ -257,7 +257,7 @@ static int hand_over(struct group *g, struct entries *e)
 		return -1;
 	}
 	if (!handed_before(c))
-		log_debug("%s: handed over before its handshake (fd %d)", c->desc, g->fds[0]);
+		log_debug("%s: handed over before its handshake (fd %d)", conn_desc(c), g->fds[0]);
 	return 0;
 }
 
@@ -269,7 +269,7 @@ static void refuse(struct group *g, const char *prog, const char *why)
 
 	log_warn("%s: exec of %s: fd %d refused to the new program (%s): its TLS session "
 		 "cannot follow, so its I/O fails",
-		 g->c->desc, prog, g->fds[0], why);
+		 conn_desc(g->c), prog, g->fds[0], why);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
 		/* Still no cleartext: end the connection for everyone. */
 		real.shutdown(g->c->fd, SHUT_RDWR);
@@ -365,7 +365,7 @@ int inherit_relay(struct group *g, const char *what)
 	r.plen = pl;
 	log_info("%s: %s: its TLS session moved to relay process %d; the program gets fd %d as "
 		 "a local socket",
-		 c->desc, what, pid, g->fds[0]);
+		 conn_desc(c), what, pid, g->fds[0]);
 	for (int i = 0; i < n; i++) {
 		int fl = real.fcntl(fds[i], F_GETFD);
 
@@ -522,7 +522,7 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 				log_error(
 				    "%s: spawn of %s: no relay process: the connection is shut "
 				    "down (the child would inherit fd %d without its TLS session)",
-				    g->c->desc, prog, g->fds[0]);
+				    conn_desc(g->c), prog, g->fds[0]);
 				real.shutdown(g->c->fd, SHUT_RDWR);
 			}
 		} else if (g->inherited) {

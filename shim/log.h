@@ -33,10 +33,16 @@ int log_enabled(int level);
 /* Writes one line at LEVEL. Thread- and async-signal-tolerant; preserves errno. */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+/* The arguments are evaluated only if the line is written (conn_desc() formats). */
+#define log_at(level, ...)                             \
+	do {                                           \
+		if (log_enabled(level))                \
+			log_msg((level), __VA_ARGS__); \
+	} while (0)
+#define log_error(...) log_at(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_at(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_at(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_at(LOG_LVL_DEBUG, __VA_ARGS__)
 
 /* The fd log lines go to, or -1 (stderr, or the file is not open yet). */
 int log_fd(void);

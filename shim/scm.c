@@ -50,7 +50,7 @@ static int refused(void *arg, int passed)
 		return 0;
 	log_error("%s: refused to pass it (fd %d) over SCM_RIGHTS on fd %d: its TLS "
 		  "session cannot go with it, and the receiver would write cleartext",
-		  c->desc, passed, *(const int *)arg);
+		  conn_desc(c), passed, *(const int *)arg);
 	conn_put(c);
 	return 1;
 }

@@ -45,16 +45,19 @@ static int connect_pass(const struct decision *d)
 	if (!d->matched)
 		return 1;
 	stats_decided(r, POLICY_PLAIN);
-	if (r != NULL)
-		log_debug("connect %s:%u: plain by %s:%u", d->ep.text, d->ep.port, r->source,
-			  r->line);
+	if (r != NULL && log_enabled(LOG_LVL_DEBUG)) {
+		char t[EP_TEXT_MAX];
+
+		log_debug("connect %s:%u: plain by %s:%u", ep_text(&d->ep, t), d->ep.port,
+			  r->source, r->line);
+	}
 	return 1;
 }
 
 int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct decision d;
-	char desc[NAMES_MAX_NAME + 80];
+	char desc[NAMES_MAX_NAME + 80], t[EP_TEXT_MAX];
 	struct conn *c;
 	int rc, err = 0, off = 0;
 
@@ -84,7 +87,7 @@ int wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	 * connection: the shim connects first, then speaks TLS.
 	 */
 	real.setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &off, sizeof(off));
-	c = conn_new_client(fd, d.rule, d.peer, d.ep.text, d.ep.port, desc, &err);
+	c = conn_new_client(fd, d.rule, d.peer, ep_text(&d.ep, t), d.ep.port, desc, &err);
 	if (c == NULL)
 		return -err;
 	rc = fdtab_set(fd, c);
@@ -180,45 +183,50 @@ int wrap_disconnect(int fd, const struct sockaddr *sa, socklen_t len)
 	return rc;
 }
 
-/* CAP: the size of the program's address buffer (the kernel reports the full length). */
-static void describe_peer(int fd, const struct sockaddr *sa, const socklen_t *salen, socklen_t cap,
-			  const struct ep *local, char *buf, size_t len)
+/*
+ * The peer of accepted FD into ENDS[1] (family 0 if unknown), from the
+ * program's address buffer when it has one (CAP: its size; the kernel
+ * reports the full length), else from getpeername().
+ */
+static void accepted_peer(int fd, const struct sockaddr *sa, const socklen_t *salen, socklen_t cap,
+			  struct ep *peer)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	struct ep peer;
-	char l[80], p[80] = "?";
 
-	ep_describe(local, NULL, l, sizeof(l));
-	if (sa != NULL && salen != NULL && *salen <= cap &&
-	    ep_from_sockaddr(&peer, sa, *salen) == 0)
-		ep_describe(&peer, NULL, p, sizeof(p));
-	else if (real.getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-		 ep_from_sockaddr(&peer, (struct sockaddr *)&ss, sl) == 0)
-		ep_describe(&peer, NULL, p, sizeof(p));
-	snprintf(buf, len, "accept %s from %s", l, p);
+	if (sa != NULL && salen != NULL && *salen <= cap && ep_from_sockaddr(peer, sa, *salen) == 0)
+		return;
+	if (real.getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    ep_from_sockaddr(peer, (struct sockaddr *)&ss, sl) == 0)
+		return;
+	memset(peer, 0, sizeof(*peer));
 }
 
 /*
- * Acts on the decision D for accepted FD (DESC: its log prefix). Returns 1
- * when the program gets FD, 0 when FD was closed (denied, or it could not be
- * protected).
+ * Acts on the decision D for accepted FD (ENDS: its local and peer address).
+ * Returns 1 when the program gets FD, 0 when FD was closed (denied, or it
+ * could not be protected).
  */
-static int accept_wrap(int fd, const struct decision *d, const char *desc, int flags)
+static int accept_wrap(int fd, const struct decision *d, const struct ep ends[2], int flags)
 {
+	char desc[CONN_ACCEPT_DESC_MAX];
 	struct conn *c;
 	int err = 0;
 
 	if (d->outcome == DECIDE_DENY) {
-		log_warn("%s: denied by policy (%s:%u)", desc, d->rule->source, d->rule->line);
+		log_warn("%s: denied by policy (%s:%u)", conn_accept_desc(ends, desc),
+			 d->rule->source, d->rule->line);
 		stats_decided(d->rule, POLICY_DENY);
 		real.close(fd);
 		return 0; /* the program never sees it; a non-blocking accept says EAGAIN */
 	}
-	c = conn_new_server(fd, d->rule, desc, (flags & SOCK_NONBLOCK) != 0, d->nodelay, &err);
+	/* Its log prefix is made if a line needs it (conn_desc()): most never print one. */
+	c = conn_new_server(fd, d->rule, NULL, ends, (flags & SOCK_NONBLOCK) != 0, d->nodelay,
+			    &err);
 	if (c == NULL || fdtab_set(fd, c) != 0) {
 		/* Never hand over a connection we could not protect. */
-		log_error("%s: cannot wrap the connection: %s", desc, strerror(err ? err : ENOMEM));
+		log_error("%s: cannot wrap the connection: %s", conn_accept_desc(ends, desc),
+			  strerror(err ? err : ENOMEM));
 		if (c != NULL)
 			conn_put(c);
 		real.close(fd);
@@ -233,7 +241,7 @@ int wrap_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags)
 	real_init(); /* wrapped work ahead: the whole table */
 	for (;;) {
 		struct decision d;
-		char desc[200];
+		struct ep ends[2];
 		socklen_t cap = salen != NULL ? *salen : 0;
 		int fd = real.accept4(lfd, sa, salen, flags), saved;
 
@@ -246,8 +254,9 @@ int wrap_accept(int lfd, struct sockaddr *sa, socklen_t *salen, int flags)
 			errno = saved;
 			return fd;
 		}
-		describe_peer(fd, sa, salen, cap, &d.ep, desc, sizeof(desc));
-		if (accept_wrap(fd, &d, desc, flags)) {
+		ends[0] = d.ep;
+		accepted_peer(fd, sa, salen, cap, &ends[1]);
+		if (accept_wrap(fd, &d, ends, flags)) {
 			errno = saved;
 			return fd;
 		}

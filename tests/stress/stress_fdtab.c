@@ -65,7 +65,7 @@ int main(void)
 	for (int i = 0; i < READERS; i++)
 		pthread_create(&t[i], NULL, reader, NULL);
 	for (int r = 0; r < ROUNDS; r++) {
-		struct conn *c = conn_new_server(fds[0], &rule, "stress", 0, -1, &err);
+		struct conn *c = conn_new_server(fds[0], &rule, "stress", NULL, 0, -1, &err);
 		struct conn *got;
 
 		if (!check(c != NULL, "conn_new_server", &failed))

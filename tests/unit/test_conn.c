@@ -9,6 +9,7 @@
  * socketpair (or a TCP connection on 127.0.0.1 for connect), driven by the
  * test. Negative cases first.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -257,7 +258,7 @@ static struct conn *server(void)
 	struct conn *c;
 
 	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
-	c = conn_new_server(sp[0], &rule, "accept test", 1, 0, &err);
+	c = conn_new_server(sp[0], &rule, "accept test", NULL, 1, 0, &err);
 	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
 	return c;
 }
@@ -293,6 +294,47 @@ static struct conn *open_server(void)
 }
 
 TestSuite(conn, .init = setup, .fini = teardown, .timeout = 20);
+
+/* ---- the log prefix ------------------------------------------------------------------ */
+
+/*
+ * An accepted connection's log prefix is made from its two addresses when a
+ * line first needs it (most connections never print one), once: the same
+ * text, and the same string, for every later line; IPv6 in brackets.
+ */
+Test(conn, accepted_connection_description_is_made_once_when_asked)
+{
+	struct sockaddr_in l = {.sin_family = AF_INET, .sin_port = htons(443)};
+	struct sockaddr_in6 p = {.sin6_family = AF_INET6, .sin6_port = htons(50123)};
+	struct ep ends[2];
+	struct conn *c;
+	const char *first;
+	int err = 0;
+
+	inet_pton(AF_INET, "127.0.0.1", &l.sin_addr);
+	inet_pton(AF_INET6, "2001:db8::7", &p.sin6_addr);
+	cr_assert_eq(ep_from_sockaddr(&ends[0], (struct sockaddr *)&l, sizeof(l)), 0);
+	cr_assert_eq(ep_from_sockaddr(&ends[1], (struct sockaddr *)&p, sizeof(p)), 0);
+	c = conn_new_server(sp[0], &rule, NULL, ends, 1, 0, &err);
+	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
+	cr_expect_null(atomic_load(&c->desc),
+		       "expected no description made before it is asked for");
+	first = conn_desc(c);
+	cr_expect_str_eq(first, "accept 127.0.0.1:443 from [2001:db8::7]:50123");
+	cr_expect_eq(conn_desc(c), first, "expected the same string the second time");
+	conn_put(c);
+
+	/* A peer of unknown address reads "?"; a given prefix is kept as it is. */
+	memset(&ends[1], 0, sizeof(ends[1]));
+	c = conn_new_server(sp[0], &rule, NULL, ends, 1, 0, &err);
+	cr_assert_not_null(c);
+	cr_expect_str_eq(conn_desc(c), "accept 127.0.0.1:443 from ?");
+	conn_put(c);
+	c = conn_new_server(sp[0], &rule, "inherited connection", NULL, 1, 0, &err);
+	cr_assert_not_null(c);
+	cr_expect_str_eq(conn_desc(c), "inherited connection");
+	conn_put(c);
+}
 
 /* ---- negative cases: failures and their errnos -------------------------------------- */
 
@@ -381,7 +423,7 @@ Test(conn, the_handshake_deadline_fails_a_silent_peer)
 
 	quick.opt.handshake_timeout_ms = 1;
 	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
-	c = conn_new_server(sp[0], &quick, "accept test", 1, 0, &err);
+	c = conn_new_server(sp[0], &quick, "accept test", NULL, 1, 0, &err);
 	cr_assert_not_null(c);
 	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "the deadline starts");
 	cr_expect_neq(conn_deadline(c), 0, "readiness callers are told when to look again");
@@ -492,7 +534,7 @@ Test(conn, a_blocking_read_waits_for_data_already_there)
 	int err = 0;
 
 	peer_says("Hready", 6);
-	c = conn_new_server(sp[0], &rule, "accept test", 0, 0, &err); /* a blocking program */
+	c = conn_new_server(sp[0], &rule, "accept test", NULL, 0, 0, &err); /* a blocking program */
 	cr_assert_not_null(c);
 	cr_expect(fcntl(sp[0], F_GETFL) & O_NONBLOCK, "non-blocking underneath");
 	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), 5);
@@ -508,7 +550,7 @@ Test(conn, a_blocking_read_honours_so_rcvtimeo)
 
 	cr_assert_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 	peer_says("H", 1);
-	c = conn_new_server(sp[0], &rule, "accept test", 0, 0, &err);
+	c = conn_new_server(sp[0], &rule, "accept test", NULL, 0, 0, &err);
 	cr_assert_not_null(c);
 	cr_expect_eq(conn_recv(c, buf, sizeof(buf), 0), -EAGAIN, "the time-out expired, as Linux");
 	cr_expect_eq(c->state, CONN_OPEN);
@@ -731,7 +773,7 @@ static struct conn *auto_server(void)
 	struct conn *c;
 
 	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
-	c = conn_new_server(sp[0], &autorule, "accept auto test", 1, 0, &err);
+	c = conn_new_server(sp[0], &autorule, "accept auto test", NULL, 1, 0, &err);
 	cr_assert_not_null(c);
 	cr_assert_eq(c->state, CONN_AUTO_DETECT);
 	return c;

@@ -72,7 +72,7 @@ static inline struct tc tc_wrap(const char *opts)
 	cr_assert_not_null(t.p);
 	policy_add_text(t.p, "TLSSHIM_POLICY", text, &d);
 	cr_assert_eq(policy_finish(t.p, &d), 0, "policy %s: %s", text, d.n ? d.v[0].msg : "");
-	c = conn_new_server(t.fd, policy_rule_at(t.p, 0), "accept test", 0, -1, &err);
+	c = conn_new_server(t.fd, policy_rule_at(t.p, 0), "accept test", NULL, 0, -1, &err);
 	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
 	cr_assert_eq(fdtab_set(t.fd, c), 0);
 	conn_put(c); /* the table holds it now */

@@ -37,7 +37,7 @@ static void teardown(void)
 static struct conn *new_conn(int fd)
 {
 	int err = 0;
-	struct conn *c = conn_new_server(fd, &rule, "test", 1, 0, &err);
+	struct conn *c = conn_new_server(fd, &rule, "test", NULL, 1, 0, &err);
 
 	cr_assert_not_null(c, "conn_new_server: %s", strerror(err));
 	return c;
@@ -197,7 +197,7 @@ Test(fdtab, disconnect_unmaps_every_fd_and_restores_blocking_mode)
 
 	cr_assert_geq(d, 0);
 	/* The program's socket is blocking: the conn makes it non-blocking underneath. */
-	c = conn_new_server(sp[0], &rule, "test", 0, 0, &err);
+	c = conn_new_server(sp[0], &rule, "test", NULL, 0, 0, &err);
 	cr_assert_not_null(c);
 	cr_expect(fcntl(sp[0], F_GETFL) & O_NONBLOCK, "non-blocking underneath");
 	cr_assert_eq(fdtab_set(sp[0], c), 0);
