@@ -2,14 +2,16 @@
  * conn_copy.c - sendfile/splice through a wrapped connection (see
  * conn_copy.h), with the conn API of conn.h.
  *
- * Bytes read from a pipe or a socket are consumed, so they are sent whole even
- * when the program's socket is non-blocking: conn_send_all() waits in the
- * connection's own blocking loop. A file is read at an offset instead and not
- * consumed: a non-blocking socket takes what it can now, as the kernel's
- * sendfile does, and never waits for the peer (nginx's worker would stall on
- * a client that stops reading, and every other client of the worker with it).
+ * Bytes read from a pipe or a socket are consumed, so they are sent whole:
+ * conn_send_all() waits in the connection's own blocking loop; on a
+ * non-blocking socket they are read (one record) only when the connection
+ * takes a write, so that wait is short. A file is read at an offset instead
+ * and not consumed: a non-blocking socket takes what it can now, as the
+ * kernel's sendfile does. Neither waits for a peer that stopped reading (an
+ * nginx worker would stall, and every other client of the worker with it).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -76,6 +78,19 @@ static int copy_file_nonblock(struct conn *c, int in, off64_t *off, size_t count
 	return 1;
 }
 
+/* Whether C can take a write now, as poll(POLLOUT) would say (never blocks). */
+static int writable_now(struct conn *c)
+{
+	short kev = 0, ready = conn_poll_prepare(c, POLLOUT, &kev);
+	struct pollfd p = {.fd = c->fd, .events = kev};
+
+	if (ready & (POLLOUT | POLLERR | POLLHUP))
+		return 1;
+	if (kev == 0 || real.poll(&p, 1, 0) <= 0)
+		return 0;
+	return (conn_poll_result(c, POLLOUT, p.revents) & (POLLOUT | POLLERR | POLLHUP)) != 0;
+}
+
 ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
 {
 	char small[4096]; /* a web server's small files (headers + sendfile) need no malloc */
@@ -86,6 +101,18 @@ ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
 
 	if (copy_file_nonblock(c, in, off, count, &r))
 		return r;
+	/*
+	 * Non-blocking, from a pipe or a socket: what is read must go out, so read
+	 * only when the connection takes a write now, and one record's worth at
+	 * most, which it then takes at once (the engine queues what the kernel
+	 * refuses of one record): never a wait on a peer that stopped reading.
+	 */
+	if (conn_nonblock(c)) {
+		if (!writable_now(c))
+			return -EAGAIN;
+		if (cap > CONN_COPY_RECORD)
+			cap = CONN_COPY_RECORD;
+	}
 	buf = cap <= sizeof(small) ? small : malloc(cap);
 	if (buf == NULL)
 		return -ENOMEM;

@@ -13,13 +13,17 @@ struct conn;
 
 /* What one splice() into a wrapped socket moves at most (a socket's splice moves less too). */
 #define CONN_COPY_CHUNK 65536
+/* What a non-blocking copy from a pipe or socket reads at a time: one TLS record. */
+#define CONN_COPY_RECORD 16384
 
 /*
  * Copies COUNT bytes of fd IN (from *OFF, advanced, when OFF is not NULL; else
  * from IN's position) into C, as sendfile() into the plain socket would.
- * Stops early at IN's end; a non-blocking C takes one chunk. Returns the
- * bytes sent (bytes read from IN are sent whole, waiting if need be), or
- * -errno when none were.
+ * Stops early at IN's end. A non-blocking C never waits for the peer: from a
+ * file it takes what the connection accepts now (the file is not consumed);
+ * from a pipe or a socket it reads one record only when the connection can
+ * take a write (-EAGAIN otherwise). Returns the bytes sent (bytes read from a
+ * pipe or socket are sent whole), or -errno when none were.
  */
 ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
     __attribute__((warn_unused_result));

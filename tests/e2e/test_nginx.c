@@ -1255,3 +1255,59 @@ Test(nginx_like, edge_triggered_reads_that_stop_short_or_at_fionread)
 		h_proc_free(&p);
 	}
 }
+
+/*
+ * A server under the shim that splices a pipe into its non-blocking client
+ * connection (as HAProxy can) while the client has stopped reading: splice
+ * must say EAGAIN once the connection is full, not wait for the peer.
+ */
+static const char splicer_py[] =
+    "import os, socket, sys, time\n"
+    "ls = socket.socket()\n"
+    "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "ls.bind(('127.0.0.1', int(sys.argv[1])))\n"
+    "ls.listen(4)\n"
+    "print('listening', flush=True)\n"
+    "c, _ = ls.accept()\n"
+    "c.recv(100)\n"
+    "c.setblocking(False)\n"
+    "r, w = os.pipe()\n"
+    "os.set_blocking(w, False)\n"
+    "sent = 0\n"
+    "while sent < 512 * 1024 * 1024:\n"
+    "    try:\n"
+    "        os.write(w, b'x' * 65536)\n"
+    "    except BlockingIOError:\n"
+    "        pass\n"
+    "    try:\n"
+    "        sent += os.splice(r, c.fileno(), 65536, flags=os.SPLICE_F_NONBLOCK)\n"
+    "    except BlockingIOError:\n"
+    "        print('splice would block after', sent, flush=True)\n"
+    "        break\n"
+    "time.sleep(30)\n";
+
+static const char hello_then_stop_py[] =
+    "import socket, ssl, sys, time\n"
+    "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))),\n"
+    "                    server_hostname='localhost')\n"
+    "s.sendall(b'hello\\n')\n"
+    "print('got', len(s.recv(100)), flush=True)\n"
+    "time.sleep(30)\n";
+
+Test(nginx_like, splice_from_a_pipe_does_not_wait_for_a_stalled_peer)
+{
+	struct ngx *n = ngx_new();
+	struct h_proc *srv = start_py(n, accept_rule(n), splicer_py, "", "", "listening");
+	struct h_env env;
+
+	h_env_init(&env);
+	h_server(ARGV(PY, "-c", (char *)hello_then_stop_py, h_fmt("%d", n->port), pki("ca.pem")),
+		 &env, 0, "got");
+	h_env_free(&env);
+	cr_expect_eq(
+	    h_wait_output(srv, "splice would block", WAIT_MS), 0,
+	    "expected splice into the full connection to fail with EAGAIN, not to wait for "
+	    "the peer:\n%s%s",
+	    srv->out, srv->err);
+}
