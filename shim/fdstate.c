@@ -31,6 +31,12 @@ static __thread struct {
 	int n;
 	int fd[VDUP_MAX], src[VDUP_MAX];
 } vdup;
+/*
+ * Set once some vfork()ed child of this process recorded a copy: until then a
+ * dup of an fd the shim does not wrap never touches VDUP (each access to a
+ * __thread variable of this shared object is a __tls_get_addr() call).
+ */
+static atomic_int vdup_ever;
 
 /* VDUP's slot for FD in this child, or -1; forgets another child's record. */
 static int vdup_find(int fd)
@@ -58,6 +64,7 @@ static int vdup_add(int src, int newfd)
 		if (vdup.n == VDUP_MAX)
 			return -EMFILE;
 		i = vdup.n++;
+		atomic_store_explicit(&vdup_ever, 1, memory_order_relaxed);
 	}
 	vdup.fd[i] = newfd;
 	vdup.src[i] = src;
@@ -79,7 +86,8 @@ int fdstate_vfork_dups(int *fds, int *src, int max)
 {
 	int n = 0;
 
-	if (vdup.n == 0 || vdup.pid != getpid())
+	if (!atomic_load_explicit(&vdup_ever, memory_order_relaxed) || vdup.n == 0 ||
+	    vdup.pid != getpid())
 		return 0;
 	for (int i = 0; i < vdup.n && n < max; i++, n++) {
 		fds[n] = vdup.fd[i];
@@ -105,7 +113,8 @@ int fdstate_dup(int oldfd, int newfd)
 
 	if (newfd < 0)
 		return newfd;
-	if (vdup.n > 0 || fdtab_maybe(oldfd)) {
+	if (fdtab_maybe(oldfd) ||
+	    (atomic_load_explicit(&vdup_ever, memory_order_relaxed) && vdup.n > 0)) {
 		src = vdup_source(oldfd);
 		if (src >= 0) {
 			rc = vdup_add(src, newfd);
@@ -135,7 +144,7 @@ void fdstate_dup_target(int oldfd, int newfd)
 	int logged = newfd == log_fd() && oldfd != newfd;
 
 	/* A copy a vfork()ed child made is being replaced (fdstate_dup records it again). */
-	if (vdup.n > 0 && oldfd != newfd)
+	if (atomic_load_explicit(&vdup_ever, memory_order_relaxed) && vdup.n > 0 && oldfd != newfd)
 		vdup_forget(newfd);
 	if (!logged && (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd))))
 		return;
