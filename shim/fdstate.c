@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "epreg.h"
@@ -16,12 +17,104 @@
 #include "log.h"
 #include "real.h"
 
+/*
+ * The copies of wrapped fds a vfork()ed child made. The child shares the
+ * parent's memory but has its own fd table: recording them in the fd table
+ * would give the parent entries under numbers that are other files there (its
+ * stdout turned into the TLS session). Thread-local: the child runs on the
+ * thread that called vfork(), suspended meanwhile, so no other thread sees
+ * them; PID says which child they belong to (a later one starts afresh).
+ */
+#define VDUP_MAX 8
+static __thread struct {
+	pid_t pid;
+	int n;
+	int fd[VDUP_MAX], src[VDUP_MAX];
+} vdup;
+
+/* VDUP's slot for FD in this child, or -1; forgets another child's record. */
+static int vdup_find(int fd)
+{
+	if (vdup.n == 0)
+		return -1;
+	if (vdup.pid != getpid()) {
+		vdup.n = 0;
+		return -1;
+	}
+	for (int i = 0; i < vdup.n; i++)
+		if (vdup.fd[i] == fd)
+			return i;
+	return -1;
+}
+
+/* A vfork()ed child: NEWFD copies the parent's wrapped fd SRC. -EMFILE past VDUP_MAX. */
+static int vdup_add(int src, int newfd)
+{
+	int i = vdup_find(newfd);
+
+	if (i < 0) {
+		if (vdup.n == 0)
+			vdup.pid = getpid();
+		if (vdup.n == VDUP_MAX)
+			return -EMFILE;
+		i = vdup.n++;
+	}
+	vdup.fd[i] = newfd;
+	vdup.src[i] = src;
+	return newfd;
+}
+
+static void vdup_forget(int fd)
+{
+	int i = vdup_find(fd);
+
+	if (i >= 0) {
+		vdup.n--;
+		vdup.fd[i] = vdup.fd[vdup.n];
+		vdup.src[i] = vdup.src[vdup.n];
+	}
+}
+
+int fdstate_vfork_dups(int *fds, int *src, int max)
+{
+	int n = 0;
+
+	if (vdup.n == 0 || vdup.pid != getpid())
+		return 0;
+	for (int i = 0; i < vdup.n && n < max; i++, n++) {
+		fds[n] = vdup.fd[i];
+		src[n] = vdup.src[i];
+	}
+	return n;
+}
+
+/* OLDFD's wrapped source in a vfork()ed child (itself, or the fd a copy was made of), or -1. */
+static int vdup_source(int oldfd)
+{
+	int i = vdup_find(oldfd);
+
+	if (i >= 0)
+		return vdup.src[i];
+	return fdtab_maybe(oldfd) && inherit_vforked() ? oldfd : -1;
+}
+
 int fdstate_dup(int oldfd, int newfd)
 {
 	struct conn *c;
-	int rc;
+	int rc, src;
 
-	if (newfd < 0 || !fdtab_maybe(oldfd))
+	if (newfd < 0)
+		return newfd;
+	if (vdup.n > 0 || fdtab_maybe(oldfd)) {
+		src = vdup_source(oldfd);
+		if (src >= 0) {
+			rc = vdup_add(src, newfd);
+			if (rc < 0)
+				real.close(newfd); /* never a raw copy the exec check cannot see */
+			return rc;
+		}
+	}
+	if (!fdtab_maybe(oldfd))
 		return newfd;
 	c = fdtab_get(oldfd);
 	if (c == NULL)
@@ -41,6 +134,9 @@ void fdstate_dup_target(int oldfd, int newfd)
 {
 	int logged = newfd == log_fd() && oldfd != newfd;
 
+	/* A copy a vfork()ed child made is being replaced (fdstate_dup records it again). */
+	if (vdup.n > 0 && oldfd != newfd)
+		vdup_forget(newfd);
 	if (!logged && (oldfd == newfd || (!fdtab_maybe(newfd) && !epreg_fd_maybe(newfd))))
 		return;
 	/* A vfork()ed child replaces its own copy: the tables (shared memory) stay the parent's. */

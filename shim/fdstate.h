@@ -19,6 +19,14 @@ struct conn;
 int fdstate_dup(int oldfd, int newfd) __attribute__((warn_unused_result));
 
 /*
+ * In a vfork()ed child: the copies of wrapped fds it made (dup2(conn, 0)
+ * before exec), which its own fd table holds and the shared tables do not.
+ * Fills FDS[i] with such an fd and SRC[i] with the parent's wrapped fd it
+ * copies, at most MAX; returns how many (0 outside a vfork()ed child).
+ */
+int fdstate_vfork_dups(int *fds, int *src, int max);
+
+/*
  * dup2/dup3(OLDFD, NEWFD) are about to close NEWFD, when OLDFD is valid: so
  * does the shim, with close_notify if it was its connection's last fd.
  */

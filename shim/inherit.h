@@ -79,6 +79,8 @@ struct inherit_exec {
 	int dead[8][2]; /* listeners replaced by a dead socket: fd, and a copy to put back */
 	int ndead;
 	int refuse; /* spawn: an errno to fail it with (a listener cannot go along), or 0 */
+	int nlent;  /* vfork()ed child: connections handed over, the parent's fd of each */
+	int lent[8];
 };
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, int search, char *const argv[],
 			  char *const envp[]);

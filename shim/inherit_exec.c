@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "env.h"
 #include "fdclose.h"
+#include "fdstate.h"
 #include "fdtab.h"
 #include "inherit.h"
 #include "inherit_int.h"
@@ -288,8 +289,16 @@ static void refuse(struct group *g, const char *prog, const char *why)
 	for (int i = 0; i < n; i++) {
 		int fl = real.fcntl(fds[i], F_GETFD);
 
-		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
+		/* A vfork()ed child may have closed the number and reused it for another file. */
+		if (fl >= 0 && !(fl & FD_CLOEXEC) && inherit_inet_stream(fds[i])) {
 			real.dup2(sp[0], fds[i]);
+			carry("x %lu", ino);
+		}
+	}
+	/* A vfork()ed child's own copies are in G, not among the connection's fds. */
+	for (int i = 0; i < g->nfds; i++) {
+		if (inherit_inet_stream(g->fds[i])) {
+			real.dup2(sp[0], g->fds[i]);
 			carry("x %lu", ino);
 		}
 	}
@@ -383,43 +392,52 @@ int inherit_relay(struct group *g, const char *what)
  * Groups the wrapped fds by connection: *OUT (a new array) gets one group
  * per connection, each with a reference. Returns how many, or -ENOMEM.
  */
+/* Adds FD, a copy of the wrapped fd SRC, to its connection's group in GS (NG of them). */
+static void gather_fd(struct group *gs, int *ng, int fd, int src)
+{
+	struct conn *c = fdtab_get(src);
+	int k, fl;
+
+	if (c == NULL)
+		return;
+	/* Replaced by an earlier try of this exec (in a vfork()ed child): not ours now. */
+	if (!inherit_inet_stream(fd)) {
+		conn_put(c);
+		return;
+	}
+	for (k = 0; k < *ng && gs[k].c != c; k++)
+		;
+	if (k == *ng)
+		gs[(*ng)++].c = c;
+	else
+		conn_put(c);
+	fl = real.fcntl(fd, F_GETFD);
+	if (fl >= 0 && !(fl & FD_CLOEXEC)) {
+		gs[k].inherited = 1;
+		if (gs[k].nfds < 8)
+			gs[k].fds[gs[k].nfds++] = fd;
+		else
+			gs[k].overflow = 1;
+	}
+}
+
 static int gather(struct group **out)
 {
 	struct collect col = {.n = 0};
 	struct group *gs = NULL;
-	int ng = 0;
+	int vfd[8], vsrc[8], nv = fdstate_vfork_dups(vfd, vsrc, 8), ng = 0;
 
 	fdtab_foreach(collect_fd, &col);
-	if (col.oom || (col.n > 0 && (gs = calloc((size_t)col.n, sizeof(*gs))) == NULL)) {
+	if (col.oom ||
+	    (col.n + nv > 0 && (gs = calloc((size_t)col.n + (size_t)nv, sizeof(*gs))) == NULL)) {
 		free(col.fds);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < col.n; i++) {
-		struct conn *c = fdtab_get(col.fds[i]);
-		int k, fl;
-
-		if (c == NULL)
-			continue;
-		/* Replaced by an earlier try of this exec (in a vfork()ed child): not ours now. */
-		if (!inherit_inet_stream(col.fds[i])) {
-			conn_put(c);
-			continue;
-		}
-		for (k = 0; k < ng && gs[k].c != c; k++)
-			;
-		if (k == ng)
-			gs[ng++].c = c;
-		else
-			conn_put(c);
-		fl = real.fcntl(col.fds[i], F_GETFD);
-		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
-			gs[k].inherited = 1;
-			if (gs[k].nfds < 8)
-				gs[k].fds[gs[k].nfds++] = col.fds[i];
-			else
-				gs[k].overflow = 1;
-		}
-	}
+	for (int i = 0; i < col.n; i++)
+		gather_fd(gs, &ng, col.fds[i], col.fds[i]);
+	/* A vfork()ed child's copies (dup2(conn, 0)): in its fd table only. */
+	for (int i = 0; i < nv; i++)
+		gather_fd(gs, &ng, vfd[i], vsrc[i]);
 	free(col.fds);
 	*out = gs;
 	return ng;
@@ -473,6 +491,28 @@ static const char *h_spawn(char *buf, size_t len, const char *prog)
 
 static void inherit_prepare(struct inherit_exec *x, const char *path, int search,
 			    char *const argv[], char *const envp[], int spawn);
+
+/*
+ * A vfork()ed child hands C over to the new program: the parent (whose memory
+ * this is) must then leave it alone as a forked parent would, neither reading
+ * the client's handshake away nor sending close_notify when it closes its
+ * copy: it loses the connection (its I/O gets ECONNRESET). Undone by
+ * inherit_exec_done() if the exec fails. Only a conn never forked (no shared
+ * claim word): one with contenders is settled by the claim itself.
+ */
+static void lend(struct inherit_exec *x, struct conn *c)
+{
+	int lent = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->claim == CLAIM_OWNER && c->claim_word == NULL && x->nlent < 8) {
+		c->claim = CLAIM_LOST;
+		lent = 1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (lent)
+		x->lent[x->nlent++] = c->fd;
+}
 
 void inherit_exec_prepare(struct inherit_exec *x, const char *path, int search, char *const argv[],
 			  char *const envp[])
@@ -533,6 +573,8 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 			int handed =
 			    adopts && !g->overflow && not_started(g->c) && hand_over(g, &e) == 0;
 
+			if (handed && vforked)
+				lend(x, g->c);
 			if (!handed && vforked)
 				refuse(g, prog, "exec from a vfork()ed child");
 			else if (!handed && inherit_relay(g, h_exec(what, sizeof(what), prog)) != 0)
@@ -552,6 +594,19 @@ static void inherit_prepare(struct inherit_exec *x, const char *path, int search
 
 void inherit_exec_done(struct inherit_exec *x)
 {
+	/* The exec failed: the connections lent are the parent's again. */
+	for (int i = 0; i < x->nlent; i++) {
+		struct conn *c = fdtab_get(x->lent[i]);
+
+		if (c == NULL)
+			continue;
+		pthread_mutex_lock(&c->lock);
+		if (c->claim == CLAIM_LOST && c->claim_word == NULL)
+			c->claim = CLAIM_OWNER;
+		pthread_mutex_unlock(&c->lock);
+		conn_put(c);
+	}
+	x->nlent = 0;
 	inherit_listeners_done(x);
 	free(x->alloc);
 	free(x->var);

@@ -773,11 +773,13 @@ Test(langs, python_server_runs_subprocess)
 }
 
 /*
- * The child gets the connection itself (stdin=conn): it is refused the session
- * (a vfork()ed child cannot take it), and the server then answers on it. Before,
- * the stale-entry check in the child (its refusal's socketpair took the number
- * it had closed) dropped the parent's entry, and the parent's answer went out
- * in cleartext (the client: "wrong version number").
+ * The children get the connection itself (stdin=conn, then stdout=conn): they
+ * are refused the session (a vfork()ed child cannot take it), and the server
+ * then answers on it. Before, the stale-entry check in the child (its
+ * refusal's socketpair took the number it had closed) dropped the parent's
+ * entry, and the parent's answer went out in cleartext (the client: "wrong
+ * version number"); and the child's dup2 onto fd 1 was recorded in the
+ * parent's table, so the parent's own stdout went into the TLS session.
  */
 Test(langs, python_subprocess_given_the_connection)
 {
@@ -792,14 +794,52 @@ Test(langs, python_subprocess_given_the_connection)
 	rc = h_run(&p, ARGV(PY, prog("langs_tls_lines.py"), h_fmt("%d", port), pki("ca.pem"), "hi"),
 		   &env, CLIENT_MS);
 	cr_expect(rc == 0 && strstr(out_of(&p), "LINE got hi\nLINE parent still here\nEOF\n"),
-		  "want the server's two lines over TLS and nothing from the child, got exit %d\n"
+		  "want the server's two lines over TLS and nothing else, got exit %d\n"
 		  "stdout:\n%s\nstderr:\n%s",
 		  rc, out_of(&p), err_of(&p));
 	h_proc_free(&p);
 	h_env_free(&env);
-	cr_expect_eq(h_wait_output(srv, "CHILD ", 10000), 0,
-		     "the server did not run the child:\n%s%s", out_of(srv), err_of(srv));
-	cr_expect(!strstr(out_of(srv), "CHILD 0"),
-		  "the child must not read the connection (it was refused), it said:\n%s%s",
+	h_wait(srv, 10000);
+	cr_expect_eq(h_count(out_of(srv), "CHILD 0\n"), 0,
+		     "the children must not use the connection (it was refused), it said:\n%s%s",
+		     out_of(srv), err_of(srv));
+	cr_expect(strstr(out_of(srv), "STDIN b''\nPARENT-STDOUT\nPARENT-STDOUT after close\n"),
+		  "the server's own stdin and stdout must stay its own, it said:\n%s%s",
 		  out_of(srv), err_of(srv));
+}
+
+/*
+ * inetd done with subprocess: the server hands each connection to a handler
+ * (vfork(), dup2 onto 0 and 1, exec) before reading a byte and closes its
+ * copy; the handler, under the shim, runs the handshake. Before, the server's
+ * close read the client's handshake away (it still took itself for the owner),
+ * or, earlier, the child's dup2s turned the server's own stdout into the
+ * connection and it died at its next print.
+ */
+Test(langs, python_superserver_hands_connections_to_subprocess)
+{
+	int port = h_free_port();
+	struct h_proc *srv;
+	struct h_env env;
+
+	srv = start(ARGV(PY, prog("langs_superserver.py"), h_fmt("%d", port)), accept_rule(port));
+	h_env_init(&env);
+	for (int i = 0; i < 2; i++) {
+		struct h_proc p;
+		const char *line = i == 0 ? "first" : "second";
+		int rc = h_run(&p,
+			       ARGV(PY, prog("langs_tls_lines.py"), h_fmt("%d", port),
+				    pki("ca.pem"), (char *)line),
+			       &env, CLIENT_MS);
+
+		cr_expect(rc == 0 && strstr(out_of(&p), h_fmt("LINE echo %s\nEOF\n", line)),
+			  "client %d: want the handler's echo over TLS, got exit %d\nstdout:\n%s\n"
+			  "stderr:\n%s\nserver:\n%s%s",
+			  i + 1, rc, out_of(&p), err_of(&p), out_of(srv), err_of(srv));
+		h_proc_free(&p);
+	}
+	h_env_free(&env);
+	cr_expect_eq(h_wait_output(srv, "HANDLER 0\nHANDLER 0\n", 10000), 0,
+		     "want both handlers to succeed, the server said:\n%s%s", out_of(srv),
+		     err_of(srv));
 }
