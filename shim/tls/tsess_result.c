@@ -31,6 +31,21 @@ static void verify_reason(struct tsess *s)
 		tsess_set_reason(s, "%s verify failed", who);
 		return;
 	}
+	/* The name or address checked, when the certificate did not carry it: the log line
+	 * names the destination as the program named it, which may be an address. */
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+		const char *host = X509_VERIFY_PARAM_get0_host(vp, 0);
+		char *ip = host == NULL ? X509_VERIFY_PARAM_get1_ip_asc(vp) : NULL;
+
+		if (host != NULL || ip != NULL) {
+			tsess_set_reason(s, "%s verify failed: %s (wanted %s)", who,
+					 X509_verify_cert_error_string(v),
+					 host != NULL ? host : ip);
+			OPENSSL_free(ip);
+			return;
+		}
+	}
 	/* OpenSSL 3's strings are the short ones users know ("hostname mismatch", ...). */
 	tsess_set_reason(s, "%s verify failed: %s", who, X509_verify_cert_error_string(v));
 }

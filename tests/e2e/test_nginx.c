@@ -865,9 +865,10 @@ Test(nginx_client, wrong_upstream_name_is_502_and_nothing_in_cleartext)
 	cr_expect(h_count(u->out, "request ") == 0 && strstr(u->out, "GET") == NULL,
 		  "expected no request to reach the upstream when verification fails:\n%s", u->out);
 	shimlog = log_text(n, "tlsshim.log");
-	cr_expect(strstr(shimlog, "hostname mismatch") != NULL,
-		  "expected the shim to log why it failed the upstream (hostname mismatch):\n%s",
-		  shimlog);
+	cr_expect(
+	    strstr(shimlog, "hostname mismatch (wanted wrong.test)") != NULL,
+	    "expected the shim to log why it failed the upstream, naming the name checked:\n%s",
+	    shimlog);
 	free(shimlog);
 	free(body);
 }
