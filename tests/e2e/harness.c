@@ -776,6 +776,17 @@ int h_run(struct h_proc *p, char *const argv[], const struct h_env *env, int tim
 	return h_wait(p, timeout_ms);
 }
 
+int h_run_plain(struct h_proc *p, char *const argv[], int timeout_ms)
+{
+	struct h_env e;
+	int rc;
+
+	h_env_init(&e);
+	rc = h_run(p, argv, &e, timeout_ms);
+	h_env_free(&e);
+	return rc;
+}
+
 void h_kill(struct h_proc *p)
 {
 	if (p->pid <= 0 || p->reaped) {

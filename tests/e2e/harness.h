@@ -74,6 +74,8 @@ int h_spawn(struct h_proc *p, char *const argv[], const struct h_env *env, const
 int h_wait(struct h_proc *p, int timeout_ms);
 /* h_spawn + h_wait. */
 int h_run(struct h_proc *p, char *const argv[], const struct h_env *env, int timeout_ms);
+/* h_run with the harness's plain environment: no shim (a real TLS client or server). */
+int h_run_plain(struct h_proc *p, char *const argv[], int timeout_ms);
 /* SIGTERM, then SIGKILL after a second; reaps. Safe to call twice. */
 void h_kill(struct h_proc *p);
 void h_proc_free(struct h_proc *p);

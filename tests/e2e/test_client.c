@@ -94,13 +94,7 @@ static int run_shim(struct h_proc *p, const char *policy, char *const argv[])
 /* Runs ARGV without the shim; returns its exit code. */
 static int run_plain(struct h_proc *p, char *const argv[])
 {
-	struct h_env e;
-	int rc;
-
-	h_env_init(&e);
-	rc = h_run(p, argv, &e, CLIENT_MS);
-	h_env_free(&e);
-	return rc;
+	return h_run_plain(p, argv, CLIENT_MS);
 }
 
 static char *sha256_hex(const void *data, size_t len)

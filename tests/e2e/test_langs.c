@@ -282,13 +282,7 @@ Test(langs, node_http_keepalive_client)
 /* Runs curl (no shim: the real TLS client) with ARGV; returns its exit code. */
 static int curl(struct h_proc *p, char *const argv[])
 {
-	struct h_env env;
-	int rc;
-
-	h_env_init(&env);
-	rc = h_run(p, argv, &env, CLIENT_MS);
-	h_env_free(&env);
-	return rc;
+	return h_run_plain(p, argv, CLIENT_MS);
 }
 
 /* Whether file PATH holds exactly the body. */

@@ -359,13 +359,7 @@ static void ngx_start_daemon(struct ngx *n, const char *policy, int workers)
 /* Runs ARGV without the shim (a real TLS client); returns its exit code. */
 static int run_client(struct h_proc *p, char *const argv[])
 {
-	struct h_env e;
-	int rc;
-
-	h_env_init(&e);
-	rc = h_run(p, argv, &e, CLIENT_MS);
-	h_env_free(&e);
-	return rc;
+	return h_run_plain(p, argv, CLIENT_MS);
 }
 
 /* https://localhost:PORT/PATH */

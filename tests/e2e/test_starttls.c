@@ -31,13 +31,7 @@
 /* h_run with a plain environment. */
 static int run(struct h_proc *p, char *const argv[], int timeout_ms)
 {
-	struct h_env env;
-	int rc;
-
-	h_env_init(&env);
-	rc = h_run(p, argv, &env, timeout_ms);
-	h_env_free(&env);
-	return rc;
+	return h_run_plain(p, argv, timeout_ms);
 }
 
 static struct h_proc *postmaster; /* the test's postgres, if it started one */
