@@ -189,17 +189,20 @@ int tls_bio_flush(struct tsess *s)
 	return 0;
 }
 
-size_t tls_bio_kept_end(const struct tsess *s)
+size_t tls_bio_kept(const struct tsess *s)
 {
-	return s->out != NULL ? s->out_len : 0;
+	return s->out != NULL ? s->out_len - s->out_off : 0;
 }
 
-int tls_bio_hold_tickets(struct tsess *s, size_t from)
+int tls_bio_hold_tickets(struct tsess *s, size_t before)
 {
-	size_t n = tls_bio_kept_end(s) - from;
+	/* The newest bytes are the last written; out_append() may have moved the older ones. */
+	size_t now = tls_bio_kept(s), n, from;
 
-	if (n == 0)
+	if (now <= before)
 		return 0;
+	n = now - before;
+	from = s->out_len - n;
 	s->tickets = malloc(n);
 	if (s->tickets == NULL)
 		return -1;

@@ -125,14 +125,14 @@ BIO *tls_bio_new(struct tsess *s);
 int tls_bio_flush(struct tsess *s);
 
 /*
- * Bytes of kept ciphertext (the offset tls_bio_hold_tickets() takes), and
- * moves what was kept past FROM aside as S->tickets: the server's TLS 1.3
- * tickets, written by the call that completed its handshake. They go out
- * just before the next record written (bio_write()), or never if none is.
- * Returns 0, or -1 if out of memory (then they stay to be sent now).
+ * Bytes of unsent ciphertext kept, and moves what was kept beyond BEFORE such
+ * bytes (the newest) aside as S->tickets: the server's TLS 1.3 tickets,
+ * written by the call that completed its handshake. They go out just before
+ * the next record written (bio_write()), or never if none is. Returns 0, or
+ * -1 if out of memory (then they stay to be sent now).
  */
-size_t tls_bio_kept_end(const struct tsess *s);
-int tls_bio_hold_tickets(struct tsess *s, size_t from);
+size_t tls_bio_kept(const struct tsess *s);
+int tls_bio_hold_tickets(struct tsess *s, size_t before);
 
 /*
  * Unsent ciphertext past which the session reads nothing more from the peer

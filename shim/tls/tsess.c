@@ -168,7 +168,7 @@ static void tsess_set_io(struct tsess *s, int family)
  */
 static int tsess_handshake(struct tsess *s)
 {
-	size_t kept = tls_bio_kept_end(s);
+	size_t kept = tls_bio_kept(s);
 	int ret, rc, f;
 
 	if (s->failed)
