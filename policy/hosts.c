@@ -427,6 +427,33 @@ static int parse_ports(struct pctx *c, struct policy_rule *r, const char *s, siz
 	return 0;
 }
 
+/*
+ * In an accept rule the target is the listening socket's address, and a
+ * program listening on 0.0.0.0 or [::] takes connections on every local
+ * address: those addresses name the wildcard listener, never an address a
+ * connection arrives on. 0.0.0.0 covers every IPv4 address (0.0.0.0/0); [::]
+ * every address, since a [::] listener also takes IPv4 clients (as
+ * ::ffff:a.b.c.d) unless it set IPV6_V6ONLY. Read as exact addresses, the
+ * rule would match nothing and leave the port in cleartext.
+ */
+static int accept_wildcard(struct pctx *c, struct policy_rule *r)
+{
+	static const unsigned char zero[16];
+
+	if (memcmp(r->addr, zero, r->family == AF_INET ? 4 : 16) != 0)
+		return 0;
+	if (r->family == AF_INET) {
+		r->host_kind = POLICY_HOST_CIDR;
+		r->prefix = 0;
+		return 0;
+	}
+	r->host_kind = POLICY_HOST_ANY;
+	r->family = 0;
+	r->prefix = 0;
+	r->host = mem_strdup(&c->p->mem, "*");
+	return r->host ? 0 : -1;
+}
+
 /* HOST[:PORTS] */
 int hosts_target(struct pctx *c, struct policy_rule *r, const struct tok *t)
 {
@@ -462,6 +489,9 @@ int hosts_target(struct pctx *c, struct policy_rule *r, const struct tok *t)
 				return -1;
 		}
 	}
+	if (r->dir == POLICY_ACCEPT && r->host_kind == POLICY_HOST_ADDR &&
+	    accept_wildcard(c, r) < 0)
+		return -1;
 	if (r->host_kind == POLICY_HOST_CIDR &&
 	    host_bits_set(r->addr, r->family == AF_INET ? 32 : 128, r->prefix)) {
 		char hint[INET6_ADDRSTRLEN + 8];

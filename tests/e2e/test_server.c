@@ -593,6 +593,60 @@ Test(server_policy, plain_rule_carves_a_port_out_of_a_wildcard)
 	cr_expect(!strstr(srv->err, "tlsshim["), "expected no shim log line, got:\n%s", srv->err);
 }
 
+/*
+ * A server listening on the wildcard address (BIND: 0.0.0.0 or ::) under the
+ * rule the user writes for it, "accept HOST:PORT tls" with HOST that address:
+ * a real client reaches it over TLS on every address FAMILIES lists ("4", "6"
+ * or "46"), and a cleartext client gets not one byte of the file.
+ */
+static void wildcard_listener(const char *bind, const char *host, const char *families)
+{
+	int port = h_free_port();
+	struct h_proc p, *srv;
+	int rc;
+
+	make_www();
+	srv = start_server(ARGV(PY, "-m", "http.server", "-b", (char *)bind, "--directory",
+				(char *)www_dir, h_fmt("%d", port)),
+			   port,
+			   h_fmt("accept %s:%d tls cert=%s key=%s", host, port, pki("server.pem"),
+				 pki("server.key")),
+			   NULL);
+	for (const char *f = families; *f; f++) {
+		rc = run_client(&p, ARGV("curl", "-sS", *f == '4' ? "-4" : "-6", "--max-time", "10",
+					 "--cacert", pki("ca.pem"),
+					 h_fmt("https://localhost:%d/file", port)));
+		cr_expect(rc == 0 && strcmp(p.out, www_body) == 0,
+			  "expected curl -%c to get the file over TLS from a server on %s under "
+			  "'accept %s:%d tls', it exited %d:\n%s",
+			  *f, bind, host, port, rc, p.err);
+		h_proc_free(&p);
+		rc = run_client(&p, ARGV("curl", "-sS", *f == '4' ? "-4" : "-6", "--max-time", "10",
+					 h_fmt("http://localhost:%d/file", port)));
+		cr_expect(rc != 0 && strstr(p.out, "tlsshim server e2e line") == NULL,
+			  "expected a cleartext request over IPv%c to get nothing of the file, "
+			  "curl exited %d with:\n%.200s",
+			  *f, rc, p.out);
+		h_proc_free(&p);
+	}
+	h_collect(srv, 0);
+	cr_expect(h_count(srv->err, "\"GET /file HTTP/1.1\" 200") == (int)strlen(families),
+		  "expected the server to have served the file only to the TLS clients, its "
+		  "stderr:\n%s",
+		  srv->err);
+}
+
+Test(server_policy, accept_on_0_0_0_0_covers_a_server_listening_there)
+{
+	wildcard_listener("0.0.0.0", "0.0.0.0", "4");
+}
+
+/* A [::] listener takes IPv4 clients too (as ::ffff:a.b.c.d): the rule covers both. */
+Test(server_policy, accept_on_brackets_colon_colon_covers_a_dual_stack_server_on_both_families)
+{
+	wildcard_listener("::", "[::]", "46");
+}
+
 /* ---- bad input --------------------------------------------------------------------- */
 
 /*
