@@ -478,18 +478,29 @@ static int query_name(const char *name, char out[POLICY_NAME_MAX + 1])
 	return 0;
 }
 
-/* Whether query name I (0: q->name, then the alt names) repeats an earlier one. */
+/*
+ * Query name I: the name the program resolved, then that name as the resolver
+ * completed it (a relative name found through a search domain: "redis" as
+ * "redis.default.svc.cluster.local" is that name too), then the alt names.
+ */
+static const char *query_name_at(const struct policy_query *q, size_t i)
+{
+	if (i == 0)
+		return q->name;
+	if (i == 1)
+		return q->fqdn;
+	return q->alt_names[i - 2];
+}
+
+/* Whether query name I (see query_name_at) repeats an earlier one. */
 static int name_repeats(const struct policy_query *q, size_t i, const char *norm)
 {
 	char other[POLICY_NAME_MAX + 1];
 	size_t j;
 
-	for (j = 0; j < i; j++) {
-		const char *name = j == 0 ? q->name : q->alt_names[j - 1];
-
-		if (query_name(name, other) == 0 && strcmp(other, norm) == 0)
+	for (j = 0; j < i; j++)
+		if (query_name(query_name_at(q, j), other) == 0 && strcmp(other, norm) == 0)
 			return 1;
-	}
 	return 0;
 }
 
@@ -498,12 +509,12 @@ static int walk_names(struct walk *w, const struct dir_index *x)
 	const struct policy_query *q = w->q;
 	char buf[POLICY_NAME_MAX + 1];
 	struct bucket *b;
-	size_t i, n = q->alt_names ? q->n_alt : 0;
+	size_t i, n = 2 + (q->alt_names ? q->n_alt : 0);
 
 	if (!x->names)
 		return 0;
-	for (i = 0; i <= n; i++) {
-		const char *name = i == 0 ? q->name : q->alt_names[i - 1];
+	for (i = 0; i < n; i++) {
+		const char *name = query_name_at(q, i);
 
 		/* The same name twice would list its rules twice in match_all. */
 		if (query_name(name, buf) < 0 || name_repeats(q, i, buf))
@@ -521,13 +532,20 @@ static int walk_suffixes(struct walk *w, const struct dir_index *x)
 	struct bucket *b;
 	const char *s;
 
-	if (!x->suffixes || query_name(w->q->name, buf) < 0)
+	if (!x->suffixes)
 		return 0;
-	/* Longest first: the tail after each dot, never the whole name. */
-	for (s = strchr(buf, '.'); s; s = strchr(s + 1, '.')) {
-		HASH_FIND(hh, x->suffixes, s + 1, strlen(s + 1), b);
-		if (offer(w, b, POLICY_HOST_SUFFIX, w->q->name))
-			return 1;
+	/* The name as resolved, then as completed (see query_name_at). */
+	for (size_t i = 0; i < 2; i++) {
+		const char *name = query_name_at(w->q, i);
+
+		if (query_name(name, buf) < 0)
+			continue;
+		/* Longest first: the tail after each dot, never the whole name. */
+		for (s = strchr(buf, '.'); s; s = strchr(s + 1, '.')) {
+			HASH_FIND(hh, x->suffixes, s + 1, strlen(s + 1), b);
+			if (offer(w, b, POLICY_HOST_SUFFIX, name))
+				return 1;
+		}
 	}
 	return 0;
 }

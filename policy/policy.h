@@ -196,7 +196,8 @@ size_t policy_exact_names(const struct policy *p, enum policy_dir dir, const cha
 /* A connection to be classified. */
 struct policy_query {
 	enum policy_dir dir;
-	const char *name;             /* the name the program resolved, or NULL */
+	const char *name; /* the name the program resolved, or NULL */
+	const char *fqdn; /* NAME as the resolver completed it with a search domain, or NULL */
 	const char *const *alt_names; /* more exact names for this address, or NULL */
 	size_t n_alt;
 	int family; /* AF_INET / AF_INET6; IPv4-mapped IPv6 is treated as IPv4 */
@@ -206,7 +207,7 @@ struct policy_query {
 
 /* How a rule matched, for SNI and for `explain`. */
 struct policy_match {
-	const char *name; /* the name that matched (query name or an alt name), or NULL */
+	const char *name; /* the name that matched (query name, fqdn or an alt name), or NULL */
 	enum policy_host_kind host_kind;
 	enum policy_port_kind port_kind;
 };

@@ -38,9 +38,17 @@ static const struct policy_rule *match_one(const struct policy *p, const struct 
 {
 	const struct policy_rule *r = policy_match(p, q, m);
 
-	/* The name the rule is about: SNI and the name the certificate must carry. */
+	/*
+	 * The name the rule is about: SNI and the name the certificate must carry.
+	 * A name rule matched by the name as the resolver completed it is about
+	 * that name ("*.svc.cluster.local" matched by "redis" found as
+	 * "redis.default.svc.cluster.local").
+	 */
 	if (r != NULL)
-		*peer = (m->host_kind == POLICY_HOST_NAME && m->name != NULL) ? m->name : q->name;
+		*peer = ((m->host_kind == POLICY_HOST_NAME || m->host_kind == POLICY_HOST_SUFFIX) &&
+			 m->name != NULL)
+			    ? m->name
+			    : q->name;
 	return r;
 }
 
@@ -85,8 +93,14 @@ static const struct policy_rule *match_several(const struct policy *p, struct po
 	int agree = 1, wraps = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		q->name = cand[i];
+		char name[NAMES_MAX_NAME], fqdn[NAMES_MAX_NAME];
+
+		names_split(cand[i], name, fqdn);
+		q->name = name;
+		q->fqdn = fqdn[0] != '\0' ? fqdn : NULL;
 		ri = policy_match(p, q, &mi);
+		/* Named as the program wrote it, in the reason below. */
+		memcpy(cand[i], name, sizeof(name));
 		if (i == 0) {
 			r = ri;
 			*m = mi;
@@ -96,6 +110,7 @@ static const struct policy_rule *match_several(const struct policy *p, struct po
 		wraps |= ri != NULL && ri->action != POLICY_PLAIN;
 	}
 	q->name = NULL;
+	q->fqdn = NULL;
 	/* Left alone whichever name was meant: nothing to verify, nothing to refuse. */
 	if (!wraps && agree)
 		return r;
@@ -122,7 +137,8 @@ const struct policy_rule *decide_connect_rule(const struct policy *p, struct pol
 					      struct policy_match *m, const char **peer,
 					      char *namebuf, char *why, size_t whylen)
 {
-	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME];
+	char cand[NAMES_MAX_CANDIDATES][NAMES_MAX_NAME], fqdn[NAMES_MAX_NAME];
+	const struct policy_rule *r;
 	size_t n;
 	int own;
 
@@ -131,11 +147,20 @@ const struct policy_rule *decide_connect_rule(const struct policy *p, struct pol
 	n = names_candidates(q->family, q->addr, cand, NAMES_MAX_CANDIDATES, &own);
 	if (n > 1)
 		return match_several(p, q, m, peer, cand, n, why, whylen);
-	if (n == 1) {
-		memcpy(namebuf, cand[0], NAMES_MAX_NAME);
-		q->name = namebuf;
+	if (n == 0)
+		return match_one(p, q, m, peer);
+	names_split(cand[0], namebuf, fqdn);
+	q->name = namebuf;
+	q->fqdn = fqdn[0] != '\0' ? fqdn : NULL;
+	r = match_one(p, q, m, peer);
+	if (q->fqdn != NULL && *peer == q->fqdn) {
+		/* The name that decided is the complete one: it outlives this frame. */
+		memcpy(namebuf, fqdn, NAMES_MAX_NAME);
+		*peer = namebuf;
+		m->name = namebuf;
 	}
-	return match_one(p, q, m, peer);
+	q->fqdn = NULL;
+	return r;
 }
 
 enum decide_outcome decide_connect(const struct policy *p, int fd, const struct sockaddr *sa,

@@ -146,8 +146,8 @@ static size_t key_set(const struct nkey *k)
 	return (size_t)h & (G_SETS - 1);
 }
 
-/* Whether S (already lower-case, no trailing dot) is an address literal, not a name. */
-static int name_is_numeric(const char *s)
+/* Contract in names.h. */
+int names_is_address(const char *s)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 	char tmp[NAMES_MAX_NAME];
@@ -189,9 +189,48 @@ static int name_norm(const char *name, char out[NAMES_MAX_NAME])
 		out[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
 	}
 	out[len] = '\0';
-	if (name_is_numeric(out))
+	if (names_is_address(out))
 		return -1;
 	return (int)len;
+}
+
+/*
+ * As name_norm() for NAME, which the resolver answered with the canonical name
+ * CANON (NULL: not known). A relative NAME the resolver completed with a search
+ * domain ("redis" answered as "redis.default.svc.cluster.local") is kept whole,
+ * with NAMES_SEARCH_MARK where the completion starts (names_split()). Any
+ * other answer (an alias's target) leaves NAME as it is.
+ */
+static int name_norm_search(const char *name, const char *canon, char out[NAMES_MAX_NAME])
+{
+	char c[NAMES_MAX_NAME];
+	int n = name_norm(name, out), cn;
+
+	/* An absolute name ("redis.") is never completed. */
+	if (n < 0 || canon == NULL || name[strlen(name) - 1] == '.')
+		return n;
+	cn = name_norm(canon, c);
+	if (cn <= n + 1 || memcmp(c, out, (size_t)n) != 0 || c[n] != '.')
+		return n;
+	c[n] = NAMES_SEARCH_MARK;
+	memcpy(out, c, (size_t)cn + 1);
+	return cn;
+}
+
+/* Contract in names.h. */
+void names_split(const char *cand, char name[NAMES_MAX_NAME], char fqdn[NAMES_MAX_NAME])
+{
+	const char *mark = strchr(cand, NAMES_SEARCH_MARK);
+	size_t n = strnlen(cand, NAMES_MAX_NAME - 1);
+
+	memcpy(name, cand, n);
+	name[n] = '\0';
+	fqdn[0] = '\0';
+	if (mark == NULL)
+		return;
+	memcpy(fqdn, name, n + 1);
+	fqdn[mark - cand] = '.';
+	name[mark - cand] = '\0';
 }
 
 /* ---- the tables ---------------------------------------------------------------------- */
@@ -329,7 +368,7 @@ int names_remember(const char *name, const struct sockaddr *addr)
 }
 
 /* Contract in names.h. */
-size_t names_remember_addrinfo(const char *name, const struct addrinfo *res)
+size_t names_remember_addrinfo(const char *name, const char *canon, const struct addrinfo *res)
 {
 	int saved = errno;
 	char norm[NAMES_MAX_NAME];
@@ -337,7 +376,7 @@ size_t names_remember_addrinfo(const char *name, const struct addrinfo *res)
 	size_t n = 0;
 	int len;
 
-	len = name_norm(name, norm);
+	len = name_norm_search(name, canon, norm);
 	if (len < 0 || !res) {
 		errno = saved;
 		return 0;
@@ -371,7 +410,7 @@ size_t names_remember_hostent(const char *name, const struct hostent *he)
 	if ((he->h_addrtype == AF_INET && he->h_length != 4) ||
 	    (he->h_addrtype == AF_INET6 && he->h_length != 16))
 		return 0;
-	len = name_norm(name, norm);
+	len = name_norm_search(name, he->h_name, norm);
 	if (len < 0) {
 		errno = saved;
 		return 0;

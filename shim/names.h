@@ -40,17 +40,35 @@ int names_remember(const char *name, const struct sockaddr *addr);
 
 /*
  * As names_remember() for every AF_INET/AF_INET6 address of a getaddrinfo()
- * result list RES (NULL allowed). Returns the number of addresses recorded
- * (an address repeated in consecutive entries, one per socket type, counts
- * once). Preserves errno.
+ * result list RES (NULL allowed), which the resolver found under the canonical
+ * name CANON (ai_canonname; NULL if not known). A relative NAME the resolver
+ * completed with a search domain (CANON is NAME "." DOMAIN) is recorded as
+ * NAME NAMES_SEARCH_MARK DOMAIN: the name the program wrote and the name
+ * resolved, in one (see names_split()). Returns the number of addresses
+ * recorded (an address repeated in consecutive entries, one per socket type,
+ * counts once). Preserves errno.
  */
-size_t names_remember_addrinfo(const char *name, const struct addrinfo *res);
+size_t names_remember_addrinfo(const char *name, const char *canon, const struct addrinfo *res);
 
 /*
- * As names_remember() for every address of a gethostbyname*() result HE
- * (NULL allowed). Returns the number of addresses recorded. Preserves errno.
+ * As names_remember_addrinfo() for every address of a gethostbyname*() result
+ * HE (NULL allowed), its h_name the canonical name. Returns the number of
+ * addresses recorded. Preserves errno.
  */
 size_t names_remember_hostent(const char *name, const struct hostent *he);
+
+/* Whether S is an address literal getaddrinfo() takes ("10.1.2.3", "127.1", "fe80::1%lo"). */
+int names_is_address(const char *s);
+
+/* Marks, in a recorded name, where a search domain completed it (never in a DNS name). */
+#define NAMES_SEARCH_MARK '\x01'
+
+/*
+ * Splits a name of names_candidates() into the name the program resolved
+ * (NAME) and, when the resolver completed it with a search domain, the
+ * complete name (FQDN; else FQDN is empty).
+ */
+void names_split(const char *cand, char name[NAMES_MAX_NAME], char fqdn[NAMES_MAX_NAME]);
 
 /* At most this many candidate names per address (the global table's ways). */
 #define NAMES_MAX_CANDIDATES 8
@@ -60,7 +78,8 @@ size_t names_remember_hostent(const char *name, const struct hostent *he);
  * network order; IPv4-mapped IPv6 is looked up as IPv4): the calling thread's
  * own most recent resolution of it (returns 1, *OWN = 1); else every name any
  * thread resolved to it that the bounded global table still holds, most
- * recent first (at most MAX; *OWN = 0). Returns 0 when none is known. Never
+ * recent first (at most MAX; *OWN = 0). Returns 0 when none is known. A name
+ * a search domain completed carries NAMES_SEARCH_MARK (names_split()). Never
  * allocates; preserves errno.
  */
 size_t names_candidates(int family, const unsigned char *addr, char (*out)[NAMES_MAX_NAME],

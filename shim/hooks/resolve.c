@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "hook.h"
 #include "log.h"
@@ -28,11 +30,26 @@ static void resolve_log(const char *name, size_t n)
 		log_debug("resolve %s -> %zu addresses", name, n);
 }
 
-static void note_addrinfo(const char *name, const struct addrinfo *res)
+static void note_addrinfo(const char *name, const char *canon, const struct addrinfo *res)
 {
 	if (!shim.has_connect || !name)
 		return;
-	resolve_log(name, names_remember_addrinfo(name, res));
+	resolve_log(name, names_remember_addrinfo(name, canon, res));
+}
+
+/*
+ * Whether getaddrinfo(NODE) should also ask libc for the canonical name: a
+ * relative name the resolver may complete with a search domain ("redis" found
+ * as "redis.default.svc.cluster.local"), which rules name in full. The program
+ * gets the result it asked for: the canonical name is taken out again.
+ */
+static int want_canon(const char *node, const struct addrinfo *hints)
+{
+	if (!shim.has_connect || node == NULL || node[0] == '\0')
+		return 0;
+	if (hints != NULL && (hints->ai_flags & (AI_CANONNAME | AI_NUMERICHOST)) != 0)
+		return 0;
+	return node[strlen(node) - 1] != '.' && !names_is_address(node);
 }
 
 static void note_hostent(const char *name, const struct hostent *he)
@@ -53,9 +70,29 @@ HOOK int getaddrinfo(const char *node, const char *service, const struct addrinf
 		errno = ENOSYS;
 		return EAI_SYSTEM;
 	}
+	if (want_canon(node, hints)) {
+		struct addrinfo h = {.ai_family = AF_UNSPEC,
+				     .ai_flags = AI_V4MAPPED | AI_ADDRCONFIG};
+
+		if (hints != NULL) /* else glibc's defaults, above */
+			h = *hints;
+		h.ai_flags |= AI_CANONNAME;
+		rc = real.getaddrinfo(node, service, &h, res);
+		if (rc == 0) {
+			note_addrinfo(node, (*res)->ai_canonname, *res);
+			free((*res)->ai_canonname); /* freeaddrinfo() frees it on its own */
+			(*res)->ai_canonname = NULL;
+		}
+		if (rc != EAI_BADFLAGS)
+			return rc;
+	}
 	rc = real.getaddrinfo(node, service, hints, res);
-	if (rc == 0)
-		note_addrinfo(node, *res);
+	if (rc == 0) /* the canonical name is there when the program asked for it */
+		note_addrinfo(node,
+			      hints != NULL && (hints->ai_flags & AI_CANONNAME) != 0
+				  ? (*res)->ai_canonname
+				  : NULL,
+			      *res);
 	return rc;
 }
 

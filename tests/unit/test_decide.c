@@ -174,6 +174,40 @@ Test(decide_connect, the_name_this_thread_resolved_is_the_peer)
 		     DECIDE_DENY);
 }
 
+/*
+ * "redis", which the resolver completed with a search domain as
+ * "redis.default.svc.cluster.local": rules for the complete name and its
+ * suffixes match, and the name they verify is the complete one; other rules
+ * verify the name as the program wrote it.
+ */
+Test(decide_connect, a_name_completed_by_a_search_domain_matches_rules_for_the_whole_name)
+{
+	struct sockaddr_in a = v4("127.0.0.9", 6379);
+	struct addrinfo ai = {.ai_addr = (struct sockaddr *)&a};
+	struct decision d;
+
+	cr_assert_eq(names_remember_addrinfo("redis", "redis.default.svc.cluster.local", &ai), 1);
+	cr_assert_eq(connect_under("connect *.svc.cluster.local:* tls", AF_INET, SOCK_STREAM, &a,
+				   sizeof(a), &d),
+		     DECIDE_WRAP);
+	cr_expect_str_eq(d.peer, "redis.default.svc.cluster.local");
+	cr_assert_eq(connect_under("connect redis.default.svc.cluster.local:6379 deny", AF_INET,
+				   SOCK_STREAM, &a, sizeof(a), &d),
+		     DECIDE_DENY);
+	/* The name as written still matches, and is the one verified by other rules. */
+	cr_assert_eq(
+	    connect_under("connect redis:6379 deny", AF_INET, SOCK_STREAM, &a, sizeof(a), &d),
+	    DECIDE_DENY);
+	cr_assert_eq(
+	    connect_under("connect 127.0.0.9 tls", AF_INET, SOCK_STREAM, &a, sizeof(a), &d),
+	    DECIDE_WRAP);
+	cr_expect_str_eq(d.peer, "redis");
+	/* The most specific rule still wins: an exact name over the suffix. */
+	cr_assert_eq(connect_under("connect *.cluster.local:* tls; connect redis:* plain", AF_INET,
+				   SOCK_STREAM, &a, sizeof(a), &d),
+		     DECIDE_PASS);
+}
+
 static void *remember(void *name)
 {
 	struct sockaddr_in a = v4("127.0.0.8", 443);

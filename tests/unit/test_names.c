@@ -479,11 +479,11 @@ Test(names, remembers_every_address_of_an_addrinfo_list)
 	}
 	ai[3].ai_addr = (struct sockaddr *)&un;
 	/* Duplicates (one per socket type) count once; AF_UNIX is skipped. */
-	cr_assert_eq(names_remember_addrinfo("Multi.Internal.", ai), 2);
+	cr_assert_eq(names_remember_addrinfo("Multi.Internal.", NULL, ai), 2);
 	cr_assert_str_eq(lookup("10.0.0.1"), "multi.internal");
 	cr_assert_str_eq(lookup("2001:db8::5"), "multi.internal");
-	cr_assert_eq(names_remember_addrinfo("10.0.0.1", ai), 0);
-	cr_assert_eq(names_remember_addrinfo("x.internal", NULL), 0);
+	cr_assert_eq(names_remember_addrinfo("10.0.0.1", NULL, ai), 0);
+	cr_assert_eq(names_remember_addrinfo("x.internal", NULL, NULL), 0);
 }
 
 Test(names, remembers_every_address_of_a_hostent)
@@ -500,7 +500,7 @@ Test(names, remembers_every_address_of_a_hostent)
 	inet_pton(AF_INET, "10.0.0.1", &a1);
 	inet_pton(AF_INET, "10.0.0.2", &a2);
 	inet_pton(AF_INET6, "2001:db8::9", &a6);
-	/* The name the program asked for is recorded, not the canonical name. */
+	/* The name the program asked for is recorded, not an alias's canonical name. */
 	cr_assert_eq(names_remember_hostent("alias.internal", &he4), 2);
 	cr_assert_str_eq(lookup("10.0.0.1"), "alias.internal");
 	cr_assert_str_eq(lookup("10.0.0.2"), "alias.internal");
@@ -508,6 +508,51 @@ Test(names, remembers_every_address_of_a_hostent)
 	cr_assert_str_eq(lookup("2001:db8::9"), "six.internal");
 	cr_assert_eq(names_remember_hostent("bad.internal", &bad), 0);
 	cr_assert_eq(names_remember_hostent("null.internal", NULL), 0);
+	/* A relative name the resolver completed: both names kept. */
+	he4.h_name = "svc.default.svc.cluster.local";
+	cr_assert_eq(names_remember_hostent("svc", &he4), 2);
+	cr_assert_str_eq(lookup("10.0.0.2"), "svc\x01"
+					     "default.svc.cluster.local");
+}
+
+/*
+ * A relative name the resolver completed with a search domain is kept with
+ * the completion (names_split() gives both); an alias's target, or any
+ * answer for an absolute name, is not a completion and changes nothing.
+ */
+Test(names, keeps_the_search_domain_completion_of_a_relative_name)
+{
+	struct sockaddr_storage s = sa_make("10.0.0.7"), t = sa_make("10.0.0.8");
+	struct addrinfo ai = {.ai_addr = (struct sockaddr *)&s};
+	struct addrinfo ai2 = {.ai_addr = (struct sockaddr *)&t};
+	char name[NAMES_MAX_NAME], fqdn[NAMES_MAX_NAME];
+
+	cr_assert_eq(names_remember_addrinfo("Redis", "redis.Default.svc.cluster.local.", &ai), 1);
+	names_split(lookup("10.0.0.7"), name, fqdn);
+	cr_expect_str_eq(name, "redis");
+	cr_expect_str_eq(fqdn, "redis.default.svc.cluster.local");
+	cr_assert_eq(
+	    names_remember_addrinfo("redis.default", "redis.default.svc.cluster.local", &ai), 1);
+	names_split(lookup("10.0.0.7"), name, fqdn);
+	cr_expect_str_eq(name, "redis.default");
+	cr_expect_str_eq(fqdn, "redis.default.svc.cluster.local");
+
+	/* Not completions: an alias's target, a longer name, an absolute name, the same name. */
+	static const char *const not_completions[][2] = {
+	    {"db", "mydb.rds.example.com"},
+	    {"db", "dbx.example.com"},
+	    {"db.", "db.example.com"},
+	    {"db.example.com", "db.example.com."},
+	};
+	for (size_t i = 0; i < sizeof(not_completions) / sizeof(not_completions[0]); i++) {
+		names_reset();
+		cr_assert_eq(
+		    names_remember_addrinfo(not_completions[i][0], not_completions[i][1], &ai2), 1);
+		names_split(lookup("10.0.0.8"), name, fqdn);
+		cr_expect_eq(fqdn[0], '\0', "%s answered as %s: no completion, got %s",
+			     not_completions[i][0], not_completions[i][1], fqdn);
+		cr_expect_eq(strchr(lookup("10.0.0.8"), NAMES_SEARCH_MARK), NULL);
+	}
 }
 
 /* ---- bounds -------------------------------------------------------------------------- */
