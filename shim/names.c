@@ -397,7 +397,7 @@ size_t names_remember_addrinfo(const char *name, const char *canon, const struct
 }
 
 /* Contract in names.h. */
-size_t names_remember_hostent(const char *name, const struct hostent *he)
+size_t names_remember_hostent(const char *name, const char *canon, const struct hostent *he)
 {
 	int saved = errno;
 	char norm[NAMES_MAX_NAME];
@@ -410,7 +410,7 @@ size_t names_remember_hostent(const char *name, const struct hostent *he)
 	if ((he->h_addrtype == AF_INET && he->h_length != 4) ||
 	    (he->h_addrtype == AF_INET6 && he->h_length != 16))
 		return 0;
-	len = name_norm_search(name, he->h_name, norm);
+	len = name_norm_search(name, canon, norm);
 	if (len < 0) {
 		errno = saved;
 		return 0;

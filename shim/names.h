@@ -41,8 +41,9 @@ int names_remember(const char *name, const struct sockaddr *addr);
 /*
  * As names_remember() for every AF_INET/AF_INET6 address of a getaddrinfo()
  * result list RES (NULL allowed), which the resolver found under the canonical
- * name CANON (ai_canonname; NULL if not known). A relative NAME the resolver
- * completed with a search domain (CANON is NAME "." DOMAIN) is recorded as
+ * name CANON (ai_canonname when hooks/resolve.c found it to be a search-domain
+ * completion of NAME, else NULL). A relative NAME so completed (CANON is NAME
+ * "." DOMAIN) is recorded as
  * NAME NAMES_SEARCH_MARK DOMAIN: the name the program wrote and the name
  * resolved, in one (see names_split()). Returns the number of addresses
  * recorded (an address repeated in consecutive entries, one per socket type,
@@ -52,10 +53,10 @@ size_t names_remember_addrinfo(const char *name, const char *canon, const struct
 
 /*
  * As names_remember_addrinfo() for every address of a gethostbyname*() result
- * HE (NULL allowed), its h_name the canonical name. Returns the number of
- * addresses recorded. Preserves errno.
+ * HE (NULL allowed), CANON as there (its h_name, or NULL). Returns the number
+ * of addresses recorded. Preserves errno.
  */
-size_t names_remember_hostent(const char *name, const struct hostent *he);
+size_t names_remember_hostent(const char *name, const char *canon, const struct hostent *he);
 
 /* Whether S is an address literal getaddrinfo() takes ("10.1.2.3", "127.1", "fe80::1%lo"). */
 int names_is_address(const char *s);

@@ -14,9 +14,11 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <resolv.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hook.h"
 #include "log.h"
@@ -30,10 +32,40 @@ static void resolve_log(const char *name, size_t n)
 		log_debug("resolve %s -> %zu addresses", name, n);
 }
 
+/*
+ * CANON, the resolver's canonical name for NAME, if it is NAME completed with
+ * one of this thread's search domains (resolv.conf `search`, which the look-up
+ * just read into _res), else NULL: an alias's target that happens to start
+ * with NAME (a CNAME "db" -> "db.elsewhere.example") is not a completion.
+ */
+static const char *search_completion(const char *name, const char *canon)
+{
+	const struct __res_state *rs = &_res;
+	size_t n = strlen(name), dl;
+	const char *dom;
+
+	if (canon == NULL || strncasecmp(canon, name, n) != 0 || canon[n] != '.')
+		return NULL;
+	dom = canon + n + 1;
+	dl = strlen(dom);
+	if (dl > 0 && dom[dl - 1] == '.')
+		dl--;
+	for (int i = 0; i < MAXDNSRCH && rs->dnsrch[i] != NULL; i++) {
+		size_t sl = strlen(rs->dnsrch[i]);
+
+		if (sl > 0 && rs->dnsrch[i][sl - 1] == '.')
+			sl--;
+		if (sl == dl && dl > 0 && strncasecmp(dom, rs->dnsrch[i], dl) == 0)
+			return canon;
+	}
+	return NULL;
+}
+
 static void note_addrinfo(const char *name, const char *canon, const struct addrinfo *res)
 {
 	if (!shim.has_connect || !name)
 		return;
+	canon = search_completion(name, canon);
 	resolve_log(name, names_remember_addrinfo(name, canon, res));
 }
 
@@ -56,7 +88,7 @@ static void note_hostent(const char *name, const struct hostent *he)
 {
 	if (!shim.has_connect || !name)
 		return;
-	resolve_log(name, names_remember_hostent(name, he));
+	resolve_log(name, names_remember_hostent(name, search_completion(name, he->h_name), he));
 }
 
 /* getaddrinfo(3); returns libc's result. */

@@ -22,8 +22,9 @@ TestSuite(search_domain, .fini = h_teardown, .timeout = 120);
 /*
  * Runs BODY (sh) inside new mount and network namespaces where "redis" and
  * "web" resolve, through the search domain default.svc.cluster.local, to
- * 127.0.0.1. BODY sees $SHIM (the LD_PRELOAD value), $PKI, $T (a scratch
- * directory) and $PY. Returns its exit status; OUT gets its output.
+ * 127.0.0.1, and "db" the same way to an alias of db.elsewhere.test. BODY
+ * sees $SHIM (the LD_PRELOAD value), $PKI, $T (a scratch directory) and $PY.
+ * Returns its exit status; OUT gets its output.
  */
 static int in_cluster(const char *body, char **out)
 {
@@ -65,7 +66,9 @@ static int in_cluster(const char *body, char **out)
 			      "dnsmasq --port=53 --listen-address=127.0.0.1 --bind-interfaces "
 			      "--no-resolv --no-hosts --pid-file=\"$T/dns.pid\" "
 			      "--address=/redis.default.svc.cluster.local/127.0.0.1 "
-			      "--address=/web.default.svc.cluster.local/127.0.0.1\n"
+			      "--address=/web.default.svc.cluster.local/127.0.0.1 "
+			      "--host-record=db.elsewhere.test,127.0.0.1 "
+			      "--cname=db.default.svc.cluster.local,db.elsewhere.test\n"
 			      "trap 'kill $(cat \"$T/dns.pid\")' EXIT\n"
 			      "%s\n",
 			      body)),
@@ -106,6 +109,30 @@ Test(search_domain, a_short_name_completed_by_the_search_list_is_covered_by_the_
 		  "expected the server to see a TLS record first (16 03), got:\n%s", out);
 	cr_expect(strstr(out, "first bytes: 47455420") == NULL,
 		  "cleartext \"GET \" reached the server:\n%s", out);
+}
+
+/*
+ * An alias is not a completion: "db" completes to db.default.svc.cluster.local,
+ * a CNAME to db.elsewhere.test. A DNS answer must not carry the connection
+ * into the rule for the alias's name (here `plain`): the catch-all TLS rule
+ * applies, and the listener sees a TLS record.
+ */
+Test(search_domain, an_alias_target_does_not_choose_the_rule)
+{
+	char *out;
+	int rc = in_cluster(
+	    h_fmt("$PY -c \"%s\" >\"$T/srv.out\" &\n"
+		  "for i in $(seq 50); do grep -q ready \"$T/srv.out\" && break; sleep 0.1; done\n"
+		  "LD_PRELOAD=\"$SHIM\" TLSSHIM_POLICY='connect *.elsewhere.test:* plain; connect "
+		  "*:16379 tls ca=%s' curl -sS --max-time 5 http://db:16379/ || true\n"
+		  "wait\n"
+		  "cat \"$T/srv.out\"\n",
+		  first_bytes, pki("ca.pem")),
+	    &out);
+
+	cr_assert_eq(rc, 0, "expected the namespace script to run, it exited %d:\n%s", rc, out);
+	cr_expect(strstr(out, "first bytes: 1603") != NULL,
+		  "expected the catch-all TLS rule (a TLS record, 16 03), got:\n%s", out);
 }
 
 /*

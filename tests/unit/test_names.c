@@ -500,17 +500,17 @@ Test(names, remembers_every_address_of_a_hostent)
 	inet_pton(AF_INET, "10.0.0.1", &a1);
 	inet_pton(AF_INET, "10.0.0.2", &a2);
 	inet_pton(AF_INET6, "2001:db8::9", &a6);
-	/* The name the program asked for is recorded, not an alias's canonical name. */
-	cr_assert_eq(names_remember_hostent("alias.internal", &he4), 2);
+	/* The name the program asked for is recorded. */
+	cr_assert_eq(names_remember_hostent("alias.internal", NULL, &he4), 2);
 	cr_assert_str_eq(lookup("10.0.0.1"), "alias.internal");
 	cr_assert_str_eq(lookup("10.0.0.2"), "alias.internal");
-	cr_assert_eq(names_remember_hostent("six.internal", &he6), 1);
+	cr_assert_eq(names_remember_hostent("six.internal", NULL, &he6), 1);
 	cr_assert_str_eq(lookup("2001:db8::9"), "six.internal");
-	cr_assert_eq(names_remember_hostent("bad.internal", &bad), 0);
-	cr_assert_eq(names_remember_hostent("null.internal", NULL), 0);
+	cr_assert_eq(names_remember_hostent("bad.internal", NULL, &bad), 0);
+	cr_assert_eq(names_remember_hostent("null.internal", NULL, NULL), 0);
 	/* A relative name the resolver completed: both names kept. */
 	he4.h_name = "svc.default.svc.cluster.local";
-	cr_assert_eq(names_remember_hostent("svc", &he4), 2);
+	cr_assert_eq(names_remember_hostent("svc", he4.h_name, &he4), 2);
 	cr_assert_str_eq(lookup("10.0.0.2"), "svc\x01"
 					     "default.svc.cluster.local");
 }
