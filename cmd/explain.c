@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <resolv.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +326,9 @@ static void print_connect_tls(const struct policy_rule *r, const struct policy_q
 	line("key", "%s", or_default(o->key, "none"));
 	if (sni && o->sni)
 		line("sni", "%s", sni);
+	else if (sni && sni == q->fqdn)
+		line("sni", "%s (the name the program resolved, as a search domain completed it)",
+		     sni);
 	else if (sni && q->name)
 		line("sni", "%s (the name the program resolved)", sni);
 	else if (sni)
@@ -421,14 +425,27 @@ static int resolves_to(const char *name, const struct policy_query *q)
  */
 static int resolve(struct policy_query *q, char *err, size_t errlen)
 {
+	static char fqdn[256];
 	struct addrinfo hints = {0}, *res = NULL;
+	const char *c;
 	int rc;
 
 	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_CANONNAME;
 	rc = getaddrinfo(q->name, NULL, &hints, &res);
 	if (rc != 0) {
 		snprintf(err, errlen, "%s", gai_strerror(rc));
 		return -1;
+	}
+	/* As the shim does: a search domain's completion is that name too. */
+	c = policy_search_completion(q->name, res->ai_canonname, (const char *const *)_res.dnsrch,
+				     MAXDNSRCH);
+	if (c != NULL && q->dir == POLICY_CONNECT && strlen(c) < sizeof(fqdn)) {
+		snprintf(fqdn, sizeof(fqdn), "%s", c);
+		q->fqdn = fqdn;
+		printf("note: %s is %s here (a resolv.conf search domain completed it); rules for "
+		       "either name apply\n",
+		       q->name, fqdn);
 	}
 	if (res->ai_family == AF_INET) {
 		q->family = AF_INET;

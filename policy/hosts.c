@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "parse.h"
 
@@ -509,6 +510,33 @@ int hosts_target(struct pctx *c, struct policy_rule *r, const struct tok *t)
 		return -1;
 	}
 	return parse_ports(c, r, hend + 1, (size_t)(end - hend - 1));
+}
+
+/* Contract in policy.h. */
+const char *policy_search_completion(const char *name, const char *canon,
+				     const char *const *domains, size_t max)
+{
+	size_t n, dl;
+	const char *dom;
+
+	if (name == NULL || canon == NULL || domains == NULL)
+		return NULL;
+	n = strlen(name);
+	if (n == 0 || name[n - 1] == '.' || strncasecmp(canon, name, n) != 0 || canon[n] != '.')
+		return NULL;
+	dom = canon + n + 1;
+	dl = strlen(dom);
+	if (dl > 0 && dom[dl - 1] == '.')
+		dl--;
+	for (size_t i = 0; i < max && domains[i] != NULL; i++) {
+		size_t sl = strlen(domains[i]);
+
+		if (sl > 0 && domains[i][sl - 1] == '.')
+			sl--;
+		if (sl == dl && dl > 0 && strncasecmp(dom, domains[i], dl) == 0)
+			return canon;
+	}
+	return NULL;
 }
 
 /* ---- endpoints ---------------------------------------------------------------------- */

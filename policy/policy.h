@@ -317,6 +317,16 @@ const char *policy_port_kind_str(enum policy_port_kind k);
 const char *policy_opt_str(enum policy_opt o); /* "ca", "client-ca", ... */
 
 /*
+ * CANON, the resolver's canonical name for NAME, if it is NAME (relative: no
+ * trailing dot) completed with one of the search domains DOMAINS
+ * (NULL-terminated, at most MAX; resolv.conf `search`), compared without case
+ * and trailing dots; else NULL. An alias's target that happens to start with
+ * NAME ("db" -> "db.elsewhere.example") is no completion.
+ */
+const char *policy_search_completion(const char *name, const char *canon,
+				     const char *const *domains, size_t max);
+
+/*
  * Parses "HOST:PORT" as `explain` takes it (HOST a name, an IPv4 address or a
  * bracketed IPv6 address) into Q's name or address and port. Returns 0, or -1
  * with a message in ERR. A name is written lower-case, without a trailing dot,

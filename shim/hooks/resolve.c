@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "hook.h"
 #include "log.h"
@@ -32,33 +31,10 @@ static void resolve_log(const char *name, size_t n)
 		log_debug("resolve %s -> %zu addresses", name, n);
 }
 
-/*
- * CANON, the resolver's canonical name for NAME, if it is NAME completed with
- * one of this thread's search domains (resolv.conf `search`, which the look-up
- * just read into _res), else NULL: an alias's target that happens to start
- * with NAME (a CNAME "db" -> "db.elsewhere.example") is not a completion.
- */
+/* CANON if it completes NAME with one of this thread's search domains (read into _res). */
 static const char *search_completion(const char *name, const char *canon)
 {
-	const struct __res_state *rs = &_res;
-	size_t n = strlen(name), dl;
-	const char *dom;
-
-	if (canon == NULL || strncasecmp(canon, name, n) != 0 || canon[n] != '.')
-		return NULL;
-	dom = canon + n + 1;
-	dl = strlen(dom);
-	if (dl > 0 && dom[dl - 1] == '.')
-		dl--;
-	for (int i = 0; i < MAXDNSRCH && rs->dnsrch[i] != NULL; i++) {
-		size_t sl = strlen(rs->dnsrch[i]);
-
-		if (sl > 0 && rs->dnsrch[i][sl - 1] == '.')
-			sl--;
-		if (sl == dl && dl > 0 && strncasecmp(dom, rs->dnsrch[i], dl) == 0)
-			return canon;
-	}
-	return NULL;
+	return policy_search_completion(name, canon, (const char *const *)_res.dnsrch, MAXDNSRCH);
 }
 
 static void note_addrinfo(const char *name, const char *canon, const struct addrinfo *res)

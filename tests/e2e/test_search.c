@@ -179,3 +179,21 @@ Test(search_domain, the_complete_name_is_sent_and_verified)
 	cr_expect(strstr(out, "canonname: '' 'web.default.svc.cluster.local'") != NULL,
 		  "expected no canonical name unless asked for, got:\n%s", out);
 }
+
+/* `tlsshim explain` decides as the library does, and says why. */
+Test(search_domain, explain_shows_the_completed_name_and_its_rule)
+{
+	char *out;
+	int rc = in_cluster(h_fmt("%s explain -p 'connect *.svc.cluster.local:* tls' connect "
+				  "redis:6379\n",
+				  h_cmd()),
+			    &out);
+
+	cr_assert_eq(rc, 0, "expected explain to exit 0, it exited %d:\n%s", rc, out);
+	cr_expect(strstr(out, "note: redis is redis.default.svc.cluster.local here") != NULL,
+		  "expected explain to name the completion, got:\n%s", out);
+	cr_expect(strstr(out, "rule:              connect *.svc.cluster.local:* tls") != NULL,
+		  "expected the suffix rule to apply, got:\n%s", out);
+	cr_expect(strstr(out, "verifies name:     redis.default.svc.cluster.local") != NULL,
+		  "expected the complete name to be verified, got:\n%s", out);
+}

@@ -249,3 +249,33 @@ Test(policy_hosts, normalises_names_and_says_what_is_wrong_where)
 	cr_expect_str_eq(why, "name longer than 253 bytes");
 	cr_expect_eq(policy_name_norm(name, 253, out, &why, &at), 253);
 }
+
+Test(policy_hosts, a_search_completion_is_the_name_plus_a_search_domain)
+{
+	static const char *const search[] = {"default.svc.cluster.local.", "svc.cluster.local",
+					     "Cluster.Local", NULL};
+	static const struct {
+		const char *name, *canon;
+		int completes;
+	} cases[] = {
+	    {"redis", "redis.default.svc.cluster.local", 1},
+	    {"redis", "REDIS.default.svc.cluster.local.", 1},
+	    {"redis.default", "redis.default.svc.cluster.local", 1},
+	    {"redis", "redis.cluster.local", 1},
+	    {"redis", "redis.local", 0},        /* not a search domain */
+	    {"db", "db.elsewhere.example", 0},  /* an alias's target */
+	    {"db", "dbx.svc.cluster.local", 0}, /* not NAME plus a domain */
+	    {"db.", "db.svc.cluster.local", 0}, /* an absolute name */
+	    {"redis", "redis", 0},              /* no completion */
+	    {"redis", NULL, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *c = policy_search_completion(cases[i].name, cases[i].canon, search, 6);
+
+		cr_expect_eq(c != NULL, cases[i].completes, "%s answered as %s", cases[i].name,
+			     cases[i].canon ? cases[i].canon : "(none)");
+	}
+	cr_expect_null(policy_search_completion("redis", "redis.svc.cluster.local", search, 1),
+		       "only the first MAX domains count");
+}
