@@ -6,9 +6,10 @@
  * conn_send_all() waits in the connection's own blocking loop; on a
  * non-blocking socket they are read (one record) only when the connection
  * takes a write, so that wait is short. A file is read at an offset instead
- * and not consumed: a non-blocking socket takes what it can now, as the
- * kernel's sendfile does. Neither waits for a peer that stopped reading (an
- * nginx worker would stall, and every other client of the worker with it).
+ * and not consumed: a socket takes what it can, as with the kernel's sendfile
+ * (non-blocking: now; blocking: within its SO_SNDTIMEO). A non-blocking socket
+ * never waits for a peer that stopped reading (an nginx worker would stall,
+ * and every other client of the worker with it).
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,9 +22,10 @@
 #include "real.h"
 
 /*
- * Non-blocking C, IN a file read at *OFF (not consumed): sends what the
- * connection takes without waiting, *OFF moved past it. Returns the bytes
- * sent, 0 at the end of the file, or -errno (-EAGAIN: none taken).
+ * IN a file read at *OFF (not consumed): sends what the connection takes (a
+ * non-blocking C without waiting, a blocking one until its SO_SNDTIMEO), *OFF
+ * moved past it. Returns the bytes sent, 0 at the end of the file, or -errno
+ * (-EAGAIN: none taken).
  */
 static ssize_t copy_file(struct conn *c, int in, off64_t *off, size_t count)
 {
@@ -60,13 +62,16 @@ static ssize_t copy_file(struct conn *c, int in, off64_t *off, size_t count)
 	return total > 0 ? (ssize_t)total : r;
 }
 
-/* Non-blocking C: a file (an offset given, or a seekable input at its position) not consumed. */
-static int copy_file_nonblock(struct conn *c, int in, off64_t *off, size_t count, ssize_t *r)
+/*
+ * A file (an offset given, or a seekable input at its position): not consumed,
+ * so what the connection does not take stays in it. A non-blocking C takes what
+ * it can now; a blocking one waits as send() does, its SO_SNDTIMEO included,
+ * and then returns what went out, as the kernel's sendfile does.
+ */
+static int copy_file_seekable(struct conn *c, int in, off64_t *off, size_t count, ssize_t *r)
 {
 	off64_t pos;
 
-	if (!conn_nonblock(c))
-		return 0;
 	pos = off != NULL ? *off : lseek64(in, 0, SEEK_CUR);
 	if (pos < 0)
 		return 0; /* a pipe or a socket: what is read is consumed */
@@ -99,7 +104,7 @@ ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
 	size_t total = 0;
 	ssize_t r = 0;
 
-	if (copy_file_nonblock(c, in, off, count, &r))
+	if (copy_file_seekable(c, in, off, count, &r))
 		return r;
 	/*
 	 * Non-blocking, from a pipe or a socket: what is read must go out, so read

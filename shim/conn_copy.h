@@ -19,11 +19,12 @@ struct conn;
 /*
  * Copies COUNT bytes of fd IN (from *OFF, advanced, when OFF is not NULL; else
  * from IN's position) into C, as sendfile() into the plain socket would.
- * Stops early at IN's end. A non-blocking C never waits for the peer: from a
- * file it takes what the connection accepts now (the file is not consumed);
- * from a pipe or a socket it reads one record only when the connection can
- * take a write (-EAGAIN otherwise). Returns the bytes sent (bytes read from a
- * pipe or socket are sent whole), or -errno when none were.
+ * Stops early at IN's end. From a file (not consumed) C takes what it accepts:
+ * non-blocking, now; blocking, until its SO_SNDTIMEO expires. A non-blocking C
+ * never waits for the peer: from a pipe or a socket it reads one record only
+ * when the connection can take a write (-EAGAIN otherwise). Returns the bytes
+ * sent (bytes read from a pipe or socket are sent whole), or -errno when none
+ * were.
  */
 ssize_t conn_copy_in(struct conn *c, int in, off64_t *off, size_t count)
     __attribute__((warn_unused_result));

@@ -198,6 +198,7 @@ CONFORM(rwv2, 27)
 CONFORM(syscall_rw, 29)
 CONFORM(iov_errors, 36)
 CONFORM(sendfile, 13)
+CONFORM(sendfile_timeout, 14)
 CONFORM(splice, 12)
 CONFORM(fdopen, 23)
 CONFORM(dup, 39)
@@ -244,6 +245,7 @@ Test(conformance, every_pattern_has_a_test)
 	    "fcntl_nonblock",
 	    "vectored",
 	    "sendfile",
+	    "sendfile_timeout",
 	    "splice",
 	    "fdopen",
 	    "dup",
