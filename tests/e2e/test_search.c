@@ -79,12 +79,32 @@ static int in_cluster(const char *body, char **out)
 	return rc;
 }
 
-/* A listener that prints the first bytes a client sends, in hex, then exits. */
-static const char *first_bytes = "import socket\n"
-				 "s = socket.socket(); s.bind(('127.0.0.1', 16379)); s.listen()\n"
-				 "print('ready', flush=True)\n"
-				 "c, _ = s.accept(); c.settimeout(10)\n"
-				 "print('first bytes:', c.recv(5).hex(), flush=True)\n";
+/*
+ * What a listener on 127.0.0.1:16379 receives first (hex, "first bytes: ..."
+ * in the output) when curl asks for http://HOST:16379/ under POLICY.
+ */
+static char *first_bytes(const char *policy, const char *host)
+{
+	static const char *listener = "import socket\n"
+				      "s = socket.socket(); s.bind(('127.0.0.1', 16379)); "
+				      "s.listen()\n"
+				      "print('ready', flush=True)\n"
+				      "c, _ = s.accept(); c.settimeout(10)\n"
+				      "print('first bytes:', c.recv(5).hex(), flush=True)\n";
+	char *out;
+	int rc = in_cluster(
+	    h_fmt("$PY -c \"%s\" >\"$T/srv.out\" &\n"
+		  "for i in $(seq 50); do grep -q ready \"$T/srv.out\" && break; sleep 0.1; done\n"
+		  "LD_PRELOAD=\"$SHIM\" TLSSHIM_POLICY='%s' "
+		  "curl -sS --max-time 5 http://%s:16379/ || true\n"
+		  "wait\n"
+		  "cat \"$T/srv.out\"\n",
+		  listener, policy, host),
+	    &out);
+
+	cr_assert_eq(rc, 0, "expected the namespace script to run, it exited %d:\n%s", rc, out);
+	return out;
+}
 
 /*
  * Not one cleartext byte: curl asks for http://redis:16379/ under a policy
@@ -93,18 +113,9 @@ static const char *first_bytes = "import socket\n"
  */
 Test(search_domain, a_short_name_completed_by_the_search_list_is_covered_by_the_rule)
 {
-	char *out;
-	int rc = in_cluster(
-	    h_fmt("$PY -c \"%s\" >\"$T/srv.out\" &\n"
-		  "for i in $(seq 50); do grep -q ready \"$T/srv.out\" && break; sleep 0.1; done\n"
-		  "LD_PRELOAD=\"$SHIM\" TLSSHIM_POLICY='connect *.svc.cluster.local:* tls ca=%s' "
-		  "curl -sS --max-time 5 http://redis:16379/ || true\n"
-		  "wait\n"
-		  "cat \"$T/srv.out\"\n",
-		  first_bytes, pki("ca.pem")),
-	    &out);
+	char *out =
+	    first_bytes(h_fmt("connect *.svc.cluster.local:* tls ca=%s", pki("ca.pem")), "redis");
 
-	cr_assert_eq(rc, 0, "expected the namespace script to run, it exited %d:\n%s", rc, out);
 	cr_expect(strstr(out, "first bytes: 1603") != NULL,
 		  "expected the server to see a TLS record first (16 03), got:\n%s", out);
 	cr_expect(strstr(out, "first bytes: 47455420") == NULL,
@@ -119,18 +130,10 @@ Test(search_domain, a_short_name_completed_by_the_search_list_is_covered_by_the_
  */
 Test(search_domain, an_alias_target_does_not_choose_the_rule)
 {
-	char *out;
-	int rc = in_cluster(
-	    h_fmt("$PY -c \"%s\" >\"$T/srv.out\" &\n"
-		  "for i in $(seq 50); do grep -q ready \"$T/srv.out\" && break; sleep 0.1; done\n"
-		  "LD_PRELOAD=\"$SHIM\" TLSSHIM_POLICY='connect *.elsewhere.test:* plain; connect "
-		  "*:16379 tls ca=%s' curl -sS --max-time 5 http://db:16379/ || true\n"
-		  "wait\n"
-		  "cat \"$T/srv.out\"\n",
-		  first_bytes, pki("ca.pem")),
-	    &out);
+	char *out = first_bytes(
+	    h_fmt("connect *.elsewhere.test:* plain; connect *:16379 tls ca=%s", pki("ca.pem")),
+	    "db");
 
-	cr_assert_eq(rc, 0, "expected the namespace script to run, it exited %d:\n%s", rc, out);
 	cr_expect(strstr(out, "first bytes: 1603") != NULL,
 		  "expected the catch-all TLS rule (a TLS record, 16 03), got:\n%s", out);
 }
