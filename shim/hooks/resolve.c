@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hook.h"
 #include "log.h"
@@ -31,10 +32,29 @@ static void resolve_log(const char *name, size_t n)
 		log_debug("resolve %s -> %zu addresses", name, n);
 }
 
-/* CANON if it completes NAME with one of this thread's search domains (read into _res). */
+/*
+ * CANON if it completes NAME with one of the resolver's search domains. The
+ * list comes from a private res_ninit() (glibc's cached resolv.conf), not
+ * from _res, which every thread shares and a reload may rewrite under us;
+ * only an answer that starts with NAME and a dot is worth that.
+ */
 static const char *search_completion(const char *name, const char *canon)
 {
-	return policy_search_completion(name, canon, (const char *const *)_res.dnsrch, MAXDNSRCH);
+	struct __res_state rs;
+	const char *c;
+	size_t n;
+
+	if (canon == NULL)
+		return NULL;
+	n = strlen(name);
+	if (strncasecmp(canon, name, n) != 0 || canon[n] != '.')
+		return NULL;
+	memset(&rs, 0, sizeof(rs));
+	if (res_ninit(&rs) != 0)
+		return NULL;
+	c = policy_search_completion(name, canon, (const char *const *)rs.dnsrch, MAXDNSRCH);
+	res_nclose(&rs);
+	return c;
 }
 
 static void note_addrinfo(const char *name, const char *canon, const struct addrinfo *res)
