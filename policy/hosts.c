@@ -432,10 +432,11 @@ static int parse_ports(struct pctx *c, struct policy_rule *r, const char *s, siz
  * In an accept rule the target is the listening socket's address, and a
  * program listening on 0.0.0.0 or [::] takes connections on every local
  * address: those addresses name the wildcard listener, never an address a
- * connection arrives on. 0.0.0.0 covers every IPv4 address (0.0.0.0/0); [::]
- * every address, since a [::] listener also takes IPv4 clients (as
- * ::ffff:a.b.c.d) unless it set IPV6_V6ONLY. Read as exact addresses, the
- * rule would match nothing and leave the port in cleartext.
+ * connection arrives on, and are read as "*". Both families: a [::] listener
+ * takes IPv4 clients too (as ::ffff:a.b.c.d), and a program told to listen
+ * on 0.0.0.0 often listens on [::] as well (redis, nginx); a rule that left
+ * one of them in cleartext would be a trap. 0.0.0.0/0 and [::/0] name one
+ * family. Read as exact addresses, the rule would match nothing at all.
  */
 static int accept_wildcard(struct pctx *c, struct policy_rule *r)
 {
@@ -443,11 +444,6 @@ static int accept_wildcard(struct pctx *c, struct policy_rule *r)
 
 	if (memcmp(r->addr, zero, r->family == AF_INET ? 4 : 16) != 0)
 		return 0;
-	if (r->family == AF_INET) {
-		r->host_kind = POLICY_HOST_CIDR;
-		r->prefix = 0;
-		return 0;
-	}
 	r->host_kind = POLICY_HOST_ANY;
 	r->family = 0;
 	r->prefix = 0;

@@ -641,6 +641,12 @@ Test(server_policy, accept_on_0_0_0_0_covers_a_server_listening_there)
 	wildcard_listener("0.0.0.0", "0.0.0.0", "4");
 }
 
+/* A server told "0.0.0.0" that listens on [::] (both families): 0.0.0.0 covers it all. */
+Test(server_policy, accept_on_0_0_0_0_covers_a_dual_stack_server_too)
+{
+	wildcard_listener("::", "0.0.0.0", "46");
+}
+
 /* A [::] listener takes IPv4 clients too (as ::ffff:a.b.c.d): the rule covers both. */
 Test(server_policy, accept_on_brackets_colon_colon_covers_a_dual_stack_server_on_both_families)
 {

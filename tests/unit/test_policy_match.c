@@ -274,9 +274,10 @@ Test(policy_match, keeps_connect_and_accept_rules_apart)
 
 /*
  * In an accept rule 0.0.0.0 and [::] name the wildcard listener, which takes
- * connections on every local address: 0.0.0.0 is every IPv4 address, [::]
- * every address (a [::] listener takes IPv4 clients too). Read as exact
- * addresses they would match no connection and leave the port in cleartext.
+ * connections on every local address: both read as "*" (a [::] listener takes
+ * IPv4 clients too; a program told to listen on 0.0.0.0 often listens on [::]
+ * as well). Read as exact addresses they would match no connection and leave
+ * the port in cleartext. 0.0.0.0/0 and [::/0] keep to one family.
  */
 Test(policy_match, accept_on_the_unspecified_address_covers_every_local_address)
 {
@@ -284,31 +285,42 @@ Test(policy_match, accept_on_the_unspecified_address_covers_every_local_address)
 					  "accept 127.0.0.2:8443 plain\n"
 					  "accept [::]:9443 deny\n"
 					  "accept [::1]:9443 plain\n"
+					  "accept 0.0.0.0/0:7443 deny\n"
 					  "connect 0.0.0.0:8443 deny\n";
 	static const struct match_case a_cases[] = {
-	    {NULL, "127.0.0.1", 8443, "accept 0.0.0.0/0:8443 deny", POLICY_HOST_CIDR},
-	    {NULL, "10.9.8.7", 8443, "accept 0.0.0.0/0:8443 deny", POLICY_HOST_CIDR},
-	    {NULL, "::ffff:10.9.8.7", 8443, "accept 0.0.0.0/0:8443 deny", POLICY_HOST_CIDR},
+	    {NULL, "127.0.0.1", 8443, "accept *:8443 deny", POLICY_HOST_ANY},
+	    {NULL, "10.9.8.7", 8443, "accept *:8443 deny", POLICY_HOST_ANY},
+	    {NULL, "::ffff:10.9.8.7", 8443, "accept *:8443 deny", POLICY_HOST_ANY},
+	    {NULL, "::1", 8443, "accept *:8443 deny", POLICY_HOST_ANY},
 	    {NULL, "127.0.0.2", 8443, "accept 127.0.0.2:8443 plain", POLICY_HOST_ADDR},
-	    {NULL, "::2", 8443, NULL, POLICY_HOST_ANY},
 	    {NULL, "127.0.0.1", 9443, "accept *:9443 deny", POLICY_HOST_ANY},
 	    {NULL, "::ffff:127.0.0.1", 9443, "accept *:9443 deny", POLICY_HOST_ANY},
 	    {NULL, "fd00::5", 9443, "accept *:9443 deny", POLICY_HOST_ANY},
 	    {NULL, "::1", 9443, "accept [::1]:9443 plain", POLICY_HOST_ADDR},
+	    {NULL, "10.1.1.1", 7443, "accept 0.0.0.0/0:7443 deny", POLICY_HOST_CIDR},
+	    {NULL, "::1", 7443, NULL, POLICY_HOST_ANY},
 	};
 	/* connect 0.0.0.0 is the address itself (it reaches this host). */
 	static const struct match_case c_cases[] = {
 	    {NULL, "0.0.0.0", 8443, "connect 0.0.0.0:8443 deny", POLICY_HOST_ADDR},
 	    {NULL, "127.0.0.1", 8443, NULL, POLICY_HOST_ANY},
 	};
-	struct policy_diags d = {0};
+	static const char *const ties[] = {
+	    "accept *:1 plain\naccept [::]:1 deny\n",
+	    "accept *:1 plain\naccept 0.0.0.0:1 deny\n",
+	    "accept 0.0.0.0:1 plain\naccept [::]:1 deny\n",
+	};
 
 	CHECK(policy, POLICY_ACCEPT, a_cases);
 	CHECK(policy, POLICY_CONNECT, c_cases);
 	/* The same listener named twice is the tie it is. */
-	cr_expect_null(tp_load("accept *:1 plain\naccept [::]:1 deny\n", &d));
-	cr_expect_eq(d.n, 1, "expected [::] and * on one port to conflict: %s", tp_diags_str(&d));
-	policy_diags_free(&d);
+	for (size_t i = 0; i < sizeof(ties) / sizeof(ties[0]); i++) {
+		struct policy_diags d = {0};
+
+		cr_expect_null(tp_load(ties[i], &d), "%s", ties[i]);
+		cr_expect_eq(d.n, 1, "expected a conflict in %s: %s", ties[i], tp_diags_str(&d));
+		policy_diags_free(&d);
+	}
 }
 
 Test(policy_match, matches_exact_names_through_alt_names)
