@@ -35,8 +35,9 @@ static int in_cluster(const char *body, char **out)
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root to make mount and network namespaces");
+	/* LD_PRELOAD=libasan.so curl http://... deadlocks in setlocale, shim or not. */
 	if (h_san())
-		cr_skip_test("a sanitizer build's library needs its runtime in every process");
+		cr_skip_test("curl does not run with a sanitizer runtime preloaded");
 	h_env_init(&env);
 	if (h_run(&p, ARGV("unshare", "-m", "-n", "true"), &env, 10000) != 0) {
 		char reason[300];
