@@ -509,18 +509,27 @@ int hosts_target(struct pctx *c, struct policy_rule *r, const struct tok *t)
 }
 
 /* Contract in policy.h. */
-const char *policy_search_completion(const char *name, const char *canon,
-				     const char *const *domains, size_t max)
+const char *policy_search_domain(const char *name, const char *canon)
 {
-	size_t n, dl;
-	const char *dom;
+	size_t n;
 
-	if (name == NULL || canon == NULL || domains == NULL)
+	if (name == NULL || canon == NULL)
 		return NULL;
 	n = strlen(name);
 	if (n == 0 || name[n - 1] == '.' || strncasecmp(canon, name, n) != 0 || canon[n] != '.')
 		return NULL;
-	dom = canon + n + 1;
+	return canon + n + 1;
+}
+
+/* Contract in policy.h. */
+const char *policy_search_completion(const char *name, const char *canon,
+				     const char *const *domains, size_t max)
+{
+	const char *dom = policy_search_domain(name, canon);
+	size_t dl;
+
+	if (dom == NULL || domains == NULL)
+		return NULL;
 	dl = strlen(dom);
 	if (dl > 0 && dom[dl - 1] == '.')
 		dl--;

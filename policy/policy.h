@@ -317,6 +317,13 @@ const char *policy_port_kind_str(enum policy_port_kind k);
 const char *policy_opt_str(enum policy_opt o); /* "ca", "client-ca", ... */
 
 /*
+ * The part of CANON after NAME and a dot, when CANON could be the relative
+ * NAME (no trailing dot) completed with a search domain, compared without
+ * case; else NULL. The cheap half of policy_search_completion().
+ */
+const char *policy_search_domain(const char *name, const char *canon);
+
+/*
  * CANON, the resolver's canonical name for NAME, if it is NAME (relative: no
  * trailing dot) completed with one of the search domains DOMAINS
  * (NULL-terminated, at most MAX; resolv.conf `search`), compared without case

@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "hook.h"
 #include "log.h"
@@ -42,12 +41,8 @@ static const char *search_completion(const char *name, const char *canon)
 {
 	struct __res_state rs;
 	const char *c;
-	size_t n;
 
-	if (canon == NULL)
-		return NULL;
-	n = strlen(name);
-	if (strncasecmp(canon, name, n) != 0 || canon[n] != '.')
+	if (policy_search_domain(name, canon) == NULL)
 		return NULL;
 	memset(&rs, 0, sizeof(rs));
 	if (res_ninit(&rs) != 0)
